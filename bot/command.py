@@ -1,0 +1,307 @@
+"""Parse and validate the text Slack sends after ``/lipsync``.
+
+Everything here is pure: no network, no DNS. Host checks judge the host as written, which catches mistakes
+and the obvious SSRF attempts; names that merely *resolve* to private addresses can only be caught by
+whoever does the download.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+__all__ = [
+    "DEFAULT_PLAYBACK_TYPE",
+    "MAX_TEXT_LENGTH",
+    "MAX_URL_LENGTH",
+    "PLAYBACK_TYPES",
+    "InvalidCommand",
+    "LipSyncRequest",
+    "parse_lipsync_text",
+    "public_url_problem",
+]
+
+PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_by_audio")
+DEFAULT_PLAYBACK_TYPE = "normal"
+MAX_TEXT_LENGTH = 2000
+MAX_URL_LENGTH = 2048
+
+_HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
+_ALLOWED_SCHEMES = ("http", "https")
+
+# Suffixes that never name a host on the public internet (RFC 6761/6762/8375 and common intranet habits).
+_PRIVATE_SUFFIXES = ("localhost", "local", "internal", "localdomain", "lan", "home.arpa", "intranet", "corp")
+
+# Slack file URLs only work with a Slack session or bot token, so the provider would get a login page.
+# slack-gov.com is GovSlack's equivalent of slack.com.
+_SLACK_DOMAINS = ("slack.com", "slack-gov.com", "slack-files.com", "slack-edge.com")
+
+# Slack wraps links as <url> or <url|label>; the label may contain spaces, so unwrap before splitting.
+_SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|[^<>]*)?>")
+
+# A label that inet_aton()/WHATWG would read as a number: decimal, octal (leading 0) or 0x-hex.
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_ASCII_HOST_CHARS = re.compile(r"[a-z0-9._-]+")
+
+# Other spellings of "." that IDNA maps to a dot, so "localhost。" must not slip past the suffix checks.
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+# IPv6 ranges that carry an IPv4 address the packet ends up at (IPv4-compatible, NAT64 well-known prefix).
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class LipSyncRequest:
+    video_url: str
+    audio_url: str
+    playback_type: str = DEFAULT_PLAYBACK_TYPE
+
+
+class InvalidCommand(ValueError):
+    """The command text cannot be used.
+
+    ``reason`` is one friendly sentence for the user (Slack mrkdwn allowed, e.g. `code`), no usage text.
+    """
+
+    reason: str
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_lipsync_text(text: str) -> LipSyncRequest | None:
+    """Turn the slash-command text into a request.
+
+    None means the user asked for help: empty/whitespace-only text, or `help` (any case, also `-h`,
+    `--help`, `?`) as the first word. Raises InvalidCommand with a user-facing reason otherwise.
+    """
+    # Checked before any parsing so an enormous payload costs nothing.
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidCommand(
+            f"That command is {len(text):,} characters long; the limit is {MAX_TEXT_LENGTH:,}."
+        )
+
+    words = _split_words(text)
+    if not words:
+        return None
+    # A URL can never be one of these, so any command starting with one is a request for help.
+    if words[0].lower() in _HELP_WORDS:
+        return None
+
+    video_url = _expect_url(words[0], "video")
+
+    if len(words) < 2 or words[1].lower() in PLAYBACK_TYPES:
+        raise InvalidCommand("The audio URL is missing: send the video link first, then the audio link.")
+    audio_url = _expect_url(words[1], "audio")
+
+    playback_type = DEFAULT_PLAYBACK_TYPE
+    if len(words) >= 3:
+        word = words[2]
+        if _looks_like_url(word):
+            raise InvalidCommand(
+                f"{_quote(word)} is one link too many: send exactly one video link and one audio link."
+            )
+        playback_type = word.lower()
+        if playback_type not in PLAYBACK_TYPES:
+            raise InvalidCommand(f"{_quote(word)} is not a playback type; use one of {_choices()}.")
+
+    if len(words) > 3:
+        raise InvalidCommand(
+            f"I don't know what to do with {_quote(words[3])}: the command takes a video link, "
+            "an audio link and optionally a playback type."
+        )
+
+    return LipSyncRequest(video_url=video_url, audio_url=audio_url, playback_type=playback_type)
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why this URL cannot be given to the provider, as a friendly sentence, or None when it is fine."""
+    return _url_problem(url, "link")
+
+
+def _split_words(text: str) -> list[str]:
+    unwrapped = _SLACK_LINK.sub(r"\1", text)
+    words = []
+    for raw in unwrapped.split():
+        # Stray brackets or pipes can survive when Slack's markup is cut or nested oddly.
+        token = raw.strip("<>").split("|", 1)[0]
+        # Unescape last, so "&amp;" inside a link becomes "&" and "&lt;" is not mistaken for markup.
+        token = html.unescape(token)
+        if token:
+            words.append(token)
+    return words
+
+
+def _looks_like_url(word: str) -> bool:
+    return "://" in word
+
+
+def _expect_url(word: str, what: str) -> str:
+    if not _looks_like_url(word):
+        raise InvalidCommand(
+            f"{_quote(word)} is not a link: the {what} must be a full URL starting with `https://`."
+        )
+    problem = _url_problem(word, f"{what} link")
+    if problem is not None:
+        raise InvalidCommand(problem)
+    return word
+
+
+def _url_problem(url: str, what: str) -> str | None:
+    the = f"The {what}"
+
+    if len(url) > MAX_URL_LENGTH:
+        return f"{the} is {len(url):,} characters long; the limit is {MAX_URL_LENGTH:,}."
+
+    # urlsplit silently drops tabs/newlines and other parsers treat them differently, so refuse them
+    # before parsing rather than validating a URL that is not the one the provider will see.
+    if any(_is_invisible(ch) for ch in url):
+        return f"{the} contains spaces or invisible control characters; paste the address again without them."
+
+    # WHATWG parsers (browsers, Node) read "\" as "/" and Python does not, so they would disagree on the host.
+    if "\\" in url:
+        return f"{the} contains a backslash (`\\`); use a normal address with forward slashes."
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"{the} {_quote(url)} is not a valid web address."
+
+    scheme = parts.scheme.lower()
+    if not scheme:
+        return f"{the} must start with `https://` or `http://`."
+    if scheme not in _ALLOWED_SCHEMES:
+        return f"{the} uses {_quote(scheme)}, but only `http` and `https` links can be downloaded."
+
+    if "@" in parts.netloc:
+        # Deliberately not echoed: the part before "@" may be a password.
+        return (
+            f"{the} contains a user name or password (`user:pass@`); use a public link that needs no login."
+        )
+
+    try:
+        _ = parts.port  # raises ValueError on a malformed or out-of-range port
+    except ValueError:
+        return f"{the} has an invalid port number."
+
+    if not parts.hostname:
+        return f"{the} has no host name; it should look like `https://example.com/video.mp4`."
+
+    return _host_problem(parts, what)
+
+
+def _host_problem(parts: SplitResult, what: str) -> str | None:
+    the = f"The {what}"
+    raw_host = parts.hostname or ""
+    shown = _quote(raw_host)
+    in_the = f"The host {shown} in the {what}"
+    not_public = f"{the} points to {shown}, which is not a public internet address the provider can reach."
+
+    if parts.netloc.startswith("["):
+        try:
+            ip6 = ipaddress.ip_address(raw_host)
+        except ValueError:
+            return f"{in_the} is not a valid IP address."
+        return None if _is_public_ip(ip6) else not_public
+
+    # Hosts are case-insensitive and IDNA folds full-width letters and odd dots: compare the folded form.
+    host = unicodedata.normalize("NFKC", raw_host).casefold().translate(_IDNA_DOTS)
+    # "localhost." is the same host as "localhost".
+    host = host.rstrip(".")
+
+    if not host:
+        return f"{the} has no host name; it should look like `https://example.com/video.mp4`."
+    if "%" in host:
+        return f"{in_the} contains percent-encoding; write the host name plainly."
+    if not all(_is_host_char(ch) for ch in host):
+        return f"{in_the} contains characters that are not allowed in a web address."
+    labels = host.split(".")
+    if "" in labels:
+        return f"{in_the} is not a valid host name."
+
+    if _matches_domain(host, _SLACK_DOMAINS):
+        return (
+            f"{the} is a Slack file link, which needs a Slack login, so the provider cannot download it; "
+            "please use a publicly downloadable link instead."
+        )
+
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        # Only the canonical form is unambiguous; "127.1", "2130706433", "0x7f.0.0.1" and "0177.0.0.1"
+        # all reach 127.0.0.1 through inet_aton() or the WHATWG URL parser.
+        if not _CANONICAL_IPV4.fullmatch(host):
+            return (
+                f"{in_the} is an IP address written in an unusual numeric form; "
+                "use a normal public address such as a domain name or a plain one like `93.184.216.34`."
+            )
+        return None if _is_public_ip(ipaddress.IPv4Address(host)) else not_public
+
+    if _matches_domain(host, _PRIVATE_SUFFIXES):
+        return not_public
+    if len(labels) == 1:
+        return (
+            f"{the} points to {shown}, a local network name without a domain, "
+            "which the provider cannot reach; use a public address."
+        )
+    return None
+
+
+def _is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Addresses that embed an IPv4 destination are judged by that destination.
+        embedded = ip.ipv4_mapped
+        if embedded is None and (ip in _IPV4_COMPATIBLE or ip in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_public_ip(embedded)
+        if ip.sixtofour is not None and not _is_public_ip(ip.sixtofour):
+            return False
+        if ip.is_site_local:
+            return False
+    # is_global alone lets multicast through on Python 3.11, hence the explicit extra checks.
+    return (
+        ip.is_global
+        and not ip.is_multicast
+        and not ip.is_private
+        and not ip.is_reserved
+        and not ip.is_loopback
+        and not ip.is_link_local
+        and not ip.is_unspecified
+    )
+
+
+def _matches_domain(host: str, domains: tuple[str, ...]) -> bool:
+    return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+def _is_invisible(ch: str) -> bool:
+    # Cc: control characters; Cf: zero-width and bidi marks that hide what the link really is.
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs")
+
+
+def _is_host_char(ch: str) -> bool:
+    if ch.isascii():
+        return _ASCII_HOST_CHARS.fullmatch(ch) is not None
+    # Internationalised names: letters, combining marks and digits only.
+    return unicodedata.category(ch)[0] in ("L", "M", "N")
+
+
+def _choices() -> str:
+    quoted = [f"`{name}`" for name in PLAYBACK_TYPES]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _quote(value: str, limit: int = 80) -> str:
+    """Show user input as inline code without letting it break out into Slack markup."""
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    # Backticks would end the code span; &, < and > are Slack's control characters (mentions, links).
+    value = value.replace("`", "'").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"`{value}`"

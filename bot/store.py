@@ -1,0 +1,235 @@
+"""The job store: job hashes in Redis and three work queues with leased claims.
+
+A job moves through three lanes, each a ZSET of job id → time it is next due (ms):
+  submit  post the parent message, then create the provider task
+  poll    ask the provider how the task is doing
+  send    post the one final reply in the thread
+Claiming an id sets its score to the lease deadline and records an owner token, in one Lua script, so two
+processes never work on the same job at once and a crashed process's jobs come back when its lease runs
+out. Every change after a claim is a script that first checks the token, so a process that lost its lease
+cannot overwrite newer work. Time comes from Redis (`TIME`), never from the processes' clocks.
+All keys share the `{lip}` hash tag so the scripts also work on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.jobs import Job
+
+PREFIX = "{lip}"
+FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
+
+
+class Lane(StrEnum):
+    SUBMIT = "submit"
+    POLL = "poll"
+    SEND = "send"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def queue_key(lane: Lane) -> str:
+    return f"{PREFIX}:{lane}"
+
+
+def lease_key(lane: Lane) -> str:
+    return f"{PREFIX}:{lane}:lease"
+
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: job, submit queue. ARGV: id, then field/value pairs. Sets created_ms from Redis time.
+_CREATE = (
+    _NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'created_ms', now, 'updated_ms', now)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return now
+"""
+)
+
+# KEYS: queue, lease. ARGV: lease_ms, limit, token. Returns {now, id...}.
+_CLAIM = (
+    _NOW_MS
+    + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
+  redis.call('HSET', KEYS[2], id, ARGV[3])
+end
+table.insert(ids, 1, tostring(now))
+return ids
+"""
+)
+
+# KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, field/value pairs.
+# mode: 'stay' reschedules in the same lane, 'move' hands over to another lane, 'done' drops it.
+_TRANSITION = (
+    _NOW_MS
+    + """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local mode = ARGV[3]
+local at = now + tonumber(ARGV[4])
+if mode == 'stay' then
+  redis.call('ZADD', KEYS[1], 'XX', at, ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  if mode == 'move' then redis.call('ZADD', KEYS[4], 'NX', at, ARGV[1]) end
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if #ARGV > 5 then redis.call('HSET', KEYS[3], unpack(ARGV, 6)) end
+redis.call('HSET', KEYS[3], 'updated_ms', now)
+if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
+return 1
+"""
+)
+
+# KEYS: lease, job. ARGV: id, token, then field/value pairs; '$now' as a value means Redis time.
+_UPDATE = (
+    _NOW_MS
+    + """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local pairs_ = {}
+for i = 3, #ARGV do
+  if ARGV[i] == '$now' then pairs_[#pairs_ + 1] = now else pairs_[#pairs_ + 1] = ARGV[i] end
+end
+redis.call('HSET', KEYS[2], 'updated_ms', now, unpack(pairs_))
+return now
+"""
+)
+
+NOW = "$now"  # placeholder for Redis time in update() values
+
+
+class LeaseLost(Exception):
+    """Our claim on a job ran out and someone else may own it now: stop touching it."""
+
+
+class JobStore:
+    def __init__(self, redis: Redis, worker_id: str | None = None) -> None:
+        self.redis = redis
+        self.worker_id = worker_id or secrets.token_hex(4)
+        self._counter = itertools.count(1)
+        self._create = redis.register_script(_CREATE)
+        self._claim = redis.register_script(_CLAIM)
+        self._transition = redis.register_script(_TRANSITION)
+        self._update = redis.register_script(_UPDATE)
+
+    def new_token(self) -> str:
+        # Unique per claim, so a process that re-claims after losing a lease is not its old self.
+        return f"{self.worker_id}:{next(self._counter)}"
+
+    async def create(self, job: Job, lane: Lane = Lane.SUBMIT) -> bool:
+        """Store a new job and queue it now. False if a job with that id exists (nothing changed)."""
+        fields = {k: v for k, v in job.to_fields().items() if k not in ("created_ms", "updated_ms")}
+        args = [job.id, *_flatten(fields)]
+        created = await self._create(keys=[job_key(job.id), queue_key(lane)], args=args)
+        if created:
+            job.created_ms = job.updated_ms = int(created)
+        return bool(created)
+
+    async def get(self, job_id: str) -> Job | None:
+        raw = await self.redis.hgetall(job_key(job_id))
+        return Job.from_fields(_decode(raw)) if raw else None
+
+    async def claim(self, lane: Lane, limit: int, lease_ms: int) -> tuple[str, int, list[Job]]:
+        """Claim up to `limit` due jobs. Returns (token, Redis time in ms, jobs)."""
+        token = self.new_token()
+        reply = await self._claim(keys=[queue_key(lane), lease_key(lane)], args=[lease_ms, limit, token])
+        now_ms, ids = int(reply[0]), [_text(i) for i in reply[1:]]
+        if not ids:
+            return token, now_ms, []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(job_key(job_id))
+            hashes = await pipe.execute()
+        jobs = []
+        for job_id, raw in zip(ids, hashes, strict=True):
+            if raw:
+                jobs.append(Job.from_fields(_decode(raw)))
+            else:  # the hash expired or was deleted: nothing left to do for this id
+                await self._transition(
+                    keys=[queue_key(lane), lease_key(lane), job_key(job_id), queue_key(lane)],
+                    args=[job_id, token, "done", 0, 0],
+                )
+        return token, now_ms, jobs
+
+    async def reschedule(
+        self, lane: Lane, job_id: str, token: str, delay_ms: int, fields: Mapping[str, object] | None = None
+    ) -> None:
+        await self._apply(lane, lane, job_id, token, "stay", delay_ms, 0, fields)
+
+    async def move(
+        self,
+        source: Lane,
+        target: Lane,
+        job_id: str,
+        token: str,
+        delay_ms: int = 0,
+        fields: Mapping[str, object] | None = None,
+    ) -> None:
+        await self._apply(source, target, job_id, token, "move", delay_ms, 0, fields)
+
+    async def finish(
+        self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object] | None = None
+    ) -> None:
+        """Drop the job from its last lane; the hash expires after a week (kept for support questions)."""
+        await self._apply(lane, lane, job_id, token, "done", 0, FINISHED_JOB_TTL_SECONDS, fields)
+
+    async def update(self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object]) -> int:
+        """Write fields while keeping the claim; returns Redis time in ms."""
+        now = await self._update(
+            keys=[lease_key(lane), job_key(job_id)], args=[job_id, token, *_flatten(fields)]
+        )
+        if not now:
+            raise LeaseLost(job_id)
+        return int(now)
+
+    async def _apply(
+        self,
+        source: Lane,
+        target: Lane,
+        job_id: str,
+        token: str,
+        mode: str,
+        delay_ms: int,
+        ttl_s: int,
+        fields: Mapping[str, object] | None,
+    ) -> None:
+        keys = [queue_key(source), lease_key(source), job_key(job_id), queue_key(target)]
+        args: list[str | int] = [job_id, token, mode, max(0, int(delay_ms)), ttl_s, *_flatten(fields or {})]
+        if not await self._transition(keys=keys, args=args):
+            raise LeaseLost(job_id)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in Lane:
+                pipe.zcard(queue_key(lane))
+            sizes = await pipe.execute()
+        return {lane.value: int(n) for lane, n in zip(Lane, sizes, strict=True)}
+
+
+def _flatten(fields: Mapping[str, object]) -> list[str]:
+    return [str(x) for pair in fields.items() for x in pair]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}

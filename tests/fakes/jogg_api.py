@@ -1,0 +1,492 @@
+"""A fake JoggAI OpenAPI v2 (lip-sync tasks, lookup, asset upload) over real HTTP.
+
+Follows docs/providers.md §1: every API answer is HTTP 200 with the envelope
+{"code", "msg", "data"}; business errors are non-zero codes. The signed upload URL behaves like a
+storage bucket (no API key, Content-Type must match, XML errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+
+PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
+RESULT_BASE = "https://res.jogg.ai/lipsync"
+
+# msg texts for the business codes of providers.md §1.2 / §1.8.
+CODE_MESSAGES: dict[int, str] = {
+    0: "Success",
+    429: "Rate limit exceeded. Please try again later.",
+    10104: "Record not found",
+    10105: "Invalid API key",
+    17003: "Record not found",
+    18020: "Insufficient credit",
+    18025: "No permission to call APIs",
+    40000: "Parameter error",
+    50000: "System error",
+}
+
+Endpoint = Literal["create", "get", "lookup", "upload", "put", "whoami", "quota"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ends. `polls` = number of GETs answered with a non-terminal status.
+
+    With polls=2 the GETs answer: pending, processing, <final>. "never" stays processing forever.
+    """
+
+    kind: Literal["success", "failed", "never"] = "success"
+    polls: int = 2
+    duration_seconds: float = 12.5
+    error_message: str = "consume retry limit reached: audio duration fetch failed"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure for the next request to an endpoint (see `FakeJogg.inject`).
+
+    kind:
+      "http"           -> HTTP `status` with an HTML body (XML for "put", like a storage bucket).
+      "code"           -> HTTP 200 envelope with business `code` and its usual msg.
+      "malformed"      -> HTTP 200 `<html>upstream error</html>` (not JSON).
+      "malformed_json" -> HTTP 200 {"code":0,"msg":"Success","data":null}.
+      "delay"          -> sleep `delay` seconds, then answer normally.
+    after: do the real work first (e.g. create the task / store the upload), then fail or sleep:
+      "the provider did it, the client never heard". Without it, a failing request has no effect, and a
+      delayed one has none either if the client disconnected during the sleep.
+    """
+
+    kind: Literal["http", "code", "malformed", "malformed_json", "delay"]
+    status: int = 500
+    code: int = 0
+    delay: float = 0.0
+    after: bool = False
+
+
+@dataclass
+class Task:
+    task_id: str
+    video_url: str
+    audio_url: str
+    playback_type: str | None
+    outcome: Outcome
+    created_at: int
+    polls: int = 0
+    forced: bool = False
+    completed_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A PUT to a sign_url. `data` is kept only with keep_uploads=True."""
+
+    asset_id: str
+    filename: str
+    content_type: str
+    declared_size: int | None
+    size: int
+    sha256: str
+    headers: dict[str, str]
+    data: bytes | None = None
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+
+
+class JoggError(Exception):
+    """Raised by a handler to answer HTTP 200 with a non-zero envelope code."""
+
+    def __init__(self, code: int, msg: str | None = None) -> None:
+        super().__init__(msg or CODE_MESSAGES.get(code, "Error"))
+        self.code = code
+        self.msg = msg or CODE_MESSAGES.get(code, "Error")
+
+
+Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
+
+_CHUNK = 64 * 1024
+
+
+class FakeJogg(BackgroundServer):
+    def __init__(self, api_key: str = "jogg-test-key", keep_uploads: bool = False) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.keep_uploads = keep_uploads
+        # Configuration.
+        self.default_outcome = Outcome("success", polls=2, duration_seconds=12.5)
+        self.outcome_for_video: dict[str, Outcome] = {}
+        self.post_limit_per_minute: int | None = None
+        self.require_content_length = False  # True: chunked PUTs get 411, as S3 presigned URLs do
+        self.remaining_quota = 1000.0
+        self.clock: Callable[[], float] = time.monotonic  # for the POST rate-limit window
+        self._faults: FaultQueue[Fault] = FaultQueue()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.creates: list[dict[str, Any]] = []
+        self.polls: defaultdict[str, int] = defaultdict(int)
+        self.lookups: list[dict[str, str]] = []
+        self.assets: dict[str, dict[str, Any]] = {}
+        self.uploads: list[Upload] = []
+        self.requests: list[RecordedRequest] = []
+        self.authorization_headers_seen: list[str] = []
+        self.put_had_api_key = False
+        self._post_times: list[float] = []
+
+    def reset(self) -> None:
+        """Forget tasks, uploads, records and faults (configuration attributes are kept)."""
+        with self.lock:
+            self._init_state()
+        self._faults.clear()
+
+    # -- test-facing helpers -------------------------------------------------------------------
+
+    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
+        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
+        self._faults.push(endpoint, fault)
+
+    def finish(self, task_id: str, outcome: Outcome) -> None:
+        """Force a task to `outcome`'s final state from its next GET/lookup on ("never": processing)."""
+        with self.lock:
+            task = self.tasks[task_id]
+            task.outcome = outcome
+            task.forced = True
+
+    def task(self, task_id: str) -> Task:
+        with self.lock:
+            return self.tasks[task_id]
+
+    def result_url(self, task_id: str) -> str:
+        return f"{RESULT_BASE}/{task_id}.mp4"
+
+    def cover_url(self, task_id: str) -> str:
+        return f"{RESULT_BASE}/{task_id}.jpg"
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._record_middleware)
+        app.router.add_post("/v2/create_lip_sync_video", self._endpoint("create", self._create))
+        app.router.add_get("/v2/lip_sync_video/{task_id}", self._endpoint("get", self._get))
+        app.router.add_get("/v2/lip_sync_video", self._endpoint("lookup", self._lookup))
+        app.router.add_post("/v2/upload/asset", self._endpoint("upload", self._upload_asset))
+        app.router.add_get("/v2/user/whoami", self._endpoint("whoami", self._whoami))
+        app.router.add_get("/v2/user/remaining_quota", self._endpoint("quota", self._quota))
+        app.router.add_put("/upload/{asset_id}", self._endpoint("put", self._put, needs_key=False))
+        app.router.add_get("/assets/{asset_id}/{filename}", self._serve_asset)
+
+    @web.middleware
+    async def _record_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        body: Any = None
+        if request.method == "POST":  # PUT bodies are streamed by the handler, never buffered here
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                body = None
+        with self.lock:
+            self.requests.append(
+                RecordedRequest(
+                    request.method, request.path, dict(request.query), lower_headers(request), body
+                )
+            )
+            if "Authorization" in request.headers:
+                self.authorization_headers_seen.append(request.headers["Authorization"])
+        return await handler(request)
+
+    def _endpoint(
+        self, name: Endpoint, handler: Handler, needs_key: bool = True
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def serve(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            if needs_key and request.headers.get("x-api-key") != self.api_key:
+                return _envelope(10105)
+            fault = self._faults.pop(name)
+            if fault is None:
+                return await self._run(handler, request, body)
+            return await self._apply_fault(name, fault, handler, request, body)
+
+        return serve
+
+    async def _run(self, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        if request.method == "POST" and not self._take_post_slot():
+            return _envelope(429)
+        try:
+            return await handler(request, body)
+        except JoggError as exc:
+            return _envelope(exc.code, exc.msg)
+
+    async def _apply_fault(
+        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.kind == "delay":
+            return await self._delayed(fault.delay, fault.after, handler, request, body)
+        if fault.after:
+            await self._run(handler, request, body)  # the work happens; only the answer is lost
+        else:
+            await _drain(request)  # answer cleanly instead of resetting a client mid-upload
+        return _fault_response(name, fault)
+
+    async def _delayed(
+        self, delay: float, after: bool, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if after:
+            response = await self._run(handler, request, body)
+            await asyncio.sleep(delay)
+            return response
+        await asyncio.sleep(delay)
+        if client_gone(request):
+            return web.Response(status=499)  # nobody listens; the point is that no work was done
+        return await self._run(handler, request, body)
+
+    def _take_post_slot(self) -> bool:
+        """Sliding 60 s window over accepted POSTs (providers.md §1.8)."""
+        limit = self.post_limit_per_minute
+        if limit is None:
+            return True
+        now = self.clock()
+        with self.lock:
+            self._post_times = [t for t in self._post_times if now - t < 60]
+            if len(self._post_times) >= limit:
+                return False
+            self._post_times.append(now)
+            return True
+
+    # -- endpoint handlers -----------------------------------------------------------------------
+
+    async def _create(self, request: web.Request, body: Any) -> web.Response:
+        fields = _require_object(body)
+        video_url = _require_str(fields, "video_url")
+        audio_url = _require_str(fields, "audio_url")
+        playback_type = fields.get("playback_type")
+        if playback_type is not None and playback_type not in PLAYBACK_TYPES:
+            raise JoggError(
+                40000, f"Parameter error: playback_type must be one of {', '.join(PLAYBACK_TYPES)}"
+            )
+        task = Task(
+            task_id=str(uuid.uuid4()),
+            video_url=video_url,
+            audio_url=audio_url,
+            playback_type=playback_type,
+            outcome=self.outcome_for_video.get(video_url, self.default_outcome),
+            created_at=int(time.time()),
+        )
+        with self.lock:
+            self.tasks[task.task_id] = task
+            self.creates.append({"task_id": task.task_id, "body": body, "headers": lower_headers(request)})
+        return _envelope(0, data={"task_id": task.task_id, "status": "pending"})
+
+    async def _get(self, request: web.Request, body: Any) -> web.Response:
+        task_id = request.match_info["task_id"]
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise JoggError(10104)
+            task.polls += 1
+            self.polls[task_id] = task.polls
+            return _envelope(0, data=self._task_view(task))
+
+    async def _lookup(self, request: web.Request, body: Any) -> web.Response:
+        query = dict(request.query)
+        with self.lock:
+            self.lookups.append(query)
+            wanted = (query.get("video_url"), query.get("audio_url"), query.get("playback_type") or "normal")
+            # Latest matching task; an omitted playback_type means the default, "normal".
+            for task in reversed(self.tasks.values()):
+                if (task.video_url, task.audio_url, task.playback_type or "normal") == wanted:
+                    return _envelope(0, data=self._task_view(task))
+        raise JoggError(10104)
+
+    async def _upload_asset(self, request: web.Request, body: Any) -> web.Response:
+        fields = _require_object(body)
+        filename = _require_str(fields, "filename")
+        content_type = _require_str(fields, "content_type")
+        file_size = fields.get("file_size")
+        if file_size is not None and (
+            not isinstance(file_size, int) or isinstance(file_size, bool) or file_size < 1
+        ):
+            raise JoggError(40000, "Parameter error: file_size must be an integer >= 1")
+        asset_id = uuid.uuid4().hex
+        with self.lock:
+            self.assets[asset_id] = {
+                "filename": filename,
+                "content_type": content_type,
+                "file_size": file_size,
+            }
+        return _envelope(
+            0,
+            data={
+                "sign_url": f"{self.base_url}/upload/{asset_id}",
+                "asset_url": f"{self.base_url}/assets/{asset_id}/{quote(filename)}",
+            },
+        )
+
+    async def _put(self, request: web.Request, body: Any) -> web.Response:
+        asset_id = request.match_info["asset_id"]
+        with self.lock:
+            if "x-api-key" in request.headers:
+                self.put_had_api_key = True  # a leak: the key must never go to the storage URL
+            asset = self.assets.get(asset_id)
+        if asset is None:
+            await _drain(request)
+            return _storage_error(403, "AccessDenied", "Request has expired or the signature is invalid.")
+        if request.headers.get("Content-Type", "") != asset["content_type"]:
+            await _drain(request)
+            return _storage_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        if self.require_content_length and request.content_length is None:
+            await _drain(request)
+            return _storage_error(
+                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
+            )
+        digest, size, data = await _consume(request, keep=self.keep_uploads)
+        upload = Upload(
+            asset_id=asset_id,
+            filename=asset["filename"],
+            content_type=asset["content_type"],
+            declared_size=asset["file_size"],
+            size=size,
+            sha256=digest,
+            headers=lower_headers(request),
+            data=data,
+        )
+        with self.lock:
+            self.uploads.append(upload)
+        return web.Response(status=200, headers={"ETag": f'"{digest[:32]}"'})
+
+    async def _serve_asset(self, request: web.Request) -> web.Response:
+        """The asset_url: the uploaded bytes, when they were kept (keep_uploads=True)."""
+        asset_id = request.match_info["asset_id"]
+        with self.lock:
+            upload = next((u for u in reversed(self.uploads) if u.asset_id == asset_id), None)
+        if upload is None or upload.data is None:
+            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+        return web.Response(body=upload.data, content_type=upload.content_type)
+
+    async def _whoami(self, request: web.Request, body: Any) -> web.Response:
+        return _envelope(0, data={"email": "tester@example.com", "username": "tester"})
+
+    async def _quota(self, request: web.Request, body: Any) -> web.Response:
+        return _envelope(0, data={"remaining_quota": self.remaining_quota})
+
+    # -- task state (called under self.lock) -----------------------------------------------------
+
+    def _status(self, task: Task) -> str:
+        outcome = task.outcome
+        final = task.forced or (outcome.kind != "never" and task.polls > outcome.polls)
+        if final and outcome.kind != "never":
+            return outcome.kind
+        return "pending" if task.polls <= 1 else "processing"
+
+    def _task_view(self, task: Task) -> dict[str, Any]:
+        status = self._status(task)
+        view: dict[str, Any] = {"task_id": task.task_id, "status": status, "created_at": task.created_at}
+        if status in ("success", "failed"):
+            if task.completed_at is None:
+                task.completed_at = int(time.time())
+            view["completed_at"] = task.completed_at
+        if status == "success":
+            view["data"] = {
+                "result_url": self.result_url(task.task_id),
+                "cover_url": self.cover_url(task.task_id),
+                "duration_seconds": task.outcome.duration_seconds,
+            }
+        elif status == "failed":
+            view["error"] = {"message": task.outcome.error_message}
+        return view
+
+
+# -- module helpers ------------------------------------------------------------------------------
+
+
+def _envelope(code: int, msg: str | None = None, data: Any = None) -> web.Response:
+    return web.json_response({"code": code, "msg": msg or CODE_MESSAGES.get(code, "Error"), "data": data})
+
+
+def _fault_response(name: Endpoint, fault: Fault) -> web.Response:
+    if fault.kind == "http":
+        if name == "put":
+            return _storage_error(
+                fault.status, "InternalError", "We encountered an internal error. Please try again."
+            )
+        reason = web.Response(status=fault.status).reason
+        title = f"{fault.status} {reason}"
+        html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return web.Response(status=fault.status, text=html, content_type="text/html")
+    if fault.kind == "code":
+        return _envelope(fault.code)
+    if fault.kind == "malformed":
+        return web.Response(text="<html>upstream error</html>", content_type="text/html")
+    return web.json_response({"code": 0, "msg": "Success", "data": None})  # malformed_json
+
+
+def _storage_error(status: int, code: str, message: str) -> web.Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise JoggError(40000, "Parameter error: request body must be a JSON object")
+    return body
+
+
+def _require_str(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise JoggError(40000, f"Parameter error: {name} is required")
+    return value
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.method != "POST":
+        return None
+    try:
+        return json.loads(await request.read())  # already buffered by the recording middleware
+    except ValueError:
+        return None
+
+
+async def _consume(request: web.Request, keep: bool) -> tuple[str, int, bytes | None]:
+    """Hash and count the body chunk by chunk, so uploads of any size cost no memory."""
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep else None
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
+
+
+async def _drain(request: web.Request) -> None:
+    if request.method in ("PUT", "POST") and not request.content.at_eof():
+        async for _ in request.content.iter_chunked(_CHUNK):
+            pass

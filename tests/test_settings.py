@@ -1,0 +1,42 @@
+"""Starting the bot without its settings: one clear message, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bot(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_missing_settings_are_named_with_where_to_get_them(tmp_path: Path) -> None:
+    result = run_bot({}, tmp_path)
+    assert result.returncode == 2
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "JOGG_API_KEY"):
+        assert name in result.stderr
+    assert "api.slack.com/apps" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_socket_mode_does_not_need_a_signing_secret(tmp_path: Path) -> None:
+    result = run_bot({"SLACK_APP_TOKEN": "xapp-1-abc"}, tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_SIGNING_SECRET" not in result.stderr
+    assert "SLACK_BOT_TOKEN" in result.stderr and "JOGG_API_KEY" in result.stderr
+
+
+def test_settings_come_from_a_dotenv_file_and_wrong_tokens_are_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "SLACK_BOT_TOKEN=xoxp-a-user-token\nSLACK_SIGNING_SECRET=s\nJOGG_API_KEY=k\n"
+    )
+    result = run_bot({}, tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr and "xoxb-" in result.stderr
+    assert "xoxp-a-user-token" not in result.stderr  # a secret is never echoed
+    assert "JOGG_API_KEY" not in result.stderr and "Traceback" not in result.stderr
