@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from tests.fakes.jogg_api import Fault as JoggFault
 from tests.fakes.jogg_api import FakeJogg, Outcome
+from tests.fakes.jogg_api import Fault as JoggFault
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotThread
@@ -62,7 +62,9 @@ def test_command_is_dubbed_and_answered_in_the_thread(
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=2, duration_seconds=12.5)
 
-    response = bot.command(f"<{VIDEO}> <{AUDIO}|voice-fr.mp3> normal_reverse", response_url=slack.response_url("r1"))
+    response = bot.command(
+        f"<{VIDEO}> <{AUDIO}|voice-fr.mp3> normal_reverse", response_url=slack.response_url("r1")
+    )
 
     assert response.status_code == 200
     assert response.text == ""  # acknowledged silently; the job's own message says the rest

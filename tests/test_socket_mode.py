@@ -1,0 +1,41 @@
+"""Socket Mode: the same `/lipsync` flow over Slack's WebSocket connection instead of HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.fakes.jogg_api import FakeJogg, Outcome
+from tests.fakes.server import wait_until
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BotThread
+
+
+def test_command_over_socket_mode_is_acked_and_answered_in_the_thread(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=60)
+    bot = start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
+    assert bot.bot.port is None  # no HTTP listener: Socket Mode needs no public URL
+    assert slack.calls_to("apps.connections.open")  # opened with the app-level token
+
+    payload = slack.command_payload(
+        "https://cdn.example.com/a.mp4 https://cdn.example.com/b.mp3", channel_id="C0SOCK"
+    )
+    ack = slack.wait_ack(slack.send_envelope("slash_commands", payload))
+    assert not ack.get("payload")  # a silent ack, as in HTTP mode
+
+    parent = wait_until(lambda: (slack.messages("C0SOCK") or [None])[0])
+    reply = wait_until(lambda: (slack.replies("C0SOCK", parent["ts"]) or [None])[0], timeout=15)
+    [task] = jogg.tasks.values()
+    assert jogg.result_url(task.task_id) in reply["text"] and "0.48 credits" in reply["text"]
+
+
+def test_bad_input_over_socket_mode_is_answered_in_the_ack(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
+    payload = slack.command_payload("https://cdn.example.com/a.mp4")
+    ack = slack.wait_ack(slack.send_envelope("slash_commands", payload))
+    assert ack["payload"]["response_type"] == "ephemeral"
+    assert "audio" in ack["payload"]["text"].lower()
+    assert jogg.requests == []

@@ -1,0 +1,123 @@
+"""The job store's guarantees, against a real Redis: one owner per job, crashed owners' work comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.jobs import Job, Status
+from bot.ratelimit import RateLimiter
+from bot.store import JobStore, Lane, LeaseLost
+
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _with_store(redis_url: str, body: object) -> object:
+    redis = Redis.from_url(redis_url)
+    try:
+        return await body(JobStore(redis))  # type: ignore[operator]
+    finally:
+        await redis.aclose()
+
+
+def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
+    async def body(_: JobStore) -> None:
+        clients = [Redis.from_url(redis_url) for _ in range(4)]
+        stores = [JobStore(c, worker_id=f"w{i}") for i, c in enumerate(clients)]
+        for n in range(2000):
+            await stores[0].create(Job(id=f"job{n:05d}", video_url="v", audio_url="a"))
+
+        async def drain(store: JobStore) -> list[str]:
+            got: list[str] = []
+            while True:
+                _, _, jobs = await store.claim(Lane.SUBMIT, 37, lease_ms=60_000)
+                if not jobs:
+                    return got
+                got += [j.id for j in jobs]
+
+        results = await asyncio.gather(*(drain(s) for s in stores))
+        claimed = [i for r in results for i in r]
+        assert len(claimed) == 2000 and len(set(claimed)) == 2000
+        assert all(results)  # the work was actually shared
+        for c in clients:
+            await c.aclose()
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_crashed_owners_job_comes_back_after_its_lease(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="j1"))
+        _, _, first = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        assert [j.id for j in first] == ["j1"]
+        _, _, during = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        assert during == []  # leased: nobody else gets it
+        await asyncio.sleep(0.4)
+        _, _, after = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        assert [j.id for j in after] == ["j1"]
+
+    run(_with_store(redis_url, body))
+
+
+def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="j1"))
+        old_token, _, _ = await store.claim(Lane.SUBMIT, 1, lease_ms=100)
+        await asyncio.sleep(0.2)
+        new_token, _, _ = await store.claim(Lane.SUBMIT, 1, lease_ms=60_000)
+        with pytest.raises(LeaseLost):
+            await store.move(Lane.SUBMIT, Lane.SEND, "j1", old_token, fields={"status": Status.FAILED})
+        await store.move(Lane.SUBMIT, Lane.POLL, "j1", new_token, fields={"task_id": "t1"})
+        job = await store.get("j1")
+        assert job is not None and job.task_id == "t1" and job.status is Status.QUEUED
+        assert await store.counts() == {"submit": 0, "poll": 1, "send": 0}
+
+    run(_with_store(redis_url, body))
+
+
+def test_finishing_twice_queues_one_reply(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="j1"), lane=Lane.POLL)
+        token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=60_000)
+        await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+        with pytest.raises(LeaseLost):  # a duplicate finish (e.g. a retried script) is refused
+            await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+        assert await store.counts() == {"submit": 0, "poll": 0, "send": 1}
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_job_id_is_created_once(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        assert await store.create(Job(id="j1", video_url="first"))
+        assert not await store.create(Job(id="j1", video_url="second"))
+        job = await store.get("j1")
+        assert job is not None and job.video_url == "first"
+
+    run(_with_store(redis_url, body))
+
+
+def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: str) -> None:
+    async def body(_: JobStore) -> None:
+        a, b = Redis.from_url(redis_url), Redis.from_url(redis_url)
+        limiters = [
+            RateLimiter(a, "key", limit=3, window_ms=500),
+            RateLimiter(b, "key", limit=3, window_ms=500),
+        ]
+        waits = [await limiters[n % 2].acquire() for n in range(5)]
+        assert waits[:3] == [0, 0, 0] and all(0 < w <= 500 for w in waits[3:])
+        time.sleep(waits[3] / 1000 + 0.05)
+        assert await limiters[1].acquire() == 0
+        await a.aclose()
+        await b.aclose()
+
+    run(_with_store(redis_url, body))
