@@ -40,3 +40,28 @@ def test_settings_come_from_a_dotenv_file_and_wrong_tokens_are_named(tmp_path: P
     assert "SLACK_BOT_TOKEN" in result.stderr and "xoxb-" in result.stderr
     assert "xoxp-a-user-token" not in result.stderr  # a secret is never echoed
     assert "JOGG_API_KEY" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_env_example_documents_every_setting() -> None:
+    from bot.settings import Settings
+
+    example = (REPO / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"\n{name.upper()}=" in example, f"{name.upper()} is missing from .env.example"
+
+
+def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: Path) -> None:
+    from bot.settings import load_settings
+
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        (REPO / ".env.example")
+        .read_text()
+        .replace("SLACK_BOT_TOKEN=\n", "SLACK_BOT_TOKEN=xoxb-1\n")
+        .replace("JOGG_API_KEY=\n", "JOGG_API_KEY=k\n")
+        .replace("SLACK_SIGNING_SECRET=\n", "SLACK_SIGNING_SECRET=s\n")
+    )
+    settings = load_settings(_env_file=env_file)
+    assert not settings.socket_mode and settings.redis_url in (None, "")
+    assert settings.poll_interval_seconds == 10 and settings.job_timeout_seconds == 1800
+    assert settings.slack_api_url == "https://slack.com/api/" and settings.port == 3000
