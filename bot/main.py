@@ -166,6 +166,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every tick at INFO
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:
