@@ -166,7 +166,8 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every tick at INFO
+    for noisy in ("apscheduler", "httpx"):  # they log every tick and every request at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:

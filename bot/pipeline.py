@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user JoggAI is not answering
 MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: keep trying for a while
-RECONCILE_DELAY_MS = 15_000  # after an ambiguous post, wait until a slow request has surely ended
 # A task the lookup finds counts as ours when it was created after our job started, give or take this.
 CLOCK_SKEW_S = 120
 
@@ -109,22 +108,24 @@ class Pipeline:
                 token,
                 {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED},
             )
-        except SlackRetryLater as exc:
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, int(exc.delay_s * 1000))
-        except SlackAmbiguous as exc:
-            log.warning("job %s: parent post ambiguous (%s); will reconcile", job.id, exc)
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, RECONCILE_DELAY_MS)
-        except SlackFailed as exc:
-            errors = job.errors + 1
-            log.error("job %s: Slack refused the parent post: %s", job.id, exc)
-            await self.store.reschedule(
-                Lane.SUBMIT,
-                job.id,
-                token,
-                backoff_ms(errors, cap_ms=300_000),
-                {"errors": errors, "last_error": f"Slack: {exc}"},
-            )
+        except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
+            await self._slack_setback(Lane.SUBMIT, job, token, exc)
         return False
+
+    async def _slack_setback(self, lane: Lane, job: Job, token: str, exc: Exception) -> None:
+        """Put the job back after Slack said "not now" (429), "maybe" (unclear outcome) or "no"."""
+        fields: dict[str, object] = {}
+        if isinstance(exc, SlackRetryLater):
+            delay = int(exc.delay_s * 1000)
+        elif isinstance(exc, SlackAmbiguous):
+            log.warning("job %s: Slack post outcome unclear (%s); will look before posting", job.id, exc)
+            delay = int(exc.settle_s * 1000)
+        else:  # a refusal an admin may still fix (token, scopes): back off, keep trying
+            errors = job.errors + 1
+            log.error("job %s: Slack refused a post (%s), attempt %d", job.id, exc, errors)
+            delay = backoff_ms(errors, cap_ms=300_000)
+            fields = {"errors": errors, "last_error": f"Slack: {exc}"}
+        await self.store.reschedule(lane, job.id, token, delay, fields)
 
     async def _find_earlier_create(self, job: Job) -> LipSyncTask | None:
         """After a create whose answer we never got, adopt the task it made instead of paying twice."""
@@ -227,31 +228,17 @@ class Pipeline:
                 job.parent_ts,
                 lambda rich: messages.result(job, with_cover=rich),
             )
-        except SlackRetryLater as exc:
-            await self.store.reschedule(Lane.SEND, job.id, token, int(exc.delay_s * 1000))
-            return
-        except SlackAmbiguous as exc:
-            log.warning("job %s: reply post ambiguous (%s); will reconcile", job.id, exc)
-            await self.store.reschedule(Lane.SEND, job.id, token, RECONCILE_DELAY_MS)
-            return
         except SlackUnreachable as exc:
             log.warning("job %s: cannot reply in %s (%s)", job.id, job.channel, exc)
             await self.slack.respond(job.response_url, messages.result(job))
             await self.store.finish(Lane.SEND, job.id, token, {"reply_state": PostState.SKIPPED})
             return
-        except SlackFailed as exc:
-            errors = job.errors + 1
-            log.error("job %s: Slack refused the reply (%s), attempt %d", job.id, exc, errors)
-            if errors >= MAX_SEND_ERRORS:
+        except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
+            if isinstance(exc, SlackFailed) and job.errors + 1 >= MAX_SEND_ERRORS:
+                log.error("job %s: giving up on the reply after %d refusals", job.id, MAX_SEND_ERRORS)
                 await self.store.finish(Lane.SEND, job.id, token, {"last_error": f"Slack: {exc}"})
             else:
-                await self.store.reschedule(
-                    Lane.SEND,
-                    job.id,
-                    token,
-                    backoff_ms(errors, cap_ms=300_000),
-                    {"errors": errors, "last_error": f"Slack: {exc}"},
-                )
+                await self._slack_setback(Lane.SEND, job, token, exc)
             return
         await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
         await self.store.finish(Lane.SEND, job.id, token)

@@ -42,7 +42,15 @@ class SlackRetryLater(Exception):
 
 
 class SlackAmbiguous(Exception):
-    """The post may have landed; the next attempt must reconcile first."""
+    """The post may have landed; the next attempt must reconcile first, after `settle_s`.
+
+    When Slack answered (5xx, `fatal_error`) the request is over and a short wait will do; when we got
+    no answer it may still be in flight, so wait longer than the client timeout before looking.
+    """
+
+    def __init__(self, reason: str, answered: bool) -> None:
+        super().__init__(reason)
+        self.settle_s = 2.0 if answered else 15.0
 
 
 class SlackUnreachable(Exception):
@@ -107,7 +115,7 @@ class SlackOut:
                     continue
                 await self._raise_for(job, lane, token, kind, exc)
             except NETWORK_ERRORS as exc:
-                raise SlackAmbiguous(f"{type(exc).__name__}: {exc}") from exc
+                raise SlackAmbiguous(f"{type(exc).__name__}: {exc}", answered=False) from exc
         ts = str(response["ts"])
         await self._record(job, lane, token, kind, PostState.POSTED, ts=ts)
         return ts
@@ -128,12 +136,12 @@ class SlackOut:
                 )
         except SlackApiError as exc:
             if _status(exc) == 429 or _status(exc) >= 500:
-                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
+                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}", answered=True) from exc
             # Without history access we cannot check; posting again risks a duplicate but never a loss.
             log.warning("job %s: cannot look for an earlier post (%s); posting again", job.id, _error(exc))
             return None
         except NETWORK_ERRORS as exc:
-            raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
+            raise SlackAmbiguous(f"cannot check the thread yet: {exc}", answered=True) from exc
         for message in page.get("messages") or []:
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             if payload.get("job_id") == job.id and payload.get("kind") == kind:
@@ -191,7 +199,7 @@ class SlackOut:
     async def _raise_for(self, job: Job, lane: Lane, token: str, kind: str, exc: SlackApiError) -> None:
         error, status = _error(exc), _status(exc)
         if status >= 500 or error in AMBIGUOUS:
-            raise SlackAmbiguous(error or f"HTTP {status}") from exc
+            raise SlackAmbiguous(error or f"HTTP {status}", answered=True) from exc
         # Everything else is a clear refusal: nothing was posted, so drop the marker.
         await self._record(job, lane, token, kind, PostState.NONE)
         if status == 429 or error == "ratelimited":
