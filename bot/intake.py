@@ -16,8 +16,10 @@ class Intake:
         self.job_timeout_seconds = job_timeout_seconds
         self.on_new_job = on_new_job  # wakes this process's worker so the job starts at once
 
-    async def accept_command(self, command: dict[str, Any], request: LipSyncRequest) -> Job:
-        """Store a job for a `/lipsync` command (raises RedisError when the store is down)."""
+    async def accept_command(self, command: dict[str, Any], request: LipSyncRequest) -> Job | None:
+        """Store a job for a `/lipsync` command; None if this very command was already accepted.
+
+        Raises RedisError when the store is down."""
         job = Job(
             id=new_job_id(),
             team_id=str(command.get("team_id", "")),
@@ -29,6 +31,10 @@ class Intake:
             playback_type=request.playback_type,
             timeout_s=int(self.job_timeout_seconds),
         )
-        await self.store.create(job)
+        # trigger_id is unique per invocation, so a redelivered request (a proxy retry, a Socket Mode
+        # envelope handed to two processes) maps to the same key and creates nothing.
+        trigger = str(command.get("trigger_id") or "")
+        if not await self.store.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
+            return None
         self.on_new_job()
         return job

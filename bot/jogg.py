@@ -18,7 +18,6 @@ from pydantic import SecretStr
 
 CREATE_PATH = "/v2/create_lip_sync_video"
 TASK_PATH = "/v2/lip_sync_video"
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 class ErrorKind(StrEnum):
@@ -70,11 +69,11 @@ class LipSyncTask:
 
 
 class JoggClient:
-    def __init__(self, base_url: str, api_key: SecretStr, timeout: httpx.Timeout = TIMEOUT) -> None:
+    def __init__(self, base_url: str, api_key: SecretStr, timeout_s: float = 10.0) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"x-api-key": api_key.get_secret_value(), "accept": "application/json"},
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             follow_redirects=False,  # a redirect would carry the API key to another host
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
         )

@@ -68,9 +68,11 @@ class Bot:
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1), 3),
         )
         store = JobStore(self.redis)
-        slack_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url)
+        slack_client = make_client(
+            s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
+        )
         await self._check_slack_token(slack_client)
-        self.jogg = JoggClient(s.jogg_api_url, s.jogg_api_key)
+        self.jogg = JoggClient(s.jogg_api_url, s.jogg_api_key, s.http_timeout_seconds)
         limiter = RateLimiter(self.redis, s.jogg_api_key.get_secret_value(), s.jogg_posts_per_minute)
         timing = Timing(
             poll_interval_ms=int(s.poll_interval_seconds * 1000),
@@ -125,6 +127,7 @@ class Bot:
             report.update(status="degraded", redis=f"unreachable: {type(exc).__name__}")
         if self.worker is not None:
             report["jobs_in_progress_here"] = self.worker.busy
+            report["steps_done_here"] = dict(self.worker.steps_done)
         return report
 
     async def stop(self) -> None:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # Advanced tuning; the defaults suit production.
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key
     lease_seconds: float = Field(default=60.0, gt=0)  # how long a crashed process holds a job
+    http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and JoggAI
     log_level: str = "INFO"
 
     @field_validator("slack_api_url")

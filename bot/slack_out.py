@@ -48,9 +48,9 @@ class SlackAmbiguous(Exception):
     no answer it may still be in flight, so wait longer than the client timeout before looking.
     """
 
-    def __init__(self, reason: str, answered: bool) -> None:
+    def __init__(self, reason: str, settle_s: float = 2.0) -> None:
         super().__init__(reason)
-        self.settle_s = 2.0 if answered else 15.0
+        self.settle_s = settle_s
 
 
 class SlackUnreachable(Exception):
@@ -61,8 +61,8 @@ class SlackFailed(Exception):
     """Slack refused the call (auth, scopes, payload); nothing was posted."""
 
 
-def make_client(token: str, base_url: str) -> AsyncWebClient:
-    return AsyncWebClient(token=token, base_url=base_url, timeout=10, retry_handlers=[])
+def make_client(token: str, base_url: str, timeout_s: float = 10.0) -> AsyncWebClient:
+    return AsyncWebClient(token=token, base_url=base_url, timeout=int(max(1, timeout_s)), retry_handlers=[])
 
 
 class SlackOut:
@@ -115,7 +115,9 @@ class SlackOut:
                     continue
                 await self._raise_for(job, lane, token, kind, exc)
             except NETWORK_ERRORS as exc:
-                raise SlackAmbiguous(f"{type(exc).__name__}: {exc}", answered=False) from exc
+                # No answer: the request may still be in flight; look only after it surely ended.
+                settle = float(self.client.timeout) + 2
+                raise SlackAmbiguous(f"{type(exc).__name__}: {exc}", settle_s=settle) from exc
         ts = str(response["ts"])
         await self._record(job, lane, token, kind, PostState.POSTED, ts=ts)
         return ts
@@ -136,12 +138,12 @@ class SlackOut:
                 )
         except SlackApiError as exc:
             if _status(exc) == 429 or _status(exc) >= 500:
-                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}", answered=True) from exc
+                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
             # Without history access we cannot check; posting again risks a duplicate but never a loss.
             log.warning("job %s: cannot look for an earlier post (%s); posting again", job.id, _error(exc))
             return None
         except NETWORK_ERRORS as exc:
-            raise SlackAmbiguous(f"cannot check the thread yet: {exc}", answered=True) from exc
+            raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
         for message in page.get("messages") or []:
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             if payload.get("job_id") == job.id and payload.get("kind") == kind:
@@ -199,7 +201,7 @@ class SlackOut:
     async def _raise_for(self, job: Job, lane: Lane, token: str, kind: str, exc: SlackApiError) -> None:
         error, status = _error(exc), _status(exc)
         if status >= 500 or error in AMBIGUOUS:
-            raise SlackAmbiguous(error or f"HTTP {status}", answered=True) from exc
+            raise SlackAmbiguous(error or f"HTTP {status}") from exc
         # Everything else is a clear refusal: nothing was posted, so drop the marker.
         await self._record(job, lane, token, kind, PostState.NONE)
         if status == 429 or error == "ratelimited":

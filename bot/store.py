@@ -25,6 +25,7 @@ from bot.jobs import Job
 
 PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
+DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
 
 
 class Lane(StrEnum):
@@ -50,12 +51,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: job, submit queue. ARGV: id, then field/value pairs. Sets created_ms from Redis time.
+# KEYS: job, submit queue, dedupe marker. ARGV: id, dedupe ttl, then field/value pairs.
+# The marker makes a second delivery of the same Slack request a no-op, in the same atomic step that
+# writes the job, so there is no moment where a request is marked seen but has no job.
 _CREATE = (
     _NOW_MS
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if tonumber(ARGV[2]) > 0 then
+  if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('HSET', KEYS[1], 'created_ms', now, 'updated_ms', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return now
@@ -133,11 +139,13 @@ class JobStore:
         # Unique per claim, so a process that re-claims after losing a lease is not its old self.
         return f"{self.worker_id}:{next(self._counter)}"
 
-    async def create(self, job: Job, lane: Lane = Lane.SUBMIT) -> bool:
-        """Store a new job and queue it now. False if a job with that id exists (nothing changed)."""
+    async def create(self, job: Job, lane: Lane = Lane.SUBMIT, dedupe: str = "") -> bool:
+        """Store a new job and queue it now. False, with nothing changed, if a job with that id exists or
+        a job was already created for the same `dedupe` key (a Slack request delivered twice)."""
         fields = {k: v for k, v in job.to_fields().items() if k not in ("created_ms", "updated_ms")}
-        args = [job.id, *_flatten(fields)]
-        created = await self._create(keys=[job_key(job.id), queue_key(lane)], args=args)
+        args: list[str | int] = [job.id, DEDUPE_TTL_SECONDS if dedupe else 0, *_flatten(fields)]
+        keys = [job_key(job.id), queue_key(lane), f"{PREFIX}:seen:{dedupe}"]
+        created = await self._create(keys=keys, args=args)
         if created:
             job.created_ms = job.updated_ms = int(created)
         return bool(created)

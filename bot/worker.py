@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.exceptions import RedisError
@@ -32,7 +33,9 @@ class Worker:
         self.lease_ms = lease_ms
         self.tick_seconds = tick_seconds
         self.redis_ok = True
-        self.last_tick = 0.0
+        self._redis_failures = 0
+        self._redis_retry_at = 0.0
+        self.steps_done: Counter[str] = Counter()  # per lane, for /healthz and for seeing work spread
         self._in_flight: dict[Lane, set[asyncio.Task[None]]] = {lane: set() for lane in Lane}
         self._tick_lock = asyncio.Lock()
         self._again = False
@@ -80,6 +83,8 @@ class Worker:
         self.last_tick = time.monotonic()
 
     async def _claim_all(self) -> None:
+        if time.monotonic() < self._redis_retry_at:
+            return  # Redis was down a moment ago: back off instead of hammering it every tick
         for lane in Lane:
             free = CAPACITY[lane] - len(self._in_flight[lane])
             if free <= 0:
@@ -90,10 +95,12 @@ class Worker:
                 if self.redis_ok:
                     log.error("Redis is unreachable (%s); will keep retrying", exc)
                 self.redis_ok = False
+                self._redis_failures += 1
+                self._redis_retry_at = time.monotonic() + min(10.0, 0.25 * 2**self._redis_failures)
                 return
             if not self.redis_ok:
                 log.info("Redis is reachable again")
-            self.redis_ok = True
+            self.redis_ok, self._redis_failures = True, 0
             for job in jobs:
                 task = asyncio.create_task(self._run(lane, job, token, now_ms))
                 self._in_flight[lane].add(task)
@@ -102,6 +109,7 @@ class Worker:
     async def _run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         try:
             await self.pipeline.run(lane, job, token, now_ms)
+            self.steps_done[lane.value] += 1
         except LeaseLost:
             log.info("job %s: lease lost in %s; another process has it", job.id, lane)
         except RedisError as exc:

@@ -41,6 +41,9 @@ def lipsync_command(intake: Intake) -> Callable[..., Awaitable[None]]:
             reply = messages.store_unavailable()
             await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
             return
-        log.info("job %s queued for %s in %s", job.id, job.user, job.channel)
+        if job is None:
+            log.info("duplicate delivery of a /lipsync command ignored")
+        else:
+            log.info("job %s queued for %s in %s", job.id, job.user, job.channel)
 
     return handle

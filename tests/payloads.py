@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import uuid
 from urllib.parse import urlencode
 
 SIGNING_SECRET = "test-signing-secret"
@@ -32,7 +33,7 @@ def slash_command(
         "api_app_id": "A0TEST",
         "is_enterprise_install": "false",
         "response_url": response_url,
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "trigger_id": f"{int(time.time())}.738474920.{uuid.uuid4().hex}",  # unique per invocation
     }
 
 

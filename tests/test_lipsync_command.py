@@ -313,6 +313,17 @@ def test_tampered_body_is_refused(bot: BotThread, slack: FakeSlack, jogg: FakeJo
     assert _post(bot, tampered, headers).status_code == 401
 
 
+def test_the_same_command_delivered_twice_makes_one_job(
+    bot: BotThread, slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+) -> None:
+    body = form_body(slash_command(f"{VIDEO} {AUDIO}", response_url=slack.response_url("d")))
+    assert _post(bot, body, signed_headers(body)).status_code == 200
+    assert _post(bot, body, signed_headers(body)).status_code == 200  # e.g. a proxy retried it
+    final_reply(slack)
+    settle(bot, redis_client)
+    assert len(slack.messages(CHANNEL)) == 1 and len(jogg.creates) == 1
+
+
 def test_healthz_reports_ok(bot: BotThread) -> None:
     health = httpx.get(f"{bot.url}/healthz", timeout=5)
     assert health.status_code == 200 and health.json()["redis"] == "ok"
