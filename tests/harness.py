@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.main import Bot
 from bot.settings import Settings
-from tests.payloads import form_body, signed_headers, slash_command
+from tests.fakes.jogg_api import FakeJogg
+from tests.fakes.server import wait_until
+from tests.fakes.slack_api import FakeSlack
+from tests.payloads import SIGNING_SECRET, form_body, signed_headers, slash_command
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -50,5 +60,72 @@ class BotThread:
 
     def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
         """Send `/lipsync <text>` exactly as Slack would: a signed form POST to /slack/events."""
+        body = form_body(slash_command(text, response_url=response_url, **fields))
+        return httpx.post(f"{self.url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+
+
+def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -> dict[str, str]:
+    """The environment for `python -m bot` pointed at the test servers (empty values are dropped)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(REPO),
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "JOGG_API_KEY": jogg.api_key,
+        "JOGG_API_URL": jogg.base_url,
+        "PORT": str(free_port()),
+        "POLL_INTERVAL_SECONDS": "0.2",
+        "LEASE_SECONDS": "2",
+        "DATA_DIR": str(workdir / "data"),
+        **overrides,
+    }
+    return {k: v for k, v in env.items() if v}
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], cwd: Path, name: str = "bot") -> None:
+        self.env, self.cwd = env, cwd
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.log = cwd / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BotProcess:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
+            )
+        try:
+            wait_until(self._healthy, timeout=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- bot log ---\n{self.log.read_text()}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/healthz", timeout=5).json())
+
+    def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
         body = form_body(slash_command(text, response_url=response_url, **fields))
         return httpx.post(f"{self.url}/slack/events", content=body, headers=signed_headers(body), timeout=10)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,69 +10,17 @@ import pytest
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import free_port
-from tests.payloads import SIGNING_SECRET, form_body, signed_headers, slash_command
+from tests.harness import BotProcess, bot_env
+from tests.payloads import form_body, signed_headers, slash_command
 
 CHANNEL = "C0GENERAL"
-REPO = Path(__file__).resolve().parents[1]
-
-
-class BotProcess:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env, self.cwd = env, cwd
-        self.url = f"http://127.0.0.1:{env['PORT']}"
-        self.log = cwd / "bot.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> BotProcess:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
-            )
-        try:
-            wait_until(self._healthy, timeout=30)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- bot log ---\n{self.log.read_text()}") from None
-        return self
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
 
 
 @pytest.mark.parametrize("redis_mode", ["REDIS_URL", "embedded"])
 def test_bot_killed_mid_job_still_delivers_exactly_one_reply(
     slack: FakeSlack, jogg: FakeJogg, redis_url: str, tmp_path: Path, redis_mode: str
 ) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "JOGG_API_KEY": jogg.api_key,
-        "JOGG_API_URL": jogg.base_url,
-        "PORT": str(free_port()),
-        "POLL_INTERVAL_SECONDS": "0.2",
-        "LEASE_SECONDS": "2",
-        "DATA_DIR": str(tmp_path / "data"),
-        "PYTHONPATH": str(REPO),
-    }
-    if redis_mode == "REDIS_URL":
-        env["REDIS_URL"] = redis_url
+    env = bot_env(slack, jogg, tmp_path, REDIS_URL=redis_url if redis_mode == "REDIS_URL" else "")
     jogg.default_outcome = Outcome("never")
     bot = BotProcess(env, tmp_path).start()
     try:
