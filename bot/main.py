@@ -57,7 +57,13 @@ class Bot:
         s = self.settings
         url = s.redis_url
         if not url:
-            self.embedded = await asyncio.to_thread(EmbeddedRedis(s.data_dir).start)
+            try:
+                self.embedded = await asyncio.to_thread(EmbeddedRedis(s.data_dir).start)
+            except (RuntimeError, OSError) as exc:
+                raise StartupError(
+                    f"the embedded Redis could not start in {s.data_dir.resolve()} ({exc}). "
+                    "Check that DATA_DIR is writable, or set REDIS_URL to a Redis server."
+                ) from None
             url = self.embedded.url
             log.info("using embedded Redis under %s", s.data_dir.resolve())
         self.redis = Redis.from_url(
