@@ -101,10 +101,13 @@ class Bot:
             self.runner = web.AppRunner(build_web_app(bolt, self.health), access_log=None)
             await self.runner.setup()
             self.site = web.TCPSite(self.runner, host="0.0.0.0", port=s.port)
-            await self.site.start()
-            server = self.site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else s.port
+            try:
+                await self.site.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on port {s.port} ({exc.strerror}). Stop whatever uses it or set PORT."
+                ) from None
+            self.port = int(self.runner.addresses[0][1])
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
 
     async def _check_slack_token(self, client: Any) -> None:
@@ -172,9 +175,7 @@ def main() -> None:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "httpx"):  # they log every tick and every request at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -97,6 +97,8 @@ else
   if mode == 'move' then redis.call('ZADD', KEYS[4], 'NX', at, ARGV[1]) end
 end
 redis.call('HDEL', KEYS[2], ARGV[1])
+-- A job whose hash expired or was deleted only leaves its lane: writing would leave a stub forever.
+if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
 if #ARGV > 5 then redis.call('HSET', KEYS[3], unpack(ARGV, 6)) end
 redis.call('HSET', KEYS[3], 'updated_ms', now)
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
@@ -170,10 +172,7 @@ class JobStore:
             if raw:
                 jobs.append(Job.from_fields(_decode(raw)))
             else:  # the hash expired or was deleted: nothing left to do for this id
-                await self._transition(
-                    keys=[queue_key(lane), lease_key(lane), job_key(job_id), queue_key(lane)],
-                    args=[job_id, token, "done", 0, 0],
-                )
+                await self._apply(lane, lane, job_id, token, "done", 0, 0, None)
         return token, now_ms, jobs
 
     async def reschedule(

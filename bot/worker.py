@@ -80,7 +80,6 @@ class Worker:
             while self._again:
                 self._again = False
                 await self._claim_all()
-        self.last_tick = time.monotonic()
 
     async def _claim_all(self) -> None:
         if time.monotonic() < self._redis_retry_at:

@@ -24,6 +24,12 @@ from tests.payloads import SIGNING_SECRET, form_body, signed_headers, slash_comm
 REPO = Path(__file__).resolve().parents[1]
 
 
+def send_command(bot_url: str, text: str, *, response_url: str, **fields: str) -> httpx.Response:
+    """Send `/lipsync <text>` exactly as Slack would: a signed form POST to /slack/events."""
+    body = form_body(slash_command(text, response_url=response_url, **fields))
+    return httpx.post(f"{bot_url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -59,9 +65,7 @@ class BotThread:
         return f"http://127.0.0.1:{self.bot.port}"
 
     def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
-        """Send `/lipsync <text>` exactly as Slack would: a signed form POST to /slack/events."""
-        body = form_body(slash_command(text, response_url=response_url, **fields))
-        return httpx.post(f"{self.url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+        return send_command(self.url, text, response_url=response_url, **fields)
 
 
 def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -> dict[str, str]:
@@ -127,5 +131,4 @@ class BotProcess:
         return dict(httpx.get(f"{self.url}/healthz", timeout=5).json())
 
     def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
-        body = form_body(slash_command(text, response_url=response_url, **fields))
-        return httpx.post(f"{self.url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+        return send_command(self.url, text, response_url=response_url, **fields)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotProcess, bot_env
-from tests.payloads import form_body, signed_headers, slash_command
 
 CHANNEL = "C0GENERAL"
 
@@ -24,16 +22,8 @@ def test_bot_killed_mid_job_still_delivers_exactly_one_reply(
     jogg.default_outcome = Outcome("never")
     bot = BotProcess(env, tmp_path).start()
     try:
-        body = form_body(
-            slash_command(
-                "https://cdn.example.com/a.mp4 https://cdn.example.com/b.mp3",
-                response_url=slack.response_url("r"),
-            )
-        )
-        assert (
-            httpx.post(f"{bot.url}/slack/events", content=body, headers=signed_headers(body)).status_code
-            == 200
-        )
+        text = "https://cdn.example.com/a.mp4 https://cdn.example.com/b.mp3"
+        assert bot.command(text, response_url=slack.response_url("r")).status_code == 200
         task = wait_until(lambda: next(iter(jogg.tasks.values()), None))
         wait_until(lambda: jogg.polls.get(task.task_id, 0) >= 2)
         bot.kill()  # mid-job: submitted, being polled, no reply yet

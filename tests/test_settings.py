@@ -65,3 +65,25 @@ def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: P
     assert not settings.socket_mode and settings.redis_url in (None, "")
     assert settings.poll_interval_seconds == 10 and settings.job_timeout_seconds == 1800
     assert settings.slack_api_url == "https://slack.com/api/" and settings.port == 3000
+
+
+def test_malformed_values_are_named_without_a_traceback(tmp_path: Path) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "JOGG_API_KEY": "k"}
+    result = run_bot({**env, "REDIS_URL": "localhost:6379", "LOG_LEVEL": "verbose"}, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "REDIS_URL" in result.stderr and "redis://" in result.stderr
+    assert "LOG_LEVEL" in result.stderr and "DEBUG" in result.stderr
+
+
+def test_a_port_in_use_is_named_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "JOGG_API_KEY": "k"}
+        env |= {"PORT": str(port), "DATA_DIR": str(tmp_path / "data"), "SLACK_API_URL": "http://127.0.0.1:9/"}
+        result = run_bot(env, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"port {port}" in result.stderr and "PORT" in result.stderr

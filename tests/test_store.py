@@ -121,3 +121,15 @@ def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: st
         await b.aclose()
 
     run(_with_store(redis_url, body))
+
+
+def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="gone"))
+        await store.redis.delete("{lip}:job:gone")  # e.g. expired, or removed by an operator
+        _, _, jobs = await store.claim(Lane.SUBMIT, 10, lease_ms=60_000)
+        assert jobs == []
+        assert await store.redis.exists("{lip}:job:gone") == 0
+        assert await store.counts() == {"submit": 0, "poll": 0, "send": 0}
+
+    run(_with_store(redis_url, body))
