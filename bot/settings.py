@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port
     poll_interval_seconds: float = Field(default=10.0, gt=0)
     job_timeout_seconds: float = Field(default=1800.0, gt=0)
+    max_file_mb: float = Field(default=500.0, gt=0)  # largest Slack file the bot re-hosts at JoggAI
     # Advanced tuning; the defaults suit production.
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key
     lease_seconds: float = Field(default=60.0, gt=0)  # how long a crashed process holds a job
