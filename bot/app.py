@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from bot.intake import Intake
+from bot.slack_out import SlackOut
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
 
-def build_bolt_app(client: AsyncWebClient, signing_secret: str | None, intake: Intake) -> AsyncApp:
+def build_bolt_app(
+    client: AsyncWebClient, signing_secret: str | None, intake: Intake, slack: SlackOut
+) -> AsyncApp:
     app = AsyncApp(
         client=client,
         # Socket Mode connections are authenticated by the app token; HTTP requests by their signature.
@@ -33,7 +36,7 @@ def build_bolt_app(client: AsyncWebClient, signing_secret: str | None, intake: I
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         log.exception("unhandled error in a Slack listener", exc_info=error)
 
-    handlers.register(app, intake)
+    handlers.register(app, intake, slack)
     return app
 
 

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.slack_files import SlackFile
+
 
 class Status(StrEnum):
     QUEUED = "queued"  # accepted; parent message and provider submission still to do
@@ -30,6 +32,11 @@ class PostState(StrEnum):
     SKIPPED = "skipped"  # nowhere to post (the bot cannot reach the channel)
 
 
+class Source(StrEnum):
+    COMMAND = "command"  # /lipsync with two links; the bot posts the job's own message in the channel
+    FILES = "files"  # files shared in Slack; the thread of the sharing message holds the reply
+
+
 def new_job_id() -> str:
     # Time-ordered, so jobs that wait for the same instant keep their arrival order in a ZSET.
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
@@ -43,10 +50,16 @@ class Job:
     channel: str = ""
     user: str = ""
     response_url: str = ""
-    # What to make.
+    source: Source = Source.COMMAND
+    source_ts: str = ""  # the user's message that shared the files; status reactions go on it
+    group: str = ""  # jobs started by the same message share a group (one reaction for all of them)
+    group_size: int = 0
+    # What to make. For shared files the URLs are JoggAI asset URLs, filled in once re-hosted.
     video_url: str = ""
     audio_url: str = ""
     playback_type: str = "normal"
+    video_file: str = ""  # SlackFile as JSON, for jobs from shared files
+    audio_file: str = ""
     # Progress.
     status: Status = Status.QUEUED
     created_ms: int = 0
@@ -66,6 +79,7 @@ class Job:
     duration_s: str = ""  # exact decimal text as the provider sent it
     error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)
     error: str = ""  # provider's failure text
+    error_file: str = ""  # the Slack file a transfer error is about
     reply_state: PostState = PostState.NONE
     reply_ts: str = ""
     reply_attempt_ms: int = 0
@@ -88,11 +102,18 @@ class Job:
                 values[key] = int(value or 0)
             elif key == "status":
                 values[key] = Status(value)
+            elif key == "source":
+                values[key] = Source(value)
             elif key.endswith("_state"):
                 values[key] = PostState(value)
             else:
                 values[key] = value
         return cls(**values, extra=extra)  # type: ignore[arg-type]
 
-    def age_seconds(self, now_ms: int) -> float:
-        return (now_ms - self.created_ms) / 1000
+    @property
+    def video(self) -> SlackFile | None:
+        return SlackFile.from_json(self.video_file) if self.video_file else None
+
+    @property
+    def audio(self) -> SlackFile | None:
+        return SlackFile.from_json(self.audio_file) if self.audio_file else None

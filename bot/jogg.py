@@ -8,6 +8,8 @@ in Redis with backoff), so a retry survives a restart and never blocks a worker.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 
 CREATE_PATH = "/v2/create_lip_sync_video"
 TASK_PATH = "/v2/lip_sync_video"
+UPLOAD_PATH = "/v2/upload/asset"
 
 
 class ErrorKind(StrEnum):
@@ -68,6 +71,14 @@ class LipSyncTask:
         return self.status in ("success", "failed")
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where to PUT a file's bytes (sign_url, a presigned storage URL) and how JoggAI will know it."""
+
+    sign_url: str
+    asset_url: str  # pass as video_url / audio_url
+
+
 class JoggClient:
     def __init__(self, base_url: str, api_key: SecretStr, timeout_s: float = 10.0) -> None:
         self._client = httpx.AsyncClient(
@@ -77,9 +88,19 @@ class JoggClient:
             follow_redirects=False,  # a redirect would carry the API key to another host
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
         )
+        # The signed upload URLs live on a storage host that must never see the API key, which the
+        # client above sends on every request: a second client with no default headers or auth.
+        # httpx timeouts apply per read/write, not to the whole transfer, so big files are fine.
+        self._storage = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            follow_redirects=False,
+        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        try:
+            await self._client.aclose()
+        finally:
+            await self._storage.aclose()
 
     async def create_lip_sync(self, video_url: str, audio_url: str, playback_type: str) -> LipSyncTask:
         body = {"video_url": video_url, "audio_url": audio_url, "playback_type": playback_type}
@@ -98,6 +119,45 @@ class JoggClient:
             if exc.kind is ErrorKind.NOT_FOUND:
                 return None
             raise
+
+    async def request_upload(self, filename: str, content_type: str, size: int) -> UploadTarget:
+        """Ask JoggAI for a signed URL to upload one file to (a POST: it counts against 20/min)."""
+        body = {"filename": filename, "content_type": content_type, "file_size": size}
+        data = await self._call("POST", UPLOAD_PATH, json=body)
+        sign_url, asset_url = data.get("sign_url"), data.get("asset_url")
+        if not (_is_http_url(sign_url) and _is_http_url(asset_url)):
+            # The values are not quoted: a sign_url is a credential for the storage bucket.
+            keys = ", ".join(sorted(data)) or "none"
+            raise JoggError(ErrorKind.TRANSIENT, f"JoggAI sent no usable sign_url/asset_url (keys: {keys})")
+        return UploadTarget(sign_url=str(sign_url), asset_url=str(asset_url))
+
+    async def put_asset(
+        self, sign_url: str, content_type: str, size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """Stream `size` bytes to a signed URL from `request_upload`.
+
+        Content-Length is set explicitly: httpx would otherwise send an async iterator chunked, and
+        presigned storage URLs refuse chunked bodies (411). With the header set, httpx sends the body
+        as is and h11 refuses to send more or fewer bytes than declared. An exception raised by `body`
+        aborts the request and propagates unchanged, so the storage never sees a complete upload.
+        """
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        try:
+            response = await self._storage.put(sign_url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            message = f"upload to JoggAI storage failed: {type(exc).__name__}"
+            raise JoggError(ErrorKind.TRANSIENT, message) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if 400 <= status < 500:
+            # Expired or mismatched signature (or a bucket policy): a fresh request_upload fixes it.
+            reason = _storage_code(response.text)
+            raise JoggError(
+                ErrorKind.TRANSIENT,
+                f"JoggAI storage refused the upload: HTTP {status}" + (f" {reason}" if reason else ""),
+            )
+        raise JoggError(ErrorKind.TRANSIENT, f"JoggAI storage answered HTTP {status}")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         is_post = method == "POST"
@@ -152,6 +212,22 @@ def _task(data: dict[str, Any], status_default: str = "") -> LipSyncTask:
     if task.status == "success" and not task.result_url:
         raise JoggError(ErrorKind.TRANSIENT, "JoggAI reported success without a result_url")
     return task
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
+
+def _storage_code(body: str) -> str:
+    """The `<Code>` of an S3-style XML error (e.g. SignatureDoesNotMatch), or ""."""
+    match = re.search(r"<Code>([^<]{1,100})</Code>", body[:4096])
+    return match.group(1) if match else ""
 
 
 def _dict(value: object) -> dict[str, Any]:

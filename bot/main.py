@@ -30,6 +30,7 @@ from bot.ratelimit import RateLimiter
 from bot.settings import Settings, SettingsError, load_settings
 from bot.slack_out import SlackOut, make_client
 from bot.store import JobStore
+from bot.transfer import Transfer
 from bot.worker import Worker
 
 log = logging.getLogger("bot")
@@ -47,6 +48,7 @@ class Bot:
         self.embedded: EmbeddedRedis | None = None
         self.redis: Redis | None = None
         self.jogg: JoggClient | None = None
+        self.transfer: Transfer | None = None
         self.worker: Worker | None = None
         self.site: web.TCPSite | None = None
         self.runner: web.AppRunner | None = None
@@ -83,14 +85,20 @@ class Bot:
         timing = Timing(
             poll_interval_ms=int(s.poll_interval_seconds * 1000),
             job_timeout_ms=int(s.job_timeout_seconds * 1000),
+            lease_ms=int(s.lease_seconds * 1000),
         )
-        pipeline = Pipeline(store, self.jogg, SlackOut(slack_client, store), limiter, timing)
+        max_file_bytes = int(s.max_file_mb * 1_000_000)
+        self.transfer = Transfer(
+            s.slack_bot_token, s.slack_api_url, self.jogg, max_file_bytes, s.http_timeout_seconds
+        )
+        slack_out = SlackOut(slack_client, store)
+        pipeline = Pipeline(store, self.jogg, slack_out, limiter, timing, self.transfer)
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
-        self.worker = Worker(store, pipeline, lease_ms=int(s.lease_seconds * 1000), tick_seconds=tick)
-        intake = Intake(store, s.job_timeout_seconds, self.worker.kick)
+        self.worker = Worker(store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick)
+        intake = Intake(store, s.job_timeout_seconds, self.worker.kick, max_file_bytes)
         signing_secret = None if s.socket_mode else s.slack_signing_secret
         bolt = build_bolt_app(
-            slack_client, signing_secret.get_secret_value() if signing_secret else None, intake
+            slack_client, signing_secret.get_secret_value() if signing_secret else None, intake, slack_out
         )
         await self.worker.start()
         if s.slack_app_token is not None:
@@ -147,6 +155,8 @@ class Bot:
             await self.runner.cleanup()
         if self.worker is not None:
             await self.worker.stop()
+        if self.transfer is not None:
+            await self.transfer.aclose()
         if self.jogg is not None:
             await self.jogg.aclose()
         if self.redis is not None:

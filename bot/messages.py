@@ -7,7 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from bot.cost import credits_for, format_credits
-from bot.jobs import Job, Status
+from bot.file_share import Plan
+from bot.jobs import Job, Source, Status
+from bot.slack_files import MediaKind, SlackFile
 
 Block = dict[str, Any]
 
@@ -44,6 +46,30 @@ PROVIDER_ERRORS = {
     "18025": "The JoggAI account has no API access. An admin needs to enable it in JoggAI.",
     "40000": "JoggAI rejected the request's parameters.",
 }
+
+# Why a job from shared files failed before JoggAI saw it, keyed by the transfer's error code.
+FILE_ERRORS = {
+    "slack_file_access": "I couldn't download {name} from Slack: Slack answered with its sign-in page "
+    "instead of the file. The app is probably missing the `files:read` permission; an admin needs to "
+    "add it (see the README) and reinstall the app.",
+    "slack_file_missing": "{name} is gone from Slack (deleted, or I can no longer see it). "
+    "Share it again and I'll start over.",
+    "file_too_large": "{name} is too large for me: {detail}. Trim or compress it and share it again.",
+    "external_file": "{name} is stored outside Slack (Google Drive, Dropbox…), so I can't download it. "
+    "Upload the file itself to Slack.",
+    "slack_download": "I couldn't download {name} from Slack, even after several tries ({detail}). "
+    "Please share it again in a little while.",
+}
+
+# Reactions on the message that shared the files: working, then done and/or failed.
+REACTION_WORKING = "hourglass_flowing_sand"
+REACTION_DONE = "white_check_mark"
+REACTION_FAILED = "x"
+
+PLAYBACK_TIP = (
+    "Write `normal_reverse` or `normal_reverse_by_audio` in the message to change what happens "
+    "when the video is shorter than the audio."
+)
 
 STATUS_LINES = {
     Status.QUEUED: ":hourglass_flowing_sand: Queued: submitting to JoggAI…",
@@ -91,6 +117,15 @@ def store_unavailable() -> Message:
     return Message(text=text, blocks=[_section(text)])
 
 
+def store_unavailable_for_files() -> Message:
+    text = (
+        ":warning: I can't reach my job database right now, so I didn't start anything for these files "
+        "and nothing was charged. In a minute, use the message's ⋯ menu → *Lip-sync these files* to "
+        "try again."
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
 def parent(job: Job) -> Message:
     """The bot's message in the channel; its thread holds everything else about the job."""
     status = STATUS_LINES[job.status]
@@ -122,6 +157,13 @@ def result(job: Job, with_cover: bool = True) -> Message:
     return _failure(job)
 
 
+def _files_line(job: Job) -> str:
+    video, audio = job.video, job.audio
+    if job.source is not Source.FILES or video is None or audio is None:
+        return ""
+    return f":clapper: *{_name(video)}* with :speaker: *{_name(audio)}* · playback `{job.playback_type}`"
+
+
 def _success(job: Job, with_cover: bool) -> Message:
     cost = format_credits(credits_for(Decimal(job.duration_s or "0")))
     duration = f"{Decimal(job.duration_s or '0'):f} s"
@@ -137,6 +179,8 @@ def _success(job: Job, with_cover: bool) -> Message:
             ],
         },
     ]
+    if _files_line(job):
+        blocks.insert(1, _context(_files_line(job)))
     if job.cover_url and with_cover:
         blocks.append(
             {
@@ -157,7 +201,11 @@ def _failure(job: Job) -> Message:
     known = PROVIDER_ERRORS.get(job.error_code)
     detail = job.error or "JoggAI gave no reason."
     lines = [f":x: <@{job.user}> the lip-sync failed."]
-    if known:
+    file_error = FILE_ERRORS.get(job.error_code)
+    if file_error:
+        name = f"*{_escape(job.error_file)}*" if job.error_file else "a file"
+        lines.append(file_error.format(name=name, detail=job.error or "no details"))
+    elif known:
         lines.append(known)
         if job.error:
             lines.append(f"JoggAI said: _{job.error}_")
@@ -167,7 +215,10 @@ def _failure(job: Job) -> Message:
         if hint:
             lines.append(f":bulb: {hint}")
     footer = f"JoggAI task `{job.task_id}`" if job.task_id else f"Job `{job.id}` (nothing was submitted)"
-    return Message(text=" ".join(lines), blocks=[_section("\n".join(lines)), _context(footer)])
+    blocks = [_section("\n".join(lines)), _context(footer)]
+    if _files_line(job):
+        blocks.insert(1, _context(_files_line(job)))
+    return Message(text=" ".join(lines), blocks=blocks)
 
 
 def _timed_out(job: Job) -> Message:
@@ -202,3 +253,92 @@ def _minutes(job: Job) -> str:
     if job.timeout_s >= 60:
         return f"{round(job.timeout_s / 60)} min"
     return f"{job.timeout_s} s" if job.timeout_s else "the time limit"
+
+
+# ------------------------------------------------------------ shared files
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _name(file: SlackFile) -> str:
+    return _escape(file.name)
+
+
+def _names(files: list[SlackFile]) -> str:
+    return ", ".join(f"*{_name(f)}*" for f in files)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:,.0f} MB" if size >= 10_000_000 else f"{size / 1_000_000:,.1f} MB"
+
+
+def file_help() -> Message:
+    """When someone mentions the bot without sharing media."""
+    text = (
+        ":wave: Share a talking-head video and an audio file in one message here and I'll dub the "
+        "video with the audio, answering in the thread with the result and what it cost. "
+        "Several audio files with one video give one dub each. "
+        f"{PLAYBACK_TIP} You can also use `/lipsync <video_url> <audio_url>` with public links."
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def needs_partner(plan: Plan) -> Message:
+    """When a message holds only a video or only audio (and the thread has nothing to pair it with)."""
+    if plan.missing is MediaKind.AUDIO:
+        have, need = f"the video {_names(plan.videos)}", "the audio track to dub it with"
+    else:
+        have, need = f"the audio {_names(plan.audios)}", "the video to dub with it"
+    text = (
+        f":paperclip: I have {have}. Now share {need} as a reply in this thread, or share the video "
+        f"and the audio together in one message. {PLAYBACK_TIP}"
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def ambiguous_files(plan: Plan) -> Message:
+    text = (
+        f":thinking_face: I see {len(plan.videos)} videos and {len(plan.audios)} audio files, so I can't "
+        "tell which goes with which, and nothing was started. Share one video with one or more audio "
+        "files (one dub per audio file), or one audio file with several videos."
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def files_too_large(files: list[SlackFile], limit_bytes: int) -> Message:
+    sizes = ", ".join(f"*{_name(f)}* ({_mb(f.size)})" for f in files)
+    text = (
+        f":warning: {sizes} {'is' if len(files) == 1 else 'are'} over my {_mb(limit_bytes)} limit per "
+        "file, so nothing was uploaded or started. Trim or compress the file and share it again."
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def external_files(files: list[SlackFile]) -> Message:
+    text = (
+        f":warning: {_names(files)} {'is' if len(files) == 1 else 'are'} stored outside Slack "
+        f"(Google Drive, Dropbox…), so I can't download {'it' if len(files) == 1 else 'them'} and "
+        "nothing was started. Upload the file itself to Slack."
+    )
+    return Message(text=text, blocks=[_section(text)])
+
+
+def files_started(count: int) -> Message:
+    what = "a dub" if count == 1 else f"{count} dubs"
+    text = f":clapper: Started {what} from these files. I'll answer in the message's thread."
+    return Message(text=text, blocks=[_section(text)])
+
+
+def files_already_started() -> Message:
+    text = ":ok_hand: I'm already on these files (or done with them): look in the message's thread."
+    return Message(text=text, blocks=[_section(text)])
+
+
+def no_media_in_message() -> Message:
+    text = (
+        ":thinking_face: That message has no video or audio file I can use. Run the shortcut on a "
+        f"message that shares a video and an audio file. {PLAYBACK_TIP}"
+    )
+    return Message(text=text, blocks=[_section(text)])

@@ -4,9 +4,11 @@ Each step runs on a job this process has claimed (with `token`), decides, and en
 transition: reschedule in its lane, move to the next lane, or finish. Transient faults reschedule with
 exponential backoff and jitter, so retries survive restarts and never hold a worker.
 
-  submit: post the parent message → (recover an ambiguous create by lookup) → rate limit → create task
+  submit: post the parent message, or for shared files re-host them at JoggAI → (recover an ambiguous
+          create by lookup) → rate limit → create task
   poll:   ask JoggAI for the task → reschedule, or finish as succeeded/failed/timed out
-  send:   post the one result reply in the thread → update the parent's status → done
+  send:   post the one result reply in the thread → update the parent's status (or the reactions on
+          the message that shared the files) → done
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import random
 from dataclasses import dataclass
 
 from bot import messages
-from bot.jobs import Job, PostState, Status
+from bot.jobs import Job, PostState, Source, Status
 from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
 from bot.ratelimit import RateLimiter
+from bot.slack_files import SlackFile
 from bot.slack_out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
 from bot.store import JobStore, Lane
+from bot.transfer import Transfer, TransferError
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +44,25 @@ def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
 class Timing:
     poll_interval_ms: int
     job_timeout_ms: int
+    lease_ms: int = 60_000
 
 
 class Pipeline:
     def __init__(
-        self, store: JobStore, jogg: JoggClient, slack: SlackOut, limiter: RateLimiter, timing: Timing
+        self,
+        store: JobStore,
+        jogg: JoggClient,
+        slack: SlackOut,
+        limiter: RateLimiter,
+        timing: Timing,
+        transfer: Transfer,
     ) -> None:
         self.store = store
         self.jogg = jogg
         self.slack = slack
         self.limiter = limiter
         self.timing = timing
+        self.transfer = transfer
 
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
@@ -65,7 +77,10 @@ class Pipeline:
         if self._expired(job, now_ms):
             await self._finish(Lane.SUBMIT, job, token, Status.TIMED_OUT, error_code="timeout")
             return
-        if not await self._ensure_parent(job, token):
+        if job.source is Source.COMMAND:
+            if not await self._ensure_parent(job, token):
+                return
+        elif not await self._rehost_files(job, token):
             return
         try:
             task = await self._find_earlier_create(job) if job.submit_state is PostState.ATTEMPTED else None
@@ -90,7 +105,8 @@ class Pipeline:
             delay_ms=self.timing.poll_interval_ms,
             fields={"status": Status.PROCESSING, "task_id": task.task_id, "submit_state": "", "errors": 0},
         )
-        await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+        if job.source is Source.COMMAND:
+            await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
 
     async def _ensure_parent(self, job: Job, token: str) -> bool:
         """Post the job's message in the channel once. False when the job cannot go on now."""
@@ -111,6 +127,65 @@ class Pipeline:
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             await self._slack_setback(Lane.SUBMIT, job, token, exc)
         return False
+
+    async def _rehost_files(self, job: Job, token: str) -> bool:
+        """Give JoggAI public copies of the job's Slack files. True once both asset URLs are stored."""
+        for url_field, file in (("video_url", job.video), ("audio_url", job.audio)):
+            if getattr(job, url_field):
+                continue
+            assert file is not None, "a job from shared files carries both files"
+            cache_key = f"{job.team_id}:{file.id}"
+            url = await self.store.asset_url(cache_key) or await self._upload(job, token, file, cache_key)
+            if url is None:
+                return False
+            await self.store.update(Lane.SUBMIT, job.id, token, {url_field: url})
+            setattr(job, url_field, url)
+        return True
+
+    async def _upload(self, job: Job, token: str, file: SlackFile, cache_key: str) -> str | None:
+        """Stream one Slack file to JoggAI; None when the job was rescheduled or ended instead."""
+        lock = f"asset:{cache_key}"
+        if not await self.store.lock(lock, token, self.timing.lease_ms):
+            # A sibling job is uploading the same file (one video, several audio tracks): wait for it.
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, 1000)
+            return None
+        try:
+            wait_ms = await self.limiter.acquire()  # the upload request is a POST, limited like creates
+            if wait_ms:
+                await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
+                return None
+            log.info("job %s: re-hosting Slack file %s (%d bytes)", job.id, file.id, file.size)
+            async with self.store.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):
+                url = await self.transfer.rehost(file)
+            await self.store.save_asset(cache_key, url)
+            return url
+        except TransferError as exc:
+            await self._upload_failed(job, token, file, exc.code, exc.detail, not exc.permanent)
+        except JoggError as exc:
+            if exc.kind is ErrorKind.RATE_LIMITED:
+                await self.store.reschedule(Lane.SUBMIT, job.id, token, 5000 + random.randint(0, 10_000))
+            else:
+                code = str(exc.code or "upload")
+                await self._upload_failed(
+                    job, token, file, code, exc.message, exc.kind is ErrorKind.TRANSIENT
+                )
+        finally:
+            await self.store.unlock(lock, token)
+        return None
+
+    async def _upload_failed(
+        self, job: Job, token: str, file: SlackFile, code: str, detail: str, transient: bool
+    ) -> None:
+        errors = job.errors + 1
+        if transient and errors < MAX_SUBMIT_ERRORS:
+            log.warning("job %s: re-hosting %s failed (%s), retry %d", job.id, file.id, detail, errors)
+            fields = {"errors": errors, "last_error": f"{file.name}: {detail}"}
+            await self.store.reschedule(Lane.SUBMIT, job.id, token, backoff_ms(errors), fields)
+            return
+        log.warning("job %s: cannot re-host %s: %s %s", job.id, file.id, code, detail)
+        await self._finish(
+            Lane.SUBMIT, job, token, Status.FAILED, error_code=code, error=detail, error_file=file.name
+        )
 
     async def _slack_setback(self, lane: Lane, job: Job, token: str, exc: Exception) -> None:
         """Put the job back after Slack said "not now" (429), "maybe" (unclear outcome) or "no"."""
@@ -240,5 +315,20 @@ class Pipeline:
             else:
                 await self._slack_setback(Lane.SEND, job, token, exc)
             return
-        await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+        if job.source is Source.COMMAND:
+            await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+        else:
+            await self._react_when_group_done(job)
         await self.store.finish(Lane.SEND, job.id, token)
+
+    async def _react_when_group_done(self, job: Job) -> None:
+        """Swap the "working" reaction for the outcome once every job of the message has answered."""
+        statuses = await self.store.group_done(job.group, job.id, job.status)
+        if len(statuses) < job.group_size:
+            return
+        channel, ts = job.channel, job.source_ts
+        if Status.SUCCEEDED in statuses:
+            await self.slack.react(channel, ts, messages.REACTION_DONE)
+        if any(status != Status.SUCCEEDED for status in statuses):
+            await self.slack.react(channel, ts, messages.REACTION_FAILED)
+        await self.slack.react(channel, ts, messages.REACTION_WORKING, remove=True)

@@ -168,6 +168,48 @@ class SlackOut:
                 log.warning("chat.update %s/%s failed: %s", channel, ts, exc)
         return False
 
+    async def react(self, channel: str, ts: str, name: str, remove: bool = False) -> bool:
+        """Add (or remove) a status reaction. Cosmetic: failures are logged, never raised."""
+        call = self.client.reactions_remove if remove else self.client.reactions_add
+        for attempt in range(2):
+            try:
+                await call(channel=channel, timestamp=ts, name=name)
+                return True
+            except SlackApiError as exc:
+                if _error(exc) in ("already_reacted", "no_reaction"):
+                    return True  # already the way we want it (a retried step, another process)
+                if _status(exc) == 429 and attempt == 0:
+                    await asyncio.sleep(min(5.0, _retry_after(exc)))
+                    continue
+                log.warning("reaction %s on %s/%s failed: %s", name, channel, ts, _error(exc))
+                return False
+            except NETWORK_ERRORS as exc:
+                log.warning("reaction %s on %s/%s failed: %s", name, channel, ts, exc)
+                return False
+        return False
+
+    async def notify(self, channel: str, thread_ts: str, message: Message) -> bool:
+        """Post an advisory message in a thread (what the bot still needs, why it did nothing).
+
+        Callers mark the Slack message as handled first, so a redelivered event posts nothing: advice
+        is at most once. Slack's rate limit is waited out; anything else is logged."""
+        for attempt in range(3):
+            try:
+                await self.client.chat_postMessage(
+                    channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
+                )
+                return True
+            except SlackApiError as exc:
+                if _status(exc) == 429 and attempt < 2:
+                    await asyncio.sleep(min(10.0, _retry_after(exc)))
+                    continue
+                log.warning("advice in %s/%s not posted: %s", channel, thread_ts, _error(exc))
+                return False
+            except NETWORK_ERRORS as exc:
+                log.warning("advice in %s/%s not posted: %s", channel, thread_ts, exc)
+                return False
+        return False
+
     async def respond(self, response_url: str, message: Message) -> bool:
         """An ephemeral message through the slash command's response_url (works where the bot can't post)."""
         if not response_url:

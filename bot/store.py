@@ -13,15 +13,21 @@ All keys share the `{lip}` hash tag so the scripts also work on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot.jobs import Job
+
+log = logging.getLogger(__name__)
 
 PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
@@ -120,6 +126,31 @@ return now
 """
 )
 
+# KEYS: queue, lease, lock. ARGV: id, token, lease_ms. Pushes our lease deadline out, if the claim is
+# still ours, and with it a lock we hold under the same token (an asset upload lock).
+_EXTEND = (
+    _NOW_MS
+    + """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[3])) end
+return 1
+"""
+)
+
+# KEYS: lock. ARGV: owner. Deletes the lock only if we still hold it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: group hash. ARGV: job id, final status, ttl_s. Returns every member's final status so far.
+_GROUP_DONE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return redis.call('HVALS', KEYS[1])
+"""
+
 NOW = "$now"  # placeholder for Redis time in update() values
 
 
@@ -136,6 +167,9 @@ class JobStore:
         self._claim = redis.register_script(_CLAIM)
         self._transition = redis.register_script(_TRANSITION)
         self._update = redis.register_script(_UPDATE)
+        self._extend = redis.register_script(_EXTEND)
+        self._group_done = redis.register_script(_GROUP_DONE)
+        self._unlock = redis.register_script(_UNLOCK)
 
     def new_token(self) -> str:
         # Unique per claim, so a process that re-claims after losing a lease is not its old self.
@@ -206,6 +240,72 @@ class JobStore:
             raise LeaseLost(job_id)
         return int(now)
 
+    @contextlib.asynccontextmanager
+    async def keep_claim(
+        self, lane: Lane, job_id: str, token: str, lease_ms: int, lock: str = ""
+    ) -> AsyncIterator[None]:
+        """Hold the claim through a long step (a big file transfer) by pushing the lease out as we go,
+        together with `lock` if we hold it under `token`.
+
+        If the claim is lost meanwhile, the step is cancelled and LeaseLost raised: someone else owns
+        the job now and must not race us."""
+        step = asyncio.current_task()
+        lost = False
+
+        async def beat() -> None:
+            nonlocal lost
+            while True:
+                await asyncio.sleep(lease_ms / 3000)
+                try:
+                    kept = await self._extend(
+                        keys=[queue_key(lane), lease_key(lane), _lock_key(lock)],
+                        args=[job_id, token, lease_ms],
+                    )
+                except RedisError as exc:  # the lease may still be good; try again next beat
+                    log.warning("job %s: could not extend the lease: %s", job_id, exc)
+                    continue
+                if not kept and step is not None:
+                    lost = True
+                    step.cancel()
+                    return
+
+        beater = asyncio.create_task(beat())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if lost:
+                raise LeaseLost(job_id) from None
+            raise
+        finally:
+            beater.cancel()
+
+    async def mark_once(self, key: str, ttl_s: int = DEDUPE_TTL_SECONDS) -> bool:
+        """True the first time `key` is marked (across processes and restarts), False afterwards."""
+        return bool(await self.redis.set(f"{PREFIX}:seen:{key}", 1, nx=True, ex=ttl_s))
+
+    async def group_done(self, group: str, job_id: str, status: str) -> list[str]:
+        """Record a job of a group (the jobs from one Slack message) as ended; the statuses so far."""
+        raw = await self._group_done(
+            keys=[f"{PREFIX}:group:{group}"], args=[job_id, status, FINISHED_JOB_TTL_SECONDS]
+        )
+        return [_text(v) for v in raw]
+
+    # Slack file id → JoggAI asset URL, so one video shared with three audio tracks is uploaded once.
+
+    async def asset_url(self, file_key: str) -> str | None:
+        value = await self.redis.get(f"{PREFIX}:asset:{file_key}")
+        return _text(value) if value else None
+
+    async def save_asset(self, file_key: str, url: str) -> None:
+        # JoggAI calls assets permanent, but that is unconfirmed: a day covers one conversation.
+        await self.redis.set(f"{PREFIX}:asset:{file_key}", url, ex=DEDUPE_TTL_SECONDS)
+
+    async def lock(self, name: str, owner: str, ttl_ms: int) -> bool:
+        return bool(await self.redis.set(_lock_key(name), owner, nx=True, px=ttl_ms))
+
+    async def unlock(self, name: str, owner: str) -> None:
+        await self._unlock(keys=[_lock_key(name)], args=[owner])
+
     async def _apply(
         self,
         source: Lane,
@@ -228,6 +328,10 @@ class JobStore:
                 pipe.zcard(queue_key(lane))
             sizes = await pipe.execute()
         return {lane.value: int(n) for lane, n in zip(Lane, sizes, strict=True)}
+
+
+def _lock_key(name: str) -> str:
+    return f"{PREFIX}:lock:{name}"
 
 
 def _flatten(fields: Mapping[str, object]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 def send_command(bot_url: str, text: str, *, response_url: str, **fields: str) -> httpx.Response:
     """Send `/lipsync <text>` exactly as Slack would: a signed form POST to /slack/events."""
     body = form_body(slash_command(text, response_url=response_url, **fields))
+    return httpx.post(f"{bot_url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
+
+
+def send_event(bot_url: str, payload: dict[str, Any], retry_num: int | None = None) -> httpx.Response:
+    """POST an Events API payload as Slack does: signed JSON, with Slack's retry headers if a retry."""
+    body = json.dumps(payload)
+    headers = signed_headers(body, content_type="application/json")
+    if retry_num is not None:
+        headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+    return httpx.post(f"{bot_url}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def send_shortcut(bot_url: str, payload: dict[str, Any]) -> httpx.Response:
+    """POST an interactivity payload as Slack does: a signed form with one `payload` field (JSON)."""
+    body = form_body({"payload": json.dumps(payload)})
     return httpx.post(f"{bot_url}/slack/events", content=body, headers=signed_headers(body), timeout=10)
 
 
@@ -66,6 +82,12 @@ class BotThread:
 
     def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
         return send_command(self.url, text, response_url=response_url, **fields)
+
+    def event(self, payload: dict[str, Any], retry_num: int | None = None) -> httpx.Response:
+        return send_event(self.url, payload, retry_num)
+
+    def shortcut(self, payload: dict[str, Any]) -> httpx.Response:
+        return send_shortcut(self.url, payload)
 
 
 def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -> dict[str, str]:

@@ -133,3 +133,43 @@ def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> No
         assert await store.counts() == {"submit": 0, "poll": 0, "send": 0}
 
     run(_with_store(redis_url, body))
+
+
+def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="big"))
+        token, _, _ = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        assert await store.lock("asset:F1", token, 300)
+        async with store.keep_claim(Lane.SUBMIT, "big", token, 300, lock="asset:F1"):
+            await asyncio.sleep(1.0)  # three leases long
+            _, _, stolen = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+            assert stolen == []  # nobody else got the job meanwhile…
+            assert not await store.lock("asset:F1", "other", 300)  # …nor the upload
+        await store.finish(Lane.SUBMIT, "big", token)  # still ours at the end
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_long_step_whose_claim_was_lost_is_stopped(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="big"))
+        token, _, _ = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        await store.redis.hset("{lip}:submit:lease", "big", "someone-else")  # taken over
+        started = time.monotonic()
+        with pytest.raises(LeaseLost):
+            async with store.keep_claim(Lane.SUBMIT, "big", token, 300):
+                await asyncio.sleep(10)
+        assert time.monotonic() - started < 1  # stopped at the next heartbeat, not after the step
+
+    run(_with_store(redis_url, body))
+
+
+def test_advice_is_marked_once_and_groups_collect_their_outcomes(redis_url: str) -> None:
+    async def body(store: JobStore) -> None:
+        assert await store.mark_once("advice:C1:1.0")
+        assert not await store.mark_once("advice:C1:1.0")
+        assert await store.group_done("C1:1.0", "j1", "succeeded") == ["succeeded"]
+        assert await store.group_done("C1:1.0", "j1", "succeeded") == ["succeeded"]  # a retried step
+        assert sorted(await store.group_done("C1:1.0", "j2", "failed")) == ["failed", "succeeded"]
+
+    run(_with_store(redis_url, body))

@@ -145,6 +145,13 @@ class FakeSlack(BackgroundServer):
         self.not_in_channel: set[str] = set()
         self.missing_channels: set[str] = set()
         self.unfetchable_image_hosts: set[str] = set()
+        # Scopes the app was installed without: "files:read" makes downloads answer the sign-in page
+        # (HTTP 200, as Slack does) and files.info answer missing_scope.
+        self.missing_scopes: set[str] = set()
+        # Ids of content_factory files whose downloads misbehave: sent without Content-Length (chunked),
+        # or with the connection closed after the body even if it is shorter than Content-Length.
+        self.chunked_downloads: set[str] = set()
+        self.cut_downloads: set[str] = set()
         # Recorded state.
         self.calls: list[Call] = []
         self.updates: list[Update] = []
@@ -158,6 +165,7 @@ class FakeSlack(BackgroundServer):
         self.socket_messages: list[dict[str, Any]] = []
         self._messages: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self._file_bodies: dict[str, _FileBody] = {}
+        self._redirects: dict[str, tuple[str, int]] = {}
 
     def reset(self) -> None:
         """Forget messages, calls, files, faults and configuration; keep tokens and live sockets."""
@@ -289,6 +297,15 @@ class FakeSlack(BackgroundServer):
             self._file_bodies[file_id] = _FileBody(content, content_factory, size, mimetype, name)
             return copy.deepcopy(file)
 
+    def add_redirect(self, location: str, status: int = 302) -> str:
+        """A URL on this fake that answers `status` with `Location: location`, as url_private does when
+        it sends a client to another host (files-origin.slack.com, slack-files.com). Requests to it are
+        recorded in `downloads` like file downloads."""
+        key = uuid.uuid4().hex
+        with self.lock:
+            self._redirects[key] = (location, status)
+        return f"{self.base_url}/redirect/{key}"
+
     # -- Socket Mode (test side) -------------------------------------------------------------------
 
     @property
@@ -387,6 +404,7 @@ class FakeSlack(BackgroundServer):
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._handle_download)
+        app.router.add_get("/redirect/{key}", self._handle_redirect)
         app.router.add_post("/response/{key}", self._handle_response_url)
         app.router.add_get("/socket", self._handle_socket)
 
@@ -610,6 +628,8 @@ class FakeSlack(BackgroundServer):
         return {"ok": True}
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "files:read" in self.missing_scopes:
+            raise SlackError("missing_scope", needed="files:read", provided="chat:write")
         file = self.files.get(str(params.get("file") or ""))
         if file is None:
             raise SlackError("file_not_found")
@@ -709,6 +729,8 @@ class FakeSlack(BackgroundServer):
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         valid = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        if "files:read" in self.missing_scopes:
+            valid = False
         file_id = request.match_info["team_file"].removeprefix(f"{self.team_id}-")
         with self.lock:
             self.downloads.append(Download(request.path, valid))
@@ -725,13 +747,30 @@ class FakeSlack(BackgroundServer):
             return web.Response(body=body.content, content_type=body.mimetype, headers=headers)
         response = web.StreamResponse(headers=headers)
         response.content_type = body.mimetype
-        response.content_length = body.size
+        with self.lock:
+            chunked, cut = file_id in self.chunked_downloads, file_id in self.cut_downloads
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = body.size
+        if cut:
+            response.force_close()  # the connection closes after this response, complete or not
         await response.prepare(request)
         if request.method != "HEAD" and body.factory is not None:
             for chunk in _chunks(body.factory()):
                 await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def _handle_redirect(self, request: web.Request) -> web.Response:
+        valid = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        with self.lock:
+            self.downloads.append(Download(request.path, valid))
+            target = self._redirects.get(request.match_info["key"])
+        if target is None:
+            return web.Response(status=404, text="not found")
+        location, status = target
+        return web.Response(status=status, headers={"Location": location})
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         try:
