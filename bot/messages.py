@@ -54,6 +54,7 @@ FILE_ERRORS = {
     "add it (see the README) and reinstall the app.",
     "slack_file_missing": "{name} is gone from Slack (deleted, or I can no longer see it). "
     "Share it again and I'll start over.",
+    "empty_file": "{name} is empty (0 bytes), so there is nothing to dub. Share the file again.",
     "file_too_large": "{name} is too large for me: {detail}. Trim or compress it and share it again.",
     "external_file": "{name} is stored outside Slack (Google Drive, Dropbox…), so I can't download it. "
     "Upload the file itself to Slack.",

@@ -29,11 +29,14 @@ _HTML_STARTS = (b"<!doctype", b"<html")
 
 # TransferError codes.
 SLACK_FILE_ACCESS = "slack_file_access"  # sign-in page / 401 / 403: files:read scope missing or auth lost
-SLACK_FILE_MISSING = "slack_file_missing"  # 404/410: deleted (or empty: nothing to re-host)
+SLACK_FILE_MISSING = "slack_file_missing"  # 404/410: deleted
+EMPTY_FILE = "empty_file"  # zero bytes: nothing to re-host
 FILE_TOO_LARGE = "file_too_large"
 EXTERNAL_FILE = "external_file"  # Google Drive etc., or a URL that is not Slack's: the token stays home
 SLACK_DOWNLOAD = "slack_download"  # 5xx, network, timeout, truncated body: try again later
-PERMANENT_CODES = frozenset({SLACK_FILE_ACCESS, SLACK_FILE_MISSING, FILE_TOO_LARGE, EXTERNAL_FILE})
+PERMANENT_CODES = frozenset(
+    {SLACK_FILE_ACCESS, SLACK_FILE_MISSING, EMPTY_FILE, FILE_TOO_LARGE, EXTERNAL_FILE}
+)
 
 
 class TransferError(Exception):
@@ -171,7 +174,7 @@ class Transfer:
         if not first:
             if size:
                 raise TransferError(SLACK_DOWNLOAD, f"download ended after 0 of {size} bytes")
-            raise TransferError(SLACK_FILE_MISSING, "the file is empty")
+            raise TransferError(EMPTY_FILE, "the file is empty")
         if size == 0:
             # Chunked answer and no size in the file object: JoggAI's PUT needs the length up front.
             raise TransferError(SLACK_DOWNLOAD, "Slack sent no file size")

@@ -154,3 +154,6 @@ class BotProcess:
 
     def command(self, text: str, *, response_url: str, **fields: str) -> httpx.Response:
         return send_command(self.url, text, response_url=response_url, **fields)
+
+    def event(self, payload: dict[str, Any]) -> httpx.Response:
+        return send_event(self.url, payload)

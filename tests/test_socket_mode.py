@@ -39,3 +39,23 @@ def test_bad_input_over_socket_mode_is_answered_in_the_ack(
     assert ack["payload"]["response_type"] == "ephemeral"
     assert "audio" in ack["payload"]["text"].lower()
     assert jogg.requests == []
+
+
+def test_files_shared_over_socket_mode_are_dubbed_once_despite_a_retried_envelope(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
+    files = [
+        slack.add_file("FSOCKV", "talk.mp4", "video/mp4", "mp4", b"\x00video" * 5000),
+        slack.add_file("FSOCKA", "voice.mp3", "audio/mpeg", "mp3", b"\x00audio" * 3000),
+    ]
+    message = slack.add_message("C0SOCK", "", files=files)
+    event = slack.event_payload({**message, "channel_type": "channel", "event_ts": message["ts"]})
+
+    slack.wait_ack(slack.send_envelope("events_api", event))
+    slack.wait_ack(slack.send_envelope("events_api", event, retry_attempt=1, retry_reason="timeout"))
+
+    reply = wait_until(lambda: (slack.replies("C0SOCK", message["ts"]) or [None])[0], timeout=15)
+    assert "talk.mp4" in str(reply["blocks"]) and "voice.mp3" in str(reply["blocks"])
+    assert len(jogg.creates) == 1 and len(jogg.uploads) == 2
+    assert len(slack.replies("C0SOCK", message["ts"])) == 1

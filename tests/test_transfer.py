@@ -296,7 +296,7 @@ def test_deleted_file_is_missing(slack: FakeSlack, jogg: FakeJogg) -> None:
 def test_empty_file_has_nothing_to_rehost(slack: FakeSlack, jogg: FakeJogg) -> None:
     error = transfer_error(slack, jogg, add_file(slack, content=b""))
 
-    assert (error.code, error.permanent) == ("slack_file_missing", True)
+    assert (error.code, error.permanent) == ("empty_file", True)
     assert jogg.requests == []
 
 
