@@ -86,6 +86,7 @@ class Bot:
             poll_interval_ms=int(s.poll_interval_seconds * 1000),
             job_timeout_ms=int(s.job_timeout_seconds * 1000),
             lease_ms=int(s.lease_seconds * 1000),
+            poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
         )
         max_file_bytes = int(s.max_file_mb * 1_000_000)
         self.transfer = Transfer(

@@ -34,6 +34,19 @@ MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: ke
 CLOCK_SKEW_S = 120
 
 
+# Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
+# (task age below, multiple of POLL_INTERVAL_SECONDS); older tasks use POLL_MAX_INTERVAL_SECONDS.
+POLL_SCHEDULE = ((60, 1), (300, 2), (900, 4))
+
+
+def poll_delay_ms(age_ms: int, base_ms: int, max_ms: int) -> int:
+    """How long to wait before asking about a task again, given how long the job has been running."""
+    for below_s, factor in POLL_SCHEDULE:
+        if age_ms < below_s * 1000:
+            return min(max_ms, base_ms * factor)
+    return max_ms
+
+
 def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
     """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
     ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
@@ -45,6 +58,11 @@ class Timing:
     poll_interval_ms: int
     job_timeout_ms: int
     lease_ms: int = 60_000
+    poll_max_interval_ms: int = 30_000
+
+    def poll_delay_ms(self, job: Job, now_ms: int) -> int:
+        ceiling = max(self.poll_interval_ms, self.poll_max_interval_ms)
+        return poll_delay_ms(now_ms - job.created_ms, self.poll_interval_ms, ceiling)
 
 
 class Pipeline:
@@ -253,7 +271,7 @@ class Pipeline:
                 return
             errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
             log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
-            delay = max(self.timing.poll_interval_ms, backoff_ms(errors))
+            delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
             await self.store.reschedule(
                 Lane.POLL, job.id, token, delay, {"errors": errors, "last_error": str(exc)}
             )
@@ -274,8 +292,9 @@ class Pipeline:
                 Lane.POLL, job, token, Status.FAILED, error=task.error_message, polls=job.polls + 1
             )
         else:
+            delay = self.timing.poll_delay_ms(job, now_ms)
             await self.store.reschedule(
-                Lane.POLL, job.id, token, self.timing.poll_interval_ms, {"polls": job.polls + 1, "errors": 0}
+                Lane.POLL, job.id, token, delay, {"polls": job.polls + 1, "errors": 0}
             )
 
     async def _finish(self, lane: Lane, job: Job, token: str, status: Status, **fields: object) -> None:

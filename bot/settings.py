@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # unset → embedded redis-server under DATA_DIR
     data_dir: Path = Path("./data")
     port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port
-    poll_interval_seconds: float = Field(default=10.0, gt=0)
+    poll_interval_seconds: float = Field(default=5.0, gt=0)  # for fresh tasks; slower as they run long
+    poll_max_interval_seconds: float = Field(default=30.0, gt=0)  # for tasks running 15 min or more
     job_timeout_seconds: float = Field(default=1800.0, gt=0)
     max_file_mb: float = Field(default=500.0, gt=0)  # largest Slack file the bot re-hosts at JoggAI
     # Advanced tuning; the defaults suit production.

@@ -63,7 +63,11 @@ def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: P
     )
     settings = load_settings(_env_file=env_file)
     assert not settings.socket_mode and settings.redis_url in (None, "")
-    assert settings.poll_interval_seconds == 10 and settings.job_timeout_seconds == 1800
+    assert (
+        settings.poll_interval_seconds == 5
+        and settings.poll_max_interval_seconds == 30
+        and settings.job_timeout_seconds == 1800
+    )
     assert settings.slack_api_url == "https://slack.com/api/" and settings.port == 3000
 
 
