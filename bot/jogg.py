@@ -3,18 +3,26 @@
 Errors arrive as HTTP 200 with `code != 0`; this module turns every outcome into either a value or a
 `JoggError` whose `kind` tells the caller what to do. Retrying is the caller's job (it reschedules the job
 in Redis with backoff), so a retry survives a restart and never blocks a worker.
+
+API calls go through one aiohttp session: at a few hundred polls in flight, httpx's connection pool
+spends most of its time in an O(n²) scan (encode/httpx#3215; bench/poll_sweep.py measured 11 ms of CPU
+per poll with httpx and 87 polls/s). The key-less storage upload (`put_asset`) stays on httpx, which
+streams a body of declared length simply and is used a few times per job at most.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 
@@ -79,15 +87,33 @@ class UploadTarget:
     asset_url: str  # pass as video_url / audio_url
 
 
+# Connections to the JoggAI API per process: enough for every poll and submission the worker runs at
+# once (bot/worker.py CAPACITY), so a request never queues for a connection behind slow ones.
+MAX_CONNECTIONS = 250
+
+
 class JoggClient:
-    def __init__(self, base_url: str, api_key: SecretStr, timeout_s: float = 10.0) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"x-api-key": api_key.get_secret_value(), "accept": "application/json"},
-            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-            follow_redirects=False,  # a redirect would carry the API key to another host
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        timeout_s: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"x-api-key": api_key.get_secret_value(), "accept": "application/json"}
+        connect_s = min(5.0, timeout_s)
+        # As before with httpx: connecting may take up to 5 s, each read up to timeout_s; waiting for a
+        # free connection from the pool is bounded too (`connect` covers the wait plus the connect).
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_s + connect_s, sock_connect=connect_s, sock_read=timeout_s
         )
+        self._max_connections = max_connections
+        # HTTP(S)_PROXY / NO_PROXY are honoured as httpx did, looked up once: aiohttp's trust_env would
+        # look them up (and ~/.netrc) in a thread on every request.
+        self._proxy = _env_proxy(self._base_url)
+        # Created on first use: an aiohttp session belongs to the event loop it was made in.
+        self._http: aiohttp.ClientSession | None = None
         # The signed upload URLs live on a storage host that must never see the API key, which the
         # client above sends on every request: a second client with no default headers or auth.
         # httpx timeouts apply per read/write, not to the whole transfer, so big files are fine.
@@ -96,9 +122,25 @@ class JoggClient:
             follow_redirects=False,
         )
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                # Certificates are checked exactly as httpx did (certifi, or SSL_CERT_FILE/SSL_CERT_DIR).
+                ssl=httpx.create_ssl_context(),
+            )
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._http
+
     async def aclose(self) -> None:
         try:
-            await self._client.aclose()
+            if self._http is not None:
+                await self._http.close()
         finally:
             await self._storage.aclose()
 
@@ -162,25 +204,33 @@ class JoggClient:
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         is_post = method == "POST"
         try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:  # nothing was sent
-            raise JoggError(ErrorKind.TRANSIENT, f"cannot connect to JoggAI: {exc}") from exc
-        except httpx.HTTPError as exc:  # timeouts, resets: the request may have been processed
+            async with self._session().request(
+                method,
+                self._base_url + path,
+                allow_redirects=False,  # a redirect would carry the API key to another host
+                proxy=self._proxy,
+                **kwargs,
+            ) as response:
+                status = response.status
+                content = await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection, or none within the connect timeout: nothing was sent.
+            raise JoggError(ErrorKind.TRANSIENT, f"cannot connect to JoggAI: {_describe(exc)}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Read timeouts, resets, a truncated body: the request may have been processed.
             raise JoggError(
-                ErrorKind.TRANSIENT, f"no answer from JoggAI: {type(exc).__name__}", ambiguous=is_post
+                ErrorKind.TRANSIENT, f"no answer from JoggAI: {_describe(exc)}", ambiguous=is_post
             ) from exc
-        if response.status_code == 429:
+        if status == 429:
             raise JoggError(ErrorKind.RATE_LIMITED, "rate limit exceeded", code=429)
-        if response.status_code >= 500:
-            raise JoggError(
-                ErrorKind.TRANSIENT, f"JoggAI answered HTTP {response.status_code}", ambiguous=is_post
-            )
-        if response.status_code >= 400:
-            kind = ErrorKind.NOT_FOUND if response.status_code == 404 else ErrorKind.PERMANENT
-            raise JoggError(kind, f"JoggAI answered HTTP {response.status_code}")
+        if status >= 500:
+            raise JoggError(ErrorKind.TRANSIENT, f"JoggAI answered HTTP {status}", ambiguous=is_post)
+        if status >= 400:
+            kind = ErrorKind.NOT_FOUND if status == 404 else ErrorKind.PERMANENT
+            raise JoggError(kind, f"JoggAI answered HTTP {status}")
         try:
             # Decimal keeps duration_seconds exactly as written on the wire.
-            envelope = json.loads(response.content, parse_float=Decimal)
+            envelope = json.loads(content, parse_float=Decimal)
             code = int(envelope["code"])
         except (ValueError, KeyError, TypeError) as exc:
             raise JoggError(ErrorKind.TRANSIENT, "JoggAI sent a malformed answer", ambiguous=is_post) from exc
@@ -212,6 +262,31 @@ def _task(data: dict[str, Any], status_default: str = "") -> LipSyncTask:
     if task.status == "success" and not task.result_url:
         raise JoggError(ErrorKind.TRANSIENT, "JoggAI reported success without a result_url")
     return task
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment sets for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY).
+
+    Only HTTP(S) proxies: aiohttp cannot speak SOCKS (httpx could not either without an extra)."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not proxy.startswith(("http://", "https://")):
+        return None
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return proxy
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a transport failure, without the URL (which is ours, not news)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "ConnectTimeout"
+    if isinstance(exc, TimeoutError):
+        return "ReadTimeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{type(exc).__name__} ({exc.os_error.strerror or exc.os_error})"
+    return type(exc).__name__
 
 
 def _is_http_url(value: object) -> bool:

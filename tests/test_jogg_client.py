@@ -6,10 +6,13 @@ import asyncio
 from typing import TypeVar
 
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
 from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
+from tests.fakes.server import BackgroundServer
+from tests.harness import free_port
 
 T = TypeVar("T")
 
@@ -80,3 +83,74 @@ def test_unknown_task_is_not_found(jogg: FakeJogg) -> None:
     with pytest.raises(JoggError) as caught:
         call(jogg, "get_lip_sync", "no-such-task")
     assert caught.value.kind is ErrorKind.NOT_FOUND
+
+
+def call_with(base_url: str, api_key: str, action: str, *args: str, timeout_s: float = 10.0) -> object:
+    async def go() -> object:
+        client = JoggClient(base_url, SecretStr(api_key), timeout_s)
+        try:
+            return await getattr(client, action)(*args)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_client_made_outside_an_event_loop_works_inside_one(jogg: FakeJogg) -> None:
+    client = JoggClient(jogg.base_url, SecretStr(jogg.api_key))  # as main.py may: no loop running yet
+
+    async def go() -> LipSyncTask:
+        try:
+            return await client.create_lip_sync(*INPUTS)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()).status == "pending"
+
+
+def test_a_refused_connection_is_not_ambiguous() -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(JoggError) as caught:
+        call_with(nobody, "key", "create_lip_sync", *INPUTS)
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.ambiguous is False  # nothing was sent: creating again cannot pay twice
+
+
+@pytest.mark.parametrize(("endpoint", "ambiguous"), [("create", True), ("get", False)])
+def test_no_answer_in_time_is_ambiguous_only_for_a_create(
+    jogg: FakeJogg, endpoint: str, ambiguous: bool
+) -> None:
+    created = call(jogg, "create_lip_sync", *INPUTS)
+    assert created is not None
+    jogg.inject("create" if endpoint == "create" else "get", Fault("delay", delay=3, after=True))
+    action, args = (
+        ("create_lip_sync", INPUTS) if endpoint == "create" else ("get_lip_sync", (created.task_id,))
+    )
+    with pytest.raises(JoggError) as caught:
+        call_with(jogg.base_url, jogg.api_key, action, *args, timeout_s=0.5)
+    assert caught.value.kind is ErrorKind.TRANSIENT and "no answer" in caught.value.message
+    assert caught.value.ambiguous is ambiguous
+
+
+class Redirector(BackgroundServer):
+    """Answers every API call with a redirect to another host (here: the fake JoggAI)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def routes(self, app: web.Application) -> None:
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"{self.target}{request.path_qs}")
+
+        app.router.add_route("*", "/{tail:.*}", redirect)
+
+
+def test_a_redirect_is_not_followed_so_the_key_stays_home(jogg: FakeJogg) -> None:
+    created = call(jogg, "create_lip_sync", *INPUTS)
+    assert created is not None
+    seen_before = len(jogg.requests)
+    with Redirector(jogg.base_url) as redirector, pytest.raises(JoggError) as caught:
+        call_with(redirector.base_url, jogg.api_key, "get_lip_sync", created.task_id)
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert len(jogg.requests) == seen_before  # the other host never saw the request (nor the key)

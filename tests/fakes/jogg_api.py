@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import quote
@@ -137,6 +137,11 @@ class FakeJogg(BackgroundServer):
         self.require_content_length = False  # True: chunked PUTs get 411, as S3 presigned URLs do
         self.remaining_quota = 1000.0
         self.clock: Callable[[], float] = time.monotonic  # for the POST rate-limit window
+        # Benchmarks: every status GET (GET /v2/lip_sync_video/<id>) answers after this many seconds,
+        # like a provider that is a round trip away; and recording of every request can be turned off
+        # so a run of 100,000 polls does not keep 100,000 request records.
+        self.get_delay_seconds = 0.0
+        self.record_requests = True
         self._faults: FaultQueue[Fault] = FaultQueue()
         self._init_state()
 
@@ -151,6 +156,11 @@ class FakeJogg(BackgroundServer):
         self.authorization_headers_seen: list[str] = []
         self.put_had_api_key = False
         self._post_times: list[float] = []
+        # Counters for benchmarks: status GETs answered, tasks polled at least once, and when (wall
+        # clock, time.time()) each task's final status was first reported.
+        self.gets_answered = 0
+        self.tasks_polled = 0
+        self.final_reported_at: dict[str, float] = {}
 
     def reset(self) -> None:
         """Forget tasks, uploads, records and faults (configuration attributes are kept)."""
@@ -170,6 +180,20 @@ class FakeJogg(BackgroundServer):
             task = self.tasks[task_id]
             task.outcome = outcome
             task.forced = True
+
+    def seed_tasks(
+        self,
+        task_ids: Iterable[str],
+        outcome: Outcome | None = None,
+        video_url: str = "https://cdn.example.com/bench.mp4",
+        audio_url: str = "https://cdn.example.com/bench.mp3",
+    ) -> None:
+        """Make tasks exist as if created through the API (benchmarks seed thousands at once)."""
+        chosen = outcome or self.default_outcome
+        created_at = int(time.time())
+        with self.lock:
+            for task_id in task_ids:
+                self.tasks[task_id] = Task(task_id, video_url, audio_url, "normal", chosen, created_at)
 
     def task(self, task_id: str) -> Task:
         with self.lock:
@@ -198,6 +222,8 @@ class FakeJogg(BackgroundServer):
     async def _record_middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if not self.record_requests:
+            return await handler(request)
         body: Any = None
         if request.method == "POST":  # PUT bodies are streamed by the handler, never buffered here
             try:
@@ -297,6 +323,8 @@ class FakeJogg(BackgroundServer):
         return _envelope(0, data={"task_id": task.task_id, "status": "pending"})
 
     async def _get(self, request: web.Request, body: Any) -> web.Response:
+        if self.get_delay_seconds > 0:
+            await asyncio.sleep(self.get_delay_seconds)
         task_id = request.match_info["task_id"]
         with self.lock:
             task = self.tasks.get(task_id)
@@ -304,7 +332,13 @@ class FakeJogg(BackgroundServer):
                 raise JoggError(10104)
             task.polls += 1
             self.polls[task_id] = task.polls
-            return _envelope(0, data=self._task_view(task))
+            self.gets_answered += 1
+            if task.polls == 1:
+                self.tasks_polled += 1
+            view = self._task_view(task)
+            if view["status"] in ("success", "failed") and task_id not in self.final_reported_at:
+                self.final_reported_at[task_id] = time.time()
+            return _envelope(0, data=view)
 
     async def _lookup(self, request: web.Request, body: Any) -> web.Response:
         query = dict(request.query)
