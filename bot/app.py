@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.intake import Intake
 from bot.slack_out import SlackOut
+from handlers.commands import RESPONDED
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,16 @@ def build_bolt_app(
 
 def build_web_app(bolt: AsyncApp, health: Callable[[], Awaitable[dict[str, Any]]]) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        bolt_request = await to_bolt_request(request)
+        # Listeners that do I/O after their ack wait for this, so that under a burst of requests the
+        # acks are not queued behind that I/O (see handlers/commands.py).
+        responded = asyncio.Event()
+        bolt_request.context[RESPONDED] = responded
+        try:
+            return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        finally:
+            # aiohttp writes the response as soon as this returns, before any waiter resumes.
+            responded.set()
 
     async def healthz(_: web.Request) -> web.Response:
         report = await health()

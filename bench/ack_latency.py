@@ -1,0 +1,443 @@
+"""Ack latency of `/lipsync` in HTTP mode, under 50 concurrent signed slash-command requests.
+
+What it measures: for each request, the time from the client's send to the complete HTTP response (the
+ack, which Slack waits for 3 s at most), as p50/p90/p99/max over 1,000 requests: 20 rounds of 50
+concurrent requests, after 2 warm-up rounds that are not counted (`--quick`: 5 rounds). Also the server
+process's CPU time per request over the measured rounds (utime+stime from /proc/<pid>/stat).
+
+Two arrival patterns, each on a fresh server process and an emptied Redis:
+  back-to-back  each round is sent as soon as the previous round's 50 responses are in: a sustained load
+                (~500-2,000 commands/s) that keeps the server's event loop saturated, so latency follows
+                the CPU each request costs, including the work it triggers after its ack.
+  bursts        the rounds are `--gap` seconds apart (default 0.5): 50 commands at once, then quiet, the
+                way Slack traffic peaks; latency is what a burst costs while earlier work is done.
+
+How: a real Redis (bench/common.py) and the fake Slack and JoggAI (tests/fakes, in a process of their own
+so they never hold the client's interpreter lock) on 127.0.0.1. Each server runs alone in its own
+subprocess, in turn, and gets the same load from the same aiohttp client (one kept-alive connection per
+concurrent request); every request is a signed form POST to /slack/events built with tests/payloads, with
+valid input and a unique trigger_id.
+
+  aiohttp only   an aiohttp server that reads the body and answers 200: the floor set by the client,
+                 loopback and aiohttp (so the client's own overhead is inside this figure).
+  bare Bolt ack  AsyncApp with the bot's settings (same Slack client, signing secret, request verification
+                 on) behind bot/app.py's build_web_app, whose /lipsync listener only acks.
+  bot            `python -m bot` as in production (tests.harness.BotProcess + bot_env, production poll and
+                 lease timings, REDIS_URL = the bench's Redis): parse, ack, then the job is stored in Redis
+                 and the worker starts on it (posting its message, JoggAI's rate limit…) while later
+                 requests arrive. Afterwards the bench checks that every request's job is in Redis.
+
+Targets: bot p99 < 100 ms, and bot p99 within 1.5x the bare Bolt app's p99.
+
+Run from the repo root: `.venv/bin/python -m bench.ack_latency [--quick] [--gap S] [--profile DIR]`.
+With `--profile DIR` the bare app and the bot run under cProfile during the measured rounds only (slower:
+those latencies are not the benchmark's); the hottest functions are printed and the .prof files kept.
+The exit status is 1 if a request failed or a job was not stored, whatever the latencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import logging
+import os
+import pstats
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis
+from aiohttp import web
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bench.common import (
+    RemoteFakes,
+    ServerProcess,
+    cpu_seconds,
+    percentile,
+    print_machine,
+    print_table,
+    remote_stack,
+    verdict,
+)
+from bot.app import EVENTS_PATH, HEALTH_PATH, build_web_app
+from bot.main import main as bot_main
+from bot.settings import load_settings
+from bot.slack_out import make_client
+from bot.store import PREFIX
+from tests.fakes.server import wait_until
+from tests.payloads import form_body, signed_headers, slash_command
+
+CONCURRENCY = 50
+ROUNDS = 20
+QUICK_ROUNDS = 5
+WARMUP_ROUNDS = 2
+BURST_GAP_SECONDS = 0.5
+TEXT = "https://cdn.example.com/talk.mp4 https://cdn.example.com/voice-fr.mp3 normal_reverse"
+P99_TARGET_MS = 100.0
+RATIO_TARGET = 1.5
+
+SERVERS = {
+    "raw": "aiohttp only (no Bolt)",
+    "bare": "bare Bolt ack",
+    "bot": "bot (python -m bot)",
+}
+SERVE = ["-m", "bench.ack_latency", "--serve"]
+PROFILE_ENV = "BENCH_PROFILE"  # where a `--serve` child writes its profile of the measured rounds
+
+log = logging.getLogger("bench.ack_latency")
+
+
+@dataclass
+class Run:
+    server: str
+    mode: str
+    latencies: list[float] = field(default_factory=list)  # seconds, measured rounds only
+    statuses: Counter[str] = field(default_factory=Counter)
+    triggers: list[str] = field(default_factory=list)  # every request sent, warm-up included
+    seconds: float = 0.0  # time spent in the measured rounds (pauses between bursts excluded)
+    cpu: float = 0.0  # server CPU seconds over the measured rounds (pauses included)
+    stored: int | None = None  # bot: how many of `triggers` have their job in Redis
+    stored_after: float | None = None  # bot: seconds from the last response until they were all there
+    store_errors: list[str] = field(default_factory=list)  # bot: "cannot store" lines in its log
+    profile: Path | None = None
+
+    def ms(self, pct: float) -> float:
+        return percentile(self.latencies, pct) * 1000
+
+
+# -- the load -------------------------------------------------------------------------------------
+
+
+async def hammer(
+    url: str,
+    response_url: str,
+    rounds: int,
+    concurrency: int,
+    run: Run,
+    gap: float = 0.0,
+    on_measure: Callable[[bool], None] = lambda starting: None,
+) -> Run:
+    """`WARMUP_ROUNDS + rounds` rounds of `concurrency` simultaneous requests, `gap` seconds apart; times
+    the measured ones. `on_measure(True)` runs before the first measured round, `on_measure(False)` after
+    the last."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(body: bytes, headers: dict[str, str]) -> tuple[float, str]:
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                text = await response.read()
+            elapsed = time.perf_counter() - started
+            # The bot acks a valid command silently: 200 with an empty body.
+            return elapsed, str(response.status) + ("" if not text else " with a body")
+
+        for index in range(WARMUP_ROUNDS + rounds):
+            if index and gap:
+                await asyncio.sleep(gap)
+            if index == WARMUP_ROUNDS:
+                on_measure(True)
+            requests = []
+            for _ in range(concurrency):
+                fields = slash_command(TEXT, response_url=response_url)
+                run.triggers.append(fields["trigger_id"])
+                body = form_body(fields)
+                requests.append((body.encode(), signed_headers(body)))
+            started = time.perf_counter()
+            results = await asyncio.gather(*(one(body, headers) for body, headers in requests))
+            if index >= WARMUP_ROUNDS:
+                run.seconds += time.perf_counter() - started
+                for elapsed, status in results:
+                    run.latencies.append(elapsed)
+                    run.statuses[status] += 1
+        on_measure(False)
+    return run
+
+
+def stored_jobs(redis_url: str, triggers: list[str]) -> int:
+    """How many of these slash commands have their job in Redis (the intake writes its dedupe marker in the
+    same atomic step as the job)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for trigger in triggers:
+            pipe.exists(f"{PREFIX}:seen:cmd:{trigger}")
+        return sum(int(found) for found in pipe.execute())
+    finally:
+        client.close()
+
+
+def measure(
+    kind: str, mode: str, gap: float, fakes: RemoteFakes, rounds: int, concurrency: int, profile: Path | None
+) -> Run:
+    """Start the `kind` server on an empty Redis, load it, stop it."""
+    redis.Redis.from_url(fakes.redis_url).flushall()  # no jobs left over from an earlier run
+    env = fakes.bot_env()
+    argv = [sys.executable, "-m", "bot"] if kind == "bot" else [sys.executable, *SERVE, kind]
+    run = Run(SERVERS[kind], mode)
+    if profile is not None:
+        # The same server, started through this module so that it profiles the measured rounds only.
+        run.profile = profile.resolve() / f"{kind}-{'bursts' if gap else 'back-to-back'}.prof"
+        run.profile.unlink(missing_ok=True)
+        env[PROFILE_ENV] = str(run.profile)
+        argv = [sys.executable, *SERVE, kind]
+    server = ServerProcess(env, fakes.workdir, name=kind, argv=argv).start()
+    cpu_at_start = 0.0
+
+    def on_measure(starting: bool) -> None:
+        nonlocal cpu_at_start
+        if starting:
+            cpu_at_start = cpu_seconds(server.pid)
+        else:
+            run.cpu = cpu_seconds(server.pid) - cpu_at_start
+        if run.profile is not None:
+            os.kill(server.pid, signal.SIGUSR1 if starting else signal.SIGUSR2)
+
+    try:
+        url = f"{server.url}{EVENTS_PATH}"
+        asyncio.run(hammer(url, fakes.response_url("bench"), rounds, concurrency, run, gap, on_measure))
+        if run.profile is not None:
+            wait_until(run.profile.exists, timeout=30, message=f"{run.profile} written")
+        if kind == "bot":
+            waited = time.perf_counter()
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: stored_jobs(fakes.redis_url, run.triggers) == len(run.triggers), 20)
+                run.stored_after = time.perf_counter() - waited
+            run.stored = stored_jobs(fakes.redis_url, run.triggers)
+    finally:
+        server.stop()
+    if kind == "bot":
+        run.store_errors = [line for line in server.log.read_text().splitlines() if "cannot store" in line]
+    return run
+
+
+# -- the reference servers and profiling (the child's side: `--serve raw|bare|bot`) ----------------
+
+
+def reference_app(kind: str) -> web.Application:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    if kind == "raw":
+
+        async def events(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response()
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response(await health())
+
+        app = web.Application()
+        app.router.add_post(EVENTS_PATH, events)
+        app.router.add_get(HEALTH_PATH, healthz)
+        return app
+
+    assert settings.slack_signing_secret is not None
+    client = make_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, settings.http_timeout_seconds
+    )
+    # The same constructor arguments as bot/app.py's build_bolt_app in HTTP mode.
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        request_verification_enabled=True,
+        raise_error_for_unhandled_request=False,
+    )
+
+    @bolt.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.exception("unhandled error in a Slack listener", exc_info=error)
+
+    @bolt.command("/lipsync")
+    async def lipsync(ack: AsyncAck) -> None:
+        await ack()
+
+    return build_web_app(bolt, health)
+
+
+async def serve_reference(kind: str) -> None:
+    app = reference_app(kind)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host="0.0.0.0", port=load_settings().port)
+    await site.start()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def profile_on_signals(path: str) -> None:
+    """SIGUSR1 starts cProfile in this (the event loop's) thread; SIGUSR2 stops it and writes `path`."""
+    profiler = cProfile.Profile()
+
+    def start(signum: int, frame: object) -> None:
+        profiler.enable()
+
+    def stop(signum: int, frame: object) -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+
+
+def serve(kind: str) -> None:
+    if path := os.environ.get(PROFILE_ENV):
+        profile_on_signals(path)
+    if kind == "bot":
+        bot_main()  # exactly what `python -m bot` runs
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_reference(kind))
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(runs: list[Run], concurrency: int) -> bool:
+    """Print the figures and the targets; False if a request failed or a job was not stored."""
+    ok = all(set(run.statuses) == {"200"} for run in runs)
+    checks = []
+    for mode in dict.fromkeys(run.mode for run in runs):
+        group = [run for run in runs if run.mode == mode]
+        rows = [
+            [
+                run.server,
+                len(run.latencies),
+                f"{run.ms(50):.1f}",
+                f"{run.ms(90):.1f}",
+                f"{run.ms(99):.1f}",
+                f"{max(run.latencies) * 1000:.1f}",
+                f"{sum(run.latencies) / len(run.latencies) * 1000:.1f}",
+                f"{run.cpu / len(run.latencies) * 1000:.2f}",
+                ", ".join(f"{n} x {s}" for s, n in sorted(run.statuses.items())),
+            ]
+            for run in group
+        ]
+        print(f"{mode}: {concurrency} concurrent requests per round, latency = client send -> HTTP response")
+        headers = [
+            "server",
+            "requests",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "mean ms",
+            "CPU ms/req",
+            "HTTP",
+        ]
+        print_table(headers, rows)
+        by_name = {run.server: run for run in group}
+        bot, bare = by_name.get(SERVERS["bot"]), by_name.get(SERVERS["bare"])
+        if bot is not None and bot.stored is not None:
+            total = len(bot.triggers)
+            if bot.stored_after is not None:
+                after = f"{bot.stored_after:.2f} s after the last response"
+                print(f"bot: all {total} jobs (warm-up included) were stored in Redis, {after}")
+            else:
+                print(f"bot: only {bot.stored} of {total} jobs (warm-up included) were stored in Redis")
+                ok = False
+            if bot.store_errors:
+                print(
+                    f"bot: {len(bot.store_errors)} commands answered 'cannot store': {bot.store_errors[0]!r}"
+                )
+        print()
+        if bot is not None:
+            p99 = bot.ms(99)
+            checks.append(
+                [
+                    f"{mode}: bot p99",
+                    f"{p99:.1f} ms",
+                    f"< {P99_TARGET_MS:.0f} ms",
+                    verdict(p99 < P99_TARGET_MS),
+                ]
+            )
+            if bare is not None:
+                ratio = p99 / bare.ms(99)
+                checks.append(
+                    [
+                        f"{mode}: bot p99 / bare p99",
+                        f"{ratio:.2f}x",
+                        f"<= {RATIO_TARGET}x",
+                        verdict(ratio <= RATIO_TARGET),
+                    ]
+                )
+                checks.append(
+                    [f"{mode}: bot p50 / bare p50", f"{bot.ms(50) / bare.ms(50):.2f}x", "(info)", ""]
+                )
+    if checks:
+        print_table(["target", "measured", "target", "verdict"], checks)
+    return ok
+
+
+def print_profile(run: Run, limit: int = 25) -> None:
+    assert run.profile is not None
+    for order, what in (("tottime", "own time"), ("cumulative", "cumulative time")):
+        out = io.StringIO()
+        stats = pstats.Stats(str(run.profile), stream=out)
+        stats.strip_dirs().sort_stats(order).print_stats(limit)
+        print(f"\n--- cProfile, {run.server}, {run.mode}, measured rounds: top {limit} by {what} ---")
+        print("\n".join(line for line in out.getvalue().splitlines()[4:] if line.strip()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROUNDS} rounds instead of {ROUNDS}")
+    parser.add_argument(
+        "--rounds", type=int, help=f"measured rounds (default {ROUNDS}, --quick {QUICK_ROUNDS})"
+    )
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument(
+        "--gap", type=float, default=BURST_GAP_SECONDS, help="seconds between bursts (0: back-to-back only)"
+    )
+    parser.add_argument("--servers", default="raw,bare,bot", help="which servers, in order (raw,bare,bot)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the servers' measured rounds")
+    parser.add_argument("--serve", choices=list(SERVERS), help=argparse.SUPPRESS)  # the child's side
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+    kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
+    if unknown := [k for k in kinds if k not in SERVERS]:
+        parser.error(f"unknown servers: {unknown}")
+    modes = [("back-to-back", 0.0)] + ([(f"bursts {args.gap:g} s apart", args.gap)] if args.gap > 0 else [])
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    with remote_stack("ack") as fakes:
+        print_machine(fakes.redis_url)
+        print(
+            f"{rounds} measured rounds of {args.concurrency} concurrent requests (+{WARMUP_ROUNDS} warm-up "
+            "rounds); each server alone in its own subprocess, started afresh for each mode\n"
+        )
+        runs = [
+            measure(kind, mode, gap, fakes, rounds, args.concurrency, args.profile)
+            for mode, gap in modes
+            for kind in kinds
+        ]
+        ok = report(runs, args.concurrency)
+    for run in runs:
+        if run.profile is not None and run.server != SERVERS["raw"]:
+            print_profile(run)
+    if args.profile:
+        print("\n(profiled run: cProfile slows the servers, so the latencies above are not the benchmark's)")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
