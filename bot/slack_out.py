@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -151,63 +151,62 @@ class SlackOut:
         return None
 
     async def update(self, channel: str, ts: str, message: Message) -> bool:
-        """Edit a message (idempotent, so one quick retry is safe). False if it did not work."""
-        for attempt in range(2):
-            try:
-                await self.client.chat_update(
-                    channel=channel, ts=ts, text=message.text, blocks=message.blocks
-                )
-                return True
-            except SlackApiError as exc:
-                if _status(exc) == 429 and attempt == 0:
-                    await asyncio.sleep(min(5.0, _retry_after(exc)))
-                    continue
-                log.warning("chat.update %s/%s failed: %s", channel, ts, _error(exc))
-                return False
-            except NETWORK_ERRORS as exc:
-                log.warning("chat.update %s/%s failed: %s", channel, ts, exc)
-        return False
+        """Edit a message (idempotent, so a quick retry is safe). False if it did not work."""
+        return await self._best_effort(
+            f"chat.update {channel}/{ts}",
+            lambda: self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks),
+            retry_network=True,
+        )
 
     async def react(self, channel: str, ts: str, name: str, remove: bool = False) -> bool:
         """Add (or remove) a status reaction. Cosmetic: failures are logged, never raised."""
         call = self.client.reactions_remove if remove else self.client.reactions_add
-        for attempt in range(2):
-            try:
-                await call(channel=channel, timestamp=ts, name=name)
-                return True
-            except SlackApiError as exc:
-                if _error(exc) in ("already_reacted", "no_reaction"):
-                    return True  # already the way we want it (a retried step, another process)
-                if _status(exc) == 429 and attempt == 0:
-                    await asyncio.sleep(min(5.0, _retry_after(exc)))
-                    continue
-                log.warning("reaction %s on %s/%s failed: %s", name, channel, ts, _error(exc))
-                return False
-            except NETWORK_ERRORS as exc:
-                log.warning("reaction %s on %s/%s failed: %s", name, channel, ts, exc)
-                return False
-        return False
+        return await self._best_effort(
+            f"reaction {name} on {channel}/{ts}",
+            lambda: call(channel=channel, timestamp=ts, name=name),
+            # Already the way we want it (a retried step, another process).
+            fine_errors=("already_reacted", "no_reaction"),
+        )
 
     async def notify(self, channel: str, thread_ts: str, message: Message) -> bool:
         """Post an advisory message in a thread (what the bot still needs, why it did nothing).
 
         Callers mark the Slack message as handled first, so a redelivered event posts nothing: advice
         is at most once. Slack's rate limit is waited out; anything else is logged."""
-        for attempt in range(3):
+        return await self._best_effort(
+            f"advice in {channel}/{thread_ts}",
+            lambda: self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
+            ),
+            tries=3,
+        )
+
+    async def _best_effort(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[Any]],
+        tries: int = 2,
+        fine_errors: tuple[str, ...] = (),
+        retry_network: bool = False,
+    ) -> bool:
+        """A Slack call whose failure must not hold up a job: wait out 429s, log anything else."""
+        for attempt in range(tries):
+            last = attempt == tries - 1
             try:
-                await self.client.chat_postMessage(
-                    channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks
-                )
+                await call()
                 return True
             except SlackApiError as exc:
-                if _status(exc) == 429 and attempt < 2:
+                if _error(exc) in fine_errors:
+                    return True
+                if _status(exc) == 429 and not last:
                     await asyncio.sleep(min(10.0, _retry_after(exc)))
                     continue
-                log.warning("advice in %s/%s not posted: %s", channel, thread_ts, _error(exc))
+                log.warning("%s failed: %s", what, _error(exc))
                 return False
             except NETWORK_ERRORS as exc:
-                log.warning("advice in %s/%s not posted: %s", channel, thread_ts, exc)
-                return False
+                log.warning("%s failed: %s", what, exc)
+                if not retry_network:
+                    return False
         return False
 
     async def respond(self, response_url: str, message: Message) -> bool:
