@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +21,11 @@ from typing import Any
 
 import redis
 
+from bench.common import cpu_model, status_kb
 from bot.embedded_redis import EmbeddedRedis
 from bot.jobs import Job, PostState, Status
 from bot.store import Lane, job_key, lease_key, queue_key
 from tests.fakes.jogg_api import FakeJogg, Outcome
-from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotProcess, bot_env, free_port
 
@@ -35,14 +34,6 @@ NEVER = Outcome("never")  # the task stays "processing": every poll reschedules
 
 
 # -- reporting -------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def machine_rows(r: redis.Redis) -> list[tuple[str, str]]:
@@ -86,22 +77,9 @@ def redis_cpu_seconds(r: redis.Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a process, in kB."""
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                out[name] = int(value.split()[0])
-    return out
+    return {field: status_kb(pid, field) for field in ("VmRSS", "VmHWM")}
 
 
 def redis_time_ms(r: redis.Redis) -> int:
@@ -145,26 +123,8 @@ class BenchBot(BotProcess):
     """`python -m bot` as a child process, optionally under cProfile (`profile_to`)."""
 
     def __init__(self, env: dict[str, str], cwd: Path, profile_to: Path | None = None) -> None:
-        super().__init__(env, cwd, name="bench-bot")
-        self.profile_to = profile_to
-
-    def start(self) -> BenchBot:
-        argv = [sys.executable]
-        if self.profile_to is not None:
-            argv += ["-m", "cProfile", "-o", str(self.profile_to)]
-        argv += ["-m", "bot"]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
-        try:
-            wait_until(self._healthy, timeout=60)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- bot log ---\n{self.log.read_text()}") from None
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        profile = ["-m", "cProfile", "-o", str(profile_to)] if profile_to is not None else []
+        super().__init__(env, cwd, name="bench-bot", argv=[sys.executable, *profile, "-m", "bot"])
 
     def stop(self) -> None:
         super().stop()
@@ -289,11 +249,3 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.01) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not done within {timeout:.0f}s")
         time.sleep(interval)
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]

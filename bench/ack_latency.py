@@ -61,7 +61,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bench.common import (
     RemoteFakes,
-    ServerProcess,
     cpu_seconds,
     percentile,
     print_machine,
@@ -75,6 +74,7 @@ from bot.settings import load_settings
 from bot.slack_out import make_client
 from bot.store import PREFIX
 from tests.fakes.server import wait_until
+from tests.harness import BotProcess
 from tests.payloads import form_body, signed_headers, slash_command
 
 CONCURRENCY = 50
@@ -191,7 +191,7 @@ def measure(
         run.profile.unlink(missing_ok=True)
         env[PROFILE_ENV] = str(run.profile)
         argv = [sys.executable, *SERVE, kind]
-    server = ServerProcess(env, fakes.workdir, name=kind, argv=argv).start()
+    server = BotProcess(env, fakes.workdir, name=kind, argv=argv).start()
     cpu_at_start = 0.0
 
     def on_measure(starting: bool) -> None:

@@ -31,9 +31,8 @@ import redis
 
 from bot.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg
-from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import REPO, BotProcess, bot_env, free_port
+from tests.harness import REPO, bot_env, free_port
 
 # Settings that tests/harness.bot_env shortens for fast tests; an empty value drops them, so the bot runs
 # with its production defaults (bot/settings.py).
@@ -132,31 +131,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class ServerProcess(BotProcess):
-    """Like `BotProcess` (env, log file, waits for GET /healthz), for any command line, e.g. the bot under
-    cProfile or a reference server. `argv` defaults to `python -m bot`."""
-
-    def __init__(
-        self, env: dict[str, str], cwd: Path, name: str = "bot", argv: list[str] | None = None
-    ) -> None:
-        super().__init__(env, cwd, name)
-        self.argv = argv or [sys.executable, "-m", "bot"]
-
-    def start(self) -> ServerProcess:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
-        try:
-            wait_until(self._healthy, timeout=60)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- {self.log.name} ---\n{self.log.read_text()}") from None
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
 
 # -- Redis and the test servers -------------------------------------------------------------------

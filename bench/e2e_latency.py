@@ -37,7 +37,6 @@ from bench._sweep_setup import (
     bench_env,
     enqueue,
     machine_rows,
-    percentile,
     poll_intervals_s,
     print_table,
     redis_time_ms,
@@ -46,6 +45,7 @@ from bench._sweep_setup import (
     task_id_for,
     wait_for,
 )
+from bench.common import percentile
 from bot.settings import Settings
 from bot.store import Lane, job_key, lease_key, queue_key
 from tests.fakes.jogg_api import Outcome

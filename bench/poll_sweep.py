@@ -45,13 +45,13 @@ from bench._sweep_setup import (
     machine_rows,
     poll_intervals_s,
     print_table,
-    process_cpu_seconds,
     redis_cpu_seconds,
     seed_poll_jobs,
     start_bot,
     stats_delta,
     wait_for,
 )
+from bench.common import cpu_seconds
 from bot.store import Lane, lease_key
 
 # Commands the bot sends itself (the poll path; the worker's next-due ZRANGEs, pipelined per claim
@@ -104,8 +104,8 @@ def run_sweep(bench: Bench, n: int, delay_s: float, poll_interval: str, profile_
         time.sleep(1.5)  # let the bot's first ticks pass: the sweep starts idle
         bench_cmds = {"time": 1, "hlen": 0}
         before = commandstats(r)
-        bot_cpu, redis_cpu = process_cpu_seconds(bot.pid), redis_cpu_seconds(r)
-        fakes_cpu = process_cpu_seconds(os.getpid())
+        bot_cpu, redis_cpu = cpu_seconds(bot.pid), redis_cpu_seconds(r)
+        fakes_cpu = cpu_seconds(os.getpid())
         t0 = time.monotonic()
         bench_cmds["zadd"] = enqueue(r, ids)
         timeout = max(120.0, n / 100)
@@ -118,9 +118,9 @@ def run_sweep(bench: Bench, n: int, delay_s: float, poll_interval: str, profile_
 
         wait_for(drained, 60, interval=0.02)  # the last transitions have landed
         gets = jogg.gets_answered
-        bot_cpu = process_cpu_seconds(bot.pid) - bot_cpu
+        bot_cpu = cpu_seconds(bot.pid) - bot_cpu
         redis_cpu = redis_cpu_seconds(r) - redis_cpu
-        fakes_cpu = process_cpu_seconds(os.getpid()) - fakes_cpu
+        fakes_cpu = cpu_seconds(os.getpid()) - fakes_cpu
         delta = stats_delta(before, commandstats(r))
         delta.pop("info", None)
         for name, count in bench_cmds.items():

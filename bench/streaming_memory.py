@@ -34,10 +34,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import ServerProcess, Stack, print_machine, print_table, stack, status_kb, verdict
+from bench.common import Stack, print_machine, print_table, stack, status_kb, verdict
 from tests.fakes.jogg_api import Upload
 from tests.fakes.server import wait_until
-from tests.harness import send_event
+from tests.harness import BotProcess, send_event
 from tests.payloads import event_callback
 
 MIB = 1024 * 1024
@@ -143,7 +143,7 @@ def main() -> None:
         print(f"SHA-256 of the {size_mib} MiB video computed in {time.perf_counter() - started:.1f} s")
         stack_.jogg.require_content_length = True  # as S3-style signed URLs do
         env = stack_.bot_env(MAX_FILE_MB="2000")
-        bot = ServerProcess(env, stack_.workdir).start()
+        bot = BotProcess(env, stack_.workdir).start()
         try:
             # Warm-up: a small share runs every code path of a transfer once, so the baseline has them.
             warm = share(stack_, "WARM", 4, 50_000)

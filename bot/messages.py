@@ -180,8 +180,8 @@ def _success(job: Job, with_cover: bool) -> Message:
             ],
         },
     ]
-    if _files_line(job):
-        blocks.insert(1, _context(_files_line(job)))
+    if files_line := _files_line(job):
+        blocks.insert(1, _context(files_line))
     if job.cover_url and with_cover:
         blocks.append(
             {
@@ -217,8 +217,8 @@ def _failure(job: Job) -> Message:
             lines.append(f":bulb: {hint}")
     footer = f"JoggAI task `{job.task_id}`" if job.task_id else f"Job `{job.id}` (nothing was submitted)"
     blocks = [_section("\n".join(lines)), _context(footer)]
-    if _files_line(job):
-        blocks.insert(1, _context(_files_line(job)))
+    if files_line := _files_line(job):
+        blocks.insert(1, _context(files_line))
     return Message(text=" ".join(lines), blocks=blocks)
 
 

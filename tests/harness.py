@@ -111,19 +111,22 @@ def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], cwd: Path, name: str = "bot") -> None:
+    """`python -m bot` (or `argv`, e.g. the bot under cProfile) as a child process, logging to a file."""
+
+    def __init__(
+        self, env: dict[str, str], cwd: Path, name: str = "bot", argv: list[str] | None = None
+    ) -> None:
         self.env, self.cwd = env, cwd
+        self.argv = argv or [sys.executable, "-m", "bot"]
         self.url = f"http://127.0.0.1:{env['PORT']}"
         self.log = cwd / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BotProcess:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
-            )
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
         try:
-            wait_until(self._healthy, timeout=30)
+            wait_until(self._healthy, timeout=60)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- bot log ---\n{self.log.read_text()}") from None
         return self
@@ -144,6 +147,11 @@ class BotProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=15)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     @property
     def alive(self) -> bool:
