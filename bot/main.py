@@ -29,6 +29,7 @@ from bot.jogg import JoggClient
 from bot.pipeline import Pipeline, Timing
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings, SettingsError, load_settings
+from bot.shares import Shares
 from bot.slack_out import SlackOut, make_client
 from bot.store import JobStore
 from bot.transfer import Transfer
@@ -98,9 +99,11 @@ class Bot:
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick)
         intake = Intake(store, s.job_timeout_seconds, self.worker.kick, max_file_bytes)
+        shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
+        self.worker.recover_shares = shares.recover
         signing_secret = None if s.socket_mode else s.slack_signing_secret
         bolt = build_bolt_app(
-            slack_client, signing_secret.get_secret_value() if signing_secret else None, intake, slack_out
+            slack_client, signing_secret.get_secret_value() if signing_secret else None, intake, shares
         )
         await self.worker.start()
         if s.slack_app_token is not None:

@@ -150,6 +150,38 @@ class SlackOut:
                 return str(message["ts"])
         return None
 
+    async def file_details(self, file_ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Full file objects for the stubs Slack Connect channels send (`file_access: check_file_info`)."""
+        found = []
+        for file_id in file_ids:
+            try:
+                response = await self.client.files_info(file=file_id)
+            except (SlackApiError, *NETWORK_ERRORS) as exc:
+                log.warning("files.info %s failed: %s", file_id, exc)
+                continue
+            file = response.get("file")
+            if isinstance(file, dict):
+                found.append(file)
+        return found
+
+    async def thread_messages(self, channel: str, thread_ts: str, limit: int) -> list[dict[str, Any]] | None:
+        """Up to `limit` messages of a thread, oldest first; None when Slack would not say."""
+        thread: list[dict[str, Any]] = []
+        cursor = None
+        try:
+            while len(thread) < limit:
+                page = await self.client.conversations_replies(
+                    channel=channel, ts=thread_ts, cursor=cursor, limit=200
+                )
+                thread.extend(m for m in page.get("messages") or [] if isinstance(m, dict))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.warning("cannot read thread %s/%s: %s", channel, thread_ts, exc)
+            return None
+        return thread
+
     async def update(self, channel: str, ts: str, message: Message) -> bool:
         """Edit a message (idempotent, so a quick retry is safe). False if it did not work."""
         return await self._best_effort(

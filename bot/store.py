@@ -151,7 +151,20 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return redis.call('HVALS', KEYS[1])
 """
 
+# KEYS: inbox queue, item. ARGV: key, payload, ttl_s, grace_ms. A Slack delivery that leads to jobs, kept
+# until it has been processed; a second delivery of the same thing while the first is pending changes nothing.
+_STASH = (
+    _NOW_MS
+    + """
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', tonumber(ARGV[3])) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+return 1
+"""
+)
+
 NOW = "$now"  # placeholder for Redis time in update() values
+INBOX = f"{PREFIX}:inbox"
+INBOX_LEASE = f"{PREFIX}:inbox:lease"
 
 
 class LeaseLost(Exception):
@@ -170,6 +183,7 @@ class JobStore:
         self._extend = redis.register_script(_EXTEND)
         self._group_done = redis.register_script(_GROUP_DONE)
         self._unlock = redis.register_script(_UNLOCK)
+        self._stash = redis.register_script(_STASH)
 
     def new_token(self) -> str:
         # Unique per claim, so a process that re-claims after losing a lease is not its old self.
@@ -294,6 +308,43 @@ class JobStore:
         )
         return [_text(v) for v in raw]
 
+    # The inbox: Slack deliveries (shared files, shortcuts) stored before they are acknowledged, processed
+    # right after the ack, and picked up again by any process's worker if that never finished.
+
+    async def stash(self, key: str, payload: str, grace_ms: int) -> bool:
+        """Keep `payload` under `key` until `unstash`; due for recovery after `grace_ms`. False if pending."""
+        keys = [INBOX, _inbox_item_key(key)]
+        return bool(await self._stash(keys=keys, args=[key, payload, DEDUPE_TTL_SECONDS, grace_ms]))
+
+    async def claim_stashed(self, limit: int, lease_ms: int) -> list[tuple[str, str]]:
+        """Claim up to `limit` inbox entries whose grace time is over: (key, payload) pairs."""
+        reply = await self._claim(keys=[INBOX, INBOX_LEASE], args=[lease_ms, limit, self.new_token()])
+        keys = [_text(k) for k in reply[1:]]
+        if not keys:
+            return []
+        payloads = await self.redis.mget([_inbox_item_key(k) for k in keys])
+        found = []
+        for key, payload in zip(keys, payloads, strict=True):
+            if payload is None:  # expired: nothing left to do
+                await self.unstash(key)
+            else:
+                found.append((key, _text(payload)))
+        return found
+
+    async def is_stashed(self, key: str) -> bool:
+        try:
+            return bool(await self.redis.exists(_inbox_item_key(key)))
+        except RedisError:
+            return False
+
+    async def unstash(self, key: str) -> None:
+        """Forget an inbox entry once it has been processed (processing is idempotent, so no token)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(INBOX, key)
+            pipe.hdel(INBOX_LEASE, key)
+            pipe.delete(_inbox_item_key(key))
+            await pipe.execute()
+
     # Slack file id → JoggAI asset URL, so one video shared with three audio tracks is uploaded once.
 
     async def asset_url(self, file_key: str) -> str | None:
@@ -332,6 +383,10 @@ class JobStore:
                 pipe.zcard(queue_key(lane))
             sizes = await pipe.execute()
         return {lane.value: int(n) for lane, n in zip(Lane, sizes, strict=True)}
+
+
+def _inbox_item_key(key: str) -> str:
+    return f"{INBOX}:item:{key}"
 
 
 def _lock_key(name: str) -> str:

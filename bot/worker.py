@@ -24,6 +24,7 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.exceptions import RedisError
@@ -41,6 +42,8 @@ MAX_INTERNAL_ERRORS = 10
 REFILL_FRACTION = 0.25
 # Claims between ticks (after steps, or when a job comes due) are at least this far apart.
 FAST_TICK_SECONDS = 0.2
+# How often a process looks for stored Slack deliveries whose processing never finished (bot/shares.py).
+RECOVER_INTERVAL_SECONDS = 1.0
 # Every step in flight may be waiting on Redis at once (plus the claim, upload heartbeats and Slack
 # requests): redis-py's asyncio pool refuses the 101st connection by default, failing the step.
 REDIS_CONNECTIONS = sum(CAPACITY.values()) + CAPACITY[Lane.SUBMIT] + 64
@@ -65,6 +68,10 @@ class Worker:
         self._next_claim: asyncio.TimerHandle | None = None  # one claim of every lane, set by _claim_soon
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
+        # Set by the wiring: process shares left in the inbox by a process that died (bot/shares.py).
+        self.recover_shares: Callable[[int], Awaitable[int]] | None = None
+        self._recovering: asyncio.Task[None] | None = None
+        self._recovered_at = 0.0
         _ensure_redis_connections(store, REDIS_CONNECTIONS)
 
     async def start(self) -> None:
@@ -86,6 +93,8 @@ class Worker:
             self._next_claim.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        if self._recovering is not None:
+            await asyncio.wait([self._recovering], timeout=grace_seconds)
         if self._claimers:
             # A claim already sent starts its steps, so they are waited for below like the others.
             await asyncio.wait(list(self._claimers), timeout=grace_seconds)
@@ -109,6 +118,26 @@ class Worker:
     async def _scheduled_tick(self) -> None:
         # Returns at once: a claim loop kept busy by refills must not look like an overrunning tick.
         self._spawn_claim(tuple(Lane))
+        self._spawn_recovery()
+
+    def _spawn_recovery(self) -> None:
+        now = time.monotonic()
+        busy = self._recovering is not None and not self._recovering.done()
+        if busy or self.recover_shares is None or self._stopping or now < self._redis_retry_at:
+            return
+        if now - self._recovered_at < RECOVER_INTERVAL_SECONDS:
+            return
+        self._recovered_at = now
+        self._recovering = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        assert self.recover_shares is not None
+        try:
+            await self.recover_shares(self.lease_ms)
+        except RedisError as exc:  # the entries stay stored; the next round tries again
+            log.debug("could not recover stored shares: %s", exc)
+        except Exception:
+            log.exception("unexpected error while recovering stored shares")
 
     async def _claim(self, lanes: tuple[Lane, ...]) -> None:
         if self._tick_lock.locked():

@@ -5,10 +5,10 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.intake import Intake
-from bot.slack_out import SlackOut
+from bot.shares import Shares
 from handlers import commands, files
 
 
-def register(app: AsyncApp, intake: Intake, slack: SlackOut) -> None:
+def register(app: AsyncApp, intake: Intake, shares: Shares) -> None:
     commands.register(app, intake)
-    files.register(app, intake, slack)
+    files.register(app, shares)

@@ -165,3 +165,6 @@ class BotProcess:
 
     def event(self, payload: dict[str, Any]) -> httpx.Response:
         return send_event(self.url, payload)
+
+    def shortcut(self, payload: dict[str, Any]) -> httpx.Response:
+        return send_shortcut(self.url, payload)

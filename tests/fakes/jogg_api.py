@@ -52,6 +52,7 @@ class Outcome:
     polls: int = 2
     duration_seconds: float = 12.5
     error_message: str = "consume retry limit reached: audio duration fetch failed"
+    cover_url: str = ""  # the success's cover URL; empty: the usual one (`FakeJogg.cover_url`)
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,7 @@ class FakeJogg(BackgroundServer):
         if status == "success":
             view["data"] = {
                 "result_url": self.result_url(task.task_id),
-                "cover_url": self.cover_url(task.task_id),
+                "cover_url": task.outcome.cover_url or self.cover_url(task.task_id),
                 "duration_seconds": task.outcome.duration_seconds,
             }
         elif status == "failed":

@@ -721,6 +721,8 @@ class FakeSlack(BackgroundServer):
         image_url = block.get("image_url")
         if not image_url and not block.get("slack_file"):
             errors.append(f"must provide either image_url or slack_file [json-pointer:{pointer}]")
+        elif image_url and len(str(image_url)) > 3000:
+            errors.append(f"must be less than 3001 characters [json-pointer:{pointer}/image_url]")
         elif image_url and urlsplit(str(image_url)).hostname in self.unfetchable_image_hosts:
             errors.append(f"downloading image failed [json-pointer:{pointer}/image_url]")
         return errors

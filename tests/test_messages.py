@@ -1,0 +1,311 @@
+"""Every message the bot can send, built from hostile outside text, stays valid Block Kit and injects nothing.
+
+Outside text is what the bot does not write itself: provider errors and URLs, Slack file names, ids, the
+words of a command. None of it may become a mention (`<!channel>`, `<@…>`) or a link in Slack's mrkdwn,
+or break the bot's own markup, and no block may exceed Block Kit's limits (Slack then refuses the message).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot import messages
+from bot.command import InvalidCommand, parse_lipsync_text
+from bot.file_share import Plan
+from bot.jobs import Job, Source, Status
+from bot.messages import Message
+from bot.slack_files import SlackFile
+from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
+from tests.fakes.server import wait_until
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BotThread
+
+HOSTILE = "<!channel> <https://evil.example|click> &amp; *x* _y_ `z`"
+SHOWN = "&lt;!channel&gt;"  # how the hostile text must still be visible: escaped, not dropped
+HUGE = HOSTILE + " " + "&<>*_`~" * 1_500  # over 10,000 characters, most of them markup
+USER = "U0ALICE"
+CHANNEL = "C0GENERAL"  # where tests/payloads.py's slash command comes from
+VIDEO = "https://cdn.example.com/talk.mp4"
+AUDIO = "https://cdn.example.com/voice-fr.mp3"
+HOSTILE_URL = f"https://cdn.example.com/v.mp4?q={HOSTILE}&x=>|"
+LONG_URL = "https://cdn.example.com/" + "a&b" * 1_700 + ".mp4"  # 5,000+ characters
+
+# What may legitimately stand between < and >: our requester's mention, a channel id, or a clean link.
+ALLOWED_CONTROL = re.compile(r"@[A-Z][A-Z0-9]+|#[A-Z][A-Z0-9]+|https?://[^\s|<>]+(?:\|open the video)?")
+
+
+def job(**fields: Any) -> Job:
+    values: dict[str, Any] = {
+        "id": "0190abcdef1234",
+        "user": USER,
+        "channel": CHANNEL,
+        "video_url": VIDEO,
+        "audio_url": AUDIO,
+        "timeout_s": 1800,
+        "task_id": HOSTILE,
+        "status": Status.FAILED,
+    }
+    return Job(**{**values, **fields})
+
+
+def file(name: str, kind: str, **fields: Any) -> SlackFile:
+    return SlackFile(
+        id=f"F{abs(hash(name)) % 10_000}",
+        name=name,
+        mimetype=f"{kind}/mp4",
+        size=600_000_000,
+        url="https://files.slack.com/x",
+        **fields,
+    )
+
+
+HOSTILE_VIDEO = file(HUGE + ".mp4", "video")
+HOSTILE_AUDIO = file(HOSTILE + ".m4a", "audio")
+
+
+def files_job(**fields: Any) -> Job:
+    return job(
+        source=Source.FILES,
+        video_file=HOSTILE_VIDEO.to_json(),
+        audio_file=HOSTILE_AUDIO.to_json(),
+        playback_type="normal_reverse",
+        **fields,
+    )
+
+
+def command_reason(text: str) -> str:
+    with pytest.raises(InvalidCommand) as refused:
+        parse_lipsync_text(text)
+    return refused.value.reason
+
+
+# name → (the public builder it exercises, the message built from hostile input, whether that input shows)
+CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
+    "usage": ("usage", messages.usage, False),
+    "usage_error raw": ("usage_error", lambda: messages.usage_error(f"{HUGE} is wrong"), True),
+    "usage_error from a command": (
+        "usage_error",
+        lambda: messages.usage_error(command_reason(f"{VIDEO} {AUDIO} &lt;!channel&gt;")),
+        True,
+    ),
+    "parent queued": ("parent", lambda: messages.parent(job(status=Status.QUEUED, task_id="")), False),
+    "parent hostile": (
+        "parent",
+        lambda: messages.parent(job(status=Status.PROCESSING, video_url=HOSTILE_URL, audio_url=LONG_URL)),
+        True,
+    ),
+    "parent hostile user": (
+        "parent",
+        lambda: messages.parent(job(user=HOSTILE, status=Status.TIMED_OUT)),
+        True,
+    ),
+    "success with cover": (
+        "result",
+        lambda: messages.result(
+            job(status=Status.SUCCEEDED, result_url=HOSTILE_URL, cover_url=HOSTILE_URL, duration_s="12.5")
+        ),
+        True,
+    ),
+    "success long urls": (
+        "result",
+        lambda: messages.result(
+            job(status=Status.SUCCEEDED, result_url=LONG_URL, cover_url=LONG_URL, duration_s="12.5")
+        ),
+        True,
+    ),
+    "success without cover": (
+        "result",
+        lambda: messages.result(
+            job(status=Status.SUCCEEDED, result_url=HOSTILE, cover_url=LONG_URL, duration_s="1"),
+            with_cover=False,
+        ),
+        True,
+    ),
+    "success from files": (
+        "result",
+        lambda: messages.result(files_job(status=Status.SUCCEEDED, result_url=VIDEO, duration_s="3")),
+        True,
+    ),
+    "failure provider text": ("result", lambda: messages.result(job(error=HUGE)), True),
+    "failure known code": ("result", lambda: messages.result(job(error_code="18020", error=HUGE)), True),
+    "failure no reason": ("result", lambda: messages.result(job(task_id="")), False),
+    "failure of a file": (
+        "result",
+        lambda: messages.result(
+            files_job(error_code="file_too_large", error=HUGE, error_file=HUGE, task_id="")
+        ),
+        True,
+    ),
+    "timeout at the provider": ("result", lambda: messages.result(job(status=Status.TIMED_OUT)), True),
+    "timeout before submitting": (
+        "result",
+        lambda: messages.result(job(status=Status.TIMED_OUT, task_id="", last_error=f"{HUGE}.mp4: HTTP 503")),
+        True,
+    ),
+    "timeout from files": ("result", lambda: messages.result(files_job(status=Status.TIMED_OUT)), True),
+    "cannot post here": ("cannot_post_here", lambda: messages.cannot_post_here(HOSTILE), True),
+    "cannot post in a channel": ("cannot_post_here", lambda: messages.cannot_post_here(CHANNEL), False),
+    "file help": ("file_help", messages.file_help, False),
+    "needs audio": ("needs_partner", lambda: messages.needs_partner(Plan(videos=[HOSTILE_VIDEO])), True),
+    "needs video": (
+        "needs_partner",
+        lambda: messages.needs_partner(Plan(audios=[file(f"{HOSTILE} {i}.mp3", "audio") for i in range(30)])),
+        True,
+    ),
+    "ambiguous": (
+        "ambiguous_files",
+        lambda: messages.ambiguous_files(Plan(videos=[HOSTILE_VIDEO] * 40, audios=[HOSTILE_AUDIO] * 40)),
+        False,
+    ),
+    "too large": (
+        "files_too_large",
+        lambda: messages.files_too_large([HOSTILE_VIDEO, *[HOSTILE_AUDIO] * 30], 500_000_000),
+        True,
+    ),
+    "external": (
+        "external_files",
+        lambda: messages.external_files([file(HUGE, "video", external=True)] * 12),
+        True,
+    ),
+    "started": ("files_started", lambda: messages.files_started(3), False),
+    "already started": ("files_already_started", messages.files_already_started, False),
+    "no media": ("no_media_in_message", messages.no_media_in_message, False),
+    "store unavailable": ("store_unavailable", messages.store_unavailable, False),
+    "store unavailable for files": (
+        "store_unavailable_for_files",
+        messages.store_unavailable_for_files,
+        False,
+    ),
+    "too many dubs": ("too_many_dubs", lambda: messages.too_many_dubs(99, 10), False),
+}
+
+
+def mrkdwn_of(message: Message) -> list[str]:
+    """Every piece of the message Slack reads as mrkdwn: the fallback text and all block text."""
+    texts = [message.text]
+    for block in message.blocks:
+        texts.extend(t["text"] for t in [block.get("text") or {}, *block.get("fields", [])] if t)
+        texts.extend(e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn")
+    return texts
+
+
+def assert_within_block_kit(message: Message) -> None:
+    assert 0 < len(message.text) <= 4000
+    assert 0 < len(message.blocks) <= 50
+    for block in message.blocks:
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()  # raises SlackObjectFormationError on what slack_sdk checks
+        assert parsed.to_dict() == block  # nothing the models do not understand
+        # Limits slack_sdk does not check (Block Kit reference).
+        assert len(block.get("fields", [])) <= 10
+        assert all(len(f["text"]) <= 2000 for f in block.get("fields", []))
+        assert len(block.get("elements", [])) <= 10
+        assert all(len(e["text"]) <= 3000 for e in block.get("elements", []))
+
+
+def assert_injects_nothing(message: Message) -> None:
+    for text in mrkdwn_of(message):
+        # Every < closes before the next one, so no link or mention was cut in half…
+        assert re.fullmatch(r"(?:[^<>]|<[^<>]*>)*", text, re.DOTALL), text[:300]
+        # …and each is one of ours: the requester, a channel id, or a clean link.
+        for control in re.findall(r"<([^<>]*)>", text):
+            assert ALLOWED_CONTROL.fullmatch(control), control[:300]
+            assert "evil.example|" not in control
+        assert not re.search(r"&(?!amp;|lt;|gt;)", text), "an & that is not an entity (or a cut one)"
+        assert text.count("`") % 2 == 0, "a code span cut open"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_message_is_valid_block_kit_and_injects_nothing(case: str) -> None:
+    _, build, hostile_shown = CASES[case]
+    message = build()
+    assert_within_block_kit(message)
+    assert_injects_nothing(message)
+    everything = "\n".join(mrkdwn_of(message))
+    assert "<!" not in everything
+    assert "<https://evil.example" not in everything
+    if hostile_shown:
+        assert SHOWN in everything  # the user still sees what the outside said
+
+
+def test_every_public_builder_is_checked() -> None:
+    builders = {
+        name
+        for name, function in inspect.getmembers(messages, inspect.isfunction)
+        if not name.startswith("_")
+        and function.__module__ == messages.__name__
+        and inspect.signature(function).return_annotation in ("Message", Message)
+    }
+    assert builders == {builder for builder, _, _ in CASES.values()}
+
+
+def test_provider_error_is_shown_verbatim_without_breaking_the_markup() -> None:
+    reply = messages.result(job(error="bad *audio* _track_ `x`.wav"))
+    assert "JoggAI said: `bad *audio* _track_ 'x'.wav`" in reply.blocks[0]["text"]["text"]
+
+
+def test_an_overlong_provider_error_is_shortened_not_cut_open() -> None:
+    reply = messages.result(job(error="fetch failed " + "<x> " * 5_000))
+    section = reply.blocks[0]["text"]["text"]
+    assert "JoggAI said: `fetch failed &lt;x&gt;" in section and "…`" in section
+    assert ":bulb:" in section  # the hint after it is still there
+
+
+def test_cover_url_too_long_for_an_image_is_a_note_and_the_result_link_stays() -> None:
+    cover = f"{RESULT_BASE}/c.jpg?sig=" + "a" * 3_500
+    reply = messages.result(
+        job(status=Status.SUCCEEDED, result_url=f"{RESULT_BASE}/r.mp4", cover_url=cover, duration_s="2")
+    )
+    assert [b for b in reply.blocks if b["type"] == "image"] == []
+    shown = json.dumps(reply.blocks)
+    assert f"<{RESULT_BASE}/r.mp4|open the video>" in shown
+    assert "Cover image: `https://res.jogg.ai/lipsync/c.jpg?sig=aaa" in shown and "too long" in shown
+
+
+def test_too_many_dubs_says_how_many_and_the_cap() -> None:
+    note = messages.too_many_dubs(99, 10)
+    assert "99 dubs" in note.text and "at most 10" in note.text and "nothing was started" in note.text
+
+
+# ---------------------------------------------------------------------------------- through the real bot
+
+
+def thread_reply(slack: FakeSlack) -> dict[str, Any]:
+    """The job's reply, as Slack stored it, in the thread of the job's message."""
+    parent = wait_until(lambda: next(iter(slack.messages(CHANNEL)), None), timeout=10)
+    return wait_until(lambda: next(iter(slack.replies(CHANNEL, parent["ts"])), None), timeout=15)
+
+
+def shown_in(reply: dict[str, Any]) -> str:
+    return str(reply["text"]) + json.dumps(reply["blocks"])
+
+
+def test_a_provider_error_cannot_ping_the_channel_or_post_a_link(
+    bot: BotThread, slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    jogg.default_outcome = Outcome("failed", polls=1, error_message="<!channel> <https://evil.example|click>")
+    bot.command(f"{VIDEO} {AUDIO}", response_url=slack.response_url("r"))
+    reply = thread_reply(slack)
+    assert "<!channel>" not in shown_in(reply) and "<https://evil.example|" not in shown_in(reply)
+    assert "&lt;!channel&gt;" in reply["text"]  # still shown, as text
+
+
+def test_a_cover_url_too_long_for_slack_does_not_get_the_reply_refused(
+    bot: BotThread, slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    jogg.default_outcome = Outcome("success", polls=1, cover_url=f"{RESULT_BASE}/c.jpg?sig=" + "a" * 3_500)
+    bot.command(f"{VIDEO} {AUDIO}", response_url=slack.response_url("r"))
+    reply = thread_reply(slack)
+    [task] = jogg.tasks.values()
+    assert f"<{jogg.result_url(task.task_id)}|open the video>" in shown_in(reply)
+    # Accepted the first time: Slack never had to refuse an image it would not take.
+    assert len([c for c in slack.calls_to("chat.postMessage") if c.params.get("thread_ts")]) == 1
+    assert_within_block_kit(Message(reply["text"], reply["blocks"]))
