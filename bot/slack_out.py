@@ -31,6 +31,10 @@ UNREACHABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted
 # Errors after which Slack may have posted the message anyway.
 AMBIGUOUS = {"fatal_error", "internal_error", "request_timeout", "service_unavailable"}
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# Looking for an earlier post: the window around the attempt allows for Slack's clock against Redis's.
+CLOCK_MARGIN_S = 30
+PAGE_SIZE = 200  # Slack's advised page size for history reads
+MAX_PAGES = 100  # a guard against a cursor that never ends, far beyond any real window
 
 
 class SlackRetryLater(Exception):
@@ -125,30 +129,62 @@ class SlackOut:
     async def find_posted(
         self, job: Job, kind: str, channel: str, thread_ts: str | None, since_ms: int
     ) -> str | None:
-        """The ts of this job's `kind` message if Slack has it (message metadata carries the job id)."""
-        oldest = f"{max(0, since_ms - 5000) / 1000:.6f}"
-        try:
-            if thread_ts:
-                page = await self.client.conversations_replies(
-                    channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200
-                )
-            else:
-                page = await self.client.conversations_history(
-                    channel=channel, oldest=oldest, include_all_metadata=True, limit=200
-                )
-        except SlackApiError as exc:
-            if _status(exc) == 429 or _status(exc) >= 500:
-                raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
-            # Without history access we cannot check; posting again risks a duplicate but never a loss.
-            log.warning("job %s: cannot look for an earlier post (%s); posting again", job.id, _error(exc))
-            return None
-        except NETWORK_ERRORS as exc:
-            raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
-        for message in page.get("messages") or []:
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("job_id") == job.id and payload.get("kind") == kind:
-                return str(message["ts"])
+        """The ts of this job's `kind` message if Slack has it (message metadata carries the job id).
+
+        The post was attempted at `since_ms` (Redis time) and, if it landed, landed before the client gave
+        up: every message of that window is read, page by page, however busy the channel. Reading history
+        needs membership, which `chat:write.public` does not give: in a public channel the bot has not
+        joined, it joins first (`channels:join`).
+        """
+        window: dict[str, Any] = {
+            "oldest": f"{max(0, since_ms / 1000 - CLOCK_MARGIN_S):.6f}",
+            "latest": f"{since_ms / 1000 + float(self.client.timeout) + CLOCK_MARGIN_S:.6f}",
+            "include_all_metadata": True,
+            "limit": PAGE_SIZE,
+        }
+        if thread_ts:
+            window["ts"] = thread_ts
+        joined = False
+        cursor = ""
+        for _ in range(MAX_PAGES):
+            try:
+                if thread_ts:
+                    page = await self.client.conversations_replies(channel=channel, cursor=cursor, **window)
+                else:
+                    page = await self.client.conversations_history(channel=channel, cursor=cursor, **window)
+            except SlackApiError as exc:
+                if _error(exc) == "not_in_channel" and not joined and await self._join(channel):
+                    joined = True
+                    continue
+                if _status(exc) == 429 or _status(exc) >= 500:
+                    raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
+                # Without history access we cannot check; posting again risks a duplicate but never a loss.
+                log.warning("job %s: cannot check for an earlier post (%s); posting", job.id, _error(exc))
+                return None
+            except NETWORK_ERRORS as exc:
+                raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
+            for message in page.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("job_id") == job.id and payload.get("kind") == kind:
+                    return str(message["ts"])
+            cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return None
+        # Thousands of messages in the post's own window: give up checking rather than read forever.
+        log.warning("job %s: over %d pages to check for an earlier post; posting again", job.id, MAX_PAGES)
         return None
+
+    async def _join(self, channel: str) -> bool:
+        """Join a public channel so its history can be read; False if that is not possible."""
+        try:
+            await self.client.conversations_join(channel=channel)
+        except SlackApiError as exc:
+            log.warning("cannot join %s to check for an earlier post: %s", channel, _error(exc))
+            return False
+        except NETWORK_ERRORS as exc:
+            raise SlackAmbiguous(f"cannot join {channel} yet: {exc}") from exc
+        log.info("joined %s to check whether an unclear post landed", channel)
+        return True
 
     async def file_details(self, file_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """Full file objects for the stubs Slack Connect channels send (`file_access: check_file_info`)."""

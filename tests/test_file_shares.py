@@ -280,6 +280,23 @@ def test_several_videos_and_audio_files_get_a_question_not_a_guess(
     assert creates(jogg) == [] and jogg.uploads == []
 
 
+def test_a_message_asking_for_more_dubs_than_the_cap_starts_none_and_says_why(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+) -> None:
+    bot = start_bot(max_jobs_per_message=3)
+    shared = share(slack, "talk.mp4", "fr.mp3", "de.wav", "es.m4a", "it.mp3")
+    bot.event(event_callback(shared.event()))
+    [advice] = replies(slack, shared.ts, 1)
+    assert "4 dubs" in advice["text"] and "at most 3" in advice["text"]
+    assert redis_client.keys("{lip}:job:*") == []
+    assert creates(jogg) == [] and jogg.uploads == []
+    # At the cap, the same kind of message is dubbed as usual.
+    at_cap = share(slack, "talk.mp4", "fr.mp3", "de.wav", "es.m4a")
+    bot.event(event_callback(at_cap.event()))
+    replies(slack, at_cap.ts, 3, timeout=60)
+    assert len(creates(jogg)) == 3
+
+
 # ------------------------------------------------------------------------------------ exactly one job
 
 

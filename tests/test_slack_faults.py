@@ -58,3 +58,32 @@ def test_parent_stored_despite_an_error_is_not_posted_twice(
     assert slack.calls_to("conversations.history")
     assert len(slack.replies(CHANNEL, parent["ts"])) == 1
     assert len(jogg.creates) == 1
+
+
+def test_an_unclear_parent_post_is_found_in_a_busy_channel(
+    bot: BotThread, slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+) -> None:
+    # Slack stores the job's message but answers fatal_error; by the time the bot looks, 450 people's
+    # messages (more than two pages of history) have followed it.
+    slack.chatter_after_posts = 450
+    slack.inject("chat.postMessage", Fault("error", error="fatal_error", store=True))
+    parent = run_one_job(bot, slack, redis_client)
+    ours = [m for m in slack.messages(CHANNEL) if m.get("user") == slack.bot_user_id]
+    assert len(ours) == 1, "the job's message was posted twice"
+    assert len(slack.calls_to("conversations.history")) >= 3  # it paged back to the post
+    assert len(slack.replies(CHANNEL, parent["ts"])) == 1
+
+
+@pytest.mark.parametrize("unclear", ["parent", "reply"])
+def test_exactly_once_in_a_public_channel_the_bot_has_not_joined(
+    bot: BotThread, slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis, unclear: str
+) -> None:
+    # chat:write.public lets the bot post there, but reading history needs membership.
+    slack.not_joined.add(CHANNEL)
+    if unclear == "reply":
+        slack.inject("chat.postMessage", Fault("delay", delay=0.0, store=True))
+    slack.inject("chat.postMessage", Fault("error", error="fatal_error", store=True))
+    parent = run_one_job(bot, slack, redis_client)
+    assert len(slack.messages(CHANNEL)) == 1
+    assert len(slack.replies(CHANNEL, parent["ts"])) == 1
+    assert slack.joined == [CHANNEL]  # it joined to look, once

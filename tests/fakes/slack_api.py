@@ -132,6 +132,7 @@ class FakeSlack(BackgroundServer):
             "chat.postEphemeral": self._chat_post_ephemeral,
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
+            "conversations.join": self._conversations_join,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "files.info": self._files_info,
@@ -143,11 +144,19 @@ class FakeSlack(BackgroundServer):
     def _init_state(self) -> None:
         # Configuration: tests add channel ids / hosts here to make calls fail the way Slack does.
         self.not_in_channel: set[str] = set()
+        # Public channels the bot has not joined: chat:write.public lets it post there, but reading history
+        # needs membership (not_in_channel) until conversations.join.
+        self.not_joined: set[str] = set()
+        self.joined: list[str] = []
+        # A busy channel: this many people's messages follow each top-level post of the bot at once.
+        self.chatter_after_posts = 0
         self.missing_channels: set[str] = set()
         self.unfetchable_image_hosts: set[str] = set()
         # Scopes the app was installed without: "files:read" makes downloads answer the sign-in page
         # (HTTP 200, as Slack does) and files.info answer missing_scope.
         self.missing_scopes: set[str] = set()
+        # Tokens an admin revoked: every call made with one answers token_revoked.
+        self.revoked_tokens: set[str] = set()
         # Ids of content_factory files whose downloads misbehave: sent without Content-Length (chunked),
         # or with the connection closed after the body even if it is shorter than Content-Length.
         self.chunked_downloads: set[str] = set()
@@ -468,6 +477,8 @@ class FakeSlack(BackgroundServer):
         if not authorization or not authorization.startswith("Bearer "):
             return "not_authed"
         token = authorization.removeprefix("Bearer ").strip()
+        if token in self.revoked_tokens:
+            return "token_revoked"
         wanted, other = (
             (self.app_token, self.bot_token)
             if method == "apps.connections.open"
@@ -524,6 +535,15 @@ class FakeSlack(BackgroundServer):
         if metadata is not None:
             message["metadata"] = metadata
         self._messages[channel].append(message)
+        if thread_ts is None:
+            for n in range(self.chatter_after_posts):
+                chatter = {
+                    "type": "message",
+                    "user": "U0CHATTY",
+                    "text": f"chatter {n}",
+                    "ts": self._next_ts(),
+                }
+                self._messages[channel].append(chatter)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -578,8 +598,26 @@ class FakeSlack(BackgroundServer):
         )
         return {"ok": True, "message_ts": self._next_ts()}
 
-    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _conversations_join(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if "channels:join" in self.missing_scopes:
+            raise SlackError("missing_scope", needed="channels:join", provided="chat:write")
+        if not channel or channel in self.missing_channels:
+            raise SlackError("channel_not_found")
+        if channel in self.not_in_channel:  # private: the bot must be invited
+            raise SlackError("method_not_supported_for_channel_type")
+        self.not_joined.discard(channel)
+        self.joined.append(channel)
+        return {"ok": True, "channel": {"id": channel, "is_member": True}}
+
+    def _require_member(self, params: dict[str, Any]) -> str:
         channel = self._require_channel(params)
+        if channel in self.not_joined:
+            raise SlackError("not_in_channel")
+        return channel
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_member(params)
         visible = [
             m for m in self._messages[channel] if _is_top_level(m) or m.get("subtype") == "thread_broadcast"
         ]
@@ -596,7 +634,7 @@ class FakeSlack(BackgroundServer):
         }
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel = self._require_channel(params)
+        channel = self._require_member(params)
         ts = str(params.get("ts") or "")
         target = self._find(channel, ts)
         if target is None:
