@@ -72,14 +72,15 @@ def test_processes_killed_at_random_moments_lose_nothing_and_answer_once(
     bots = [BotProcess(bot_env(slack, jogg, tmp_path, **env), tmp_path, f"bot{i}").start() for i in range(2)]
     try:
         send_commands(bots, jobs, slack)
-        kills, deadline = 0, time.monotonic() + 12
-        while time.monotonic() < deadline and not all_answered(slack, jobs):
+        # A fixed number of kills, each once the restarted bot is up again: on a slow machine they simply
+        # take longer, and they stop early only when there is nothing left to interrupt.
+        for _ in range(6):
+            if all_answered(slack, jobs):
+                break
             time.sleep(rng.uniform(0.3, 1.2))
             victim = rng.choice(bots)
             victim.kill()
-            kills += 1
             victim.start()
-        assert kills >= 4
         wait_until(lambda: all_answered(slack, jobs), timeout=90)
         assert_exactly_once(slack, jogg, redis_client, jobs)
     finally:
