@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.intake import Intake
 from bot.shares import Shares
-from bot.slack_requests import Refusal, SlackRequestGuard, drop_malformed_payloads, refusal_response
+from bot.slack_requests import DropMalformedPayloads, Refusal, SlackRequestGuard, refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def build_bolt_app(
         # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body.
         signing_secret=signing_secret or "",
         request_verification_enabled=False,
-        before_authorize=drop_malformed_payloads,
+        before_authorize=DropMalformedPayloads(),
         raise_error_for_unhandled_request=False,
         # The ack leaves when the listener returns, so listeners store what they promise first (durable
         # before acknowledged); slow work goes to lazy listeners. It also skips Bolt's 10 ms ack polling.

@@ -54,10 +54,17 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}?db=0"
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status of the server this object started, once it has died; None while it runs."""
+        return self.process.poll() if self.process is not None else None
+
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start the server, or start it again after it died: same directory, same append-only file."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.port is None and self._ping():
-            return self  # a server from an earlier run still holds the socket: share it
+            self.process = None  # a server from an earlier run still holds the socket: share it, not ours
+            return self
         args = [
             redis_server_binary(),
             "--dir",

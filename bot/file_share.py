@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack_files import MediaKind, SlackFile
+from bot.slack_files import MediaKind, SlackFile, text_field
 
 # A playback type written anywhere in the message; `normal` is the default and needs no mention.
 PLAYBACK_IN_TEXT = re.compile(r"(?<![\w-])(normal_reverse_by_audio|normal_reverse)(?![\w-])")
+SLACK_TS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 @dataclass(frozen=True)
@@ -35,23 +36,22 @@ class SharedMessage:
 
     @classmethod
     def from_slack(cls, message: dict[str, Any], channel: str, team_id: str = "") -> SharedMessage:
+        """Fields that are not what Slack sends (`files: 123`, a numeric `text`…) read as absent."""
         files: list[SlackFile] = []
         stubs: list[str] = []
-        for raw in message.get("files") or []:
-            if not isinstance(raw, dict):
-                continue
+        for raw in _objects(message.get("files")):
             parsed = SlackFile.from_slack(raw)
             if parsed is not None:
                 files.append(parsed)
-            elif raw.get("id"):
-                stubs.append(str(raw["id"]))
+            elif stub_id := text_field(raw, "id"):
+                stubs.append(stub_id)
         return cls(
             channel=channel,
-            ts=str(message.get("ts") or ""),
-            user=str(message.get("user") or ""),
+            ts=_slack_ts(message.get("ts")),
+            user=text_field(message, "user"),
             team_id=team_id,
-            text=str(message.get("text") or ""),
-            thread_ts=str(message.get("thread_ts") or ""),
+            text=text_field(message, "text"),
+            thread_ts=_slack_ts(message.get("thread_ts")),
             files=tuple(files),
             stubs=tuple(stubs),
         )
@@ -146,13 +146,28 @@ def partner_in_thread(
 ) -> tuple[SlackFile, str] | None:
     """The newest file of kind `wanted` posted in the thread before `before_ts` by a person, with the
     text of the message that shared it (it may name the playback type)."""
-    for message in sorted(thread, key=lambda m: float(m.get("ts") or 0), reverse=True):
-        if float(message.get("ts") or 0) >= float(before_ts or 0):
+    for message in sorted(_objects(thread), key=lambda m: _ts_order(m.get("ts")), reverse=True):
+        if _ts_order(message.get("ts")) >= _ts_order(before_ts):
             continue
         if message.get("bot_id") or message.get("user") == bot_user_id:
             continue
-        for raw in reversed(message.get("files") or []):
-            found = SlackFile.from_slack(raw) if isinstance(raw, dict) else None
+        for raw in reversed(_objects(message.get("files"))):
+            found = SlackFile.from_slack(raw)
             if found is not None and found.kind is wanted:
-                return found, str(message.get("text") or "")
+                return found, text_field(message, "text")
     return None
+
+
+def _objects(value: object) -> list[dict[str, Any]]:
+    """The objects in a Slack list field; nothing when the field is not a list."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list | tuple) else []
+
+
+def _slack_ts(value: object) -> str:
+    """A message timestamp ("1712345678.123456"); "" when it is not one."""
+    return value if isinstance(value, str) and SLACK_TS.fullmatch(value) else ""
+
+
+def _ts_order(value: object) -> float:
+    """A timestamp as a number to order messages by; 0 when it is not one."""
+    return float(value) if isinstance(value, str) and SLACK_TS.fullmatch(value) else 0.0

@@ -1,28 +1,39 @@
 """`python -m bot`: wire settings, Redis, JoggAI, Slack and the worker together, then serve.
 
-HTTP mode (no SLACK_APP_TOKEN) listens on PORT with Slack requests at POST /slack/events; Socket Mode
-(SLACK_APP_TOKEN set) connects out to Slack and needs no public URL.
+Socket Mode (SLACK_APP_TOKEN set, the default) connects out to Slack and needs no public URL; HTTP mode
+(SLACK_SIGNING_SECRET instead) takes Slack's requests at POST /slack/events. Both answer GET /healthz
+on PORT. SIGTERM or SIGINT stops the bot within seconds, whatever it is doing.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import logging
 import signal
 import sys
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import build_bolt_app, build_web_app
+from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.embedded_redis import EmbeddedRedis
 from bot.intake import Intake
 from bot.jogg import JoggClient
@@ -37,9 +48,186 @@ from bot.worker import Worker
 
 log = logging.getLogger("bot")
 
+USAGE = """\
+LipSync Bot: a Slack bot that dubs videos with JoggAI's lip-sync API. Type
+/lipsync <video_url> <audio_url> in Slack, or share a video and an audio file in one message.
+
+It takes no arguments. Settings come from the environment or a .env file in the current directory:
+  SLACK_BOT_TOKEN       Bot User OAuth Token (xoxb-...)
+  SLACK_APP_TOKEN       app-level token (xapp-...) for Socket Mode, the default: no public URL needed
+  SLACK_SIGNING_SECRET  instead of SLACK_APP_TOKEN for HTTP mode (Slack calls POST /slack/events)
+  JOGG_API_KEY          JoggAI API key
+  REDIS_URL             unset: an embedded Redis keeps its data under DATA_DIR (default ./data)
+  PORT                  GET /healthz in both modes, POST /slack/events in HTTP mode (default 3000)
+Every setting and where to get it: .env.example and README.md.
+"""
+
+# Slack's answers to an auth check that no retry will fix.
+REFUSED_TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
+)
+# Socket Mode: how often to ping, the backoff between connection attempts, the longest one attempt may
+# take (aiohttp's own default is 5 minutes), and how long the socket may be down before /healthz says 503.
+SOCKET_PING_SECONDS = 10.0
+SOCKET_RETRY_FIRST_SECONDS = 1.0
+SOCKET_RETRY_MAX_SECONDS = 60.0
+SOCKET_ATTEMPT_TIMEOUT_SECONDS = 30.0
+SOCKET_DOWN_UNHEALTHY_SECONDS = 120.0
+# The embedded Redis: how often the watchdog looks at its process, and restarts tried before giving up.
+REDIS_WATCH_SECONDS = 1.0
+REDIS_RESTART_TRIES = 3
+# Each step of `Bot.stop()` gets this long, so that nothing it waits for can keep a stopped bot alive.
+STOP_STEP_SECONDS = 5.0
+
 
 class StartupError(Exception):
     """Something an operator must fix before the bot can run; `str()` says what."""
+
+
+class ServiceError(Exception):
+    """The running bot hit something it cannot recover from; `str()` says what."""
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("lipsync-bot")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never pip-installed
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """`--help` and `--version` print and exit 0, anything else unknown exits 2; neither reads settings."""
+    prog = Path(sys.argv[0]).name
+    parser = argparse.ArgumentParser(
+        prog="python -m bot" if prog == "__main__.py" else prog,
+        description=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lipsync-bot {package_version()}")
+    return parser.parse_args(argv)
+
+
+class SingleAttemptSocketModeClient(SocketModeClient):
+    """slack_sdk's aiohttp Socket Mode client without its reconnect loop.
+
+    The SDK's `connect()` retries every ping interval forever, logging a traceback each time, and does
+    not return while Slack is unreachable (so a bot stuck in it ignored SIGTERM). Here `connect()` makes
+    one attempt and raises; `SocketModeConnection` decides when to try again.
+    """
+
+    def __init__(self, app_token: str, web_client: AsyncWebClient) -> None:
+        super().__init__(
+            app_token,
+            logger=logging.getLogger("bot.socket_mode"),
+            web_client=web_client,
+            auto_reconnect_enabled=False,
+            ping_interval=SOCKET_PING_SECONDS,
+        )
+        self.reconnect_requested = asyncio.Event()
+
+    async def connect(self) -> None:
+        if self.current_session is not None:
+            with contextlib.suppress(Exception):  # a broken session may fail to close; it is dropped anyway
+                await self.current_session.close()
+        if self.aiohttp_client_session.closed:
+            self.aiohttp_client_session = aiohttp.ClientSession()
+        url = self.wss_uri or await self.issue_new_wss_url()
+        self.wss_uri = None  # Slack's URL is good for one connection
+        ssl = self.web_client.ssl if self.web_client.ssl is not None else True
+        self.current_session = await self.aiohttp_client_session.ws_connect(
+            url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy, ssl=ssl
+        )
+        # A fresh grace period: the last pong of the old connection must not mark this one stale.
+        self.stale, self.last_ping_pong_time = False, time.time()
+        for task in (self.current_session_monitor, self.message_receiver):
+            if task is not None:
+                task.cancel()
+        self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
+        self.message_receiver = asyncio.ensure_future(self.receive_messages())
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        # With auto-reconnect off, only Slack's "disconnect" message (e.g. refresh_requested) gets here.
+        self.reconnect_requested.set()
+
+
+class SocketModeConnection:
+    """Keeps the Socket Mode connection open: reconnects with capped exponential backoff and one log
+    line per failed attempt, and knows how long it has been down (for /healthz)."""
+
+    def __init__(self, client: SingleAttemptSocketModeClient, on_fatal: Callable[[str], None]) -> None:
+        self.client = client
+        self.on_fatal = on_fatal
+        self.down_since: float | None = time.monotonic()
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Connect once now, then keep connected in the background. Raises StartupError if Slack
+        refuses the app token; if Slack is unreachable, the background retries begin at once."""
+        failure = await self._attempt()
+        if failure:
+            self._log_retry(failure, SOCKET_RETRY_FIRST_SECONDS)
+        self._keeper = asyncio.create_task(self._stay_connected(first_delay=SOCKET_RETRY_FIRST_SECONDS))
+
+    def down_seconds(self) -> float | None:
+        return None if self.down_since is None else time.monotonic() - self.down_since
+
+    async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self.client.close()  # type: ignore[no-untyped-call]
+
+    async def _stay_connected(self, first_delay: float) -> None:
+        delay = first_delay
+        while True:
+            if self.down_since is None:  # connected: look again in a second, or when Slack asks
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.client.reconnect_requested.wait(), timeout=1)
+                if self.client.reconnect_requested.is_set() or not await self.client.is_connected():
+                    self.client.reconnect_requested.clear()
+                    self.down_since = time.monotonic()
+                    log.info("Socket Mode connection lost; reconnecting")
+                    delay = 0.0
+            else:
+                await asyncio.sleep(delay)
+                try:
+                    failure = await self._attempt()
+                except StartupError as exc:
+                    self.on_fatal(str(exc))
+                    return
+                delay = min(max(delay * 2, SOCKET_RETRY_FIRST_SECONDS), SOCKET_RETRY_MAX_SECONDS)
+                if failure:
+                    self._log_retry(failure, delay)
+                else:
+                    delay = SOCKET_RETRY_FIRST_SECONDS
+
+    async def _attempt(self) -> str:
+        """One connection attempt: "" when connected, else why not. Raises StartupError on a refused token."""
+        try:
+            async with asyncio.timeout(SOCKET_ATTEMPT_TIMEOUT_SECONDS):
+                opened = await self.client.web_client.apps_connections_open(app_token=self.client.app_token)
+                self.client.wss_uri = str(opened["url"])
+                await self.client.connect()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            if error in REFUSED_TOKEN_ERRORS:
+                raise StartupError(
+                    f"Slack refused SLACK_APP_TOKEN ({error}). Generate an app-level token with the "
+                    "connections:write scope at api.slack.com/apps → your app → Basic Information → "
+                    "App-Level Tokens, or unset it and set SLACK_SIGNING_SECRET to use HTTP mode."
+                ) from None
+            return f"Slack answered {error or exc.response.status_code}"
+        except Exception as exc:  # unreachable, timed out, or an odd answer: all worth another try
+            return f"{type(exc).__name__}: {exc}".rstrip(": ")
+        self.down_since = None
+        log.info("connected to Slack in Socket Mode")
+        return ""
+
+    @staticmethod
+    def _log_retry(failure: str, delay: float) -> None:
+        log.warning("cannot connect to Slack in Socket Mode (%s); next try in %.0f s", failure, delay)
 
 
 class Bot:
@@ -52,17 +240,21 @@ class Bot:
         self.jogg: JoggClient | None = None
         self.transfer: Transfer | None = None
         self.worker: Worker | None = None
-        self.site: web.TCPSite | None = None
         self.runner: web.AppRunner | None = None
-        self.socket_handler: AsyncSocketModeHandler | None = None
+        self.socket: SocketModeConnection | None = None
         self.port: int | None = None
+        self.redis_watchdog: asyncio.Task[None] | None = None
+        # Set when something the bot cannot recover from happens while it runs; `serve()` then exits.
+        self.failed = asyncio.Event()
+        self.failure = ""
 
     async def start(self) -> None:
         s = self.settings
         url = s.redis_url
         if not url:
+            self.embedded = EmbeddedRedis(s.data_dir)
             try:
-                self.embedded = await asyncio.to_thread(EmbeddedRedis(s.data_dir).start)
+                await asyncio.to_thread(self.embedded.start)
             except (RuntimeError, OSError) as exc:
                 raise StartupError(
                     f"the embedded Redis could not start in {s.data_dir.resolve()} ({exc}). "
@@ -70,6 +262,7 @@ class Bot:
                 ) from None
             url = self.embedded.url
             log.info("using embedded Redis under %s", s.data_dir.resolve())
+            self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
         self.redis = Redis.from_url(
             url,
             socket_timeout=5,
@@ -89,6 +282,7 @@ class Bot:
             job_timeout_ms=int(s.job_timeout_seconds * 1000),
             lease_ms=int(s.lease_seconds * 1000),
             poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
+            create_settle_ms=int(max(s.create_settle_seconds, 4 * s.http_timeout_seconds) * 1000),
         )
         max_file_bytes = int(s.max_file_mb * 1_000_000)
         self.transfer = Transfer(
@@ -107,28 +301,41 @@ class Bot:
         )
         await self.worker.start()
         if s.slack_app_token is not None:
-            self.socket_handler = AsyncSocketModeHandler(bolt, s.slack_app_token.get_secret_value())
-            await self.socket_handler.connect_async()  # type: ignore[no-untyped-call]
-            log.info("connected to Slack in Socket Mode")
+            await self._listen(health_web_app(self.health))
+            log.info("health checks on http://0.0.0.0:%s%s", self.port, HEALTH_PATH)
+            await self._open_socket(bolt, slack_client, s.slack_app_token.get_secret_value())
         else:
-            self.runner = web.AppRunner(build_web_app(bolt, self.health), access_log=None)
-            await self.runner.setup()
-            self.site = web.TCPSite(self.runner, host="0.0.0.0", port=s.port)
-            try:
-                await self.site.start()
-            except OSError as exc:
-                raise StartupError(
-                    f"cannot listen on port {s.port} ({exc.strerror}). Stop whatever uses it or set PORT."
-                ) from None
-            self.port = int(self.runner.addresses[0][1])
+            await self._listen(build_web_app(bolt, self.health))
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
 
-    async def _check_slack_token(self, client: Any) -> None:
+    async def _listen(self, app: web.Application) -> None:
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host="0.0.0.0", port=self.settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on port {self.settings.port} ({exc.strerror}). "
+                "Stop whatever uses it or set PORT."
+            ) from None
+        self.port = int(self.runner.addresses[0][1])
+
+    async def _open_socket(self, bolt: AsyncApp, web_client: AsyncWebClient, app_token: str) -> None:
+        client = SingleAttemptSocketModeClient(app_token, web_client)
+        # Bolt's handler turns envelopes into Bolt requests; the connection itself is ours.
+        handler = AsyncSocketModeHandler.__new__(AsyncSocketModeHandler)
+        handler.app, handler.app_token, handler.client = bolt, app_token, client
+        client.socket_mode_request_listeners.append(handler.handle)  # type: ignore[arg-type]
+        self.socket = SocketModeConnection(client, self._fail)
+        await self.socket.open()
+
+    async def _check_slack_token(self, client: AsyncWebClient) -> None:
         try:
             auth = await client.auth_test()
         except SlackApiError as exc:
             error = exc.response.get("error", "") if exc.response is not None else ""
-            if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+            if error in REFUSED_TOKEN_ERRORS:
                 raise StartupError(
                     f"Slack refused SLACK_BOT_TOKEN ({error}). Copy the Bot User OAuth Token again from "
                     "api.slack.com/apps → your app → OAuth & Permissions, and reinstall the app if needed."
@@ -140,6 +347,37 @@ class Bot:
             return
         log.info("Slack: connected as %s in %s", auth.get("user"), auth.get("team"))
 
+    async def _keep_embedded_redis(self, embedded: EmbeddedRedis) -> None:
+        """Restart the embedded Redis if it dies (same directory and append-only file, so no job is
+        lost; the Redis client reconnects by itself); give up after a few tries so a supervisor can."""
+        while True:
+            await asyncio.sleep(REDIS_WATCH_SECONDS)
+            code = embedded.exit_code
+            if code is None:
+                continue
+            log.warning("the embedded Redis exited (code %s); restarting it", code)
+            problem = ""
+            for attempt in range(1, REDIS_RESTART_TRIES + 1):
+                try:
+                    await asyncio.to_thread(embedded.start)
+                except (RuntimeError, OSError) as exc:
+                    problem = str(exc).splitlines()[0]
+                    log.warning("embedded Redis restart %d failed: %s", attempt, problem)
+                    await asyncio.sleep(attempt)
+                    continue
+                log.info("embedded Redis restarted under %s", embedded.data_dir)
+                break
+            else:
+                self._fail(
+                    f"the embedded Redis under {embedded.data_dir} died and could not be restarted "
+                    f"({problem}). See redis.log there; exiting so that a supervisor restarts the bot."
+                )
+                return
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.failed.set()
+
     async def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"status": "ok", "redis": "ok"}
         try:
@@ -147,27 +385,70 @@ class Bot:
             await asyncio.wait_for(self.redis.ping(), timeout=2)
         except (RedisError, OSError, TimeoutError, AssertionError) as exc:
             report.update(status="degraded", redis=f"unreachable: {type(exc).__name__}")
+        if self.socket is not None:
+            down = self.socket.down_seconds()
+            report["slack_socket"] = "connected" if down is None else f"disconnected for {down:.0f} s"
+            if down is not None and down > SOCKET_DOWN_UNHEALTHY_SECONDS:
+                report["status"] = "degraded"
         if self.worker is not None:
             report["jobs_in_progress_here"] = self.worker.busy
             report["steps_done_here"] = dict(self.worker.steps_done)
         return report
 
     async def stop(self) -> None:
-        if self.socket_handler is not None:
-            with contextlib.suppress(Exception):
-                await self.socket_handler.close_async()  # type: ignore[no-untyped-call]
+        # Each step is bounded and its failure logged: a stuck close (an unanswered WebSocket close, a
+        # hung request) must not keep a bot that was told to stop alive. Inbound first, Redis last.
+        if self.redis_watchdog is not None:
+            self.redis_watchdog.cancel()
+        if self.socket is not None:
+            await _bounded("the Socket Mode connection", self.socket.close())
         if self.runner is not None:
-            await self.runner.cleanup()
+            await _bounded("the HTTP listener", self.runner.cleanup())
         if self.worker is not None:
-            await self.worker.stop()
+            await _bounded("the worker", self.worker.stop(), seconds=3 * STOP_STEP_SECONDS)
         if self.transfer is not None:
-            await self.transfer.aclose()
+            await _bounded("the file transfer client", self.transfer.aclose())
         if self.jogg is not None:
-            await self.jogg.aclose()
+            await _bounded("the JoggAI client", self.jogg.aclose())
         if self.redis is not None:
-            await self.redis.aclose()
+            await _bounded("the Redis client", self.redis.aclose())
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            await _bounded("the embedded Redis", asyncio.to_thread(self.embedded.stop))
+
+
+async def _bounded(what: str, closing: Awaitable[object], seconds: float = STOP_STEP_SECONDS) -> None:
+    try:
+        await asyncio.wait_for(closing, timeout=seconds)
+    except Exception as exc:
+        log.warning("stopping: %s did not close cleanly (%s)", what, type(exc).__name__)
+
+
+def health_web_app(health: Callable[[], Awaitable[dict[str, Any]]]) -> web.Application:
+    """GET /healthz alone, for Socket Mode, where Slack's requests do not come over HTTP."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        report = await health()
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+
+    app = web.Application()
+    app.router.add_get(HEALTH_PATH, healthz)
+    return app
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, object], stop: asyncio.Event) -> bool:
+    """Run `work` until it ends (True; its exception propagates) or `stop` is set (False; `work` is
+    cancelled, wherever it is: waiting for Redis, for Slack, for a backoff)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
 
 
 async def serve(settings: Settings) -> None:
@@ -177,18 +458,22 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await bot.start()
+        if not await _unless_stopped(bot.start(), stop):
+            log.info("stopped while starting")
+            return
         # Start-up objects live as long as the process: keep them out of the collector's full passes,
         # which otherwise stall the event loop for tens of ms under load (bench/ack_latency.py).
         gc.collect()
         gc.freeze()
-        await stop.wait()
+        if await _unless_stopped(bot.failed.wait(), stop):
+            raise ServiceError(bot.failure)
         log.info("shutting down")
     finally:
         await bot.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -202,5 +487,8 @@ def main() -> None:
     except StartupError as exc:
         print(f"The bot cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
+    except ServiceError as exc:
+        print(f"The bot stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         pass

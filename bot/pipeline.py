@@ -5,7 +5,7 @@ transition: reschedule in its lane, move to the next lane, or finish. Transient 
 exponential backoff and jitter, so retries survive restarts and never hold a worker.
 
   submit: post the parent message, or for shared files re-host them at JoggAI → (recover an ambiguous
-          create by lookup) → rate limit → create task
+          create by lookup, looking again until it has settled) → rate limit → create task
   poll:   ask JoggAI for the task → reschedule, or finish as succeeded/failed/timed out
   send:   post the one result reply in the thread → update the parent's status (or the reactions on
           the message that shared the files) → done
@@ -23,7 +23,7 @@ from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
 from bot.ratelimit import RateLimiter
 from bot.slack_files import SlackFile
 from bot.slack_out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
-from bot.store import JobStore, Lane
+from bot.store import NOW, JobStore, Lane
 from bot.transfer import Transfer, TransferError
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,15 @@ MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user 
 MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: keep trying for a while
 # A task the lookup finds counts as ours when it was created after our job started, give or take this.
 CLOCK_SKEW_S = 120
+# The create-recovery rule (RELIABILITY.md, "Never paid twice"). After a create whose answer was lost,
+# JoggAI may still be making the task, and its lookup cannot tell "never made" from "not made yet". So
+# no new create until this long after the attempt; until then the lookup is repeated and a task adopted
+# as soon as it appears. bot/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS, longer than our own
+# client can hold a create open (pool wait and connect, then each read).
+CREATE_SETTLE_SECONDS = 120
+# Lookups are GETs, which JoggAI does not meter: look again soon, then every 15 s at most.
+SETTLE_LOOKUP_BASE_MS = 2000
+SETTLE_LOOKUP_CAP_MS = 15_000
 
 
 # Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
@@ -59,6 +68,7 @@ class Timing:
     job_timeout_ms: int
     lease_ms: int = 60_000
     poll_max_interval_ms: int = 30_000
+    create_settle_ms: int = CREATE_SETTLE_SECONDS * 1000
 
     def poll_delay_ms(self, job: Job, now_ms: int) -> int:
         ceiling = max(self.poll_interval_ms, self.poll_max_interval_ms)
@@ -93,26 +103,39 @@ class Pipeline:
 
     async def submit(self, job: Job, token: str, now_ms: int) -> None:
         if self._expired(job, now_ms):
-            await self._finish(Lane.SUBMIT, job, token, Status.TIMED_OUT, error_code="timeout")
+            await self._finish(
+                Lane.SUBMIT, job, token, Status.TIMED_OUT, error_code="timeout", **await self._last_look(job)
+            )
             return
         if job.source is Source.COMMAND:
             if not await self._ensure_parent(job, token):
                 return
         elif not await self._rehost_files(job, token):
             return
-        try:
-            task = await self._find_earlier_create(job) if job.submit_state is PostState.ATTEMPTED else None
-            if task is None:
-                wait_ms = await self.limiter.acquire()
-                if wait_ms:
-                    # Our turn has not come: wait in the queue. Ids are time-ordered, so order holds.
-                    await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
-                    return
-                await self.store.update(Lane.SUBMIT, job.id, token, {"submit_state": PostState.ATTEMPTED})
+        task: LipSyncTask | None = None
+        if job.submit_state is PostState.ATTEMPTED:
+            try:
+                task = await self._find_earlier_create(job)
+            except JoggError as exc:  # no answer to the lookup: the earlier create is still in doubt
+                await self._submit_failed(job, token, exc, create_in_doubt=True)
+                return
+            if task is None and not await self._create_settled(job, token, now_ms):
+                return
+        if task is None:
+            wait_ms = await self.limiter.acquire()
+            if wait_ms:
+                # Our turn has not come: wait in the queue. Ids are time-ordered, so order holds.
+                await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
+                return
+            # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
+            # process holds the job then) instead of paid for again.
+            attempt = {"submit_state": PostState.ATTEMPTED, "submit_attempt_ms": NOW, "submit_lookups": 0}
+            await self.store.update(Lane.SUBMIT, job.id, token, attempt)
+            try:
                 task = await self.jogg.create_lip_sync(job.video_url, job.audio_url, job.playback_type)
-        except JoggError as exc:
-            await self._submit_failed(job, token, exc)
-            return
+            except JoggError as exc:  # only an unclear answer may hide a created task
+                await self._submit_failed(job, token, exc, create_in_doubt=exc.ambiguous)
+                return
         log.info("job %s: JoggAI task %s created", job.id, task.task_id)
         job.status, job.task_id = Status.PROCESSING, task.task_id
         await self.store.move(
@@ -231,9 +254,38 @@ class Pipeline:
         log.info("job %s: adopting JoggAI task %s found by lookup", job.id, task.task_id)
         return task
 
-    async def _submit_failed(self, job: Job, token: str, exc: JoggError) -> None:
-        # A clear refusal means the create did not happen; only an ambiguous one keeps the marker.
-        marker = PostState.ATTEMPTED if (exc.ambiguous or job.submit_state is PostState.ATTEMPTED) else ""
+    async def _last_look(self, job: Job) -> dict[str, object]:
+        """A job that times out while its create is in doubt looks once more, so that a task JoggAI
+        made (and charged for) is named in the reply instead of left unknown."""
+        if job.submit_state is not PostState.ATTEMPTED:
+            return {}
+        try:
+            task = await self._find_earlier_create(job)
+        except JoggError:
+            return {}
+        return {"task_id": task.task_id} if task else {}
+
+    async def _create_settled(self, job: Job, token: str, now_ms: int) -> bool:
+        """True when the last create, whose answer was lost, has had time to land and the lookup just
+        found nothing: it was never made, and creating again is safe. Until then, never create: look
+        again a little later (the job is rescheduled) and adopt the task when it appears."""
+        attempt_ms = job.submit_attempt_ms or now_ms  # a job marked before attempt times were kept
+        settled_ms = attempt_ms + self.timing.create_settle_ms
+        if now_ms >= settled_ms:
+            waited_s = (now_ms - attempt_ms) // 1000
+            log.warning("job %s: no JoggAI task %d s after the lost create; creating again", job.id, waited_s)
+            return True
+        lookups = job.submit_lookups + 1
+        delay = min(settled_ms - now_ms, backoff_ms(lookups, SETTLE_LOOKUP_BASE_MS, SETTLE_LOOKUP_CAP_MS))
+        log.info("job %s: no JoggAI task yet for the lost create; looking again in %d ms", job.id, delay)
+        fields = {"submit_attempt_ms": attempt_ms, "submit_lookups": lookups}
+        await self.store.reschedule(Lane.SUBMIT, job.id, token, delay, fields)
+        return False
+
+    async def _submit_failed(self, job: Job, token: str, exc: JoggError, create_in_doubt: bool) -> None:
+        # A create that may have happened keeps the marker, so the next attempt recovers it by lookup.
+        # A clear refusal removes it: that create was not made, and any earlier one had settled.
+        marker = PostState.ATTEMPTED if create_in_doubt else ""
         if exc.kind is ErrorKind.RATE_LIMITED:
             log.info("job %s: JoggAI rate limit; waiting", job.id)
             delay = 5000 + random.randint(0, 10_000)

@@ -13,8 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Where a newcomer finds each required value; shown when one is missing.
 WHERE_TO_GET = {
     "SLACK_BOT_TOKEN": "api.slack.com/apps → your app → OAuth & Permissions → Bot User OAuth Token (xoxb-…)",
-    "SLACK_SIGNING_SECRET": "api.slack.com/apps → your app → Basic Information → App Credentials → "
-    "Signing Secret (needed in HTTP mode, i.e. when SLACK_APP_TOKEN is not set)",
+    "SLACK_APP_TOKEN": "api.slack.com/apps → your app → Basic Information → App-Level Tokens → "
+    "Generate Token and Scopes, scope connections:write (xapp-…). This is Socket Mode, which needs no "
+    "public URL; for HTTP mode set SLACK_SIGNING_SECRET instead (README, Socket Mode or HTTP mode)",
     "JOGG_API_KEY": "app.jogg.ai → API → API Keys",
 }
 
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key
     lease_seconds: float = Field(default=60.0, gt=0)  # how long a crashed process holds a job
     http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and JoggAI
+    # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
+    # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".
+    create_settle_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("slack_api_url")
@@ -96,8 +100,8 @@ class Settings(BaseSettings):
             return values
         present = {k.lower() for k, v in values.items() if v not in (None, "")}
         required = ["slack_bot_token", "jogg_api_key"]
-        if "slack_app_token" not in present:
-            required.insert(1, "slack_signing_secret")
+        if not present & {"slack_app_token", "slack_signing_secret"}:
+            required.insert(1, "slack_app_token")  # Socket Mode, the default; a signing secret means HTTP
         missing = [name.upper() for name in required if name not in present]
         if missing:
             raise ValueError(MISSING_MARKER + ",".join(missing))

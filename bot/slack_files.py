@@ -7,6 +7,8 @@ Only the fields needed to download a file and re-host it are kept, so a job can 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -44,6 +46,30 @@ AUDIO_TYPES = {
 }
 
 
+# Sizes above this are capped to it: still "too large" for any limit, and safe to do arithmetic on and
+# format (a 400-digit size overflows float division). Slack stores files up to 1 TB.
+MAX_REPORTED_BYTES = 10**15
+
+
+def text_field(raw: Mapping[str, Any], key: str) -> str:
+    """A string field of a Slack object; "" when it is missing or not a string."""
+    value = raw.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def byte_count(value: object) -> int:
+    """Slack's `size` as a whole number of bytes in [0, MAX_REPORTED_BYTES]; 0 (unknown) when unreadable."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        digits = value.lstrip("0") or "0"
+        # Compared by length first: int() of thousands of digits is slow, and refused past 4300.
+        return MAX_REPORTED_BYTES if len(digits) > 15 else min(int(digits), MAX_REPORTED_BYTES)
+    if isinstance(value, float) and not math.isnan(value):
+        return max(0, int(min(value, MAX_REPORTED_BYTES)))  # JSON's 1e400 is inf
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, min(value, MAX_REPORTED_BYTES))
+    return 0
+
+
 @dataclass(frozen=True)
 class SlackFile:
     id: str
@@ -61,21 +87,17 @@ class SlackFile:
         Slack Connect channels deliver `{"id": "F…", "mode": "file_access", "file_access":
         "check_file_info"}` instead of the full object.
         """
-        file_id = str(raw.get("id") or "")
+        file_id = text_field(raw, "id")
         if not file_id or raw.get("mode") == "file_access" or "name" not in raw:
             return None
-        try:
-            size = int(raw.get("size") or 0)
-        except (TypeError, ValueError):
-            size = 0
         return cls(
             id=file_id,
-            name=str(raw.get("name") or raw.get("title") or file_id),
-            mimetype=str(raw.get("mimetype") or "").lower(),
-            filetype=str(raw.get("filetype") or "").lower(),
-            size=max(0, size),
-            url=str(raw.get("url_private_download") or raw.get("url_private") or ""),
-            external=bool(raw.get("is_external")) or raw.get("mode") == "external",
+            name=text_field(raw, "name") or text_field(raw, "title") or file_id,
+            mimetype=text_field(raw, "mimetype").lower(),
+            filetype=text_field(raw, "filetype").lower(),
+            size=byte_count(raw.get("size")),
+            url=text_field(raw, "url_private_download") or text_field(raw, "url_private"),
+            external=raw.get("is_external") is True or raw.get("mode") == "external",
         )
 
     @property

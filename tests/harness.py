@@ -67,6 +67,8 @@ class BotThread:
         return self
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return  # stopped already (a test may stop a bot before the fixture does)
         try:
             self.call(self.bot.stop(), timeout=30)
         finally:

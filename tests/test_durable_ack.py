@@ -74,6 +74,7 @@ def test_commands_acknowledged_before_a_kill_are_all_carried_out(
         assert not missing, f"{len(missing)} of {len(acked)} acknowledged commands were lost"
         # ...and the restarted bot posts each one's message in the channel.
         bot.start()
+
         def unposted() -> set[str]:
             posted = json.dumps([m.get("blocks") for m in slack.messages(CHANNEL)])
             return {video(n) for n in acked if video(n) not in posted}

@@ -164,8 +164,10 @@ def test_provider_refusal_ends_the_job_with_a_clear_message(
 
 
 def test_transient_provider_faults_are_retried_until_the_task_exists(
-    bot: BotThread, slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
 ) -> None:
+    # A short settle window: after the unclear 502 the bot looks until it has passed, then creates.
+    bot = start_bot(http_timeout_seconds=1, create_settle_seconds=4)
     jogg.inject("create", JoggFault("http", status=502))
     jogg.inject("create", JoggFault("code", code=50000))
     jogg.inject("create", JoggFault("code", code=429))

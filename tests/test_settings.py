@@ -19,8 +19,11 @@ def run_bot(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_missing_settings_are_named_with_where_to_get_them(tmp_path: Path) -> None:
     result = run_bot({}, tmp_path)
     assert result.returncode == 2
-    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "JOGG_API_KEY"):
-        assert name in result.stderr
+    # The default path is Socket Mode (manifest.yml turns it on): the app token is what is asked for.
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "JOGG_API_KEY"):
+        assert f"{name} is not set" in result.stderr
+    assert "App-Level Tokens" in result.stderr and "connections:write" in result.stderr
+    assert "SLACK_SIGNING_SECRET is not set" not in result.stderr  # named only as the HTTP-mode option
     assert "api.slack.com/apps" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -28,6 +31,13 @@ def test_socket_mode_does_not_need_a_signing_secret(tmp_path: Path) -> None:
     result = run_bot({"SLACK_APP_TOKEN": "xapp-1-abc"}, tmp_path)
     assert result.returncode == 2
     assert "SLACK_SIGNING_SECRET" not in result.stderr
+    assert "SLACK_BOT_TOKEN" in result.stderr and "JOGG_API_KEY" in result.stderr
+
+
+def test_http_mode_does_not_need_an_app_token(tmp_path: Path) -> None:
+    result = run_bot({"SLACK_SIGNING_SECRET": "s"}, tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_APP_TOKEN" not in result.stderr
     assert "SLACK_BOT_TOKEN" in result.stderr and "JOGG_API_KEY" in result.stderr
 
 
@@ -59,10 +69,10 @@ def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: P
         .read_text()
         .replace("SLACK_BOT_TOKEN=\n", "SLACK_BOT_TOKEN=xoxb-1\n")
         .replace("JOGG_API_KEY=\n", "JOGG_API_KEY=k\n")
-        .replace("SLACK_SIGNING_SECRET=\n", "SLACK_SIGNING_SECRET=s\n")
+        .replace("SLACK_APP_TOKEN=\n", "SLACK_APP_TOKEN=xapp-1\n")
     )
     settings = load_settings(_env_file=env_file)
-    assert not settings.socket_mode and settings.redis_url in (None, "")
+    assert settings.socket_mode and settings.redis_url in (None, "")  # the default path
     assert (
         settings.poll_interval_seconds == 5
         and settings.poll_max_interval_seconds == 30

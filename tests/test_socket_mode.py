@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
+
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -15,8 +17,10 @@ def test_command_over_socket_mode_is_acked_and_answered_in_the_thread(
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=60)
     bot = start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
-    assert bot.bot.port is None  # no HTTP listener: Socket Mode needs no public URL
     assert slack.calls_to("apps.connections.open")  # opened with the app-level token
+    # Socket Mode needs no public URL: PORT serves only /healthz, which reports the connection.
+    assert httpx.post(f"{bot.url}/slack/events", content=b"{}", timeout=5).status_code == 404
+    assert httpx.get(f"{bot.url}/healthz", timeout=5).json()["slack_socket"] == "connected"
 
     payload = slack.command_payload(
         "https://cdn.example.com/a.mp4 https://cdn.example.com/b.mp3", channel_id="C0SOCK"

@@ -65,12 +65,15 @@ class Fault:
       "malformed"      -> HTTP 200 `<html>upstream error</html>` (not JSON).
       "malformed_json" -> HTTP 200 {"code":0,"msg":"Success","data":null}.
       "delay"          -> sleep `delay` seconds, then answer normally.
+      "late"           -> sleep `delay` seconds, then do the work and answer, even if the client gave
+                          up meanwhile: "the provider finished it late, nobody heard". Until then a
+                          lookup finds nothing (`late_in_flight` counts the ones still sleeping).
     after: do the real work first (e.g. create the task / store the upload), then fail or sleep:
       "the provider did it, the client never heard". Without it, a failing request has no effect, and a
-      delayed one has none either if the client disconnected during the sleep.
+      delayed one has none either if the client disconnected during the sleep (the request was dropped).
     """
 
-    kind: Literal["http", "code", "malformed", "malformed_json", "delay"]
+    kind: Literal["http", "code", "malformed", "malformed_json", "delay", "late"]
     status: int = 500
     code: int = 0
     delay: float = 0.0
@@ -110,6 +113,7 @@ class RecordedRequest(NamedTuple):
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class JoggError(Exception):
@@ -156,6 +160,7 @@ class FakeJogg(BackgroundServer):
         self.requests: list[RecordedRequest] = []
         self.authorization_headers_seen: list[str] = []
         self.put_had_api_key = False
+        self.late_in_flight = 0  # requests with a "late" fault whose work is not done yet
         self._post_times: list[float] = []
         # Counters for benchmarks: status GETs answered, tasks polled at least once, and when (wall
         # clock, time.time()) each task's final status was first reported.
@@ -234,7 +239,12 @@ class FakeJogg(BackgroundServer):
         with self.lock:
             self.requests.append(
                 RecordedRequest(
-                    request.method, request.path, dict(request.query), lower_headers(request), body
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    lower_headers(request),
+                    body,
+                    time.monotonic(),
                 )
             )
             if "Authorization" in request.headers:
@@ -268,6 +278,9 @@ class FakeJogg(BackgroundServer):
     ) -> web.Response:
         if fault.kind == "delay":
             return await self._delayed(fault.delay, fault.after, handler, request, body)
+        if fault.kind == "late":
+            # Shielded: the work happens even if the server cancels the handler of a client that left.
+            return await asyncio.shield(self._late(fault.delay, handler, request, body))
         if fault.after:
             await self._run(handler, request, body)  # the work happens; only the answer is lost
         else:
@@ -285,6 +298,16 @@ class FakeJogg(BackgroundServer):
         if client_gone(request):
             return web.Response(status=499)  # nobody listens; the point is that no work was done
         return await self._run(handler, request, body)
+
+    async def _late(self, delay: float, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        with self.lock:
+            self.late_in_flight += 1
+        try:
+            await asyncio.sleep(delay)
+            return await self._run(handler, request, body)
+        finally:
+            with self.lock:
+                self.late_in_flight -= 1
 
     def _take_post_slot(self) -> bool:
         """Sliding 60 s window over accepted POSTs (providers.md §1.8)."""
