@@ -207,7 +207,7 @@ def seed_poll_jobs(
                     parent_state=PostState.POSTED,
                     task_id=task_id_for(job_id),
                 )
-                pipe.hset(job_key(job_id), mapping=job.to_fields())
+                pipe.hset(job_key(job_id), mapping=dict[Any, Any](job.to_fields()))
             pipe.execute()
     return ids
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,12 @@ def percentile(values: Sequence[float], pct: float) -> float:
     rank = (len(ordered) - 1) * pct / 100
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+    """min / median / max of several runs' figures: the way every figure here is reported."""
+    ordered = sorted(values)
+    return " / ".join(fmt.format(v) for v in (ordered[0], statistics.median(ordered), ordered[-1]))
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -1,4 +1,4 @@
-"""The Bolt app and, for HTTP mode, the web server in front of it."""
+"""The Bolt app, and the web server: GET /healthz in both modes, POST /slack/events in HTTP mode."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import handlers
 from bot.intake import Intake
 from bot.shares import Shares
-from bot.slack_requests import DropMalformedPayloads, Refusal, SlackRequestGuard, refusal_response
+from bot.slack_requests import Refusal, SlackRequestGuard, refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ def build_bolt_app(
         # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body.
         signing_secret=signing_secret or "",
         request_verification_enabled=False,
-        before_authorize=DropMalformedPayloads(),
         raise_error_for_unhandled_request=False,
         # The ack leaves when the listener returns, so listeners store what they promise first (durable
         # before acknowledged); slow work goes to lazy listeners. It also skips Bolt's 10 ms ack polling.
@@ -46,7 +45,22 @@ def build_bolt_app(
     return app
 
 
-def build_web_app(bolt: AsyncApp, health: Callable[[], Awaitable[dict[str, Any]]]) -> web.Application:
+def build_web_app(health: Callable[[], Awaitable[dict[str, Any]]], bolt: AsyncApp | None) -> web.Application:
+    """GET /healthz, and with `bolt` (HTTP mode) POST /slack/events. In Socket Mode Slack's requests
+    come over the WebSocket (bot/socket_mode.py), so there is no events route to attack."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        report = await health()
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+
+    web_app = web.Application()
+    web_app.router.add_get(HEALTH_PATH, healthz)
+    if bolt is not None:
+        web_app.router.add_post(EVENTS_PATH, slack_events_handler(bolt))
+    return web_app
+
+
+def slack_events_handler(bolt: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
     guard = SlackRequestGuard(bolt._signing_secret)  # the secret build_bolt_app gave Bolt
 
     async def slack_events(request: web.Request) -> web.Response:
@@ -56,11 +70,4 @@ def build_web_app(bolt: AsyncApp, health: Callable[[], Awaitable[dict[str, Any]]
             return refusal_response(request, refusal)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
-    async def healthz(_: web.Request) -> web.Response:
-        report = await health()
-        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
-
-    web_app = web.Application()
-    web_app.router.add_post(EVENTS_PATH, slack_events)
-    web_app.router.add_get(HEALTH_PATH, healthz)
-    return web_app
+    return slack_events

@@ -15,22 +15,18 @@ import importlib.metadata
 import logging
 import signal
 import sys
-import time
 import tomllib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
@@ -39,9 +35,15 @@ from bot.intake import Intake
 from bot.jogg import JoggClient
 from bot.pipeline import Pipeline, Timing
 from bot.ratelimit import RateLimiter
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, StartupError, load_settings
 from bot.shares import Shares
-from bot.slack_out import SlackOut, make_client
+from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, make_client
+from bot.socket_mode import (
+    DOWN_UNHEALTHY_SECONDS,
+    SingleAttemptSocketModeClient,
+    SocketModeConnection,
+    dispatch_to_bolt,
+)
 from bot.store import JobStore
 from bot.transfer import Transfer
 from bot.worker import Worker
@@ -62,26 +64,11 @@ It takes no arguments. Settings come from the environment or a .env file in the 
 Every setting and where to get it: .env.example and README.md.
 """
 
-# Slack's answers to an auth check that no retry will fix.
-REFUSED_TOKEN_ERRORS = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
-)
-# Socket Mode: how often to ping, the backoff between connection attempts, the longest one attempt may
-# take (aiohttp's own default is 5 minutes), and how long the socket may be down before /healthz says 503.
-SOCKET_PING_SECONDS = 10.0
-SOCKET_RETRY_FIRST_SECONDS = 1.0
-SOCKET_RETRY_MAX_SECONDS = 60.0
-SOCKET_ATTEMPT_TIMEOUT_SECONDS = 30.0
-SOCKET_DOWN_UNHEALTHY_SECONDS = 120.0
 # The embedded Redis: how often the watchdog looks at its process, and restarts tried before giving up.
 REDIS_WATCH_SECONDS = 1.0
 REDIS_RESTART_TRIES = 3
 # Each step of `Bot.stop()` gets this long, so that nothing it waits for can keep a stopped bot alive.
 STOP_STEP_SECONDS = 5.0
-
-
-class StartupError(Exception):
-    """Something an operator must fix before the bot can run; `str()` says what."""
 
 
 class ServiceError(Exception):
@@ -106,128 +93,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"lipsync-bot {package_version()}")
     return parser.parse_args(argv)
-
-
-class SingleAttemptSocketModeClient(SocketModeClient):
-    """slack_sdk's aiohttp Socket Mode client without its reconnect loop.
-
-    The SDK's `connect()` retries every ping interval forever, logging a traceback each time, and does
-    not return while Slack is unreachable (so a bot stuck in it ignored SIGTERM). Here `connect()` makes
-    one attempt and raises; `SocketModeConnection` decides when to try again.
-    """
-
-    def __init__(self, app_token: str, web_client: AsyncWebClient) -> None:
-        super().__init__(
-            app_token,
-            logger=logging.getLogger("bot.socket_mode"),
-            web_client=web_client,
-            auto_reconnect_enabled=False,
-            ping_interval=SOCKET_PING_SECONDS,
-        )
-        self.reconnect_requested = asyncio.Event()
-
-    async def connect(self) -> None:
-        if self.current_session is not None:
-            with contextlib.suppress(Exception):  # a broken session may fail to close; it is dropped anyway
-                await self.current_session.close()
-        if self.aiohttp_client_session.closed:
-            self.aiohttp_client_session = aiohttp.ClientSession()
-        url = self.wss_uri or await self.issue_new_wss_url()
-        self.wss_uri = None  # Slack's URL is good for one connection
-        ssl = self.web_client.ssl if self.web_client.ssl is not None else True
-        self.current_session = await self.aiohttp_client_session.ws_connect(
-            url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy, ssl=ssl
-        )
-        # A fresh grace period: the last pong of the old connection must not mark this one stale.
-        self.stale, self.last_ping_pong_time = False, time.time()
-        for task in (self.current_session_monitor, self.message_receiver):
-            if task is not None:
-                task.cancel()
-        self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
-        self.message_receiver = asyncio.ensure_future(self.receive_messages())
-
-    async def connect_to_new_endpoint(self, force: bool = False) -> None:
-        # With auto-reconnect off, only Slack's "disconnect" message (e.g. refresh_requested) gets here.
-        self.reconnect_requested.set()
-
-
-class SocketModeConnection:
-    """Keeps the Socket Mode connection open: reconnects with capped exponential backoff and one log
-    line per failed attempt, and knows how long it has been down (for /healthz)."""
-
-    def __init__(self, client: SingleAttemptSocketModeClient, on_fatal: Callable[[str], None]) -> None:
-        self.client = client
-        self.on_fatal = on_fatal
-        self.down_since: float | None = time.monotonic()
-        self._keeper: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        """Connect once now, then keep connected in the background. Raises StartupError if Slack
-        refuses the app token; if Slack is unreachable, the background retries begin at once."""
-        failure = await self._attempt()
-        if failure:
-            self._log_retry(failure, SOCKET_RETRY_FIRST_SECONDS)
-        self._keeper = asyncio.create_task(self._stay_connected(first_delay=SOCKET_RETRY_FIRST_SECONDS))
-
-    def down_seconds(self) -> float | None:
-        return None if self.down_since is None else time.monotonic() - self.down_since
-
-    async def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        await self.client.close()  # type: ignore[no-untyped-call]
-
-    async def _stay_connected(self, first_delay: float) -> None:
-        delay = first_delay
-        while True:
-            if self.down_since is None:  # connected: look again in a second, or when Slack asks
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.client.reconnect_requested.wait(), timeout=1)
-                if self.client.reconnect_requested.is_set() or not await self.client.is_connected():
-                    self.client.reconnect_requested.clear()
-                    self.down_since = time.monotonic()
-                    log.info("Socket Mode connection lost; reconnecting")
-                    delay = 0.0
-            else:
-                await asyncio.sleep(delay)
-                try:
-                    failure = await self._attempt()
-                except StartupError as exc:
-                    self.on_fatal(str(exc))
-                    return
-                delay = min(max(delay * 2, SOCKET_RETRY_FIRST_SECONDS), SOCKET_RETRY_MAX_SECONDS)
-                if failure:
-                    self._log_retry(failure, delay)
-                else:
-                    delay = SOCKET_RETRY_FIRST_SECONDS
-
-    async def _attempt(self) -> str:
-        """One connection attempt: "" when connected, else why not. Raises StartupError on a refused token."""
-        try:
-            async with asyncio.timeout(SOCKET_ATTEMPT_TIMEOUT_SECONDS):
-                opened = await self.client.web_client.apps_connections_open(app_token=self.client.app_token)
-                self.client.wss_uri = str(opened["url"])
-                await self.client.connect()
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", "")) if exc.response is not None else ""
-            if error in REFUSED_TOKEN_ERRORS:
-                raise StartupError(
-                    f"Slack refused SLACK_APP_TOKEN ({error}). Generate an app-level token with the "
-                    "connections:write scope at api.slack.com/apps → your app → Basic Information → "
-                    "App-Level Tokens, or unset it and set SLACK_SIGNING_SECRET to use HTTP mode."
-                ) from None
-            return f"Slack answered {error or exc.response.status_code}"
-        except Exception as exc:  # unreachable, timed out, or an odd answer: all worth another try
-            return f"{type(exc).__name__}: {exc}".rstrip(": ")
-        self.down_since = None
-        log.info("connected to Slack in Socket Mode")
-        return ""
-
-    @staticmethod
-    def _log_retry(failure: str, delay: float) -> None:
-        log.warning("cannot connect to Slack in Socket Mode (%s); next try in %.0f s", failure, delay)
 
 
 class Bot:
@@ -301,11 +166,11 @@ class Bot:
         )
         await self.worker.start()
         if s.slack_app_token is not None:
-            await self._listen(health_web_app(self.health))
+            await self._listen(build_web_app(self.health, bolt=None))
             log.info("health checks on http://0.0.0.0:%s%s", self.port, HEALTH_PATH)
             await self._open_socket(bolt, slack_client, s.slack_app_token.get_secret_value())
         else:
-            await self._listen(build_web_app(bolt, self.health))
+            await self._listen(build_web_app(self.health, bolt))
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
 
     async def _listen(self, app: web.Application) -> None:
@@ -323,10 +188,7 @@ class Bot:
 
     async def _open_socket(self, bolt: AsyncApp, web_client: AsyncWebClient, app_token: str) -> None:
         client = SingleAttemptSocketModeClient(app_token, web_client)
-        # Bolt's handler turns envelopes into Bolt requests; the connection itself is ours.
-        handler = AsyncSocketModeHandler.__new__(AsyncSocketModeHandler)
-        handler.app, handler.app_token, handler.client = bolt, app_token, client
-        client.socket_mode_request_listeners.append(handler.handle)  # type: ignore[arg-type]
+        client.socket_mode_request_listeners.append(dispatch_to_bolt(bolt))
         self.socket = SocketModeConnection(client, self._fail)
         await self.socket.open()
 
@@ -388,7 +250,7 @@ class Bot:
         if self.socket is not None:
             down = self.socket.down_seconds()
             report["slack_socket"] = "connected" if down is None else f"disconnected for {down:.0f} s"
-            if down is not None and down > SOCKET_DOWN_UNHEALTHY_SECONDS:
+            if down is not None and down > DOWN_UNHEALTHY_SECONDS:
                 report["status"] = "degraded"
         if self.worker is not None:
             report["jobs_in_progress_here"] = self.worker.busy
@@ -421,18 +283,6 @@ async def _bounded(what: str, closing: Awaitable[object], seconds: float = STOP_
         await asyncio.wait_for(closing, timeout=seconds)
     except Exception as exc:
         log.warning("stopping: %s did not close cleanly (%s)", what, type(exc).__name__)
-
-
-def health_web_app(health: Callable[[], Awaitable[dict[str, Any]]]) -> web.Application:
-    """GET /healthz alone, for Socket Mode, where Slack's requests do not come over HTTP."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        report = await health()
-        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
-
-    app = web.Application()
-    app.router.add_get(HEALTH_PATH, healthz)
-    return app
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, object], stop: asyncio.Event) -> bool:

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         return self.slack_app_token is not None
 
 
+class StartupError(Exception):
+    """Something an operator must fix before the bot can run (a refused token, a busy port…);
+    `str()` says what."""
+
+
 class SettingsError(Exception):
     """Settings are missing or wrong; `str()` is a message for a human, without a traceback."""
 

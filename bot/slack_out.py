@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "lipsync_job"
 # Errors after which nothing was posted and posting again cannot help.
 UNREACHABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "thread_not_found"}
+# Slack's answers to a token (bot or app-level) that no retry will fix.
+REFUSED_TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
+)
 # Errors after which Slack may have posted the message anyway.
 AMBIGUOUS = {"fatal_error", "internal_error", "request_timeout", "service_unavailable"}
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)

@@ -7,7 +7,8 @@ check is off (bot/app.py), so no forged request is ever logged with its body.
 
 Both modes: `payload_problem` names what Bolt or our handlers cannot read (an `event` that is not an
 object, an id that is not a string…). In HTTP mode such a request gets 400; over Socket Mode, where Slack
-has already authenticated the connection, `DropMalformedPayloads` acks the envelope and drops it.
+has already authenticated the connection, bot/socket_mode.py acks the envelope and drops it. Both check
+before Bolt builds its request, which is where Bolt itself would crash.
 
 A refused request costs one short log line naming the reason, never its body.
 """
@@ -18,14 +19,12 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
-from slack_bolt.response import BoltResponse
 
 log = logging.getLogger(__name__)
 
@@ -176,24 +175,3 @@ def _shape_problem(node: Mapping[str, Any], path: str, depth: int) -> str | None
             if problem := _shape_problem(item, f"{path}.{key}[]", depth + 1):
                 return problem
     return None
-
-
-class DropMalformedPayloads(AsyncMiddleware):
-    """Bolt middleware, run before authorization: ack and drop what `payload_problem` refuses.
-
-    In HTTP mode the guard has refused such requests already; this covers Socket Mode envelopes. A class,
-    not a function: Bolt builds a function middleware's arguments from the payload, which fails on these.
-    """
-
-    async def async_process(
-        self,
-        *,
-        req: AsyncBoltRequest,
-        resp: BoltResponse,
-        next: Callable[[], Awaitable[BoltResponse]],  # Bolt passes it by this name
-    ) -> BoltResponse | None:
-        problem = payload_problem(req.body)
-        if problem is None:
-            return await next()
-        log.warning("ignored a Slack payload Bolt cannot read: %s", problem)
-        return BoltResponse(status=200, body="")  # acked, so Slack does not redeliver it

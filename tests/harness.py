@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -124,7 +124,7 @@ class BotProcess:
         self.log = cwd / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> BotProcess:
+    def start(self) -> Self:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log)
         try:

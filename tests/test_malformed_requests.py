@@ -215,15 +215,27 @@ def test_a_message_whose_files_field_is_not_a_list_reads_as_having_no_files(
     assert redis_client.keys("{lip}:job:*") == []
 
 
-@pytest.mark.parametrize("event", [None, [{"type": "message"}], "message"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"event": None},
+        {"event": [{"type": "message"}]},
+        {"event": "message"},
+        {"authorizations": 5},
+        {"authorizations": [{"team_id": ["T1"]}]},
+        {"team_id": 7},
+        {"enterprise_id": {"id": "E1"}},
+    ],
+)
 def test_a_socket_mode_envelope_bolt_cannot_read_is_acked_and_dropped(
-    event: object,
+    odd: dict[str, Any],
     start_bot: Callable[..., BotThread],
     slack: FakeSlack,
     redis_client: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
-    payload: dict[str, Any] = {**slack.event_payload({}), "event": event, "mark": MARK}
+    event = {"type": "message", "channel": CHANNEL, "user": "U0ALICE", "text": f"<@{slack.bot_user_id}> hi"}
+    payload: dict[str, Any] = {**slack.event_payload(event), **odd, "mark": MARK}
     slack.wait_ack(slack.send_envelope("events_api", payload))  # acked: Slack will not redeliver it
     assert_quiet(caplog, redis_client, slack)

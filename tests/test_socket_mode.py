@@ -63,3 +63,14 @@ def test_files_shared_over_socket_mode_are_dubbed_once_despite_a_retried_envelop
     assert "talk.mp4" in str(reply["blocks"]) and "voice.mp3" in str(reply["blocks"])
     assert len(jogg.creates) == 1 and len(jogg.uploads) == 2
     assert len(slack.replies("C0SOCK", message["ts"])) == 1
+
+
+def test_an_event_the_bot_has_no_listener_for_is_still_acked(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    # The app may be subscribed to more than the bot handles; an unacked envelope is redelivered by Slack.
+    start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
+    event = {"type": "reaction_added", "user": "U0ALICE", "reaction": "tada", "item": {"type": "message"}}
+    ack = slack.wait_ack(slack.send_envelope("events_api", slack.event_payload(event)))
+    assert not ack.get("payload")
+    assert jogg.requests == [] and slack.calls_to("chat.postMessage") == []
