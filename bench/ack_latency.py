@@ -54,10 +54,9 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import redis
@@ -77,7 +76,7 @@ from bench.common import (
 )
 from bot.app import EVENTS_PATH, HEALTH_PATH
 from bot.main import main as bot_main
-from bot.settings import load_settings
+from bot.settings import Settings, load_settings
 from bot.slack_out import make_client
 from bot.store import PREFIX
 from tests.fakes.server import wait_until
@@ -233,26 +232,26 @@ def measure(
 
 
 def reference_app(kind: str) -> web.Application:
+    """POST /slack/events answered by plain aiohttp (`raw`) or a bare Bolt app (`bare`), and GET /healthz
+    (the harness waits for it)."""
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = web.Application()
+    app.router.add_post(EVENTS_PATH, raw_events if kind == "raw" else bare_bolt_events(settings))
+    app.router.add_get(HEALTH_PATH, lambda _: healthy())
+    return app
 
-    async def health() -> dict[str, Any]:
-        return {"status": "ok"}
 
-    if kind == "raw":
+async def healthy() -> web.Response:
+    return web.json_response({"status": "ok"})
 
-        async def events(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response()
 
-        async def healthz(_: web.Request) -> web.Response:
-            return web.json_response(await health())
+async def raw_events(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response()
 
-        app = web.Application()
-        app.router.add_post(EVENTS_PATH, events)
-        app.router.add_get(HEALTH_PATH, healthz)
-        return app
 
+def bare_bolt_events(settings: Settings) -> Callable[[web.Request], Awaitable[web.Response]]:
     assert settings.slack_signing_secret is not None
     client = make_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, settings.http_timeout_seconds
@@ -266,13 +265,7 @@ def reference_app(kind: str) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:  # Bolt's aiohttp adapter, as documented
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
-    async def bare_healthz(_: web.Request) -> web.Response:
-        return web.json_response(await health())
-
-    app = web.Application()
-    app.router.add_post(EVENTS_PATH, slack_events)
-    app.router.add_get(HEALTH_PATH, bare_healthz)
-    return app
+    return slack_events
 
 
 async def serve_reference(kind: str) -> None:
