@@ -163,7 +163,7 @@ def _url_problem(url: str, what: str) -> str | None:
 
     # urlsplit silently drops tabs/newlines and other parsers treat them differently, so refuse them
     # before parsing rather than validating a URL that is not the one the provider will see.
-    if any(_is_invisible(ch) for ch in url):
+    if _has_invisible(url):
         return f"{the} contains spaces or invisible control characters; paste the address again without them."
 
     # WHATWG parsers (browsers, Node) read "\" as "/" and Python does not, so they would disagree on the host.
@@ -279,6 +279,12 @@ def _is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _matches_domain(host: str, domains: tuple[str, ...]) -> bool:
     return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+def _has_invisible(text: str) -> bool:
+    if text.isascii():  # the usual case, without a Unicode lookup per character (it is on the ack path)
+        return " " in text or not text.isprintable()
+    return any(_is_invisible(ch) for ch in text)
 
 
 def _is_invisible(ch: str) -> bool:

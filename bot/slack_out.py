@@ -69,8 +69,28 @@ class SlackFailed(Exception):
     """Slack refused the call (auth, scopes, payload); nothing was posted."""
 
 
-def make_client(token: str, base_url: str, timeout_s: float = 10.0) -> AsyncWebClient:
-    return AsyncWebClient(token=token, base_url=base_url, timeout=int(max(1, timeout_s)), retry_handlers=[])
+def make_client(token: str, base_url: str, timeout_s: float = 10.0, shared: bool = True) -> AsyncWebClient:
+    """The Web API client. `shared`: one aiohttp session (connection pool) for all its calls and for the
+    response_url posts of `SlackOut`; without it slack_sdk opens a new session, and in production a new
+    TLS connection, for every call. Build it in a running event loop; close it with `close_client`.
+    Bolt gets a client without one: it deep-copies each request's client for lazy listeners, and a live
+    session cannot be copied (our listeners talk to Slack through `SlackOut` anyway)."""
+    timeout = max(1.0, timeout_s)
+    session = None
+    if shared:
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            # No cookies kept: the same pool reaches Slack's API and the response_url hosts.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+    return AsyncWebClient(
+        token=token, base_url=base_url, timeout=int(timeout), session=session, retry_handlers=[]
+    )
+
+
+async def close_client(client: AsyncWebClient) -> None:
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
 
 
 class SlackOut:
@@ -286,9 +306,8 @@ class SlackOut:
         if not response_url:
             return False
         try:
-            response = await AsyncWebhookClient(response_url, timeout=10).send(
-                text=message.text, blocks=message.blocks, response_type="ephemeral"
-            )
+            webhook = AsyncWebhookClient(response_url, timeout=10, session=self.client.session)
+            response = await webhook.send(text=message.text, blocks=message.blocks, response_type="ephemeral")
         except NETWORK_ERRORS as exc:
             log.warning("response_url post failed: %s", exc)
             return False

@@ -104,6 +104,15 @@ class SocketModeConnection:
     def down_seconds(self) -> float | None:
         return None if self.down_since is None else time.monotonic() - self.down_since
 
+    def describe(self) -> str:
+        down = self.down_seconds()
+        return "connected" if down is None else f"disconnected for {down:.0f} s"
+
+    def healthy(self) -> bool:
+        """False once the connection has been down too long for retries alone to be the answer."""
+        down = self.down_seconds()
+        return down is None or down <= DOWN_UNHEALTHY_SECONDS
+
     async def close(self) -> None:
         if self._keeper is not None:
             self._keeper.cancel()

@@ -67,6 +67,7 @@ class Call:
     params: dict[str, Any]
     headers: dict[str, str]
     at: float
+    peer: tuple[str, int] | None = None  # the client's address and port: which connection it came on
 
 
 class Update(NamedTuple):
@@ -427,7 +428,8 @@ class FakeSlack(BackgroundServer):
         method = request.match_info["method"]
         params = await _read_params(request)
         with self.lock:
-            self.calls.append(Call(method, params, lower_headers(request), time.time()))
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            self.calls.append(Call(method, params, lower_headers(request), time.time(), peer))
         handler = self._methods.get(method)
         if handler is None:
             return _ok_false("unknown_method", req_method=method)
