@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.intake import Intake
 from bot.jogg import JoggClient
@@ -128,13 +127,7 @@ class Bot:
             url = self.embedded.url
             log.info("using embedded Redis under %s", s.data_dir.resolve())
             self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1), 3),
-        )
+        self.redis = redis_client.connect(url)
         store = JobStore(self.redis)
         slack_client = self.slack_client = make_client(
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds

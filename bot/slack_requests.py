@@ -99,11 +99,16 @@ class SlackRequestGuard:
         problem = payload_problem(body)
         if problem is not None:
             raise Refusal(400, problem)
-        return AsyncBoltRequest(
-            body=text,
+        # The body is parsed once: Bolt takes a parsed body as is only in Socket Mode, so the request is
+        # made as one and then told what it is (mode and raw body are all Bolt reads of HTTP requests).
+        bolt_request = AsyncBoltRequest(
+            body=body,
             query=request.query_string,
             headers=request.headers,  # type: ignore[arg-type]  # a multidict of str, as Bolt's adapter passes
+            mode="socket_mode",
         )
+        bolt_request.mode, bolt_request.raw_body = "http", text
+        return bolt_request
 
     def _verify(self, request: web.Request, raw: bytes) -> None:
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
