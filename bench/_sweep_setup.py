@@ -100,13 +100,14 @@ class Bench:
 
 
 @contextlib.contextmanager
-def bench_env() -> Iterator[Bench]:
-    """A temporary directory, a Redis on a free port, FakeJogg and FakeSlack; all torn down after."""
+def bench_env(jogg: FakeJogg | None = None) -> Iterator[Bench]:
+    """A temporary directory, a Redis on a free port, FakeJogg (or `jogg`) and FakeSlack; all torn down
+    after."""
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-") as tmp:
         workdir = Path(tmp)
         server = EmbeddedRedis(workdir / "redis", port=free_port()).start()
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        jogg, slack = FakeJogg(), FakeSlack()
+        jogg, slack = jogg or FakeJogg(), FakeSlack()
         jogg.record_requests = False  # 100,000 polls must not keep 100,000 request records
         try:
             jogg.start()
@@ -170,17 +171,20 @@ def seed_poll_jobs(
     channels: int = 50,
     with_parents: bool = False,
     outcome: Outcome = NEVER,
+    age_s: float = 0.0,
 ) -> list[str]:
     """Write `n` jobs that are being polled, in the store's format, and make their tasks exist in the
     fake JoggAI. The hashes are written here; `enqueue` puts them in the poll lane.
 
     Jobs look like the ones `Pipeline.submit` hands to the poll lane: status processing, a task id,
     a posted parent message (`with_parents` posts a real one in the fake Slack so the reply can go in
-    its thread). Pipelined: one round trip per BATCH jobs.
+    its thread), created `age_s` ago (the poll cadence slows with age). Pipelined: one round trip per
+    BATCH jobs.
     """
     r, slack = bench.r, bench.slack
     now = redis_time_ms(r)
     ids = job_ids(n, now)
+    created_ms = now - int(age_s * 1000)
     bench.jogg.seed_tasks((task_id_for(i) for i in ids), outcome)
     for start in range(0, n, BATCH):
         with r.pipeline(transaction=False) as pipe:
@@ -200,8 +204,8 @@ def seed_poll_jobs(
                     video_url="https://cdn.example.com/bench.mp4",
                     audio_url="https://cdn.example.com/bench.mp3",
                     status=Status.PROCESSING,
-                    created_ms=now,
-                    updated_ms=now,
+                    created_ms=created_ms,
+                    updated_ms=created_ms,
                     timeout_s=1800,
                     parent_ts=parent_ts,
                     parent_state=PostState.POSTED,
@@ -220,6 +224,14 @@ def enqueue(r: redis.Redis, ids: Sequence[str], due_ms: int | None = None, chunk
         r.zadd(queue_key(Lane.POLL), dict.fromkeys(ids[start : start + chunk], due))
         sent += 1
     return sent
+
+
+def enqueue_spread(r: redis.Redis, ids: Sequence[str], over_ms: int) -> None:
+    """Put the jobs in the poll lane due at instants spread evenly over the next `over_ms`, as they are
+    in steady state."""
+    now = redis_time_ms(r)
+    step = over_ms / max(1, len(ids))
+    r.zadd(queue_key(Lane.POLL), {job_id: now + int(i * step) for i, job_id in enumerate(ids)})
 
 
 def poll_intervals_s(r: redis.Redis, ids: Sequence[str], sample: int = 500) -> list[float]:

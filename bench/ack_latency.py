@@ -214,7 +214,7 @@ def measure(kind: str, mode: Mode, fakes: RemoteFakes, profile: Path | None) -> 
     run = Run(SERVERS[kind], mode)
     if profile is not None:
         # The same server, started through this module so that it profiles the measured rounds only.
-        run.profile = profile.resolve() / f"{kind}-{mode.name.split()[0]}-{mode.concurrency}.prof"
+        run.profile = profile.resolve() / f"{kind}-{mode.key}.prof"
         run.profile.unlink(missing_ok=True)
         env[PROFILE_ENV] = str(run.profile)
         argv = [sys.executable, *SERVE, kind]

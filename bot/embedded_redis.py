@@ -29,6 +29,10 @@ DURABLE_ARGS = [
     "--save",
     "",
 ]
+# A job hash holds links longer than Redis's default 64-byte limit for its compact hash encoding (JoggAI's
+# signed result URLs run to about 250 characters), which then takes several times the memory. Redis 7
+# calls it hash-max-listpack-value and still accepts this name.
+COMPACT_ARGS = ["--hash-max-ziplist-value", "512"]
 
 
 def redis_server_binary() -> str:
@@ -80,6 +84,7 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
             *DURABLE_ARGS,
+            *COMPACT_ARGS,
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent

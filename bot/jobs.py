@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -93,23 +94,14 @@ class Job:
 
     @classmethod
     def from_fields(cls, raw: dict[str, str]) -> Job:
-        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         values: dict[str, object] = {}
         extra: dict[str, str] = {}
         for key, value in raw.items():
-            spec = known.get(key)
-            if spec is None:
+            convert = _CONVERTERS.get(key)
+            if convert is None:
                 extra[key] = value
-            elif spec.type in ("int", int):
-                values[key] = int(value or 0)
-            elif key == "status":
-                values[key] = Status(value)
-            elif key == "source":
-                values[key] = Source(value)
-            elif key.endswith("_state"):
-                values[key] = PostState(value)
             else:
-                values[key] = value
+                values[key] = convert(value)
         return cls(**values, extra=extra)  # type: ignore[arg-type]
 
     @property
@@ -119,3 +111,21 @@ class Job:
     @property
     def audio(self) -> SlackFile | None:
         return SlackFile.from_json(self.audio_file) if self.audio_file else None
+
+
+def _converter(f: dataclasses.Field[object]) -> Callable[[str], object]:
+    if f.type in ("int", int):
+        return lambda value: int(value or 0)
+    if f.name == "status":
+        return Status
+    if f.name == "source":
+        return Source
+    if f.name.endswith("_state"):
+        return PostState
+    return str
+
+
+# Field name → how to read it from its Redis text; worked out once, since every claimed job is read.
+_CONVERTERS: dict[str, Callable[[str], object]] = {
+    f.name: _converter(f) for f in dataclasses.fields(Job) if f.name != "extra"
+}

@@ -4,10 +4,11 @@ A job moves through three lanes, each a ZSET of job id → time it is next due (
   submit  post the parent message, then create the provider task
   poll    ask the provider how the task is doing
   send    post the one final reply in the thread
-Claiming an id sets its score to the lease deadline and records an owner token, in one Lua script, so two
-processes never work on the same job at once and a crashed process's jobs come back when its lease runs
-out. Every change after a claim is a script that first checks the token, so a process that lost its lease
-cannot overwrite newer work. Time comes from Redis (`TIME`), never from the processes' clocks.
+Claiming an id sets its score to the lease deadline and records an owner token, in one Lua script that
+also reads the job, so two processes never work on the same job at once and a crashed process's jobs come
+back when its lease runs out. Every change after a claim is a script that first checks the token, so a
+process that lost its lease cannot overwrite newer work. Time comes from Redis (`TIME`), never from the
+processes' clocks.
 All keys share the `{lip}` hash tag so the scripts also work on Redis Cluster.
 """
 
@@ -18,12 +19,14 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from bot.jobs import Job
 
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 
 PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
+# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes),
+# the result and cover links (in the reply already; JoggAI's signed links expire, and the task id finds
+# them again), and the shared files' descriptions with their download URLs. These were most of a
+# finished job's memory (bench/memory_jobs.py).
+FINISHED_DROPS = ("response_url", "result_url", "cover_url", "video_file", "audio_file")
 DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
 
 
@@ -74,7 +82,7 @@ return now
 """
 )
 
-# KEYS: queue, lease. ARGV: lease_ms, limit, token. Returns {now, id...}.
+# KEYS: queue, lease. ARGV: lease_ms, limit, token. Returns {now, id...}. Claims inbox entries.
 _CLAIM = (
     _NOW_MS
     + """
@@ -88,13 +96,63 @@ return ids
 """
 )
 
-# KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, field/value pairs.
-# mode: 'stay' reschedules in the same lane, 'move' hands over to another lane, 'done' drops it.
+# KEYS: queue and lease of each lane, in pairs. ARGV: lease_ms, token, job key prefix, then per lane: limit,
+# early_ms, how many fields to read (0: all), their names. Claims the jobs due now, and those due within
+# early_ms unless leased (a lease is never cut short). Returns {now, per lane: {next due or false, {ids of
+# vanished jobs}, id, {fields}, id, {fields}...}}. Reading the jobs in the same script means no job can
+# vanish between being claimed and being read; one whose hash is gone leaves its lane instead. Job keys
+# are built here from the prefix: they share the {lip} hash tag with KEYS, so this holds on Cluster too.
+_CLAIM_JOBS = (
+    _NOW_MS
+    + """
+local lease_ms, token, prefix = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local out, a = {now}, 4
+for k = 1, #KEYS, 2 do
+  local limit, early, nfields = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local fields = {unpack(ARGV, a + 3, a + 2 + nfields)}
+  a = a + 3 + nfields
+  local lane, gone = {false, {}}, {}
+  local due = {}
+  if limit > 0 then
+    due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now + early, 'WITHSCORES', 'LIMIT', 0, limit)
+  end
+  for i = 1, #due, 2 do
+    local id = due[i]
+    local key = prefix .. id
+    if tonumber(due[i + 1]) > now and redis.call('HEXISTS', KEYS[k + 1], id) == 1 then
+      -- leased, with its lease not yet over: not ours to take
+    elseif redis.call('EXISTS', key) == 0 then
+      redis.call('ZREM', KEYS[k], id)
+      redis.call('HDEL', KEYS[k + 1], id)
+      table.insert(gone, id)
+    else
+      redis.call('ZADD', KEYS[k], now + lease_ms, id)
+      redis.call('HSET', KEYS[k + 1], id, token)
+      table.insert(lane, id)
+      if nfields > 0 then
+        table.insert(lane, redis.call('HMGET', key, unpack(fields)))
+      else
+        table.insert(lane, redis.call('HGETALL', key))
+      end
+    end
+  end
+  local first = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+  lane[1], lane[2] = first[2] or false, gone
+  table.insert(out, lane)
+end
+return out
+"""
+)
+
+# KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, n, n field names to
+# drop, then field/value pairs. mode: 'stay' reschedules in the same lane, 'move' hands over to another
+# lane, 'done' drops it. With fields to drop (a job's end), the hash is rewritten without them and without
+# empty values: a hash that once held a long value keeps Redis's big encoding until it is written afresh.
 _TRANSITION = (
     _NOW_MS
     + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-local mode = ARGV[3]
+local mode, ndrop = ARGV[3], tonumber(ARGV[6])
 local at = now + tonumber(ARGV[4])
 if mode == 'stay' then
   redis.call('ZADD', KEYS[1], 'XX', at, ARGV[1])
@@ -105,8 +163,19 @@ end
 redis.call('HDEL', KEYS[2], ARGV[1])
 -- A job whose hash expired or was deleted only leaves its lane: writing would leave a stub forever.
 if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
-if #ARGV > 5 then redis.call('HSET', KEYS[3], unpack(ARGV, 6)) end
-redis.call('HSET', KEYS[3], 'updated_ms', now)
+redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 7 + ndrop))
+if ndrop > 0 then
+  local drop, kept, all = {}, {}, redis.call('HGETALL', KEYS[3])
+  for i = 7, 6 + ndrop do drop[ARGV[i]] = true end
+  for i = 1, #all, 2 do
+    if not drop[all[i]] and all[i + 1] ~= '' then
+      kept[#kept + 1] = all[i]
+      kept[#kept + 1] = all[i + 1]
+    end
+  end
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], unpack(kept))
+end
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
 return 1
 """
@@ -163,6 +232,7 @@ return 1
 )
 
 NOW = "$now"  # placeholder for Redis time in update() values
+_CREATE_DEFAULTS = Job(id="").to_fields()  # what a new job need not write (Redis sets its two times)
 INBOX = f"{PREFIX}:inbox"
 INBOX_LEASE = f"{PREFIX}:inbox:lease"
 
@@ -171,19 +241,85 @@ class LeaseLost(Exception):
     """Our claim on a job ran out and someone else may own it now: stop touching it."""
 
 
+@dataclass
+class Claimed:
+    token: str
+    now_ms: int  # Redis time of the claim
+    jobs: dict[Lane, list[Job]] = field(default_factory=dict)
+    # Each lane's earliest score after the claim (a due time or a lease deadline); None: the lane is empty.
+    next_due_ms: dict[Lane, int | None] = field(default_factory=dict)
+
+
+class _Batched:
+    """A script whose calls made in the same turn of the event loop go to Redis in one pipeline (a lone
+    call goes as is). Each caller still gets its own result or error. Pipelined, a call costs the bot
+    about a third of the CPU of a call of its own (bench/poll_sweep.py)."""
+
+    def __init__(self, redis: Redis, script: AsyncScript) -> None:
+        self._redis, self._script = redis, script
+        self._calls: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, keys: list[str], args: list[str | int]) -> Any:
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[Any] = loop.create_future()
+        self._calls.append((keys, args, result))
+        if len(self._calls) == 1:
+            loop.call_soon(self._send_all)
+        return await result
+
+    def _send_all(self) -> None:
+        task = asyncio.ensure_future(self._send(self._calls))
+        self._calls = []
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, calls: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> None:
+        results: list[Any]
+        try:
+            if len(calls) == 1:
+                results = [await self._script(keys=calls[0][0], args=calls[0][1])]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in calls:
+                        pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # Redis unreachable: every caller hears it
+            results = [exc] * len(calls)
+        for index, (keys, args, _) in enumerate(calls):
+            if isinstance(results[index], NoScriptError):  # Redis restarted: nothing ran, load and run
+                try:
+                    results[index] = await self._script(keys=keys, args=args)
+                except Exception as exc:
+                    results[index] = exc
+        for (_, _, future), value in zip(calls, results, strict=True):
+            if future.done():  # the caller was cancelled
+                continue
+            if isinstance(value, Exception):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+
 class JobStore:
     def __init__(self, redis: Redis, worker_id: str | None = None) -> None:
         self.redis = redis
         self.worker_id = worker_id or secrets.token_hex(4)
         self._counter = itertools.count(1)
-        self._create = redis.register_script(_CREATE)
+        # The ack path: a burst of commands stores its jobs in one round trip.
+        self._create = _Batched(redis, redis.register_script(_CREATE))
         self._claim = redis.register_script(_CLAIM)
-        self._transition = redis.register_script(_TRANSITION)
+        self._claim_jobs = redis.register_script(_CLAIM_JOBS)
+        # A poll's transition is most of its Redis cost: those of one event-loop turn share a round trip.
+        self._transition = _Batched(redis, redis.register_script(_TRANSITION))
         self._update = redis.register_script(_UPDATE)
         self._extend = redis.register_script(_EXTEND)
         self._group_done = redis.register_script(_GROUP_DONE)
         self._unlock = redis.register_script(_UNLOCK)
         self._stash = redis.register_script(_STASH)
+        # Told (lane, delay in ms) each time this process queues a job in a lane, so that its worker
+        # knows when that lane is next due without asking Redis (bot/worker.py).
+        self.on_queued: Callable[[Lane, int], None] | None = None
 
     def new_token(self) -> str:
         # Unique per claim, so a process that re-claims after losing a lease is not its old self.
@@ -192,11 +328,9 @@ class JobStore:
     async def create(self, job: Job, lane: Lane = Lane.SUBMIT, dedupe: str = "") -> bool:
         """Store a new job and queue it now. False, with nothing changed, if a job with that id exists or
         a job was already created for the same `dedupe` key (a Slack request delivered twice)."""
-        # Empty fields are left out: they read back as their defaults, and a create with fewer fields
-        # costs less CPU on the ack path (bench/ack_latency.py).
-        fields = {
-            k: v for k, v in job.to_fields().items() if v != "" and k not in ("created_ms", "updated_ms")
-        }
+        # Fields at their default are left out: they read back as the default, and a create with fewer
+        # arguments costs less CPU on the ack path (bench/ack_latency.py) and less memory in Redis.
+        fields = {k: v for k, v in job.to_fields().items() if _CREATE_DEFAULTS.get(k) != v}
         args: list[str | int] = [job.id, DEDUPE_TTL_SECONDS if dedupe else 0, *_flatten(fields)]
         keys = [job_key(job.id), queue_key(lane), f"{PREFIX}:seen:{dedupe}"]
         created = await self._create(keys=keys, args=args)
@@ -210,22 +344,43 @@ class JobStore:
 
     async def claim(self, lane: Lane, limit: int, lease_ms: int) -> tuple[str, int, list[Job]]:
         """Claim up to `limit` due jobs. Returns (token, Redis time in ms, jobs)."""
+        claimed = await self.claim_lanes({lane: limit}, lease_ms)
+        return claimed.token, claimed.now_ms, claimed.jobs[lane]
+
+    async def claim_lanes(
+        self,
+        limits: Mapping[Lane, int],
+        lease_ms: int,
+        fields: Mapping[Lane, Sequence[str]] | None = None,
+        early_ms: Mapping[Lane, int] | None = None,
+    ) -> Claimed:
+        """Claim up to `limits[lane]` due jobs of each lane in one script, reading only `fields[lane]`
+        of their hashes if given (the rest keep their defaults), and learn when each lane is next due.
+        Jobs due within `early_ms[lane]` are claimed too, unless another claim's lease on them still runs.
+
+        A job whose hash has vanished leaves its lane; one whose record cannot be read is skipped (it
+        comes back when its lease runs out, e.g. to a newer process that can read it). One log line each."""
         token = self.new_token()
-        reply = await self._claim(keys=[queue_key(lane), lease_key(lane)], args=[lease_ms, limit, token])
-        now_ms, ids = int(reply[0]), [_text(i) for i in reply[1:]]
-        if not ids:
-            return token, now_ms, []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(job_key(job_id))
-            hashes = await pipe.execute()
-        jobs = []
-        for job_id, raw in zip(ids, hashes, strict=True):
-            if raw:
-                jobs.append(Job.from_fields(_decode(raw)))
-            else:  # the hash expired or was deleted: nothing left to do for this id
-                await self._apply(lane, lane, job_id, token, "done", 0, 0, None)
-        return token, now_ms, jobs
+        lanes = list(limits)
+        names = {lane: list((fields or {}).get(lane, ())) for lane in lanes}
+        keys = [key for lane in lanes for key in (queue_key(lane), lease_key(lane))]
+        args: list[str | int] = [lease_ms, token, job_key("")]
+        for lane in lanes:
+            early = (early_ms or {}).get(lane, 0)
+            args += [max(0, limits[lane]), max(0, early), len(names[lane]), *names[lane]]
+        reply = await self._claim_jobs(keys=keys, args=args)
+        claimed = Claimed(token, int(reply[0]))
+        for lane, (first, gone, *found) in zip(lanes, reply[1:], strict=True):
+            claimed.next_due_ms[lane] = int(float(first)) if first is not None else None
+            for job_id in gone:
+                log.warning("job %s: its record is gone; dropped from the %s lane", _text(job_id), lane)
+            jobs = claimed.jobs[lane] = []
+            for raw_id, values in zip(found[0::2], found[1::2], strict=True):
+                try:
+                    jobs.append(_read_job(raw_id, names[lane], values))
+                except (ValueError, TypeError) as exc:  # not ours to fix: left alone until its lease ends
+                    log.error("job %r: unreadable record in the %s lane, skipped: %s", raw_id, lane, exc)
+        return claimed
 
     async def reschedule(
         self, lane: Lane, job_id: str, token: str, delay_ms: int, fields: Mapping[str, object] | None = None
@@ -246,8 +401,11 @@ class JobStore:
     async def finish(
         self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object] | None = None
     ) -> None:
-        """Drop the job from its last lane; the hash expires after a week (kept for support questions)."""
-        await self._apply(lane, lane, job_id, token, "done", 0, FINISHED_JOB_TTL_SECONDS, fields)
+        """Drop the job from its last lane. What it was and how it ended stay a week, for support
+        questions; what only served to get there (FINISHED_DROPS) goes."""
+        await self._apply(
+            lane, lane, job_id, token, "done", 0, FINISHED_JOB_TTL_SECONDS, fields, FINISHED_DROPS
+        )
 
     async def update(self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object]) -> int:
         """Write fields while keeping the claim; returns Redis time in ms."""
@@ -371,11 +529,24 @@ class JobStore:
         delay_ms: int,
         ttl_s: int,
         fields: Mapping[str, object] | None,
+        drop: Sequence[str] = (),
     ) -> None:
         keys = [queue_key(source), lease_key(source), job_key(job_id), queue_key(target)]
-        args: list[str | int] = [job_id, token, mode, max(0, int(delay_ms)), ttl_s, *_flatten(fields or {})]
+        delay_ms = max(0, int(delay_ms))
+        args: list[str | int] = [
+            job_id,
+            token,
+            mode,
+            delay_ms,
+            ttl_s,
+            len(drop),
+            *drop,
+            *_flatten(fields or {}),
+        ]
         if not await self._transition(keys=keys, args=args):
             raise LeaseLost(job_id)
+        if mode != "done" and self.on_queued is not None:
+            self.on_queued(target, delay_ms)
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -399,6 +570,16 @@ def _flatten(fields: Mapping[str, object]) -> list[str]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_job(raw_id: Any, names: Sequence[str], values: Sequence[Any]) -> Job:
+    """A claimed job from its hash: `values` of `names`, or the whole hash (flat) without names."""
+    if names:
+        raw = {k: _text(v) for k, v in zip(names, values, strict=True) if v is not None}
+    else:
+        raw = {_text(k): _text(v) for k, v in zip(values[0::2], values[1::2], strict=True)}
+    raw["id"] = _text(raw_id)
+    return Job.from_fields(raw)
 
 
 def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:

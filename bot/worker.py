@@ -1,20 +1,23 @@
 """Each bot process's ticker: claim due jobs from Redis and run their next step.
 
 APScheduler only says "tick now" (an in-memory interval job); who works on which job is decided by the
-leased claims in Redis, so any number of processes can run side by side. `kick()` ticks at once when this
-process has just queued work, so a new command does not wait for the next tick.
+leased claims in Redis, so any number of processes can run side by side. A tick claims every lane (one
+script for all three): it is how a process sees work that others queued. `kick()` claims the submit lane
+at once when this process has just queued a new job, so a new command does not wait for the next tick.
 
-Between ticks, claims also happen when work is known to be waiting, always in batches:
-  * refill: a lane whose last claim came back full (so more jobs were already due) is refilled as its
-    steps finish, once a quarter of its slots are free. Slots freed by fast steps are reused within
-    milliseconds instead of waiting for the next tick, which would cap a lane at CAPACITY steps per
-    tick. A claim that comes back short ends the refilling until the next tick.
-  * after a step: FAST_TICK_SECONDS after steps end, every lane is claimed once, so a job a step has
-    just handed to the next lane (a finished render going to "send") does not wait for a tick.
-  * when due: after a claim comes back short, the lane's next due time is read (one pipelined ZRANGE
-    for all lanes) and, if it comes before the next tick, a claim is set for then (but not sooner than
-    FAST_TICK_SECONDS). A poll due at 12:00:05.3 is sent at 12:00:05.3, not at the next whole tick.
-A process with nothing due before its next tick claims only on its ticks: nothing spins.
+Between ticks a lane is claimed only when work is known to be waiting in it, always in batches:
+  * refill: a lane that had more jobs due than its free slots is refilled as its steps finish, once a
+    quarter of its slots are free. Slots freed by fast steps are reused within milliseconds instead of
+    waiting for the next tick, which would cap a lane at CAPACITY steps per tick.
+  * when due: the worker knows when each lane is next due: every claim returns the lane's earliest
+    score, and every step that queues a job (a reschedule, or a finished render handed to "send") tells
+    the worker the lane and the delay (`JobStore.on_queued`). One timer claims the lanes that are due,
+    at the earliest such time, so a reply queued at 12:00:05.3 is sent then, not at the next whole tick.
+    A lane is claimed at most every FAST_TICK_SECONDS, so jobs coming due one after another are claimed
+    together. Polls are claimed up to `Timing.poll_early_ms` early (0.5 s by default) and the poll lane
+    at most that often: a steady stream of polls due at 30 s intervals goes out in batches, none late.
+A lane with nothing due is not claimed between ticks: nothing spins, and long-running jobs polled every
+30 s cost no claims of the other lanes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,18 +34,24 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.exceptions import RedisError
 
 from bot.jobs import Job, PostState, Status
-from bot.pipeline import Pipeline, backoff_ms
-from bot.store import JobStore, Lane, LeaseLost, queue_key
+from bot.pipeline import POLL_FIELDS, Pipeline, backoff_ms
+from bot.store import JobStore, Lane, LeaseLost
 
 log = logging.getLogger(__name__)
 
 # Steps in flight at once per lane, per process. Polls are light GETs; submissions are rate limited anyway.
 CAPACITY = {Lane.SUBMIT: 20, Lane.POLL: 200, Lane.SEND: 20}
 MAX_INTERNAL_ERRORS = 10
-# Refill a lane between ticks once this share of its slots is free (and its last claim came back full).
+# Refill a lane between ticks once this share of its slots is free (and more jobs were due than it took).
 REFILL_FRACTION = 0.25
-# Claims between ticks (after steps, or when a job comes due) are at least this far apart.
+# Claims of a lane when its jobs come due are at least this far apart (or the lane's early window, if
+# longer), so jobs coming due one after another are claimed in batches, not one script each.
 FAST_TICK_SECONDS = 0.2
+# A claim for a due time is sent this much after it: our clock and Redis's may drift apart a little, and a
+# claim that comes too early finds nothing and waits FAST_TICK_SECONDS more.
+DUE_MARGIN_SECONDS = 0.002
+# What each lane's steps read of their jobs; other lanes read the whole job.
+CLAIM_FIELDS = {Lane.POLL: POLL_FIELDS}
 # How often a process looks for stored Slack deliveries whose processing never finished (bot/shares.py).
 RECOVER_INTERVAL_SECONDS = 1.0
 # Every step in flight may be waiting on Redis at once (plus the claim, upload heartbeats and Slack
@@ -62,16 +72,23 @@ class Worker:
         self._in_flight: dict[Lane, set[asyncio.Task[None]]] = {lane: set() for lane in Lane}
         self._tick_lock = asyncio.Lock()
         self._again: set[Lane] = set()  # lanes to claim again once the claim in progress is done
-        self._backlog: set[Lane] = set()  # lanes whose last claim came back full: more may be due
+        self._backlog: set[Lane] = set()  # lanes that had more jobs due than free slots at their claim
         self._refill_pending: set[Lane] = set()  # lanes with a refill claim on its way
         self._claimers: set[asyncio.Task[None]] = set()  # kicks and refills (keep them referenced)
-        self._next_claim: asyncio.TimerHandle | None = None  # one claim of every lane, set by _claim_soon
+        # When each lane is next known to be due (event loop time; inf: nothing known before the next
+        # tick), when it was last claimed, how early its jobs may be claimed (s), and the one timer.
+        self._due_at: dict[Lane, float] = dict.fromkeys(Lane, math.inf)
+        self._claimed_at: dict[Lane, float] = dict.fromkeys(Lane, -math.inf)
+        timing = getattr(pipeline, "timing", None)  # test stand-ins for the pipeline have none
+        self._early_ms: dict[Lane, int] = {Lane.POLL: timing.poll_early_ms} if timing is not None else {}
+        self._due_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
         # Set by the wiring: process shares left in the inbox by a process that died (bot/shares.py).
         self.recover_shares: Callable[[int], Awaitable[int]] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._recovered_at = 0.0
+        store.on_queued = self._queued
         _ensure_redis_connections(store, REDIS_CONNECTIONS)
 
     async def start(self) -> None:
@@ -85,12 +102,12 @@ class Worker:
             misfire_grace_time=max(5, int(self.tick_seconds * 5)),
         )
         self._scheduler.start()
-        self.kick()
+        self._spawn_claim(tuple(Lane))
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         self._stopping = True  # no new claims: steps finishing in the grace period must not refill
-        if self._next_claim is not None:
-            self._next_claim.cancel()
+        if self._due_timer is not None:
+            self._due_timer.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self._recovering is not None:
@@ -106,7 +123,8 @@ class Worker:
                 task.cancel()
 
     def kick(self) -> None:
-        self._spawn_claim(tuple(Lane))
+        """A new job was just queued (in the submit lane, as every new job is): claim it now."""
+        self._spawn_claim((Lane.SUBMIT,))
 
     @property
     def busy(self) -> int:
@@ -153,60 +171,47 @@ class Worker:
     async def _claim_lanes(self, lanes: list[Lane]) -> None:
         if time.monotonic() < self._redis_retry_at:
             return  # Redis was down a moment ago: back off instead of hammering it every tick
-        short: list[Lane] = []  # lanes whose claim came back short: nothing more due right now
-        now_ms = 0
+        loop = asyncio.get_running_loop()
+        limits = {}
         for lane in lanes:
             self._refill_pending.discard(lane)
-            free = CAPACITY[lane] - len(self._in_flight[lane])
-            if free <= 0:
-                continue
-            try:
-                token, now_ms, jobs = await self.store.claim(lane, free, self.lease_ms)
-            except RedisError as exc:
-                if self.redis_ok:
-                    log.error("Redis is unreachable (%s); will keep retrying", exc)
-                self.redis_ok = False
-                self._redis_failures += 1
-                self._redis_retry_at = time.monotonic() + min(10.0, 0.25 * 2**self._redis_failures)
-                self._backlog.clear()  # no refills while Redis is down; every claim waits for the backoff
-                return
-            if not self.redis_ok:
-                log.info("Redis is reachable again")
-            self.redis_ok, self._redis_failures = True, 0
-            if len(jobs) >= free:
-                self._backlog.add(lane)
+            self._due_at[lane] = math.inf  # learnt afresh from this claim (steps may lower it meanwhile)
+            self._claimed_at[lane] = loop.time()
+            limits[lane] = CAPACITY[lane] - len(self._in_flight[lane])  # 0: only learn when it is due
+        try:
+            claimed = await self.store.claim_lanes(limits, self.lease_ms, CLAIM_FIELDS, self._early_ms)
+        except RedisError as exc:
+            if self.redis_ok:
+                log.error("Redis is unreachable (%s); will keep retrying", exc)
+            self.redis_ok = False
+            self._redis_failures += 1
+            self._redis_retry_at = time.monotonic() + min(10.0, 0.25 * 2**self._redis_failures)
+            self._backlog.clear()  # no refills while Redis is down; every claim waits for the backoff
+            return
+        except Exception as exc:  # a claim round must never die: the next tick claims again
+            log.error("claiming %s failed: %s: %s", "/".join(lanes), type(exc).__name__, exc)
+            return
+        if not self.redis_ok:
+            log.info("Redis is reachable again")
+        self.redis_ok, self._redis_failures = True, 0
+        seen_at = loop.time()
+        for lane in lanes:
+            next_due = claimed.next_due_ms[lane]
+            full = len(claimed.jobs[lane]) >= limits[lane]
+            if full and next_due is not None and next_due <= claimed.now_ms + self._early_ms.get(lane, 0):
+                self._backlog.add(lane)  # more due than free slots: refill as steps finish
             else:
                 self._backlog.discard(lane)
-                short.append(lane)
-            for job in jobs:
-                task = asyncio.create_task(self._run(lane, job, token, now_ms))
+                if next_due is not None:
+                    self._due(lane, seen_at + (next_due - claimed.now_ms) / 1000)
+            for job in claimed.jobs[lane]:
+                task = asyncio.create_task(self._run(lane, job, claimed.token, claimed.now_ms))
                 self._in_flight[lane].add(task)
                 task.add_done_callback(functools.partial(self._step_done, lane))
-        if short:
-            await self._claim_when_due(short, now_ms)
-
-    async def _claim_when_due(self, lanes: list[Lane], now_ms: int) -> None:
-        """Set a claim for when the earliest of these lanes' jobs comes due, if before the next tick."""
-        if self.tick_seconds <= FAST_TICK_SECONDS:
-            return  # ticks are quick enough
-        try:
-            async with self.store.redis.pipeline(transaction=False) as pipe:
-                for lane in lanes:
-                    pipe.zrange(queue_key(lane), 0, 0, withscores=True)
-                firsts = await pipe.execute()
-        except RedisError as exc:
-            log.debug("could not read the next due times: %s", exc)  # the next tick will do
-            return
-        due_ms = [float(first[0][1]) for first in firsts if first]
-        if due_ms:
-            wait_s = (min(due_ms) - now_ms) / 1000
-            if wait_s < self.tick_seconds:
-                self._claim_soon(wait_s)
 
     def _step_done(self, lane: Lane, task: asyncio.Task[None]) -> None:
         group = self._in_flight[lane]
         group.discard(task)
-        self._claim_soon(FAST_TICK_SECONDS)  # the step may have handed its job to another lane
         if (
             lane in self._backlog
             and lane not in self._refill_pending
@@ -216,21 +221,41 @@ class Worker:
             self._refill_pending.add(lane)
             self._spawn_claim((lane,))
 
-    def _claim_soon(self, delay_s: float) -> None:
-        """Claim every lane in `delay_s` (at least FAST_TICK_SECONDS), unless a claim is set sooner."""
-        if self._stopping or self.tick_seconds <= FAST_TICK_SECONDS:
-            return
-        loop = asyncio.get_running_loop()
-        at = loop.time() + max(FAST_TICK_SECONDS, delay_s)
-        if self._next_claim is not None:
-            if self._next_claim.when() <= at:
-                return
-            self._next_claim.cancel()
-        self._next_claim = loop.call_at(at, self._claim_now)
+    def _queued(self, lane: Lane, delay_ms: int) -> None:
+        """A step of this process queued a job in `lane`, due in `delay_ms` (JobStore.on_queued)."""
+        self._due(lane, asyncio.get_running_loop().time() + delay_ms / 1000)
 
-    def _claim_now(self) -> None:
-        self._next_claim = None
-        self._spawn_claim(tuple(Lane))
+    def _due(self, lane: Lane, at: float) -> None:
+        if at < self._due_at[lane]:
+            self._due_at[lane] = at
+            self._arm()
+
+    def _claim_time(self, lane: Lane) -> float:
+        """When to claim `lane` next: when its first known job may be claimed (due, less the lane's
+        early window), but not sooner than its spacing after its last claim."""
+        early = self._early_ms.get(lane, 0) / 1000
+        return max(self._due_at[lane] - early, self._claimed_at[lane] + max(FAST_TICK_SECONDS, early))
+
+    def _arm(self) -> None:
+        """Set the timer for the soonest lane's claim time, unless it is already set for sooner."""
+        soonest = min(self._claim_time(lane) for lane in Lane)
+        if self._stopping or soonest == math.inf:
+            return
+        at = soonest + DUE_MARGIN_SECONDS
+        if self._due_timer is not None:
+            if self._due_timer.when() <= at:
+                return
+            self._due_timer.cancel()
+        self._due_timer = asyncio.get_running_loop().call_at(at, self._claim_due)
+
+    def _claim_due(self) -> None:
+        self._due_timer = None
+        now = asyncio.get_running_loop().time()
+        due = tuple(lane for lane in Lane if self._claim_time(lane) <= now)
+        if due:
+            self._spawn_claim(due)
+        else:
+            self._arm()  # the lanes it was set for were claimed meanwhile; wait for the next due one
 
     def _spawn_claim(self, lanes: tuple[Lane, ...]) -> None:
         if self._stopping:

@@ -135,6 +135,63 @@ def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> No
     run(_with_store(redis_url, body))
 
 
+def test_polls_may_be_claimed_a_little_early_but_a_lease_is_never_cut_short(redis_url: str) -> None:
+    """The worker claims polls that are due within a short window (so they go out in batches, none late),
+    but a job another claim still holds stays with it until its lease runs out, even within that window."""
+
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="held", status=Status.PROCESSING), lane=Lane.POLL)
+        held_token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=20_000)  # another process has it
+        for job_id in ("soon", "later"):
+            await store.create(Job(id=job_id, status=Status.PROCESSING), lane=Lane.POLL)
+        token, _, _ = await store.claim(Lane.POLL, 10, lease_ms=60_000)
+        await store.reschedule(Lane.POLL, "soon", token, 10_000)
+        await store.reschedule(Lane.POLL, "later", token, 60_000)
+        claimed = await store.claim_lanes({Lane.POLL: 10}, 60_000, early_ms={Lane.POLL: 30_000})
+        assert [job.id for job in claimed.jobs[Lane.POLL]] == ["soon"]
+        await store.reschedule(Lane.POLL, "held", held_token, 1000)  # still its owner's
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> None:
+    """Once its reply is sent, a job keeps what it was and how it ended, for a week, and drops what only
+    served to get there: the private reply URL, the result and cover links (about 250 characters each as
+    JoggAI signs them), the shared files' descriptions. Rewritten, the hash is stored compactly again."""
+    signed = "?x-oss-expires=604800&x-oss-signature=" + "ab" * 80
+    long_fields = {
+        "response_url": "https://hooks.slack.com/commands/T0TEST/8000000000001/" + "x" * 24,
+        "video_file": '{"id": "F1", "name": "talk.mp4", "url": "https://files.slack.com/' + "f" * 90 + '"}',
+    }
+
+    async def body(store: JobStore) -> None:
+        await store.create(Job(id="j1", video_url="https://cdn.example.com/talk.mp4"), lane=Lane.POLL)
+        token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=60_000)
+        outcome = {
+            "status": Status.SUCCEEDED,
+            "task_id": "task-1",
+            "result_url": "https://res.jogg.ai/lipsync/task-1/output.mp4" + signed,
+            "cover_url": "https://res.jogg.ai/lipsync/task-1/cover.jpg" + signed,
+            **long_fields,
+        }
+        await store.move(Lane.POLL, Lane.SEND, "j1", token, fields=outcome)
+        token, _, [job] = await store.claim(Lane.SEND, 1, lease_ms=60_000)
+        assert job.result_url.startswith("https://res.jogg.ai/")  # the reply has what it needs
+        await store.finish(Lane.SEND, "j1", token, {"reply_state": "posted", "reply_ts": "1.2"})
+
+        kept = {k.decode(): v.decode() for k, v in (await store.redis.hgetall("{lip}:job:j1")).items()}
+        for name in ("response_url", "result_url", "cover_url", "video_file", "audio_file"):
+            assert name not in kept
+        assert kept["status"] == "succeeded" and kept["task_id"] == "task-1" and kept["reply_ts"] == "1.2"
+        assert kept["video_url"] == "https://cdn.example.com/talk.mp4"
+        assert "" not in kept.values()
+        assert 6.9 * 86400 < await store.redis.ttl("{lip}:job:j1") <= 7 * 86400
+        encoding = await store.redis.object("encoding", "{lip}:job:j1")
+        assert encoding in (b"ziplist", b"listpack")  # not "hashtable": several times the memory
+
+    run(_with_store(redis_url, body))
+
+
 def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="big"))

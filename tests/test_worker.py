@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import pytest
@@ -12,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bot import worker as worker_module
 from bot.jobs import Job, Status
 from bot.pipeline import Pipeline
-from bot.store import JobStore, Lane
+from bot.store import Claimed, JobStore, Lane
 from bot.worker import Worker
 
 JOBS = 60
@@ -55,16 +56,24 @@ class CountingStore(JobStore):
     def __init__(self, redis: Redis) -> None:
         super().__init__(redis)
         self.claims: list[tuple[Lane, int, int]] = []  # lane, limit asked, jobs got
+        self.scripts = 0  # claim scripts sent (one claims several lanes)
         self.fail_claims = False
         self.failed_claims = 0
 
-    async def claim(self, lane: Lane, limit: int, lease_ms: int) -> tuple[str, int, list[Job]]:
+    async def claim_lanes(
+        self,
+        limits: Mapping[Lane, int],
+        lease_ms: int,
+        fields: Mapping[Lane, Sequence[str]] | None = None,
+        early_ms: Mapping[Lane, int] | None = None,
+    ) -> Claimed:
         if self.fail_claims:
             self.failed_claims += 1
             raise RedisConnectionError("Redis is down (test)")
-        token, now_ms, jobs = await super().claim(lane, limit, lease_ms)
-        self.claims.append((lane, limit, len(jobs)))
-        return token, now_ms, jobs
+        claimed = await super().claim_lanes(limits, lease_ms, fields, early_ms)
+        self.scripts += 1
+        self.claims += [(lane, limits[lane], len(claimed.jobs[lane])) for lane in limits]
+        return claimed
 
 
 @pytest.fixture(autouse=True)
