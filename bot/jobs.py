@@ -73,6 +73,7 @@ class Job:
     submit_state: PostState = PostState.NONE  # `attempted`: a create may have reached the provider
     submit_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
     submit_lookups: int = 0  # lookups that found nothing since that create, for their backoff
+    post_slot_ms: int = 0  # Redis time of a JoggAI POST slot reserved for this job (bot/ratelimit.py)
     polls: int = 0
     errors: int = 0  # consecutive transient errors at the current step
     last_error: str = ""

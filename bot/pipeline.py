@@ -41,6 +41,8 @@ CREATE_SETTLE_SECONDS = 120
 # Lookups are GETs, which JoggAI does not meter: look again soon, then every 15 s at most.
 SETTLE_LOOKUP_BASE_MS = 2000
 SETTLE_LOOKUP_CAP_MS = 15_000
+# A reserved POST slot is used if the job comes back for it within this long; later, it takes a new one.
+SLOT_STALE_MS = 5_000
 
 
 # Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
@@ -125,7 +127,7 @@ class Pipeline:
         if job.source is Source.COMMAND:
             if not await self._ensure_parent(job, token):
                 return
-        elif not await self._rehost_files(job, token):
+        elif not await self._rehost_files(job, token, now_ms):
             return
         task: LipSyncTask | None = None
         if job.submit_state is PostState.ATTEMPTED:
@@ -137,10 +139,7 @@ class Pipeline:
             if task is None and not await self._create_settled(job, token, now_ms):
                 return
         if task is None:
-            wait_ms = await self.limiter.acquire()
-            if wait_ms:
-                # Our turn has not come: wait in the queue. Ids are time-ordered, so order holds.
-                await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
+            if not await self._post_slot(job, token, now_ms):
                 return
             # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
             # process holds the job then) instead of paid for again.
@@ -184,21 +183,42 @@ class Pipeline:
             await self._slack_setback(Lane.SUBMIT, job, token, exc)
         return False
 
-    async def _rehost_files(self, job: Job, token: str) -> bool:
+    async def _rehost_files(self, job: Job, token: str, now_ms: int) -> bool:
         """Give JoggAI public copies of the job's Slack files. True once both asset URLs are stored."""
         for url_field, file in (("video_url", job.video), ("audio_url", job.audio)):
             if getattr(job, url_field):
                 continue
             assert file is not None, "a job from shared files carries both files"
             cache_key = f"{job.team_id}:{file.id}"
-            url = await self.store.asset_url(cache_key) or await self._upload(job, token, file, cache_key)
+            url = await self.store.asset_url(cache_key) or await self._upload(
+                job, token, file, cache_key, now_ms
+            )
             if url is None:
                 return False
             await self.store.update(Lane.SUBMIT, job.id, token, {url_field: url})
             setattr(job, url_field, url)
         return True
 
-    async def _upload(self, job: Job, token: str, file: SlackFile, cache_key: str) -> str | None:
+    async def _post_slot(self, job: Job, token: str, now_ms: int) -> bool:
+        """True when the job may make its JoggAI POST now. Otherwise it has a slot reserved for later and
+        is rescheduled until then; when it comes back it uses that slot (once) without asking again."""
+        if job.post_slot_ms:
+            if now_ms < job.post_slot_ms:  # early (claimed by a tick): wait on
+                await self.store.reschedule(Lane.SUBMIT, job.id, token, job.post_slot_ms - now_ms)
+                return False
+            slot_ms, job.post_slot_ms = job.post_slot_ms, 0
+            await self.store.update(Lane.SUBMIT, job.id, token, {"post_slot_ms": 0})  # used up
+            if now_ms - slot_ms <= SLOT_STALE_MS:
+                return True
+            # Back long after its slot (a restart, a backlog): that slot is past, take a new one.
+        wait_ms = await self.limiter.acquire()
+        if wait_ms == 0:
+            return True
+        # Our turn has not come: wait in line, in the order the slots were handed out.
+        await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms, {"post_slot_ms": now_ms + wait_ms})
+        return False
+
+    async def _upload(self, job: Job, token: str, file: SlackFile, cache_key: str, now_ms: int) -> str | None:
         """Stream one Slack file to JoggAI; None when the job was rescheduled or ended instead."""
         lock = f"asset:{cache_key}"
         if not await self.store.lock(lock, token, self.timing.lease_ms):
@@ -206,9 +226,7 @@ class Pipeline:
             await self.store.reschedule(Lane.SUBMIT, job.id, token, 1000)
             return None
         try:
-            wait_ms = await self.limiter.acquire()  # the upload request is a POST, limited like creates
-            if wait_ms:
-                await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms)
+            if not await self._post_slot(job, token, now_ms):  # an upload is a POST, limited like creates
                 return None
             log.info("job %s: re-hosting Slack file %s (%d bytes)", job.id, file.id, file.size)
             async with self.store.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):

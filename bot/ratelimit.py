@@ -1,7 +1,9 @@
 """A sliding-window limiter shared by every bot process through Redis.
 
-JoggAI allows 20 POSTs per minute per API key (task creation and uploads together). Callers that get a
-wait time put their job back in its queue for that long, so excess work waits its turn instead of failing.
+JoggAI allows 20 POSTs per minute per API key (task creation and uploads together). A caller that gets a
+wait time holds a reserved slot: it puts its job back in its queue for that long and then posts, so excess
+work waits its turn in order, at one Redis call per job, instead of every waiting job asking again each
+time a slot frees.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ from redis.asyncio import Redis
 
 from bot.store import PREFIX
 
-# KEYS: log zset. ARGV: limit, window_ms, member. Returns 0 when a slot was taken, else ms to wait.
+# KEYS: log zset. ARGV: limit, window_ms, member. Takes the earliest slot that keeps every window within
+# the limit, now or later (a reservation), and returns how many ms until it: 0 means now. Slots are handed
+# out in order, so callers that must wait queue up instead of all retrying whenever one slot frees.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
+local n = redis.call('ZCARD', KEYS[1])
+local at = now
+if n >= limit then
+  -- the slot `limit` places back must have left the window (slots are taken in time order)
+  local back = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  at = math.max(now, tonumber(back[2]) + window)
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+redis.call('ZADD', KEYS[1], at, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], at - now + window)
+return at - now
 """
 
 
@@ -42,6 +49,7 @@ class RateLimiter:
         self._me = secrets.token_hex(4)
 
     async def acquire(self) -> int:
-        """Take a slot: 0 if granted, otherwise how many ms until one frees up (nothing taken)."""
+        """Take the next slot: 0 if it is now, otherwise how many ms until the slot reserved for this call
+        (the caller comes back then and uses it without asking again)."""
         member = f"{self._me}:{next(self._ids)}"
         return int(await self._script(keys=[self.key], args=[self.limit, self.window_ms, member]))

@@ -208,6 +208,11 @@ def test_submissions_wait_their_turn_under_the_post_limit(
     # The third is not dropped: it is still queued, due when the window frees a slot.
     waiting = redis_client.zrange("{lip}:submit", 0, -1, withscores=True)
     assert len(waiting) == 1
+    # It holds the next slot (about a minute out) and is due then, so it asks the limiter only once.
+    [(job_id, due_ms)] = waiting
+    slot_ms = int(redis_client.hget(f"{{lip}}:job:{job_id}", "post_slot_ms") or 0)
+    assert 50_000 < slot_ms - int(redis_client.hget(f"{{lip}}:job:{job_id}", "created_ms") or 0) <= 61_000
+    assert abs(due_ms - slot_ms) < 2_000
     assert not [r for r in slack.replies(CHANNEL, slack.messages(CHANNEL)[2]["ts"])]
 
 

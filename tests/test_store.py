@@ -123,6 +123,24 @@ def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: st
     run(_with_store(redis_url, body))
 
 
+def test_callers_that_must_wait_for_the_rate_limit_queue_up_in_order(redis_url: str) -> None:
+    # Two POSTs per second: six callers at once get now, now, then slots a second apart, each its own,
+    # so a waiting job comes back once for its slot instead of racing the others for every freed one.
+    async def body(store: JobStore) -> None:
+        limiter = RateLimiter(store.redis, "key", limit=2, window_ms=1000)
+        waits = [await limiter.acquire() for _ in range(6)]
+        assert waits[:2] == [0, 0]
+        for n in (2, 3):
+            assert 800 < waits[n] <= 1000
+        for n in (4, 5):
+            assert 1800 < waits[n] <= 2000
+        # No window ever holds more than two slots.
+        slots = sorted(score for _, score in await store.redis.zrange(limiter.key, 0, -1, withscores=True))
+        assert all(later - earlier >= 1000 for earlier, later in zip(slots, slots[2:], strict=False))
+
+    run(_with_store(redis_url, body))
+
+
 def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="gone"))
