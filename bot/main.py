@@ -149,7 +149,9 @@ class Bot:
         slack_out = SlackOut(slack_client, store)
         pipeline = Pipeline(store, self.jogg, slack_out, limiter, timing, self.transfer)
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
-        self.worker = Worker(store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick)
+        self.worker = Worker(
+            store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick, poll_early_ms=timing.poll_early_ms
+        )
         intake = Intake(store, s.job_timeout_seconds, self.worker.kick, max_file_bytes)
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover

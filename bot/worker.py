@@ -60,7 +60,9 @@ REDIS_CONNECTIONS = sum(CAPACITY.values()) + CAPACITY[Lane.SUBMIT] + 64
 
 
 class Worker:
-    def __init__(self, store: JobStore, pipeline: Pipeline, lease_ms: int, tick_seconds: float) -> None:
+    def __init__(
+        self, store: JobStore, pipeline: Pipeline, lease_ms: int, tick_seconds: float, poll_early_ms: int = 0
+    ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.lease_ms = lease_ms
@@ -79,8 +81,7 @@ class Worker:
         # tick), when it was last claimed, how early its jobs may be claimed (s), and the one timer.
         self._due_at: dict[Lane, float] = dict.fromkeys(Lane, math.inf)
         self._claimed_at: dict[Lane, float] = dict.fromkeys(Lane, -math.inf)
-        timing = getattr(pipeline, "timing", None)  # test stand-ins for the pipeline have none
-        self._early_ms: dict[Lane, int] = {Lane.POLL: timing.poll_early_ms} if timing is not None else {}
+        self._early_ms: dict[Lane, int] = {Lane.POLL: poll_early_ms} if poll_early_ms else {}
         self._due_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
