@@ -22,14 +22,13 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
 
-def build_bolt_app(
-    client: AsyncWebClient, signing_secret: str | None, intake: Intake, shares: Shares
-) -> AsyncApp:
+def build_bolt_app(client: AsyncWebClient, intake: Intake, shares: Shares) -> AsyncApp:
     app = AsyncApp(
         client=client,
         # Socket Mode connections are authenticated by the app token; HTTP requests by their signature,
-        # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body.
-        signing_secret=signing_secret or "",
+        # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body. Bolt
+        # never sees the signing secret.
+        signing_secret="",
         request_verification_enabled=False,
         raise_error_for_unhandled_request=False,
         # The ack leaves when the listener returns, so listeners store what they promise first (durable
@@ -45,9 +44,12 @@ def build_bolt_app(
     return app
 
 
-def build_web_app(health: Callable[[], Awaitable[dict[str, Any]]], bolt: AsyncApp | None) -> web.Application:
-    """GET /healthz, and with `bolt` (HTTP mode) POST /slack/events. In Socket Mode Slack's requests
-    come over the WebSocket (bot/socket_mode.py), so there is no events route to attack."""
+def build_web_app(
+    health: Callable[[], Awaitable[dict[str, Any]]], bolt: AsyncApp | None = None, signing_secret: str = ""
+) -> web.Application:
+    """GET /healthz, and with `bolt` (HTTP mode) POST /slack/events, its requests checked against
+    `signing_secret`. In Socket Mode Slack's requests come over the WebSocket (bot/socket_mode.py), so
+    there is no events route to attack."""
 
     async def healthz(_: web.Request) -> web.Response:
         report = await health()
@@ -56,12 +58,14 @@ def build_web_app(health: Callable[[], Awaitable[dict[str, Any]]], bolt: AsyncAp
     web_app = web.Application()
     web_app.router.add_get(HEALTH_PATH, healthz)
     if bolt is not None:
-        web_app.router.add_post(EVENTS_PATH, slack_events_handler(bolt))
+        web_app.router.add_post(EVENTS_PATH, slack_events_handler(bolt, signing_secret))
     return web_app
 
 
-def slack_events_handler(bolt: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
-    guard = SlackRequestGuard(bolt._signing_secret)  # the secret build_bolt_app gave Bolt
+def slack_events_handler(
+    bolt: AsyncApp, signing_secret: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    guard = SlackRequestGuard(signing_secret)
 
     async def slack_events(request: web.Request) -> web.Response:
         try:

@@ -155,18 +155,16 @@ class Bot:
         intake = Intake(store, s.job_timeout_seconds, self.worker.kick, max_file_bytes)
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover
-        signing_secret = None if s.socket_mode else s.slack_signing_secret
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
-        bolt = build_bolt_app(
-            bolt_client, signing_secret.get_secret_value() if signing_secret else None, intake, shares
-        )
+        bolt = build_bolt_app(bolt_client, intake, shares)
         await self.worker.start()
         if s.slack_app_token is not None:
-            await self._listen(build_web_app(self.health, bolt=None))
+            await self._listen(build_web_app(self.health))
             log.info("health checks on http://0.0.0.0:%s%s", self.port, HEALTH_PATH)
             await self._open_socket(bolt, slack_client, s.slack_app_token.get_secret_value())
         else:
-            await self._listen(build_web_app(self.health, bolt))
+            assert s.slack_signing_secret is not None  # settings require one without an app token
+            await self._listen(build_web_app(self.health, bolt, s.slack_signing_secret.get_secret_value()))
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
 
     async def _listen(self, app: web.Application) -> None:
