@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -45,11 +45,14 @@ def build_bolt_app(client: AsyncWebClient, intake: Intake, shares: Shares) -> As
 
 
 def build_web_app(
-    health: Callable[[], Awaitable[dict[str, Any]]], bolt: AsyncApp | None = None, signing_secret: str = ""
+    health: Callable[[], Awaitable[dict[str, Any]]],
+    bolt: AsyncApp | None = None,
+    signing_secret: str = "",
+    routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """GET /healthz, and with `bolt` (HTTP mode) POST /slack/events, its requests checked against
     `signing_secret`. In Socket Mode Slack's requests come over the WebSocket (bot/socket_mode.py), so
-    there is no events route to attack."""
+    there is no events route to attack. `routes`: provider webhooks and media links (PUBLIC_URL set)."""
 
     async def healthz(_: web.Request) -> web.Response:
         report = await health()
@@ -59,6 +62,7 @@ def build_web_app(
     web_app.router.add_get(HEALTH_PATH, healthz)
     if bolt is not None:
         web_app.router.add_post(EVENTS_PATH, slack_events_handler(bolt, signing_secret))
+    web_app.router.add_routes(routes)
     return web_app
 
 

@@ -19,14 +19,20 @@ __all__ = [
     "MAX_TEXT_LENGTH",
     "MAX_URL_LENGTH",
     "PLAYBACK_TYPES",
+    "PROVIDER_NAMES",
     "InvalidCommand",
     "LipSyncRequest",
+    "Options",
     "parse_lipsync_text",
     "public_url_problem",
 ]
 
 PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_by_audio")
 DEFAULT_PLAYBACK_TYPE = "normal"
+# The words that choose a provider (bot/providers); which of them are configured is checked by the intake.
+PROVIDER_NAMES: tuple[str, ...] = ("jogg", "sync", "lipsyncdev")
+COMPARE_WORD = "compare"
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_TEXT_LENGTH = 2000
 MAX_URL_LENGTH = 2048
 
@@ -58,10 +64,26 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
+class Options:
+    """What may follow the two links, in any order (also written in a message that shares files)."""
+
+    playback_type: str = DEFAULT_PLAYBACK_TYPE
+    provider: str = ""  # "": the default provider
+    model: str = ""  # "": the provider's default model
+
+
+@dataclass(frozen=True)
 class LipSyncRequest:
     video_url: str
     audio_url: str
     playback_type: str = DEFAULT_PLAYBACK_TYPE
+    provider: str = ""  # "": the default provider
+    model: str = ""
+    compare: bool = False  # `/lipsync compare …`: the same dub on every configured provider
+
+    @property
+    def options(self) -> Options:
+        return Options(self.playback_type, self.provider, self.model)
 
 
 class InvalidCommand(ValueError):
@@ -96,30 +118,70 @@ def parse_lipsync_text(text: str) -> LipSyncRequest | None:
     if words[0].lower() in _HELP_WORDS:
         return None
 
+    compare = words[0].lower() == COMPARE_WORD
+    if compare:
+        words = words[1:]
+        if not words:
+            raise InvalidCommand(
+                "Compare needs a video link and an audio link: `/lipsync compare <video_url> <audio_url>`."
+            )
     video_url = _expect_url(words[0], "video")
 
-    if len(words) < 2 or words[1].lower() in PLAYBACK_TYPES:
+    if len(words) < 2 or _is_option(words[1]):
         raise InvalidCommand("The audio URL is missing: send the video link first, then the audio link.")
     audio_url = _expect_url(words[1], "audio")
 
-    playback_type = DEFAULT_PLAYBACK_TYPE
-    if len(words) >= 3:
-        word = words[2]
+    options = parse_options(words[2:])
+    if compare and (options.provider or options.model):
+        raise InvalidCommand(
+            "Compare runs the dub on every provider I have, each with its default model, so it takes no "
+            "provider or `model=`: only a playback type."
+        )
+    return LipSyncRequest(
+        video_url, audio_url, options.playback_type, options.provider, options.model, compare
+    )
+
+
+def option(word: str) -> tuple[str, str] | None:
+    """What an option word sets: ("playback", …), ("provider", …) or ("model", …); None if it is none."""
+    lowered = word.lower()
+    if lowered in PLAYBACK_TYPES:
+        return "playback", lowered
+    if lowered in PROVIDER_NAMES:
+        return "provider", lowered
+    if lowered.startswith("model=") and _MODEL.fullmatch(word[len("model=") :]):
+        return "model", word[len("model=") :]
+    return None
+
+
+def parse_options(words: list[str]) -> Options:
+    """A playback type, a provider name and `model=<name>`, each at most once, in any order."""
+    found: dict[str, str] = {}
+    for word in words:
         if _looks_like_url(word):
             raise InvalidCommand(
                 f"{_quote(word)} is one link too many: send exactly one video link and one audio link."
             )
-        playback_type = word.lower()
-        if playback_type not in PLAYBACK_TYPES:
-            raise InvalidCommand(f"{_quote(word)} is not a playback type; use one of {_choices()}.")
+        chosen = option(word)
+        if chosen is None:
+            if word.lower().startswith("model="):
+                raise InvalidCommand(f"{_quote(word)} is not a model name, e.g. `model=lipsync-2-pro`.")
+            raise InvalidCommand(
+                f"I don't know what to do with {_quote(word)}: after the two links I take a playback type "
+                f"({_choices(PLAYBACK_TYPES)}), a provider ({_choices(PROVIDER_NAMES)}) and `model=<name>`, "
+                "in any order."
+            )
+        what, value = chosen
+        if what in found:
+            raise InvalidCommand(f"{_quote(word)}: give one {what} only.")
+        found[what] = value
+    return Options(
+        found.get("playback", DEFAULT_PLAYBACK_TYPE), found.get("provider", ""), found.get("model", "")
+    )
 
-    if len(words) > 3:
-        raise InvalidCommand(
-            f"I don't know what to do with {_quote(words[3])}: the command takes a video link, "
-            "an audio link and optionally a playback type."
-        )
 
-    return LipSyncRequest(video_url=video_url, audio_url=audio_url, playback_type=playback_type)
+def _is_option(word: str) -> bool:
+    return option(word) is not None or word.lower().startswith("model=")
 
 
 def public_url_problem(url: str) -> str | None:
@@ -299,8 +361,8 @@ def _is_host_char(ch: str) -> bool:
     return unicodedata.category(ch)[0] in ("L", "M", "N")
 
 
-def _choices() -> str:
-    quoted = [f"`{name}`" for name in PLAYBACK_TYPES]
+def _choices(names: tuple[str, ...]) -> str:
+    quoted = [f"`{name}`" for name in names]
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 

@@ -4,7 +4,8 @@ Pure functions over Slack payloads, so every rule here is testable without Slack
 - one video and N audio files → N jobs (one base video dubbed into several languages);
 - N videos and one audio file → N jobs (one voice track on several cuts);
 - several of each → ambiguous: we ask rather than guess;
-- only one kind → the other may be earlier in the same thread (`partner_in_thread`), else we wait.
+- only one kind → the other may be earlier in the same thread (`partner_in_thread`), else we wait;
+- the words of `/lipsync`'s options (playback type, provider, `model=`) work in the message text too.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.command import DEFAULT_PLAYBACK_TYPE, Options, option
 from bot.slack_files import MediaKind, SlackFile, text_field
 
-# A playback type written anywhere in the message; `normal` is the default and needs no mention.
-PLAYBACK_IN_TEXT = re.compile(r"(?<![\w-])(normal_reverse_by_audio|normal_reverse)(?![\w-])")
+# What may wrap an option word in a message: punctuation and Slack formatting (`code`, *bold*, _italic_).
+_AROUND_WORD = ".,;:!?()[]{}\"'`*_~"
 SLACK_TS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
@@ -132,13 +134,24 @@ def plan_jobs(files: Sequence[SlackFile], max_bytes: int, partner: SlackFile | N
     )
 
 
-def playback_type_in(*texts: str) -> str:
-    """The playback type written in the first text that names one, else `normal`."""
+def options_in(*texts: str) -> Options:
+    """The options (playback type, provider, `model=`) written in a message's text, or else in the next
+    text (the partner file's message); the first of each kind counts. Other words are conversation, and
+    so are two that read as plain English: "normal" (the default needs no mention) and the "sync" of
+    "lip sync"."""
+    found: dict[str, str] = {}
     for text in texts:
-        found = PLAYBACK_IN_TEXT.search(text)
-        if found:
-            return found.group(1)
-    return "normal"
+        previous = ""
+        for raw in text.split():
+            word = raw.strip(_AROUND_WORD)
+            chosen = option(word)
+            plain_english = word.lower() == "normal" or (word.lower() == "sync" and previous == "lip")
+            if chosen is not None and not plain_english:
+                found.setdefault(*chosen)
+            previous = word.lower()
+    return Options(
+        found.get("playback", DEFAULT_PLAYBACK_TYPE), found.get("provider", ""), found.get("model", "")
+    )
 
 
 def partner_in_thread(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,6 +37,7 @@ class PostState(StrEnum):
 class Source(StrEnum):
     COMMAND = "command"  # /lipsync with two links; the bot posts the job's own message in the channel
     FILES = "files"  # files shared in Slack; the thread of the sharing message holds the reply
+    COMPARE = "compare"  # one of the jobs of `/lipsync compare`: they share one message (the group's lead's)
 
 
 def new_job_id() -> str:
@@ -53,9 +55,15 @@ class Job:
     response_url: str = ""
     source: Source = Source.COMMAND
     source_ts: str = ""  # the user's message that shared the files; status reactions go on it
-    group: str = ""  # jobs started by the same message share a group (one reaction for all of them)
+    # Jobs started by the same message share a group (one reaction for all of them); the jobs of a
+    # compare have their lead's id as group.
+    group: str = ""
     group_size: int = 0
-    # What to make. For shared files the URLs are JoggAI asset URLs, filled in once re-hosted.
+    # What to make, and where. For shared files the URLs are what the provider's upload returned (or
+    # the bot's own signed media links), filled in once re-hosted.
+    provider: str = "jogg"
+    compare_with: str = ""  # a compare's lead: the providers of its group, comma-separated, in order
+    model: str = ""  # "" for providers without a model choice
     video_url: str = ""
     audio_url: str = ""
     playback_type: str = "normal"
@@ -73,7 +81,7 @@ class Job:
     submit_state: PostState = PostState.NONE  # `attempted`: a create may have reached the provider
     submit_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
     submit_lookups: int = 0  # lookups that found nothing since that create, for their backoff
-    post_slot_ms: int = 0  # Redis time of a JoggAI POST slot reserved for this job (bot/ratelimit.py)
+    post_slot_ms: int = 0  # Redis time of a provider POST slot reserved for this job (bot/ratelimit.py)
     polls: int = 0
     errors: int = 0  # consecutive transient errors at the current step
     last_error: str = ""
@@ -81,12 +89,18 @@ class Job:
     result_url: str = ""
     cover_url: str = ""
     duration_s: str = ""  # exact decimal text as the provider sent it
+    cost: str = ""  # exact decimal text, in `cost_unit`; "" when unknown
+    cost_unit: str = ""  # the provider's own unit: credits, USD
+    took_ms: int = 0  # from the request to the result
     error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)
     error: str = ""  # provider's failure text
     error_file: str = ""  # the Slack file a transfer error is about
     reply_state: PostState = PostState.NONE
     reply_ts: str = ""
     reply_attempt_ms: int = 0
+    summary_state: PostState = PostState.NONE  # a compare's table, posted by the job that ends the group
+    summary_ts: str = ""
+    summary_attempt_ms: int = 0
     extra: dict[str, str] = field(default_factory=dict)  # unknown fields, kept on round trips
 
     def to_fields(self) -> dict[str, str]:
@@ -114,19 +128,20 @@ class Job:
         return SlackFile.from_json(self.audio_file) if self.audio_file else None
 
 
-def _converter(f: dataclasses.Field[object]) -> Callable[[str], object]:
-    if f.type in ("int", int):
-        return lambda value: int(value or 0)
-    if f.name == "status":
-        return Status
-    if f.name == "source":
-        return Source
-    if f.name.endswith("_state"):
-        return PostState
-    return str
+def _read_int(value: str) -> int:
+    return int(value or 0)
 
 
-# Field name → how to read it from its Redis text; worked out once, since every claimed job is read.
+# Declared type → how to read a field of that type from its Redis text.
+_READERS: dict[object, Callable[[str], object]] = {
+    int: _read_int,
+    str: str,
+    Status: Status,
+    Source: Source,
+    PostState: PostState,
+}
+
+# Field name → how to read it; worked out once from the declared types, since every claimed job is read.
 _CONVERTERS: dict[str, Callable[[str], object]] = {
-    f.name: _converter(f) for f in dataclasses.fields(Job) if f.name != "extra"
+    name: _READERS[kind] for name, kind in typing.get_type_hints(Job).items() if name != "extra"
 }

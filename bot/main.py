@@ -1,8 +1,10 @@
-"""`python -m bot`: wire settings, Redis, JoggAI, Slack and the worker together, then serve.
+"""`python -m bot`: wire settings, Redis, the providers, Slack and the worker together, then serve.
 
 Socket Mode (SLACK_APP_TOKEN set, the default) connects out to Slack and needs no public URL; HTTP mode
 (SLACK_SIGNING_SECRET instead) takes Slack's requests at POST /slack/events. Both answer GET /healthz
-on PORT. SIGTERM or SIGINT stops the bot within seconds, whatever it is doing.
+on PORT, and with PUBLIC_URL set also provider webhooks (POST /webhooks/<provider>) and the signed links
+that serve shared files to providers without an upload API (GET /media/...). SIGTERM or SIGINT stops the
+bot within seconds, whatever it is doing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hmac
 import importlib.metadata
 import logging
 import signal
@@ -27,17 +30,19 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import redis_client
+from bot import providers, redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.intake import Intake
-from bot.jogg import JoggClient
-from bot.pipeline import Pipeline, Timing
-from bot.ratelimit import RateLimiter
+from bot.media_links import MEDIA_PATH, MediaLinks
+from bot.pipeline import Pipeline, Provisions, Timing
+from bot.providers.base import Provider
+from bot.ratelimit import RateLimiter, Seats
 from bot.settings import Settings, SettingsError, StartupError, load_settings
 from bot.shares import Shares
 from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
 from bot.store import JobStore
 from bot.transfer import Transfer
+from bot.webhooks import WEBHOOK_PATH, webhook_handler
 from bot.worker import Worker
 
 if TYPE_CHECKING:  # imported where used: each mode loads only what it needs (start-up time)
@@ -47,14 +52,17 @@ if TYPE_CHECKING:  # imported where used: each mode loads only what it needs (st
 log = logging.getLogger("bot")
 
 USAGE = """\
-LipSync Bot: a Slack bot that dubs videos with JoggAI's lip-sync API. Type
-/lipsync <video_url> <audio_url> in Slack, or share a video and an audio file in one message.
+LipSync Bot: a Slack bot that dubs videos with JoggAI, sync.so or LipSync.dev. Type
+/lipsync <video_url> <audio_url> [jogg|sync|lipsyncdev] in Slack, or share a video and an audio file
+in one message; /lipsync compare <video_url> <audio_url> tries every provider.
 
 It takes no arguments. Settings come from the environment or a .env file in the current directory:
   SLACK_BOT_TOKEN       Bot User OAuth Token (xoxb-...)
   SLACK_APP_TOKEN       app-level token (xapp-...) for Socket Mode, the default: no public URL needed
   SLACK_SIGNING_SECRET  instead of SLACK_APP_TOKEN for HTTP mode (Slack calls POST /slack/events)
-  JOGG_API_KEY          JoggAI API key
+  JOGG_API_KEY, SYNC_API_KEY, LIPSYNCDEV_API_KEY
+                        provider keys: each enables its provider; at least one is needed
+  PUBLIC_URL            optional https address of this bot: webhooks, and shared files for LipSync.dev
   REDIS_URL             unset: an embedded Redis keeps its data under DATA_DIR (default ./data)
   PORT                  GET /healthz in both modes, POST /slack/events in HTTP mode (default 3000)
 Every setting and where to get it: .env.example and README.md.
@@ -98,7 +106,7 @@ class Bot:
         self.settings = settings
         self.embedded: EmbeddedRedis | None = None
         self.redis: Redis | None = None
-        self.jogg: JoggClient | None = None
+        self.providers: dict[str, Provider] = {}
         self.transfer: Transfer | None = None
         self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
@@ -133,8 +141,8 @@ class Bot:
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
         await self._check_slack_token(slack_client)
-        self.jogg = JoggClient(s.jogg_api_url, s.jogg_api_key, s.http_timeout_seconds)
-        limiter = RateLimiter(self.redis, s.jogg_api_key.get_secret_value(), s.jogg_posts_per_minute)
+        self.providers = providers.build(s)
+        await self._check_provider_keys()
         timing = Timing(
             poll_interval_ms=int(s.poll_interval_seconds * 1000),
             job_timeout_ms=int(s.job_timeout_seconds * 1000),
@@ -142,30 +150,75 @@ class Bot:
             poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
             create_settle_ms=int(max(s.create_settle_seconds, 4 * s.http_timeout_seconds) * 1000),
         )
+        provisions = {name: self._provisions(provider, timing) for name, provider in self.providers.items()}
         max_file_bytes = int(s.max_file_mb * 1_000_000)
-        self.transfer = Transfer(
-            s.slack_bot_token, s.slack_api_url, self.jogg, max_file_bytes, s.http_timeout_seconds
-        )
-        slack_out = SlackOut(slack_client, store)
-        pipeline = Pipeline(store, self.jogg, slack_out, limiter, timing, self.transfer)
+        self.transfer = Transfer(s.slack_bot_token, s.slack_api_url, max_file_bytes, s.http_timeout_seconds)
+        media: MediaLinks | None = None
+        if s.public_url:
+            # Derived from the bot token, so every replica signs alike with nothing more to configure;
+            # the token itself never leaves for anywhere but Slack.
+            secret = hmac.new(
+                s.slack_bot_token.get_secret_value().encode(), b"media links", "sha256"
+            ).digest()
+            media = MediaLinks(self.redis, self.transfer, s.public_url, secret)
+        slack_out = SlackOut(slack_client)
+        webhook_base = f"{s.public_url}/webhooks/" if s.public_url else ""
+        pipeline = Pipeline(store, provisions, slack_out, timing, self.transfer, media, webhook_base)
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(
             store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick, poll_early_ms=timing.poll_early_ms
         )
-        intake = Intake(store, s.job_timeout_seconds, self.worker.kick, max_file_bytes)
+        intake = Intake(
+            store,
+            self.providers,
+            s.chosen_default_provider,
+            s.job_timeout_seconds,
+            self.worker.kick,
+            max_file_bytes,
+        )
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares)
         await self.worker.start()
+        routes: list[web.RouteDef] = []
+        if media is not None:
+            routes.append(web.get(MEDIA_PATH, media.serve))  # GET answers HEAD too
+            routes.append(web.post(WEBHOOK_PATH, webhook_handler(self.providers, store)))
         if s.slack_app_token is not None:
-            await self._listen(build_web_app(self.health))
+            await self._listen(build_web_app(self.health, routes=routes))
             log.info("health checks on http://0.0.0.0:%s%s", self.port, HEALTH_PATH)
             await self._open_socket(bolt, slack_client, s.slack_app_token.get_secret_value())
         else:
             assert s.slack_signing_secret is not None  # settings require one without an app token
-            await self._listen(build_web_app(self.health, bolt, s.slack_signing_secret.get_secret_value()))
+            signing_secret = s.slack_signing_secret.get_secret_value()
+            await self._listen(build_web_app(self.health, bolt, signing_secret, routes=routes))
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
+        if s.public_url:
+            log.info("webhooks and media links at %s (served on port %s)", s.public_url, self.port)
+        log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
+
+    def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
+        """A provider with its limits, shared by every process using the same key."""
+        account = f"{provider.name}:{provider.key_id}"
+        limiter = RateLimiter(self._redis(), account, provider.creates_per_minute)
+        seats = None
+        if provider.max_concurrent:
+            # A seat a vanished job never gave back is freed once no job could still be running on it.
+            stale_ms = timing.job_timeout_ms + 2 * timing.lease_ms
+            seats = Seats(self._redis(), account, provider.max_concurrent, stale_ms)
+        return Provisions(provider, limiter, seats)
+
+    def _redis(self) -> Redis:
+        assert self.redis is not None
+        return self.redis
+
+    async def _check_provider_keys(self) -> None:
+        """Each provider with a cheap call for it checks its key once; a refused key stops the start."""
+        refusals = await asyncio.gather(*(p.check_key() for p in self.providers.values()))
+        refused = [reason for reason in refusals if reason]
+        if refused:
+            raise StartupError(" ".join(refused))
 
     async def _listen(self, app: web.Application) -> None:
         self.runner = web.AppRunner(app, access_log=None)
@@ -265,8 +318,8 @@ class Bot:
             await _bounded("the worker", self.worker.stop(), seconds=3 * STOP_STEP_SECONDS)
         if self.transfer is not None:
             await _bounded("the file transfer client", self.transfer.aclose())
-        if self.jogg is not None:
-            await _bounded("the JoggAI client", self.jogg.aclose())
+        for provider in self.providers.values():
+            await _bounded(f"the {provider.label} client", provider.aclose())
         if self.slack_client is not None:
             await _bounded("the Slack client", close_client(self.slack_client))
         if self.redis is not None:

@@ -9,27 +9,34 @@ text without cutting a link, an entity or a formatted span in half.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from bot.cost import credits_for, format_credits
 from bot.file_share import Plan
 from bot.jobs import Job, Source, Status
+from bot.providers import LABELS
+from bot.providers.base import Provider
 from bot.slack_files import MediaKind, SlackFile
 
 Block = dict[str, Any]
 
 # mrkdwn: `<`, `>` and `&` that are not markup are written as entities, as Slack requires.
 USAGE = (
-    "*Usage:* `/lipsync &lt;video_url&gt; &lt;audio_url&gt; [playback_type]`\n"
+    "*Usage:* `/lipsync &lt;video_url&gt; &lt;audio_url&gt; [options]`\n"
     "• `video_url`: a public, direct link to the talking-head video (mp4, mov, webm)\n"
     "• `audio_url`: a public, direct link to the new voice track (mp3, wav, m4a)\n"
-    "• `playback_type` (optional) — what to do when the video is shorter than the audio:\n"
-    "    `normal` (default) plays it once, `normal_reverse` plays it forward then backward, "
-    "`normal_reverse_by_audio` stretches it to the audio's length\n"
-    "*Example:* `/lipsync https://example.com/talk.mp4 https://example.com/voice-fr.mp3`\n"
+    "• options, in any order:\n"
+    "    a playback type, for when the video is shorter than the audio: `normal` (default) plays it once, "
+    "`normal_reverse` plays it forward then backward, `normal_reverse_by_audio` stretches it to the "
+    "audio's length;\n"
+    "    a provider: `jogg` (JoggAI), `sync` (sync.so) or `lipsyncdev` (LipSync.dev);\n"
+    "    `model=&lt;name&gt;` for sync.so, e.g. `model=lipsync-2-pro`\n"
+    "• `/lipsync compare &lt;video_url&gt; &lt;audio_url&gt; [playback]` runs the same dub on every "
+    "provider I have and sums them up in one table\n"
+    "*Example:* `/lipsync https://example.com/talk.mp4 https://example.com/voice-fr.mp3 sync`\n"
     "I post the job in this channel and answer in its thread with the dubbed video and what it cost."
 )
 
@@ -37,7 +44,7 @@ USAGE = (
 FAILURE_HINTS: list[tuple[tuple[str, ...], str]] = [
     (
         ("audio",),
-        "JoggAI could not read the audio. Check that the audio link downloads an audio file "
+        "The provider could not read the audio. Check that the audio link downloads an audio file "
         "(mp3, wav, m4a) directly and that it is not empty or corrupt.",
     ),
     (
@@ -48,15 +55,20 @@ FAILURE_HINTS: list[tuple[tuple[str, ...], str]] = [
     ),
 ]
 
-# What we tell the user for provider business errors that end a job.
-PROVIDER_ERRORS = {
-    "10105": "The bot's JoggAI API key was refused. An admin needs to check `JOGG_API_KEY`.",
-    "18020": "The JoggAI account is out of credits. An admin needs to top it up, then you can try again.",
-    "18025": "The JoggAI account has no API access. An admin needs to enable it in JoggAI.",
-    "40000": "JoggAI rejected the request's parameters.",
+# Why a job failed for a reason of the bot's own (providers explain their codes: `Provider.explain`).
+OWN_ERRORS = {
+    "submit_unknown": "{label} did not answer clearly whether it accepted the job, and it offers no way to "
+    "check, so I did not send it again: that could have charged you twice. Look for the job in your "
+    "{label} dashboard; if it is not there, run the command again.",
+    "needs_public_url": "{label} cannot take files uploaded to Slack: it downloads inputs from links, and "
+    "I can only serve Slack files at a link when `PUBLIC_URL` is set (an admin sets it; see the README). "
+    "Use another provider, or `/lipsync` with public links.",
+    "provider_off": "I no longer have a key for {label}, so I could not go on with this job. An admin "
+    "can set it again; or run the command again with another provider.",
+    "unreachable": "I can't post there.",
 }
 
-# Why a job from shared files failed before JoggAI saw it, keyed by the transfer's error code.
+# Why a job from shared files failed before the provider saw it, keyed by the transfer's error code.
 FILE_ERRORS = {
     "slack_file_access": "I couldn't download {name} from Slack: Slack answered with its sign-in page "
     "instead of the file. The app is probably missing the `files:read` permission; an admin needs to "
@@ -81,13 +93,15 @@ PLAYBACK_TIP = (
     "when the video is shorter than the audio."
 )
 
-STATUS_LINES = {
-    Status.QUEUED: ":hourglass_flowing_sand: Queued: submitting to JoggAI…",
-    Status.PROCESSING: ":gear: Processing at JoggAI…",
-    Status.SUCCEEDED: ":white_check_mark: Done: the dubbed video is in the thread.",
-    Status.FAILED: ":x: Failed: details in the thread.",
-    Status.TIMED_OUT: ":warning: Timed out: details in the thread.",
-}
+
+def status_line(status: Status, label: str) -> str:
+    return {
+        Status.QUEUED: f":hourglass_flowing_sand: Queued: submitting to {label}…",
+        Status.PROCESSING: f":gear: Processing at {label}…",
+        Status.SUCCEEDED: ":white_check_mark: Done: the dubbed video is in the thread.",
+        Status.FAILED: ":x: Failed: details in the thread.",
+        Status.TIMED_OUT: ":warning: Timed out: details in the thread.",
+    }[status]
 
 
 # Block Kit's limits (https://api.slack.com/reference/block-kit/blocks; slack_sdk.models checks some).
@@ -189,10 +203,6 @@ def _fit(markdown: str, limit: int) -> str:
 # ------------------------------------------------------------ slash command
 
 
-def usage() -> Message:
-    return _message(USAGE, [_section(USAGE)])
-
-
 def usage_error(reason: str) -> Message:
     """`reason` is bot/command.py's mrkdwn, with user words already quoted; no link or mention may remain."""
     reason = _STRAY_AMPERSAND.sub("&amp;", reason).replace("<", "&lt;").replace(">", "&gt;")
@@ -217,12 +227,22 @@ def store_unavailable_for_files() -> Message:
     return _message(text, [_section(text)])
 
 
-def parent(job: Job) -> Message:
+def _label(name: str) -> str:
+    """How messages name a provider: its label, or the stored name shown as code if it is unknown."""
+    return LABELS.get(name) or _code(name, 40)
+
+
+def _provider_model(job: Job) -> str:
+    return _label(job.provider) + (f" {_code(job.model, 64)}" if job.model else "")
+
+
+def parent(job: Job, label: str = "") -> Message:
     """The bot's message in the channel; its thread holds everything else about the job."""
-    status = STATUS_LINES[job.status]
+    label = label or _label(job.provider)
+    status = status_line(job.status, label)
     if job.status is Status.TIMED_OUT:
         status = f":warning: Timed out after {_minutes(job)}: details in the thread."
-    footer = f"Job {_code(job.id)}" + (f" · JoggAI task {_code(job.task_id)}" if job.task_id else "")
+    footer = f"Job {_code(job.id)}" + (f" · {label} task {_code(job.task_id)}" if job.task_id else "")
     who = _mention(job.user)
     return _message(
         f"{who} asked for a lip-sync dub. {status}",
@@ -232,6 +252,7 @@ def parent(job: Job) -> Message:
                 f"*Video*\n{_link(job.video_url)}",
                 f"*Audio*\n{_link(job.audio_url)}",
                 f"*Playback*\n{_code(job.playback_type)}",
+                f"*Provider*\n{_provider_model(job)}",
                 f"*Status*\n{status}",
             ),
             _context(footer),
@@ -239,13 +260,14 @@ def parent(job: Job) -> Message:
     )
 
 
-def result(job: Job, with_cover: bool = True) -> Message:
-    """The one thread reply that ends a job."""
+def result(job: Job, provider: Provider | None = None, with_cover: bool = True) -> Message:
+    """The one thread reply that ends a job. `provider` (None when it is no longer configured) gives its
+    advice for error codes and its cost rule."""
     if job.status is Status.SUCCEEDED:
-        return _success(job, with_cover)
+        return _success(job, provider, with_cover)
     if job.status is Status.TIMED_OUT:
         return _timed_out(job)
-    return _failure(job)
+    return _failure(job, provider)
 
 
 def _files_line(job: Job) -> str:
@@ -255,13 +277,41 @@ def _files_line(job: Job) -> str:
     return f":clapper: {_name(video)} with :speaker: {_name(audio)} · playback {_code(job.playback_type)}"
 
 
-def _success(job: Job, with_cover: bool) -> Message:
-    cost = format_credits(credits_for(Decimal(job.duration_s or "0")))
-    duration = f"{Decimal(job.duration_s or '0'):f} s"
+def cost_text(amount: str, unit: str) -> str:
+    """An exact cost in the provider's own unit: "0.10 credits", "$0.625", or "unknown"."""
+    if not amount:
+        return "unknown"
+    amount, unit = _escape(_shorten(amount, 40)), _escape(_shorten(unit, 20))
+    return f"${amount}" if unit == "USD" else f"{amount} {unit}"
+
+
+def took_text(took_ms: int) -> str:
+    if not took_ms:
+        return "—"
+    seconds = round(took_ms / 1000)
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _duration(duration_s: str) -> str:
+    try:
+        return f"{Decimal(duration_s):f} s" if duration_s else "unknown"
+    except ArithmeticError:
+        return "unknown"
+
+
+def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
+    cost = cost_text(job.cost, job.cost_unit)
+    duration = _duration(job.duration_s)
     link = _link(job.result_url, "open the video")
+    label = _label(job.provider)
     blocks: list[Block] = [
         _section(f":white_check_mark: {_mention(job.user)} your dubbed video is ready: {link}"),
-        _fields(f"*Duration*\n{duration}", f"*Cost*\n{cost} credits"),
+        _fields(
+            f"*Duration*\n{duration}",
+            f"*Cost*\n{cost}",
+            f"*Provider*\n{_provider_model(job)}",
+            f"*Time to result*\n{took_text(job.took_ms)}",
+        ),
     ]
     if files_line := _files_line(job):
         blocks.insert(1, _context(files_line))
@@ -277,30 +327,39 @@ def _success(job: Job, with_cover: bool) -> Message:
         )
     elif job.cover_url:  # still give the user the link
         blocks.append(_context(f"Cover image: {_link(job.cover_url)}"))
-    blocks.append(_context(f"JoggAI task {_code(job.task_id)} · 1 credit per 125 s of output, rounded up"))
-    text = f"Your dubbed video is ready: {_link(job.result_url)} ({duration}, {cost} credits)"
+    rule = f" · {provider.cost_rule(job.model)}" if provider else ""
+    blocks.append(_context(f"{label} task {_code(job.task_id)}{rule}"))
+    text = f"Your dubbed video is ready: {_link(job.result_url)} ({duration}, {cost}, {label})"
     return _message(text, blocks)
 
 
-def _failure(job: Job) -> Message:
-    known = PROVIDER_ERRORS.get(job.error_code)
+def _failure(job: Job, provider: Provider | None) -> Message:
+    label = _label(job.provider)
+    known = provider.explain(job.error_code) if provider and job.error_code else None
+    own = OWN_ERRORS.get(job.error_code)
     lines = [f":x: {_mention(job.user)} the lip-sync failed."]
     file_error = FILE_ERRORS.get(job.error_code)
     if file_error:
         name = _code(job.error_file, NAME_MAX) if job.error_file else "a file"
         lines.append(file_error.format(name=name, detail=_code(job.error or "no details")))
+    elif own:
+        lines.append(own.format(label=label))
+        if job.error:
+            lines.append(f"{label} said: {_code(job.error)}")
     elif known:
         lines.append(known)
         if job.error:
-            lines.append(f"JoggAI said: {_code(job.error)}")
+            lines.append(f"{label} said: {_code(job.error)}")
     elif job.error:
-        lines.append(f"JoggAI said: {_code(job.error)}")
+        lines.append(f"{label} said: {_code(job.error)}")
         if hint := failure_hint(job.error):
             lines.append(f":bulb: {hint}")
     else:
-        lines.append("JoggAI gave no reason.")
+        lines.append(f"{label} gave no reason.")
     footer = (
-        f"JoggAI task {_code(job.task_id)}" if job.task_id else f"Job {_code(job.id)} (nothing was submitted)"
+        f"{label} task {_code(job.task_id)}"
+        if job.task_id
+        else f"Job {_code(job.id)} (nothing was submitted)"
     )
     blocks = [_section("\n".join(lines)), _context(footer)]
     if files_line := _files_line(job):
@@ -309,15 +368,111 @@ def _failure(job: Job) -> Message:
 
 
 def _timed_out(job: Job) -> Message:
+    label = _label(job.provider)
     where = (
-        f"JoggAI task {_code(job.task_id)} had no final status after {_minutes(job)}, so I stopped waiting. "
-        "If it finishes later it will be in your JoggAI dashboard under that id."
+        f"{label} task {_code(job.task_id)} had no final status after {_minutes(job)}, so I stopped waiting. "
+        f"If it finishes later it will be in your {label} dashboard under that id."
         if job.task_id
-        else f"I could not submit the job to JoggAI within {_minutes(job)}"
+        else f"I could not submit the job to {label} within {_minutes(job)}"
         + (f" (last error: {_code(job.last_error)})." if job.last_error else ".")
     )
     text = f":warning: {_mention(job.user)} {where}"
     return _message(text, [_section(text), _context(f"Job {_code(job.id)}")])
+
+
+# ------------------------------------------------------------ providers and compare
+
+
+def usage(providers: Sequence[Provider] = (), default: str = "") -> Message:
+    """How to use the command, and the providers configured here with their options."""
+    lines = []
+    for provider in providers:
+        playbacks = ", ".join(f"`{p}`" for p in provider.playback)
+        models = ""
+        if provider.models:
+            models = " · models " + ", ".join(
+                f"`{m}`" + (" (default)" if m == provider.default_model else "") for m in provider.models
+            )
+        first = " (default)" if provider.name == default else ""
+        lines.append(
+            f"• `{provider.name}`: {provider.label}{first} · playback {playbacks}{models} · "
+            f"cost: {provider.cost_rule(provider.default_model)}"
+        )
+    text = USAGE + ("\n*Providers here:*\n" + "\n".join(lines) if lines else "")
+    return _message(
+        text, [_section(USAGE), *([_section("*Providers here:*\n" + "\n".join(lines))] if lines else [])]
+    )
+
+
+def option_refused(reason: str, providers: Sequence[Provider] = (), default: str = "") -> Message:
+    """A provider or option this bot cannot honour; nothing was submitted. `reason` is our own mrkdwn."""
+    reason = _STRAY_AMPERSAND.sub("&amp;", reason).replace("<", "&lt;").replace(">", "&gt;")
+    available = ", ".join(f"`{p.name}` ({p.label})" for p in providers) or "none"
+    text = f":warning: {reason} Nothing was submitted. Providers here: {available}."
+    return _message(text, [_section(text)])
+
+
+@dataclass(frozen=True)
+class CompareEntry:
+    """One provider's line in a compare's summary (stored as JSON in the group until all are done)."""
+
+    provider: str
+    model: str
+    status: str
+    took_ms: int
+    duration_s: str
+    cost: str
+    cost_unit: str
+    result_url: str
+    order: str  # the job id: rows keep the order the jobs were made in
+
+
+def compare_parent(job: Job, labels: Sequence[str], done: bool = False) -> Message:
+    who = _mention(job.user)
+    status = (
+        ":white_check_mark: Done: every reply and the summary are in the thread."
+        if done
+        else ":gear: Working: a reply per provider arrives in the thread as each finishes, then a summary."
+    )
+    names = ", ".join(_escape(_shorten(label, 40)) for label in labels)
+    return _message(
+        f"{who} asked to compare providers on one dub: {names}. {status}",
+        [
+            _section(f":bar_chart: {who} asked to compare providers on one dub: {names}"),
+            _fields(
+                f"*Video*\n{_link(job.video_url)}",
+                f"*Audio*\n{_link(job.audio_url)}",
+                f"*Playback*\n{_code(job.playback_type)}",
+                f"*Status*\n{status}",
+            ),
+            _context(f"Compare {_code(job.id)}"),
+        ],
+    )
+
+
+def compare_summary(rows: Sequence[CompareEntry]) -> Message:
+    """The table that ends a compare: provider, model, time to result, duration, cost, link."""
+    lines = ["*Provider · model · time to result · duration · cost · result*"]
+    for row in rows:
+        provider = _escape(_shorten(row.provider, 40))
+        model = _code(row.model, 64) if row.model else "—"
+        if row.status == Status.SUCCEEDED:
+            outcome = _link(row.result_url, "open the video") if row.result_url else "—"
+            line = (
+                f"{provider} · {model} · {took_text(row.took_ms)} · {_duration(row.duration_s)} · "
+                f"{cost_text(row.cost, row.cost_unit)} · {outcome}"
+            )
+        else:
+            status = _escape(_shorten(row.status.replace("_", " "), 20))
+            line = f"{provider} · {model} · {status} · — · — · see its reply above"
+        lines.append(line)
+    done = [r for r in rows if r.status == Status.SUCCEEDED and r.took_ms]
+    if len(done) > 1:
+        fastest = min(done, key=lambda r: r.took_ms)
+        fastest_name = _escape(_shorten(fastest.provider, 40))
+        lines.append(f":zap: Fastest: {fastest_name}. Costs are in each provider's own unit.")
+    text = "\n".join(lines)
+    return _message(f"Compare summary: {len(done)} of {len(rows)} providers made the dub", [_section(text)])
 
 
 def failure_hint(provider_message: str) -> str | None:

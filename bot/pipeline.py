@@ -1,26 +1,34 @@
 """The three steps a job goes through, one per lane of the store.
 
-Each step runs on a job this process has claimed (with `token`), decides, and ends with exactly one store
-transition: reschedule in its lane, move to the next lane, or finish. Transient faults reschedule with
-exponential backoff and jitter, so retries survive restarts and never hold a worker.
+Each step runs on a job this process has claimed (with `token`), decides, and returns exactly one
+`Decision`: stay in its lane until later, move to the next lane, or be done. `Pipeline.apply` is the one
+place that carries a decision out (a single atomic store transition). Transient faults stay with
+exponential backoff and jitter (`backoff_ms`, the one retry policy), so retries survive restarts and never
+hold a worker.
 
-  submit: post the parent message, or for shared files re-host them at JoggAI → (recover an ambiguous
-          create by lookup, looking again until it has settled) → rate limit → create task
-  poll:   ask JoggAI for the task → reschedule, or finish as succeeded/failed/timed out
-  send:   post the one result reply in the thread → update the parent's status (or the reactions on
-          the message that shared the files) → done
+  submit: post the job's message (or, for shared files, host them for the provider) → recover an
+          ambiguous create the provider's way → rate limit and seats → create the task
+  poll:   ask the provider how the task is doing → stay, or finish as succeeded/failed/timed out
+  send:   post the one result reply in the thread → update the job's message, the reactions on the
+          message that shared the files, or a compare's summary → done
+
+Providers are reached through `bot.providers.base.Provider` only; steps match on its normalized states.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from bot import messages
 from bot.jobs import Job, PostState, Source, Status
-from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
-from bot.ratelimit import RateLimiter
+from bot.media_links import MediaLinks
+from bot.messages import Message
+from bot.providers.base import ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.ratelimit import RateLimiter, Seats
 from bot.slack_files import SlackFile
 from bot.slack_out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
 from bot.store import NOW, JobStore, Lane
@@ -28,27 +36,34 @@ from bot.transfer import Transfer, TransferError
 
 log = logging.getLogger(__name__)
 
-MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user JoggAI is not answering
+MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user the provider is not answering
 MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: keep trying for a while
 # A task the lookup finds counts as ours when it was created after our job started, give or take this.
 CLOCK_SKEW_S = 120
-# The create-recovery rule (RELIABILITY.md, "Never paid twice"). After a create whose answer was lost,
-# JoggAI may still be making the task, and its lookup cannot tell "never made" from "not made yet". So
-# no new create until this long after the attempt; until then the lookup is repeated and a task adopted
-# as soon as it appears. bot/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS, longer than our own
-# client can hold a create open (pool wait and connect, then each read).
+# The create-recovery rule for lookup providers (RELIABILITY.md, "Never paid twice"). After a create whose
+# answer was lost, JoggAI may still be making the task, and its lookup cannot tell "never made" from "not
+# made yet". So no new create until this long after the attempt; until then the lookup is repeated and a
+# task adopted as soon as it appears. bot/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS, longer
+# than our own client can hold a create open (pool wait and connect, then each read).
 CREATE_SETTLE_SECONDS = 120
 # Lookups are GETs, which JoggAI does not meter: look again soon, then every 15 s at most.
 SETTLE_LOOKUP_BASE_MS = 2000
 SETTLE_LOOKUP_CAP_MS = 15_000
 # A reserved POST slot is used if the job comes back for it within this long; later, it takes a new one.
 SLOT_STALE_MS = 5_000
+# "Not now" from a provider (rate limit, or its concurrency cap): nothing happened; come back in 5 to 15 s.
+NOT_NOW_MS = 5000
+# A compare job waits this long between looks at whether its lead has posted the shared message.
+LEAD_WAIT_MS = 500
+# Our own error codes (providers' codes are kept as they send them).
+SUBMIT_UNKNOWN = "submit_unknown"  # a create with no clear answer at a provider that cannot reconcile it
+NEEDS_PUBLIC_URL = "needs_public_url"  # shared files for a provider without uploads, and no PUBLIC_URL
+PROVIDER_OFF = "provider_off"  # the job's provider has no key any more
 
 
 # Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
 # (task age below, multiple of POLL_INTERVAL_SECONDS); older tasks use POLL_MAX_INTERVAL_SECONDS.
 POLL_SCHEDULE = ((60, 1), (300, 2), (900, 4))
-
 
 # Polls are claimed up to this share of POLL_INTERVAL_SECONDS before they are due (at most 1 s): a process
 # then claims its polls in batches every so often instead of one claim per poll coming due, which at the
@@ -58,7 +73,7 @@ POLL_EARLY_CAP_MS = 1000
 
 # What `poll` (and the worker after a bug in it) reads of a job; the poll lane is claimed with only these,
 # since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before reading it.
-POLL_FIELDS = ("created_ms", "task_id", "polls", "errors")
+POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model")
 
 
 def poll_delay_ms(age_ms: int, base_ms: int, max_ms: int) -> int:
@@ -73,6 +88,47 @@ def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
     """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
     ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
     return int(ceiling * random.uniform(0.5, 1.0))
+
+
+def not_now_ms() -> int:
+    return NOT_NOW_MS + random.randint(0, 2 * NOT_NOW_MS)
+
+
+# ----------------------------------------------------------------------------------------- decisions
+
+Fields = Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Stay:
+    """Come back to this lane in `delay_ms`."""
+
+    delay_ms: int
+    fields: Fields = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Go on to `lane` in `delay_ms`."""
+
+    lane: Lane
+    delay_ms: int = 0
+    fields: Fields = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Done:
+    """Leave the last lane: the job is over."""
+
+    fields: Fields = field(default_factory=dict)
+
+
+Decision = Stay | Move | Done
+
+
+def finish(status: Status, **fields: object) -> Move:
+    """End the job and queue its one reply (the send lane), in a single atomic step."""
+    return Move(Lane.SEND, 0, {"status": status, "errors": 0, **fields})
 
 
 @dataclass
@@ -92,343 +148,378 @@ class Timing:
         return poll_delay_ms(now_ms - job.created_ms, self.poll_interval_ms, ceiling)
 
 
+@dataclass
+class Provisions:
+    """One provider and the limits the bot keeps for it across processes."""
+
+    provider: Provider
+    limiter: RateLimiter
+    seats: Seats | None = None  # when the account caps tasks running at once
+
+
 class Pipeline:
     def __init__(
         self,
         store: JobStore,
-        jogg: JoggClient,
+        providers: Mapping[str, Provisions],
         slack: SlackOut,
-        limiter: RateLimiter,
         timing: Timing,
         transfer: Transfer,
+        media: MediaLinks | None = None,
+        webhook_base: str = "",
     ) -> None:
         self.store = store
-        self.jogg = jogg
+        self.providers = providers
         self.slack = slack
-        self.limiter = limiter
         self.timing = timing
         self.transfer = transfer
+        self.media = media  # the bot's own signed links to shared files (PUBLIC_URL set)
+        self.webhook_base = webhook_base  # "{PUBLIC_URL}/webhooks/" when PUBLIC_URL is set
 
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
-        await step(job, token, now_ms)
+        await self.apply(lane, job.id, token, await step(job, token, now_ms))
+
+    async def apply(self, lane: Lane, job_id: str, token: str, decision: Decision) -> None:
+        """The one place a step's decision is carried out."""
+        if isinstance(decision, Stay):
+            await self.store.reschedule(lane, job_id, token, decision.delay_ms, decision.fields)
+        elif isinstance(decision, Move):
+            await self.store.move(lane, decision.lane, job_id, token, decision.delay_ms, decision.fields)
+        else:
+            await self.store.finish(lane, job_id, token, decision.fields)
 
     def _expired(self, job: Job, now_ms: int) -> bool:
         return now_ms - job.created_ms >= self.timing.job_timeout_ms
 
+    def _order(self, job: Job, provider: Provider) -> Order:
+        webhook = self.webhook_base + provider.name if self.webhook_base and provider.accepts_webhook else ""
+        return Order(job.id, job.video_url, job.audio_url, job.playback_type, job.model, webhook)
+
     # ----------------------------------------------------------------- submit
 
-    async def submit(self, job: Job, token: str, now_ms: int) -> None:
+    async def submit(self, job: Job, token: str, now_ms: int) -> Decision:
+        provisions = self.providers.get(job.provider)
+        if provisions is None:
+            return finish(Status.FAILED, error_code=PROVIDER_OFF)
+        provider = provisions.provider
         if self._expired(job, now_ms):
-            await self._finish(
-                Lane.SUBMIT, job, token, Status.TIMED_OUT, error_code="timeout", **await self._last_look(job)
-            )
-            return
-        if job.source is Source.COMMAND:
-            if not await self._ensure_parent(job, token):
-                return
-        elif not await self._rehost_files(job, token, now_ms):
-            return
-        task: LipSyncTask | None = None
+            return finish(Status.TIMED_OUT, error_code="timeout", **await self._last_look(job, provider))
+        if job.source is Source.FILES:
+            setback = await self._host_files(job, token, now_ms, provisions)
+        elif job.source is Source.COMPARE and job.group != job.id:
+            setback = await self._follow_lead(job, token)
+        else:
+            setback = await self._ensure_parent(job, token)
+        if setback is not None:
+            return setback
+        order = self._order(job, provider)
+        task: Task | None = None
         if job.submit_state is PostState.ATTEMPTED:
-            try:
-                task = await self._find_earlier_create(job)
-            except JoggError as exc:  # no answer to the lookup: the earlier create is still in doubt
-                await self._submit_failed(job, token, exc, create_in_doubt=True)
-                return
-            if task is None and not await self._create_settled(job, token, now_ms):
-                return
+            if provider.recovery is Recovery.NONE:
+                # Nothing can tell whether that create was carried out: never risk paying twice.
+                log.warning("job %s: %s create outcome unknown; not repeating it", job.id, provider.label)
+                return finish(Status.FAILED, error_code=SUBMIT_UNKNOWN)
+            if provider.recovery is Recovery.LOOKUP:
+                try:
+                    task = await self._find_earlier_create(job, provider, order)
+                except ProviderError as exc:  # no answer to the lookup: the earlier create is still in doubt
+                    return self._submit_failed(job, exc, create_in_doubt=True)
+                if task is None and (waiting := self._create_unsettled(job, now_ms)) is not None:
+                    return waiting
+            # Recovery.IDEMPOTENT: the create below carries the same key; it cannot make a second task.
         if task is None:
-            if not await self._post_slot(job, token, now_ms):
-                return
+            if provisions.seats is not None and not await provisions.seats.take(job.id):
+                log.info("job %s: %s is running its plan's maximum of tasks; waiting", job.id, provider.label)
+                return Stay(not_now_ms())
+            if (wait := await self._post_slot(job, token, now_ms, provisions)) is not None:
+                return wait
             # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
             # process holds the job then) instead of paid for again.
             attempt = {"submit_state": PostState.ATTEMPTED, "submit_attempt_ms": NOW, "submit_lookups": 0}
             await self.store.update(Lane.SUBMIT, job.id, token, attempt)
             try:
-                task = await self.jogg.create_lip_sync(job.video_url, job.audio_url, job.playback_type)
-            except JoggError as exc:  # only an unclear answer may hide a created task
-                await self._submit_failed(job, token, exc, create_in_doubt=exc.ambiguous)
-                return
-        log.info("job %s: JoggAI task %s created", job.id, task.task_id)
-        job.status, job.task_id = Status.PROCESSING, task.task_id
-        await self.store.move(
-            Lane.SUBMIT,
-            Lane.POLL,
-            job.id,
-            token,
-            delay_ms=self.timing.poll_interval_ms,
-            fields={"status": Status.PROCESSING, "task_id": task.task_id, "submit_state": "", "errors": 0},
-        )
+                task = await provider.create(order)
+            except ProviderError as exc:  # only an unclear answer may hide a created task
+                if exc.kind is ErrorKind.BUSY and provisions.seats is not None:
+                    await provisions.seats.release(job.id)
+                return self._submit_failed(job, exc, create_in_doubt=exc.ambiguous)
+        log.info("job %s: %s task %s created", job.id, provider.label, task.id)
+        if provider.accepts_webhook:
+            await self.store.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
+        job.status, job.task_id = Status.PROCESSING, task.id
         if job.source is Source.COMMAND:
-            await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
+            await self.slack.update(job.channel, job.parent_ts, messages.parent(job, provider.label))
+        fields = {"status": Status.PROCESSING, "task_id": task.id, "submit_state": "", "errors": 0}
+        return Move(Lane.POLL, self.timing.poll_interval_ms, fields)
 
-    async def _ensure_parent(self, job: Job, token: str) -> bool:
-        """Post the job's message in the channel once. False when the job cannot go on now."""
+    async def _ensure_parent(self, job: Job, token: str) -> Decision | None:
+        """Post the job's message in the channel once. A decision when the job cannot go on now."""
+        if job.source is Source.COMPARE:
+            labels = [self._label(name) for name in (job.compare_with or job.provider).split(",")]
+            build: Callable[[bool], Message] = lambda _: messages.compare_parent(job, labels)  # noqa: E731
+        else:
+            build = lambda _: messages.parent(job, self._label(job.provider))  # noqa: E731
         try:
-            await self.slack.post_once(
-                job, "parent", Lane.SUBMIT, token, job.channel, None, lambda _: messages.parent(job)
-            )
-            return True
+            await self._post_once(job, "parent", Lane.SUBMIT, token, job.channel, None, build)
+            return None
         except SlackUnreachable as exc:
             log.info("job %s: cannot post in %s (%s)", job.id, job.channel, exc)
             await self.slack.respond(job.response_url, messages.cannot_post_here(job.channel))
-            await self.store.finish(
-                Lane.SUBMIT,
-                job.id,
-                token,
-                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED},
+            return Done(
+                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}
             )
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
-            await self._slack_setback(Lane.SUBMIT, job, token, exc)
-        return False
+            return self._slack_setback(job, exc)
 
-    async def _rehost_files(self, job: Job, token: str, now_ms: int) -> bool:
-        """Give JoggAI public copies of the job's Slack files. True once both asset URLs are stored."""
+    async def _follow_lead(self, job: Job, token: str) -> Decision | None:
+        """A compare job answers in its lead's message thread: wait until the lead has posted it."""
+        if job.parent_state is PostState.POSTED:
+            return None
+        lead = await self.store.get_fields(job.group, ("parent_state", "parent_ts", "status"))
+        if lead.get("parent_state") == PostState.POSTED and lead.get("parent_ts"):
+            job.parent_state, job.parent_ts = PostState.POSTED, lead["parent_ts"]
+            fields = {"parent_state": PostState.POSTED, "parent_ts": job.parent_ts}
+            await self.store.update(Lane.SUBMIT, job.id, token, fields)
+            return None
+        if not lead or Status(lead.get("status") or Status.QUEUED).final:
+            # The lead ended without a message (the bot cannot post there; it told the user): so do we.
+            return Done(
+                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}
+            )
+        return Stay(LEAD_WAIT_MS)
+
+    async def _host_files(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
+        """Make the job's Slack files reachable by the provider: its upload, or the bot's signed media
+        links. None once both are stored in the job."""
+        provider = provisions.provider
         for url_field, file in (("video_url", job.video), ("audio_url", job.audio)):
             if getattr(job, url_field):
                 continue
             assert file is not None, "a job from shared files carries both files"
-            cache_key = f"{job.team_id}:{file.id}"
-            url = await self.store.asset_url(cache_key) or await self._upload(
-                job, token, file, cache_key, now_ms
-            )
-            if url is None:
-                return False
+            if not provider.hosts_uploads:
+                if self.media is None:
+                    return finish(Status.FAILED, error_code=NEEDS_PUBLIC_URL, error_file=file.name)
+                url = await self.media.link(file, self.timing.job_timeout_ms)
+            else:
+                cache_key = f"{provider.name}:{provider.key_id}:{job.team_id}:{file.id}"
+                found = await self.store.asset_url(cache_key)
+                if found is None:
+                    uploaded = await self._upload(job, token, file, cache_key, now_ms, provisions)
+                    if not isinstance(uploaded, str):
+                        return uploaded
+                    found = uploaded
+                url = found
             await self.store.update(Lane.SUBMIT, job.id, token, {url_field: url})
             setattr(job, url_field, url)
-        return True
+        return None
 
-    async def _post_slot(self, job: Job, token: str, now_ms: int) -> bool:
-        """True when the job may make its JoggAI POST now. Otherwise it has a slot reserved for later and
-        is rescheduled until then; when it comes back it uses that slot (once) without asking again."""
-        if job.post_slot_ms:
-            if now_ms < job.post_slot_ms:  # early (claimed by a tick): wait on
-                await self.store.reschedule(Lane.SUBMIT, job.id, token, job.post_slot_ms - now_ms)
-                return False
-            slot_ms, job.post_slot_ms = job.post_slot_ms, 0
-            await self.store.update(Lane.SUBMIT, job.id, token, {"post_slot_ms": 0})  # used up
-            if now_ms - slot_ms <= SLOT_STALE_MS:
-                return True
-            # Back long after its slot (a restart, a backlog): that slot is past, take a new one.
-        wait_ms = await self.limiter.acquire()
-        if wait_ms == 0:
-            return True
-        # Our turn has not come: wait in line, in the order the slots were handed out.
-        await self.store.reschedule(Lane.SUBMIT, job.id, token, wait_ms, {"post_slot_ms": now_ms + wait_ms})
-        return False
-
-    async def _upload(self, job: Job, token: str, file: SlackFile, cache_key: str, now_ms: int) -> str | None:
-        """Stream one Slack file to JoggAI; None when the job was rescheduled or ended instead."""
+    async def _upload(
+        self, job: Job, token: str, file: SlackFile, cache_key: str, now_ms: int, provisions: Provisions
+    ) -> str | Decision:
+        """Stream one Slack file to the provider; its reference, or what to do with the job instead."""
         lock = f"asset:{cache_key}"
         if not await self.store.lock(lock, token, self.timing.lease_ms):
             # A sibling job is uploading the same file (one video, several audio tracks): wait for it.
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, 1000)
-            return None
+            return Stay(1000)
+        provider = provisions.provider
         try:
-            if not await self._post_slot(job, token, now_ms):  # an upload is a POST, limited like creates
-                return None
-            log.info("job %s: re-hosting Slack file %s (%d bytes)", job.id, file.id, file.size)
+            if provider.uploads_use_create_limit and (
+                wait := await self._post_slot(job, token, now_ms, provisions)
+            ):
+                return wait
+            log.info(
+                "job %s: hosting Slack file %s (%d bytes) at %s", job.id, file.id, file.size, provider.label
+            )
             async with self.store.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):
-                url = await self.transfer.rehost(file)
-            await self.store.save_asset(cache_key, url)
-            return url
+                reference = await self.transfer.rehost(file, provider)
+            await self.store.save_asset(cache_key, reference)
+            return reference
         except TransferError as exc:
-            await self._upload_failed(job, token, file, exc.code, exc.detail, not exc.permanent)
-        except JoggError as exc:
-            if exc.kind is ErrorKind.RATE_LIMITED:
-                await self.store.reschedule(Lane.SUBMIT, job.id, token, 5000 + random.randint(0, 10_000))
-            else:
-                code = str(exc.code or "upload")
-                await self._upload_failed(
-                    job, token, file, code, exc.message, exc.kind is ErrorKind.TRANSIENT
-                )
+            return self._upload_failed(job, file, exc.code, exc.detail, not exc.permanent)
+        except ProviderError as exc:
+            if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY):
+                return Stay(not_now_ms())
+            return self._upload_failed(
+                job, file, exc.code or "upload", exc.message, exc.kind is ErrorKind.TRANSIENT
+            )
         finally:
             await self.store.unlock(lock, token)
-        return None
 
-    async def _upload_failed(
-        self, job: Job, token: str, file: SlackFile, code: str, detail: str, transient: bool
-    ) -> None:
+    def _upload_failed(self, job: Job, file: SlackFile, code: str, detail: str, transient: bool) -> Decision:
         errors = job.errors + 1
         if transient and errors < MAX_SUBMIT_ERRORS:
-            log.warning("job %s: re-hosting %s failed (%s), retry %d", job.id, file.id, detail, errors)
-            fields = {"errors": errors, "last_error": f"{file.name}: {detail}"}
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, backoff_ms(errors), fields)
-            return
-        log.warning("job %s: cannot re-host %s: %s %s", job.id, file.id, code, detail)
-        await self._finish(
-            Lane.SUBMIT, job, token, Status.FAILED, error_code=code, error=detail, error_file=file.name
-        )
+            log.warning("job %s: hosting %s failed (%s), retry %d", job.id, file.id, detail, errors)
+            return Stay(backoff_ms(errors), {"errors": errors, "last_error": f"{file.name}: {detail}"})
+        log.warning("job %s: cannot host %s: %s %s", job.id, file.id, code, detail)
+        return finish(Status.FAILED, error_code=code, error=detail, error_file=file.name)
 
-    async def _slack_setback(self, lane: Lane, job: Job, token: str, exc: Exception) -> None:
-        """Put the job back after Slack said "not now" (429), "maybe" (unclear outcome) or "no"."""
-        fields: dict[str, object] = {}
+    async def _post_slot(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
+        """None when the job may make its provider POST now. Otherwise it has a slot reserved for later and
+        stays until then; when it comes back it uses that slot (once) without asking again."""
+        if job.post_slot_ms:
+            if now_ms < job.post_slot_ms:  # early (claimed by a tick): wait on
+                return Stay(job.post_slot_ms - now_ms)
+            slot_ms, job.post_slot_ms = job.post_slot_ms, 0
+            await self.store.update(Lane.SUBMIT, job.id, token, {"post_slot_ms": 0})  # used up
+            if now_ms - slot_ms <= SLOT_STALE_MS:
+                return None
+            # Back long after its slot (a restart, a backlog): that slot is past, take a new one.
+        wait_ms = await provisions.limiter.acquire()
+        if wait_ms == 0:
+            return None
+        # Our turn has not come: wait in line, in the order the slots were handed out.
+        return Stay(wait_ms, {"post_slot_ms": now_ms + wait_ms})
+
+    def _slack_setback(self, job: Job, exc: Exception) -> Stay:
+        """Come back after Slack said "not now" (429), "maybe" (unclear outcome) or "no"."""
         if isinstance(exc, SlackRetryLater):
-            delay = int(exc.delay_s * 1000)
-        elif isinstance(exc, SlackAmbiguous):
+            return Stay(int(exc.delay_s * 1000))
+        if isinstance(exc, SlackAmbiguous):
             log.warning("job %s: Slack post outcome unclear (%s); will look before posting", job.id, exc)
-            delay = int(exc.settle_s * 1000)
-        else:  # a refusal an admin may still fix (token, scopes): back off, keep trying
-            errors = job.errors + 1
-            log.error("job %s: Slack refused a post (%s), attempt %d", job.id, exc, errors)
-            delay = backoff_ms(errors, cap_ms=300_000)
-            fields = {"errors": errors, "last_error": f"Slack: {exc}"}
-        await self.store.reschedule(lane, job.id, token, delay, fields)
+            return Stay(int(exc.settle_s * 1000))
+        # A refusal an admin may still fix (token, scopes): back off, keep trying.
+        errors = job.errors + 1
+        log.error("job %s: Slack refused a post (%s), attempt %d", job.id, exc, errors)
+        return Stay(backoff_ms(errors, cap_ms=300_000), {"errors": errors, "last_error": f"Slack: {exc}"})
 
-    async def _find_earlier_create(self, job: Job) -> LipSyncTask | None:
+    async def _find_earlier_create(self, job: Job, provider: Provider, order: Order) -> Task | None:
         """After a create whose answer we never got, adopt the task it made instead of paying twice."""
-        task = await self.jogg.find_lip_sync(job.video_url, job.audio_url, job.playback_type)
+        task = await provider.find(order)
         if task is None:
             return None
         ours = task.created_at is None or task.created_at >= job.created_ms / 1000 - CLOCK_SKEW_S
-        if task.status == "failed" and not ours:
+        if task.state is TaskState.FAILED and not ours:
             return None  # an old failure with the same inputs: try afresh
-        log.info("job %s: adopting JoggAI task %s found by lookup", job.id, task.task_id)
+        log.info("job %s: adopting %s task %s found by lookup", job.id, provider.label, task.id)
         return task
 
-    async def _last_look(self, job: Job) -> dict[str, object]:
-        """A job that times out while its create is in doubt looks once more, so that a task JoggAI
+    async def _last_look(self, job: Job, provider: Provider) -> dict[str, object]:
+        """A job that times out while its create is in doubt looks once more, so that a task the provider
         made (and charged for) is named in the reply instead of left unknown."""
-        if job.submit_state is not PostState.ATTEMPTED:
+        if job.submit_state is not PostState.ATTEMPTED or provider.recovery is not Recovery.LOOKUP:
             return {}
         try:
-            task = await self._find_earlier_create(job)
-        except JoggError:
+            task = await self._find_earlier_create(job, provider, self._order(job, provider))
+        except ProviderError:
             return {}
-        return {"task_id": task.task_id} if task else {}
+        return {"task_id": task.id} if task else {}
 
-    async def _create_settled(self, job: Job, token: str, now_ms: int) -> bool:
-        """True when the last create, whose answer was lost, has had time to land and the lookup just
+    def _create_unsettled(self, job: Job, now_ms: int) -> Stay | None:
+        """None when the last create, whose answer was lost, has had time to land and the lookup just
         found nothing: it was never made, and creating again is safe. Until then, never create: look
-        again a little later (the job is rescheduled) and adopt the task when it appears."""
+        again a little later and adopt the task when it appears."""
         attempt_ms = job.submit_attempt_ms or now_ms  # a job marked before attempt times were kept
         settled_ms = attempt_ms + self.timing.create_settle_ms
         if now_ms >= settled_ms:
             waited_s = (now_ms - attempt_ms) // 1000
-            log.warning("job %s: no JoggAI task %d s after the lost create; creating again", job.id, waited_s)
-            return True
+            log.warning("job %s: no task %d s after the lost create; creating again", job.id, waited_s)
+            return None
         lookups = job.submit_lookups + 1
         delay = min(settled_ms - now_ms, backoff_ms(lookups, SETTLE_LOOKUP_BASE_MS, SETTLE_LOOKUP_CAP_MS))
-        log.info("job %s: no JoggAI task yet for the lost create; looking again in %d ms", job.id, delay)
-        fields = {"submit_attempt_ms": attempt_ms, "submit_lookups": lookups}
-        await self.store.reschedule(Lane.SUBMIT, job.id, token, delay, fields)
-        return False
+        log.info("job %s: no task yet for the lost create; looking again in %d ms", job.id, delay)
+        return Stay(delay, {"submit_attempt_ms": attempt_ms, "submit_lookups": lookups})
 
-    async def _submit_failed(self, job: Job, token: str, exc: JoggError, create_in_doubt: bool) -> None:
-        # A create that may have happened keeps the marker, so the next attempt recovers it by lookup.
-        # A clear refusal removes it: that create was not made, and any earlier one had settled.
+    def _submit_failed(self, job: Job, exc: ProviderError, create_in_doubt: bool) -> Decision:
+        # A create that may have happened keeps the marker, so the next attempt recovers it. A clear
+        # refusal removes it: that create was not made, and any earlier one had settled.
         marker = PostState.ATTEMPTED if create_in_doubt else ""
-        if exc.kind is ErrorKind.RATE_LIMITED:
-            log.info("job %s: JoggAI rate limit; waiting", job.id)
-            delay = 5000 + random.randint(0, 10_000)
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, delay, {"submit_state": marker})
-        elif exc.kind is ErrorKind.TRANSIENT and job.errors + 1 < MAX_SUBMIT_ERRORS:
+        if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY):
+            log.info("job %s: provider says not now (%s); waiting", job.id, exc.kind)
+            return Stay(not_now_ms(), {"submit_state": marker})
+        if exc.kind is ErrorKind.TRANSIENT and job.errors + 1 < MAX_SUBMIT_ERRORS:
             errors = job.errors + 1
             log.warning("job %s: submit failed (%s), retry %d", job.id, exc, errors)
             fields = {"errors": errors, "last_error": str(exc), "submit_state": marker}
-            await self.store.reschedule(Lane.SUBMIT, job.id, token, backoff_ms(errors), fields)
-        else:
-            log.warning("job %s: submit failed for good: %s", job.id, exc)
-            await self._finish(
-                Lane.SUBMIT,
-                job,
-                token,
-                Status.FAILED,
-                error_code=str(exc.code or ""),
-                error=exc.message,
-                submit_state=marker,
-            )
+            return Stay(backoff_ms(errors), fields)
+        log.warning("job %s: submit failed for good: %s", job.id, exc)
+        code = SUBMIT_UNKNOWN if create_in_doubt and self._cannot_reconcile(job) else exc.code
+        return finish(Status.FAILED, error_code=code, error=exc.message, submit_state=marker)
+
+    def _cannot_reconcile(self, job: Job) -> bool:
+        provisions = self.providers.get(job.provider)
+        return provisions is not None and provisions.provider.recovery is Recovery.NONE
 
     # ------------------------------------------------------------------- poll
 
-    async def poll(self, job: Job, token: str, now_ms: int) -> None:
+    async def poll(self, job: Job, token: str, now_ms: int) -> Decision:
         """Reads only POLL_FIELDS of the job: the worker claims poll jobs with just those."""
+        provisions = self.providers.get(job.provider)
+        if provisions is None:
+            return finish(Status.FAILED, error_code=PROVIDER_OFF)
         if self._expired(job, now_ms):
-            await self._finish(Lane.POLL, job, token, Status.TIMED_OUT, error_code="timeout")
-            return
+            return finish(Status.TIMED_OUT, error_code="timeout")
+        provider = provisions.provider
         try:
-            task = await self.jogg.get_lip_sync(job.task_id)
-        except JoggError as exc:
-            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT):
-                await self._finish(
-                    Lane.POLL, job, token, Status.FAILED, error_code=str(exc.code or ""), error=exc.message
-                )
-                return
+            task = await provider.get(job.task_id)
+        except ProviderError as exc:
+            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
+                return finish(Status.FAILED, error_code=exc.code, error=exc.message)
             errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
             log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
             delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
-            await self.store.reschedule(
-                Lane.POLL, job.id, token, delay, {"errors": errors, "last_error": str(exc)}
-            )
-            return
-        if task.status == "success":
-            await self._finish(
-                Lane.POLL,
-                job,
-                token,
+            return Stay(delay, {"errors": errors, "last_error": str(exc)})
+        polls = job.polls + 1
+        if task.state is TaskState.SUCCEEDED:
+            cost = provider.cost(task, job.model)
+            return finish(
                 Status.SUCCEEDED,
                 result_url=task.result_url,
                 cover_url=task.cover_url,
-                duration_s=task.duration_seconds or "0",
-                polls=job.polls + 1,
+                duration_s=task.duration_s,
+                cost=f"{cost.amount:f}" if cost else "",
+                cost_unit=cost.unit if cost else "",
+                took_ms=now_ms - job.created_ms,
+                polls=polls,
             )
-        elif task.status == "failed":
-            await self._finish(
-                Lane.POLL, job, token, Status.FAILED, error=task.error_message, polls=job.polls + 1
-            )
-        else:
-            delay = self.timing.poll_delay_ms(job, now_ms)
-            await self.store.reschedule(
-                Lane.POLL, job.id, token, delay, {"polls": job.polls + 1, "errors": 0}
-            )
-
-    async def _finish(self, lane: Lane, job: Job, token: str, status: Status, **fields: object) -> None:
-        """End the job and queue its one reply, in a single atomic step."""
-        log.info("job %s: %s", job.id, status)
-        await self.store.move(
-            lane, Lane.SEND, job.id, token, fields={"status": status, "errors": 0, **fields}
-        )
+        if task.state is TaskState.FAILED:
+            return finish(Status.FAILED, error=task.error, error_code=task.error_code, polls=polls)
+        return Stay(self.timing.poll_delay_ms(job, now_ms), {"polls": polls, "errors": 0})
 
     # ------------------------------------------------------------------- send
 
-    async def send(self, job: Job, token: str, now_ms: int) -> None:
+    async def send(self, job: Job, token: str, now_ms: int) -> Decision:
+        provisions = self.providers.get(job.provider)
+        if provisions is not None and provisions.seats is not None:
+            await provisions.seats.release(job.id)  # the task is over (or was never made)
+        provider = provisions.provider if provisions else None
         if job.parent_state is not PostState.POSTED:
             # The job ended before its message existed: answer privately instead.
-            await self.slack.respond(job.response_url, messages.result(job))
-            await self.store.finish(Lane.SEND, job.id, token, {"reply_state": PostState.SKIPPED})
-            return
+            await self.slack.respond(job.response_url, messages.result(job, provider))
+            return Done({"reply_state": PostState.SKIPPED})
         try:
-            await self.slack.post_once(
+            await self._post_once(
                 job,
                 "reply",
                 Lane.SEND,
                 token,
                 job.channel,
                 job.parent_ts,
-                lambda rich: messages.result(job, with_cover=rich),
+                lambda rich: messages.result(job, provider, with_cover=rich),
             )
         except SlackUnreachable as exc:
             log.warning("job %s: cannot reply in %s (%s)", job.id, job.channel, exc)
-            await self.slack.respond(job.response_url, messages.result(job))
-            await self.store.finish(Lane.SEND, job.id, token, {"reply_state": PostState.SKIPPED})
-            return
+            await self.slack.respond(job.response_url, messages.result(job, provider))
+            return Done({"reply_state": PostState.SKIPPED})
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             if isinstance(exc, SlackFailed) and job.errors + 1 >= MAX_SEND_ERRORS:
                 log.error("job %s: giving up on the reply after %d refusals", job.id, MAX_SEND_ERRORS)
-                await self.store.finish(Lane.SEND, job.id, token, {"last_error": f"Slack: {exc}"})
-            else:
-                await self._slack_setback(Lane.SEND, job, token, exc)
-            return
+                return Done({"last_error": f"Slack: {exc}"})
+            return self._slack_setback(job, exc)
         if job.source is Source.COMMAND:
-            await self.slack.update(job.channel, job.parent_ts, messages.parent(job))
-        else:
+            await self.slack.update(
+                job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
+            )
+        elif job.source is Source.FILES:
             await self._react_when_group_done(job)
-        await self.store.finish(Lane.SEND, job.id, token)
+        else:
+            return await self._summary_when_group_done(job, token)
+        return Done()
 
     async def _react_when_group_done(self, job: Job) -> None:
         """Swap the "working" reaction for the outcome once every job of the message has answered."""
-        statuses = await self.store.group_done(job.group, job.id, job.status)
+        entries, _ = await self.store.group_done(job.group, job.id, job.status, job.group_size)
+        statuses = list(entries.values())
         if len(statuses) < job.group_size:
             return
         channel, ts = job.channel, job.source_ts
@@ -437,3 +528,96 @@ class Pipeline:
         if any(status != Status.SUCCEEDED for status in statuses):
             await self.slack.react(channel, ts, messages.REACTION_FAILED)
         await self.slack.react(channel, ts, messages.REACTION_WORKING, remove=True)
+
+    async def _summary_when_group_done(self, job: Job, token: str) -> Decision:
+        """The job that completes a compare posts its summary table (once), then marks the message done."""
+        entry = messages.CompareEntry(
+            provider=self._label(job.provider),
+            model=job.model,
+            status=job.status,
+            took_ms=job.took_ms,
+            duration_s=job.duration_s,
+            cost=job.cost,
+            cost_unit=job.cost_unit,
+            result_url=job.result_url,
+            order=job.id,
+        )
+        entries, owner = await self.store.group_done(
+            job.group, job.id, json.dumps(entry.__dict__), job.group_size
+        )
+        if owner != job.id:
+            return Done()
+        rows = sorted(
+            (messages.CompareEntry(**json.loads(v)) for v in entries.values()), key=lambda e: e.order
+        )
+        try:
+            await self._post_once(
+                job,
+                "summary",
+                Lane.SEND,
+                token,
+                job.channel,
+                job.parent_ts,
+                lambda _: messages.compare_summary(rows),
+            )
+        except SlackUnreachable:
+            return Done()
+        except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
+            return self._slack_setback(job, exc)
+        labels = [row.provider for row in rows]
+        await self.slack.update(job.channel, job.parent_ts, messages.compare_parent(job, labels, done=True))
+        return Done()
+
+    def _label(self, name: str) -> str:
+        provisions = self.providers.get(name)
+        return provisions.provider.label if provisions else name
+
+    # ------------------------------------------------------------ Slack posts
+
+    async def _post_once(
+        self,
+        job: Job,
+        kind: str,
+        lane: Lane,
+        token: str,
+        channel: str,
+        thread_ts: str | None,
+        build: Callable[[bool], Message],
+    ) -> str:
+        """Post this job's `kind` message unless it is already there; returns its ts.
+
+        `chat.postMessage` has no idempotency key, so before posting the job records `<kind>_state =
+        attempted`; whoever finds that marker later looks for the message (by its metadata) first.
+        A clear refusal removes the marker: nothing was posted."""
+        state = getattr(job, f"{kind}_state")
+        if state is PostState.POSTED:
+            return str(getattr(job, f"{kind}_ts"))
+        if state is PostState.ATTEMPTED:
+            since_ms = getattr(job, f"{kind}_attempt_ms")
+            found = await self.slack.find_posted(job.id, kind, channel, thread_ts, since_ms)
+            if found:
+                await self._record_post(job, lane, token, kind, PostState.POSTED, found)
+                return found
+        await self._record_post(job, lane, token, kind, PostState.ATTEMPTED)
+        try:
+            ts = await self.slack.post(job.id, kind, channel, thread_ts, build)
+        except (SlackRetryLater, SlackUnreachable, SlackFailed):
+            await self._record_post(job, lane, token, kind, PostState.NONE)
+            raise
+        await self._record_post(job, lane, token, kind, PostState.POSTED, ts)
+        return ts
+
+    async def _record_post(
+        self, job: Job, lane: Lane, token: str, kind: str, state: PostState, ts: str = ""
+    ) -> None:
+        fields: dict[str, object] = {f"{kind}_state": state.value}
+        if state is PostState.ATTEMPTED:
+            fields[f"{kind}_attempt_ms"] = NOW
+        if ts:
+            fields[f"{kind}_ts"] = ts
+        now = await self.store.update(lane, job.id, token, fields)
+        setattr(job, f"{kind}_state", state)
+        if state is PostState.ATTEMPTED:
+            setattr(job, f"{kind}_attempt_ms", now)
+        if ts:
+            setattr(job, f"{kind}_ts", ts)

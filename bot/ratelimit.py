@@ -1,9 +1,9 @@
-"""A sliding-window limiter shared by every bot process through Redis.
+"""Limits shared by every bot process through Redis: a sliding-window rate limiter and a seat count.
 
-JoggAI allows 20 POSTs per minute per API key (task creation and uploads together). A caller that gets a
-wait time holds a reserved slot: it puts its job back in its queue for that long and then posts, so excess
-work waits its turn in order, at one Redis call per job, instead of every waiting job asking again each
-time a slot frees.
+Each provider has its own limiter per API key (JoggAI: 20 POSTs per minute, creates and uploads together;
+sync.so and LipSync.dev: 60 creates per minute). A caller that gets a wait time holds a reserved slot: it
+puts its job back in its queue for that long and then posts, so excess work waits its turn in order, at
+one Redis call per job, instead of every waiting job asking again each time a slot frees.
 """
 
 from __future__ import annotations
@@ -53,3 +53,36 @@ class RateLimiter:
         (the caller comes back then and uses it without asking again)."""
         member = f"{self._me}:{next(self._ids)}"
         return int(await self._script(keys=[self.key], args=[self.limit, self.window_ms, member]))
+
+
+# KEYS: seats zset. ARGV: member, cap, stale_ms. A member holds a seat until released; seats older than
+# stale_ms (a job that vanished without releasing) are freed first. 1: seated (or already was), 0: full.
+_TAKE_SEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return 1
+"""
+
+
+class Seats:
+    """A cap on tasks running at once at one provider account (sync.so plans allow 1 to 15), shared by
+    every bot process. A job takes a seat before its create and gives it back when it ends; a job that
+    finds no seat waits in its queue instead of failing."""
+
+    def __init__(self, redis: Redis, name: str, cap: int, stale_ms: int) -> None:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        self.key = f"{PREFIX}:seats:{digest}"
+        self.cap = cap
+        self.stale_ms = stale_ms
+        self._redis = redis
+        self._script = redis.register_script(_TAKE_SEAT)
+
+    async def take(self, job_id: str) -> bool:
+        return bool(await self._script(keys=[self.key], args=[job_id, self.cap, self.stale_ms]))
+
+    async def release(self, job_id: str) -> None:
+        await self._redis.zrem(self.key, job_id)

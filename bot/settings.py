@@ -5,7 +5,10 @@ The upper-case names are a public interface (README, `.env.example`, deployments
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,8 +19,19 @@ WHERE_TO_GET = {
     "SLACK_APP_TOKEN": "api.slack.com/apps → your app → Basic Information → App-Level Tokens → "
     "Generate Token and Scopes, scope connections:write (xapp-…). This is Socket Mode, which needs no "
     "public URL; for HTTP mode set SLACK_SIGNING_SECRET instead (README, Socket Mode or HTTP mode)",
-    "JOGG_API_KEY": "app.jogg.ai → API → API Keys",
 }
+
+# Each provider is enabled by its key; any one is enough. In the order the default provider is chosen.
+PROVIDER_KEYS = {
+    "jogg": ("JOGG_API_KEY", "app.jogg.ai → API → API Keys"),
+    "sync": ("SYNC_API_KEY", "sync.so → Dashboard → API Keys"),
+    "lipsyncdev": ("LIPSYNCDEV_API_KEY", "lipsync.dev → Dashboard → API"),
+}
+NO_PROVIDER = "no provider"
+
+# sync.so bills per second of output by model and plan (providers.md §2.6): the top of each published
+# range, so a reply never understates; set SYNC_PRICES to your plan's ("lipsync-2=0.04,sync-3=0.107").
+DEFAULT_SYNC_PRICES = "lipsync-2=0.05,lipsync-2-pro=0.083,sync-3=0.133"
 
 
 MISSING_MARKER = "missing settings: "
@@ -32,20 +46,35 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None  # set → Socket Mode; unset → HTTP mode
     slack_api_url: str = "https://slack.com/api/"
-    jogg_api_key: SecretStr
+    # Providers: each is enabled by its key; at least one is needed.
+    jogg_api_key: SecretStr | None = None
     jogg_api_url: str = "https://api.jogg.ai"
+    sync_api_key: SecretStr | None = None
+    sync_api_url: str = "https://api.sync.so"
+    sync_model: str = "lipsync-2"
+    sync_prices: str = DEFAULT_SYNC_PRICES  # USD per second of output, per model
+    sync_max_concurrent: int = Field(default=0, ge=0)  # the plan's cap on running generations; 0 = none
+    sync_webhook_secret: SecretStr | None = None  # verifies Sync-Signature on webhook deliveries
+    lipsyncdev_api_key: SecretStr | None = None
+    lipsyncdev_api_url: str = "https://www.lipsync.dev/api"
+    lipsyncdev_video_enhance: int = Field(default=1, ge=0, le=1)
+    lipsyncdev_fps: Literal["25", "original"] = "25"
+    default_provider: Literal["jogg", "sync", "lipsyncdev"] | None = None  # unset: the first configured
+    # Where the bot is reachable from the internet (https): provider webhooks and the signed links that
+    # serve shared files to providers without an upload API. Unset: polling only, and no such links.
+    public_url: str | None = None
     redis_url: str | None = None  # unset → embedded redis-server under DATA_DIR
     data_dir: Path = Path("./data")
     port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port
     poll_interval_seconds: float = Field(default=5.0, gt=0)  # for fresh tasks; slower as they run long
     poll_max_interval_seconds: float = Field(default=30.0, gt=0)  # for tasks running 15 min or more
     job_timeout_seconds: float = Field(default=1800.0, gt=0)
-    max_file_mb: float = Field(default=500.0, gt=0)  # largest Slack file the bot re-hosts at JoggAI
+    max_file_mb: float = Field(default=500.0, gt=0)  # largest Slack file the bot passes to a provider
     max_jobs_per_message: int = Field(default=10, ge=1)  # dubs one message may start (Slack allows 10 files)
     # Advanced tuning; the defaults suit production.
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key
     lease_seconds: float = Field(default=60.0, gt=0)  # how long a crashed process holds a job
-    http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and JoggAI
+    http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and providers
     # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
     # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".
     create_settle_seconds: float = Field(default=120.0, gt=0)
@@ -71,10 +100,41 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value.upper()
 
-    @field_validator("jogg_api_url")
+    @field_validator("jogg_api_url", "sync_api_url", "lipsyncdev_api_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_https(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if not parts.hostname or (parts.scheme != "https" and not (parts.scheme == "http" and loopback)):
+            raise ValueError(
+                "must be an https:// address the internet can reach, e.g. https://bot.example.com"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must be a plain address without ?query or #fragment")
+        return value.rstrip("/")
+
+    @field_validator("default_provider", mode="before")
+    @classmethod
+    def _blank_default(cls, value: object) -> object:
+        return value.strip().lower() or None if isinstance(value, str) else value
+
+    @field_validator("sync_prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        parse_prices(value)
+        return value
+
+    @field_validator("jogg_api_key", "sync_api_key", "lipsyncdev_api_key", "sync_webhook_secret")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -99,17 +159,51 @@ class Settings(BaseSettings):
         if not isinstance(values, dict):
             return values
         present = {k.lower() for k, v in values.items() if v not in (None, "")}
-        required = ["slack_bot_token", "jogg_api_key"]
+        required = ["slack_bot_token"]
         if not present & {"slack_app_token", "slack_signing_secret"}:
-            required.insert(1, "slack_app_token")  # Socket Mode, the default; a signing secret means HTTP
+            required.append("slack_app_token")  # Socket Mode, the default; a signing secret means HTTP
         missing = [name.upper() for name in required if name not in present]
+        if not present & {key.lower() for key, _ in PROVIDER_KEYS.values()}:
+            missing.append(NO_PROVIDER)
         if missing:
             raise ValueError(MISSING_MARKER + ",".join(missing))
         return values
 
+    @model_validator(mode="after")
+    def _default_is_configured(self) -> Settings:
+        if self.default_provider and self.default_provider not in self.configured_providers:
+            key = PROVIDER_KEYS[self.default_provider][0]
+            raise ValueError(f"DEFAULT_PROVIDER is {self.default_provider}, but {key} is not set")
+        return self
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def configured_providers(self) -> list[str]:
+        """Providers with a key, in the order of PROVIDER_KEYS."""
+        keys = {"jogg": self.jogg_api_key, "sync": self.sync_api_key, "lipsyncdev": self.lipsyncdev_api_key}
+        return [name for name in PROVIDER_KEYS if keys[name] is not None]
+
+    @property
+    def chosen_default_provider(self) -> str:
+        return self.default_provider or self.configured_providers[0]
+
+
+def parse_prices(text: str) -> dict[str, Decimal]:
+    """ "lipsync-2=0.05,sync-3=0.133" → {model: USD per second}; ValueError naming what is wrong."""
+    prices: dict[str, Decimal] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, _, price = item.partition("=")
+        try:
+            value = Decimal(price.strip())
+        except ArithmeticError:
+            value = Decimal("NaN")
+        if not model.strip() or not value.is_finite() or value < 0:
+            raise ValueError(f"{item!r} is not model=price (USD per second), e.g. lipsync-2=0.05")
+        prices[model.strip()] = value
+    return prices
 
 
 class StartupError(Exception):
@@ -134,7 +228,11 @@ def describe_problems(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if message.startswith(MISSING_MARKER):
             for name in message.removeprefix(MISSING_MARKER).split(","):
-                lines.append(f"  {name} is not set. Get it at: {WHERE_TO_GET[name]}")
+                if name == NO_PROVIDER:
+                    lines.append("  No lip-sync provider is set up: set at least one of these keys.")
+                    lines += [f"    {key}: get it at {where}" for key, where in PROVIDER_KEYS.values()]
+                else:
+                    lines.append(f"  {name} is not set. Get it at: {WHERE_TO_GET[name]}")
         else:
             name = str(error["loc"][0]).upper() if error["loc"] else "settings"
             lines.append(f"  {name}: {message}")

@@ -21,8 +21,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot import messages
-from bot.file_share import SharedMessage, partner_in_thread, plan_jobs, playback_type_in
-from bot.intake import Intake
+from bot.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
+from bot.intake import Intake, OptionRefused
 from bot.jobs import Job
 from bot.messages import Message
 from bot.slack_files import MediaKind, SlackFile
@@ -215,8 +215,12 @@ class Shares:
             return Outcome(advice=messages.external_files(plan.external), advice_unasked=True)
         if plan.too_large:
             return Outcome(advice=messages.files_too_large(plan.too_large, limit), advice_unasked=True)
-        playback = playback_type_in(message.text, partner_text)
-        jobs = await self.intake.accept_files(message, plan.pairs, playback, share.response_url)
+        try:
+            jobs = await self.intake.accept_files(
+                message, plan.pairs, options_in(message.text, partner_text), share.response_url
+            )
+        except OptionRefused as refused:
+            return Outcome(advice=refused.message, advice_unasked=True)
         if jobs:
             await self.slack.react(message.channel, message.ts, messages.REACTION_WORKING)
         return Outcome(jobs=jobs, duplicate=not jobs)

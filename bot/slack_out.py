@@ -19,9 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.jobs import Job, PostState
 from bot.messages import Message
-from bot.store import NOW, JobStore, Lane
 
 log = logging.getLogger(__name__)
 
@@ -94,34 +92,22 @@ async def close_client(client: AsyncWebClient) -> None:
 
 
 class SlackOut:
-    def __init__(self, client: AsyncWebClient, store: JobStore) -> None:
-        self.client = client
-        self.store = store
+    """Slack I/O for jobs: posts and finds. It never writes job state; the pipeline records each post's
+    state around these calls (bot/pipeline.py `_post_once`)."""
 
-    async def post_once(
-        self,
-        job: Job,
-        kind: str,
-        lane: Lane,
-        token: str,
-        channel: str,
-        thread_ts: str | None,
-        build: Callable[[bool], Message],
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def post(
+        self, job_id: str, kind: str, channel: str, thread_ts: str | None, build: Callable[[bool], Message]
     ) -> str:
-        """Post `build(True)` unless this job's `kind` message is already there; returns its ts.
+        """Post `build(True)` with metadata naming the job and `kind`; returns its ts.
 
         `build(False)` is the fallback when Slack rejects the blocks (e.g. it cannot fetch an image).
+        Raises SlackAmbiguous when the post may have landed, and SlackRetryLater, SlackUnreachable or
+        SlackFailed when Slack clearly refused it (nothing was posted).
         """
-        state_field, ts_field, attempt_field = f"{kind}_state", f"{kind}_ts", f"{kind}_attempt_ms"
-        if getattr(job, state_field) is PostState.POSTED:
-            return str(getattr(job, ts_field))
-        if getattr(job, state_field) is PostState.ATTEMPTED:
-            found = await self.find_posted(job, kind, channel, thread_ts, getattr(job, attempt_field))
-            if found:
-                await self._record(job, lane, token, kind, PostState.POSTED, ts=found)
-                return found
-        await self._record(job, lane, token, kind, PostState.ATTEMPTED)
-        metadata = {"event_type": METADATA_EVENT, "event_payload": {"job_id": job.id, "kind": kind}}
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"job_id": job_id, "kind": kind}}
         message = build(True)
         for rich in (True, False):
             try:
@@ -134,24 +120,21 @@ class SlackOut:
                     unfurl_links=False,
                     unfurl_media=False,
                 )
-                break
+                return str(response["ts"])
             except SlackApiError as exc:
-                error = _error(exc)
-                if rich and error == "invalid_blocks":
-                    log.warning("job %s: Slack rejected the blocks (%s); posting without images", job.id, exc)
+                if rich and _error(exc) == "invalid_blocks":
+                    log.warning("job %s: Slack rejected the blocks (%s); posting without images", job_id, exc)
                     message = build(False)
                     continue
-                await self._raise_for(job, lane, token, kind, exc)
+                raise _classify(exc) from exc
             except NETWORK_ERRORS as exc:
                 # No answer: the request may still be in flight; look only after it surely ended.
                 settle = float(self.client.timeout) + 2
                 raise SlackAmbiguous(f"{type(exc).__name__}: {exc}", settle_s=settle) from exc
-        ts = str(response["ts"])
-        await self._record(job, lane, token, kind, PostState.POSTED, ts=ts)
-        return ts
+        raise AssertionError("unreachable")
 
     async def find_posted(
-        self, job: Job, kind: str, channel: str, thread_ts: str | None, since_ms: int
+        self, job_id: str, kind: str, channel: str, thread_ts: str | None, since_ms: int
     ) -> str | None:
         """The ts of this job's `kind` message if Slack has it (message metadata carries the job id).
 
@@ -183,19 +166,19 @@ class SlackOut:
                 if _status(exc) == 429 or _status(exc) >= 500:
                     raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
                 # Without history access we cannot check; posting again risks a duplicate but never a loss.
-                log.warning("job %s: cannot check for an earlier post (%s); posting", job.id, _error(exc))
+                log.warning("job %s: cannot check for an earlier post (%s); posting", job_id, _error(exc))
                 return None
             except NETWORK_ERRORS as exc:
                 raise SlackAmbiguous(f"cannot check the thread yet: {exc}") from exc
             for message in page.get("messages") or []:
                 payload = (message.get("metadata") or {}).get("event_payload") or {}
-                if payload.get("job_id") == job.id and payload.get("kind") == kind:
+                if payload.get("job_id") == job_id and payload.get("kind") == kind:
                     return str(message["ts"])
             cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return None
         # Thousands of messages in the post's own window: give up checking rather than read forever.
-        log.warning("job %s: over %d pages to check for an earlier post; posting again", job.id, MAX_PAGES)
+        log.warning("job %s: over %d pages to check for an earlier post; posting again", job_id, MAX_PAGES)
         return None
 
     async def _join(self, channel: str) -> bool:
@@ -315,32 +298,17 @@ class SlackOut:
             log.warning("response_url post failed: HTTP %s %s", response.status_code, response.body[:200])
         return response.status_code < 300
 
-    async def _record(
-        self, job: Job, lane: Lane, token: str, kind: str, state: PostState, ts: str = ""
-    ) -> None:
-        fields: dict[str, object] = {f"{kind}_state": state.value}
-        if state is PostState.ATTEMPTED:
-            fields[f"{kind}_attempt_ms"] = NOW
-        if ts:
-            fields[f"{kind}_ts"] = ts
-        now = await self.store.update(lane, job.id, token, fields)
-        setattr(job, f"{kind}_state", state)
-        if state is PostState.ATTEMPTED:
-            setattr(job, f"{kind}_attempt_ms", now)
-        if ts:
-            setattr(job, f"{kind}_ts", ts)
 
-    async def _raise_for(self, job: Job, lane: Lane, token: str, kind: str, exc: SlackApiError) -> None:
-        error, status = _error(exc), _status(exc)
-        if status >= 500 or error in AMBIGUOUS:
-            raise SlackAmbiguous(error or f"HTTP {status}") from exc
-        # Everything else is a clear refusal: nothing was posted, so drop the marker.
-        await self._record(job, lane, token, kind, PostState.NONE)
-        if status == 429 or error == "ratelimited":
-            raise SlackRetryLater(_retry_after(exc)) from exc
-        if error in UNREACHABLE:
-            raise SlackUnreachable(error) from exc
-        raise SlackFailed(error or f"HTTP {status}") from exc
+def _classify(exc: SlackApiError) -> Exception:
+    """What a Slack error answer to a post means: maybe posted, not now, nowhere to post, or refused."""
+    error, status = _error(exc), _status(exc)
+    if status >= 500 or error in AMBIGUOUS:
+        return SlackAmbiguous(error or f"HTTP {status}")
+    if status == 429 or error == "ratelimited":
+        return SlackRetryLater(_retry_after(exc))
+    if error in UNREACHABLE:
+        return SlackUnreachable(error)
+    return SlackFailed(error or f"HTTP {status}")
 
 
 def _error(exc: SlackApiError) -> str:

@@ -213,12 +213,32 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: group hash. ARGV: job id, final status, ttl_s. Returns every member's final status so far.
+# KEYS: group hash, group owner. ARGV: job id, what it ended with, ttl_s, group size. Records the member
+# and returns {owner or false, id, value, id, value...}: the owner is the first member to see the group
+# complete (it posts what follows, once; a retry of its step finds itself the owner again).
 _GROUP_DONE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return redis.call('HVALS', KEYS[1])
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', tonumber(ARGV[3]))
+end
+local out = {redis.call('GET', KEYS[2])}
+for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do table.insert(out, v) end
+return out
 """
+
+# KEYS: poll queue, poll lease. ARGV: job id. A webhook said the job's task is done: make its next poll
+# due now, unless it is being polled right now (leased) or is not waiting in the poll lane at all.
+_NUDGE = (
+    _NOW_MS
+    + """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due then return 0 end
+if tonumber(due) > now then redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1]) end
+return 1
+"""
+)
 
 # KEYS: inbox queue, item. ARGV: key, payload, ttl_s, grace_ms. A Slack delivery that leads to jobs, kept
 # until it has been processed; a second delivery of the same thing while the first is pending changes nothing.
@@ -315,6 +335,7 @@ class JobStore:
         self._update = redis.register_script(_UPDATE)
         self._extend = redis.register_script(_EXTEND)
         self._group_done = redis.register_script(_GROUP_DONE)
+        self._nudge = redis.register_script(_NUDGE)
         self._unlock = redis.register_script(_UNLOCK)
         self._stash = redis.register_script(_STASH)
         # Told (lane, delay in ms) each time this process queues a job in a lane, so that its worker
@@ -459,12 +480,38 @@ class JobStore:
         """True the first time `key` is marked (across processes and restarts), False afterwards."""
         return bool(await self.redis.set(f"{PREFIX}:seen:{key}", 1, nx=True, ex=ttl_s))
 
-    async def group_done(self, group: str, job_id: str, status: str) -> list[str]:
-        """Record a job of a group (the jobs from one Slack message) as ended; the statuses so far."""
+    async def group_done(self, group: str, job_id: str, value: str, size: int) -> tuple[dict[str, str], str]:
+        """Record a job of a group (the jobs from one Slack message, or one compare) as ended with `value`.
+        Returns every member's value so far, and the owner: the first job that saw the group complete
+        ("" while it is not)."""
         raw = await self._group_done(
-            keys=[f"{PREFIX}:group:{group}"], args=[job_id, status, FINISHED_JOB_TTL_SECONDS]
+            keys=[f"{PREFIX}:group:{group}", f"{PREFIX}:group:{group}:owner"],
+            args=[job_id, value, FINISHED_JOB_TTL_SECONDS, size],
         )
-        return [_text(v) for v in raw]
+        owner, flat = raw[0], raw[1:]
+        entries = {_text(k): _text(v) for k, v in zip(flat[0::2], flat[1::2], strict=True)}
+        return entries, _text(owner) if owner else ""
+
+    async def get_fields(self, job_id: str, names: Sequence[str]) -> dict[str, str]:
+        """Some fields of a job, read without a claim (those it has); {} when the job does not exist."""
+        values = await self.redis.hmget(job_key(job_id), list(names))
+        return {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
+
+    # Provider task id → job, for webhooks, which name the task only.
+
+    async def index_task(self, provider: str, task_id: str, job_id: str, ttl_ms: int) -> None:
+        await self.redis.set(_task_key(provider, task_id), job_id, px=ttl_ms + 3_600_000)
+
+    async def job_for_task(self, provider: str, task_id: str) -> str | None:
+        value = await self.redis.get(_task_key(provider, task_id))
+        return _text(value) if value else None
+
+    async def nudge_poll(self, job_id: str) -> bool:
+        """Make a polled job's next poll due now; False when it is not waiting in the poll lane."""
+        nudged = bool(await self._nudge(keys=[queue_key(Lane.POLL), lease_key(Lane.POLL)], args=[job_id]))
+        if nudged and self.on_queued is not None:
+            self.on_queued(Lane.POLL, 0)
+        return nudged
 
     # The inbox: Slack deliveries (shared files, shortcuts) stored before they are acknowledged, processed
     # right after the ack, and picked up again by any process's worker if that never finished.
@@ -503,14 +550,16 @@ class JobStore:
             pipe.delete(_inbox_item_key(key))
             await pipe.execute()
 
-    # Slack file id → JoggAI asset URL, so one video shared with three audio tracks is uploaded once.
+    # (provider, account, Slack file) → what the provider's upload returned, so one video shared with three
+    # audio tracks is uploaded once.
 
     async def asset_url(self, file_key: str) -> str | None:
         value = await self.redis.get(f"{PREFIX}:asset:{file_key}")
         return _text(value) if value else None
 
     async def save_asset(self, file_key: str, url: str) -> None:
-        # JoggAI calls assets permanent, but that is unconfirmed: a day covers one conversation.
+        # Providers' asset retention is unconfirmed (JoggAI calls assets permanent): a day covers one
+        # conversation.
         await self.redis.set(f"{PREFIX}:asset:{file_key}", url, ex=DEDUPE_TTL_SECONDS)
 
     async def lock(self, name: str, owner: str, ttl_ms: int) -> bool:
@@ -558,6 +607,10 @@ class JobStore:
 
 def _inbox_item_key(key: str) -> str:
     return f"{INBOX}:item:{key}"
+
+
+def _task_key(provider: str, task_id: str) -> str:
+    return f"{PREFIX}:task:{provider}:{task_id}"
 
 
 def _lock_key(name: str) -> str:

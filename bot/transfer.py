@@ -1,24 +1,26 @@
-"""Re-host one Slack file at JoggAI by streaming it: Slack download → JoggAI signed PUT, chunk by chunk.
+"""Stream one Slack file somewhere: to a provider's upload (`rehost`), or to whoever fetches the bot's
+signed media link (bot/media_links.py), chunk by chunk.
 
-Slack files are private (slack-platform.md §2.3), so JoggAI cannot fetch them; the bot downloads them with
-its token and uploads them through JoggAI's asset flow (providers.md §1.6). The bytes are never held in
-memory or on disk: each chunk read from Slack is written to the PUT before the next is read.
+Slack files are private (slack-platform.md §2.3), so no provider can fetch them; the bot downloads them
+with its token. The bytes are never held in memory or on disk: each chunk read from Slack is written on
+before the next is read.
 
-Order of work: open the Slack download and check it (status, type, first bytes, size) BEFORE asking JoggAI
-for an upload URL. A failed download then costs no JoggAI POST (20 per minute per key, §1.8), and the
-declared `file_size` is the download's real size even when Slack's file object said 0.
+Order of work: open the Slack download and check it (status, type, first bytes, size) BEFORE asking the
+provider for an upload URL. A failed download then costs no provider POST (JoggAI allows 20 per minute),
+and the declared size is the download's real size even when Slack's file object said 0.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
 
-from bot.jogg import JoggClient
+from bot.providers.base import Provider
 from bot.slack_files import SlackFile
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ PERMANENT_CODES = frozenset(
 
 
 class TransferError(Exception):
-    """A Slack-side reason the file cannot be re-hosted. JoggAI-side failures raise `JoggError` instead."""
+    """A Slack-side reason the file cannot be passed on. Provider-side failures raise ProviderError."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -78,18 +80,21 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or default
 
 
+@dataclass(frozen=True)
+class Download:
+    """A checked Slack download: exactly `size` bytes will come from `body` (or it raises)."""
+
+    size: int
+    content_type: str
+    body: AsyncIterator[bytes]
+
+
 class Transfer:
     def __init__(
-        self,
-        slack_token: SecretStr,
-        slack_api_url: str,
-        jogg: JoggClient,
-        max_bytes: int,
-        timeout_s: float = 10.0,
+        self, slack_token: SecretStr, slack_api_url: str, max_bytes: int, timeout_s: float = 10.0
     ) -> None:
         self._token = slack_token
         self._slack_api_url = slack_api_url
-        self._jogg = jogg
         self._max_bytes = max_bytes
         # Redirects are followed by hand: httpx drops Authorization on every cross-origin hop, but Slack
         # sends url_private to other Slack hosts (files-origin.slack.com) that need it, while any other
@@ -102,11 +107,20 @@ class Transfer:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def rehost(self, file: SlackFile) -> str:
-        """Copy `file` from Slack to JoggAI; returns the JoggAI asset_url.
+    async def rehost(self, file: SlackFile, provider: Provider) -> str:
+        """Copy `file` from Slack to `provider`; returns what its upload returned (an asset URL or id).
 
-        Raises TransferError for Slack-side problems and JoggError (from the JoggAI client) for JoggAI's.
+        Raises TransferError for Slack-side problems and ProviderError for the provider's.
         """
+        async with self.download(file) as download:
+            log.info("re-hosting Slack file %s (%d bytes) at %s", file.id, download.size, provider.label)
+            reference = await provider.upload(file.name, file.content_type, download.size, download.body)
+        log.info("re-hosted Slack file %s", file.id)
+        return reference
+
+    @asynccontextmanager
+    async def download(self, file: SlackFile) -> AsyncGenerator[Download, None]:
+        """Open `file`'s download from Slack and check it; raises TransferError when it is not the file."""
         if file.size > self._max_bytes:
             raise self._too_large(file.size)
         if file.external or not file.url or not is_slack_host(file.url, self._slack_api_url):
@@ -115,14 +129,10 @@ class Transfer:
         try:
             chunks = response.aiter_raw(CHUNK_BYTES)  # one iterator: a second aiter_raw() would refuse
             size, first = await self._check(response, chunks, file)
-            target = await self._jogg.request_upload(file.name, file.content_type, size)
-            log.info("re-hosting Slack file %s (%d bytes)", file.id, size)
             async with aclosing(_counted(first, chunks, size)) as body:
-                await self._jogg.put_asset(target.sign_url, file.content_type, size, body)
+                yield Download(size, file.content_type, body)
         finally:
             await response.aclose()
-        log.info("re-hosted Slack file %s", file.id)
-        return target.asset_url
 
     def _too_large(self, size: int) -> TransferError:
         detail = f"it is {_mb(size)} MB; the limit is {_mb(self._max_bytes)} MB"

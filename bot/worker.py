@@ -34,7 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.exceptions import RedisError
 
 from bot.jobs import Job, PostState, Status
-from bot.pipeline import POLL_FIELDS, Pipeline, backoff_ms
+from bot.pipeline import POLL_FIELDS, Decision, Done, Pipeline, Stay, backoff_ms, finish
 from bot.store import JobStore, Lane, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -281,15 +281,15 @@ class Worker:
     async def _after_bug(self, lane: Lane, job: Job, token: str) -> None:
         """A bug must not lose the job nor loop on it forever: retry a few times, then end it."""
         errors = job.errors + 1
+        decision: Decision
+        if errors < MAX_INTERNAL_ERRORS:
+            decision = Stay(backoff_ms(errors), {"errors": errors, "last_error": "internal error"})
+        elif lane is Lane.SEND:
+            decision = Done({"reply_state": PostState.SKIPPED})
+        else:
+            decision = finish(Status.FAILED, error_code="internal", error="internal error")
         try:
-            if errors < MAX_INTERNAL_ERRORS:
-                fields = {"errors": errors, "last_error": "internal error"}
-                await self.store.reschedule(lane, job.id, token, backoff_ms(errors), fields)
-            elif lane is Lane.SEND:
-                await self.store.finish(lane, job.id, token, {"reply_state": PostState.SKIPPED})
-            else:
-                fields = {"status": Status.FAILED, "error_code": "internal", "error": "internal error"}
-                await self.store.move(lane, Lane.SEND, job.id, token, fields=fields)
+            await self.pipeline.apply(lane, job.id, token, decision)
         except (LeaseLost, RedisError) as exc:
             log.warning("job %s: could not record the error: %s", job.id, exc)
 

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import messages
 from bot.command import InvalidCommand, parse_lipsync_text
-from bot.intake import Intake
+from bot.intake import Intake, OptionRefused
 from bot.messages import Message
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,22 @@ def lipsync_command(intake: Intake) -> Callable[..., Awaitable[None]]:
             await _ack_with(ack, messages.usage_error(exc.reason))
             return
         if request is None:
-            await _ack_with(ack, messages.usage())
+            await _ack_with(ack, intake.usage())
             return
         try:
-            job = await intake.accept_command(command, request)
+            jobs = await intake.accept_command(command, request)
+        except OptionRefused as refused:
+            await _ack_with(ack, refused.message)
+            return
         except RedisError as exc:
             log.error("cannot store a /lipsync job: %s", exc)
             await _ack_with(ack, messages.store_unavailable())
             return
         await ack()
-        if job is None:
+        if not jobs:
             log.info("duplicate delivery of a /lipsync command ignored")
-        else:
-            log.info("job %s queued for %s in %s", job.id, job.user, job.channel)
+        for job in jobs:
+            log.info("job %s queued for %s in %s (%s)", job.id, job.user, job.channel, job.provider)
 
     return handle
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis server, the fake Slack and JoggAI servers, and the bot itself."""
+"""Shared fixtures: a real Redis server, the fake Slack and provider servers, and the bot itself."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import redis
 from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from tests.fakes.jogg_api import FakeJogg
+from tests.fakes.lipsyncdev_api import FakeLipSyncDev
+from tests.fakes.sync_api import FakeSync
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotThread, free_port
 from tests.payloads import SIGNING_SECRET
@@ -46,6 +48,18 @@ def slack() -> Iterator[FakeSlack]:
 @pytest.fixture
 def jogg() -> Iterator[FakeJogg]:
     with FakeJogg() as server:
+        yield server
+
+
+@pytest.fixture
+def sync_api() -> Iterator[FakeSync]:
+    with FakeSync(webhook_secret="whsec_test") as server:
+        yield server
+
+
+@pytest.fixture
+def lipsyncdev_api() -> Iterator[FakeLipSyncDev]:
+    with FakeLipSyncDev() as server:
         yield server
 
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.cost import credits_for, format_credits
+from bot.providers.jogg import credits_for, format_credits
 
 # seconds → displayed credits. 17.5 and 35 are the cases a float computation gets wrong (0.15, 0.29).
 KNOWN = [

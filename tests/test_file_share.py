@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.file_share import SharedMessage, partner_in_thread, plan_jobs, playback_type_in
+from bot.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
 from bot.slack_files import MediaKind, SlackFile
 
 MB = 1_000_000
@@ -140,7 +140,24 @@ def test_files_over_the_limit_or_outside_slack_block_the_plan() -> None:
     ],
 )
 def test_playback_type_is_read_from_the_message_text(texts: tuple[str, ...], expected: str) -> None:
-    assert playback_type_in(*texts) == expected
+    assert options_in(*texts).playback_type == expected
+
+
+@pytest.mark.parametrize(
+    ("texts", "provider", "model"),
+    [
+        (("please lip sync this",), "", ""),  # "lip sync" is not the provider
+        (("dub it with sync, model=lipsync-2-pro",), "sync", "lipsync-2-pro"),
+        (("*lipsyncdev* please", "jogg"), "lipsyncdev", ""),  # the message's own words come first
+        (("", "try `jogg`"), "jogg", ""),
+        (("model=$(rm -rf)",), "", ""),  # not a model name
+    ],
+)
+def test_provider_and_model_are_read_from_the_message_text(
+    texts: tuple[str, ...], provider: str, model: str
+) -> None:
+    options = options_in(*texts)
+    assert (options.provider, options.model) == (provider, model)
 
 
 def test_the_newest_earlier_file_of_the_missing_kind_in_the_thread_is_the_partner() -> None:

@@ -385,7 +385,7 @@ def test_an_oversized_file_gets_a_clear_message_and_nothing_is_uploaded(
     [advice] = replies(slack, shared.ts, 1)
     assert "talk.mp4" in advice["text"] and "0.3 MB" in advice["text"] and "0.2 MB" in advice["text"]
     time.sleep(0.3)
-    assert slack.downloads == [] and jogg.uploads == [] and jogg.requests == []
+    assert slack.downloads == [] and jogg.uploads == [] and jogg.work_requests == []
     assert len(slack.replies(CHANNEL, shared.ts)) == 1
 
 

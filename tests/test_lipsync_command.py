@@ -278,7 +278,7 @@ def test_bad_input_is_refused_privately_and_changes_nothing(
     assert "/lipsync &lt;video_url&gt; &lt;audio_url&gt;" in answer["text"]  # and how to do it right
     time.sleep(0.3)
     assert slack.calls_to("chat.postMessage") == []
-    assert jogg.requests == []
+    assert jogg.work_requests == []
     assert redis_client.keys("{lip}:job:*") == []
 
 
@@ -287,7 +287,7 @@ def test_help_shows_usage_privately(bot: BotThread, slack: FakeSlack, jogg: Fake
     answer = bot.command(text, response_url=slack.response_url("h")).json()
     assert answer["response_type"] == "ephemeral"
     assert "normal_reverse_by_audio" in answer["text"] and "Example" in answer["text"]
-    assert jogg.requests == []
+    assert jogg.work_requests == []
 
 
 # --------------------------------------------------------------------------------------------- signatures
@@ -302,7 +302,7 @@ def test_forged_signature_is_refused(bot: BotThread, slack: FakeSlack, jogg: Fak
     response = _post(bot, body, signed_headers(body, secret="not-the-secret"))
     assert response.status_code == 401
     time.sleep(0.3)
-    assert jogg.requests == [] and slack.calls_to("chat.postMessage") == []
+    assert jogg.work_requests == [] and slack.calls_to("chat.postMessage") == []
 
 
 def test_stale_timestamp_is_refused(bot: BotThread, slack: FakeSlack, jogg: FakeJogg) -> None:
@@ -310,7 +310,7 @@ def test_stale_timestamp_is_refused(bot: BotThread, slack: FakeSlack, jogg: Fake
     response = _post(bot, body, signed_headers(body, timestamp=int(time.time()) - 600))
     assert response.status_code == 401
     time.sleep(0.3)
-    assert jogg.requests == []
+    assert jogg.work_requests == []
 
 
 def test_tampered_body_is_refused(bot: BotThread, slack: FakeSlack, jogg: FakeJogg) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from slack_sdk.models.blocks import Block
 
 from bot import messages
@@ -21,6 +22,7 @@ from bot.command import InvalidCommand, parse_lipsync_text
 from bot.file_share import Plan
 from bot.jobs import Job, Source, Status
 from bot.messages import Message
+from bot.providers.jogg import JoggProvider
 from bot.slack_files import SlackFile
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
 from tests.fakes.server import wait_until
@@ -31,6 +33,7 @@ HOSTILE = "<!channel> <https://evil.example|click> &amp; *x* _y_ `z`"
 SHOWN = "&lt;!channel&gt;"  # how the hostile text must still be visible: escaped, not dropped
 HUGE = HOSTILE + " " + "&<>*_`~" * 1_500  # over 10,000 characters, most of them markup
 USER = "U0ALICE"
+JOGG = JoggProvider(SecretStr("jogg-key"))  # advice and the cost rule; never called over the network
 CHANNEL = "C0GENERAL"  # where tests/payloads.py's slash command comes from
 VIDEO = "https://cdn.example.com/talk.mp4"
 AUDIO = "https://cdn.example.com/voice-fr.mp3"
@@ -134,7 +137,43 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
         True,
     ),
     "failure provider text": ("result", lambda: messages.result(job(error=HUGE)), True),
-    "failure known code": ("result", lambda: messages.result(job(error_code="18020", error=HUGE)), True),
+    "failure known code": (
+        "result",
+        lambda: messages.result(job(error_code="18020", error=HUGE), JOGG),
+        True,
+    ),
+    "failure our own code": (
+        "result",
+        lambda: messages.result(job(error_code="submit_unknown", error=HUGE)),
+        True,
+    ),
+    "success at another provider": (
+        "result",
+        lambda: messages.result(
+            job(status=Status.SUCCEEDED, provider=HOSTILE, model=HOSTILE, cost=HOSTILE, cost_unit=HOSTILE),
+            JOGG,
+        ),
+        True,
+    ),
+    "usage with providers": ("usage", lambda: messages.usage([JOGG], "jogg"), False),
+    "option refused": ("option_refused", lambda: messages.option_refused(f"{HUGE} is wrong.", [JOGG]), True),
+    "compare parent": (
+        "compare_parent",
+        lambda: messages.compare_parent(job(user=HOSTILE), [HOSTILE] * 3),
+        True,
+    ),
+    "compare summary": (
+        "compare_summary",
+        lambda: messages.compare_summary(
+            [
+                messages.CompareEntry(
+                    HOSTILE, HOSTILE, status, 61_000, "12.5", HOSTILE, "USD", HOSTILE_URL, str(n)
+                )
+                for n, status in enumerate([Status.SUCCEEDED, Status.FAILED] * 10)
+            ]
+        ),
+        True,
+    ),
     "failure no reason": ("result", lambda: messages.result(job(task_id="")), False),
     "failure of a file": (
         "result",

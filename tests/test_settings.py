@@ -20,8 +20,16 @@ def test_missing_settings_are_named_with_where_to_get_them(tmp_path: Path) -> No
     result = run_bot({}, tmp_path)
     assert result.returncode == 2
     # The default path is Socket Mode (manifest.yml turns it on): the app token is what is asked for.
-    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "JOGG_API_KEY"):
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
         assert f"{name} is not set" in result.stderr
+    # Any one provider key is enough, and each is named with where to get it.
+    assert "No lip-sync provider is set up: set at least one of these keys." in result.stderr
+    for key, where in (
+        ("JOGG_API_KEY", "app.jogg.ai"),
+        ("SYNC_API_KEY", "sync.so"),
+        ("LIPSYNCDEV_API_KEY", "lipsync.dev"),
+    ):
+        assert f"{key}: get it at {where}" in result.stderr
     assert "App-Level Tokens" in result.stderr and "connections:write" in result.stderr
     assert "SLACK_SIGNING_SECRET is not set" not in result.stderr  # named only as the HTTP-mode option
     assert "api.slack.com/apps" in result.stderr and "Traceback" not in result.stderr
@@ -50,6 +58,17 @@ def test_settings_come_from_a_dotenv_file_and_wrong_tokens_are_named(tmp_path: P
     assert "SLACK_BOT_TOKEN" in result.stderr and "xoxb-" in result.stderr
     assert "xoxp-a-user-token" not in result.stderr  # a secret is never echoed
     assert "JOGG_API_KEY" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_one_provider_key_is_enough_and_a_bad_public_url_is_named(tmp_path: Path) -> None:
+    base = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SYNC_API_KEY": "k"}
+    result = run_bot({**base, "PUBLIC_URL": "http://bot.example.com", "PORT": "-1"}, tmp_path)
+    assert result.returncode == 2
+    assert "provider" not in result.stderr.lower()  # SYNC_API_KEY alone is enough
+    assert "PUBLIC_URL: must be an https:// address" in result.stderr
+    wrong_default = run_bot({**base, "DEFAULT_PROVIDER": "jogg"}, tmp_path)
+    assert "DEFAULT_PROVIDER is jogg, but JOGG_API_KEY is not set" in wrong_default.stderr
+    assert "Traceback" not in result.stderr + wrong_default.stderr
 
 
 def test_env_example_documents_every_setting() -> None:

@@ -42,7 +42,7 @@ def test_bad_input_over_socket_mode_is_answered_in_the_ack(
     ack = slack.wait_ack(slack.send_envelope("slash_commands", payload))
     assert ack["payload"]["response_type"] == "ephemeral"
     assert "audio" in ack["payload"]["text"].lower()
-    assert jogg.requests == []
+    assert jogg.work_requests == []
 
 
 def test_files_shared_over_socket_mode_are_dubbed_once_despite_a_retried_envelope(
@@ -73,4 +73,4 @@ def test_an_event_the_bot_has_no_listener_for_is_still_acked(
     event = {"type": "reaction_added", "user": "U0ALICE", "reaction": "tada", "item": {"type": "message"}}
     ack = slack.wait_ack(slack.send_envelope("events_api", slack.event_payload(event)))
     assert not ack.get("payload")
-    assert jogg.requests == [] and slack.calls_to("chat.postMessage") == []
+    assert jogg.work_requests == [] and slack.calls_to("chat.postMessage") == []

@@ -243,8 +243,12 @@ def test_advice_is_marked_once_and_groups_collect_their_outcomes(redis_url: str)
     async def body(store: JobStore) -> None:
         assert await store.mark_once("advice:C1:1.0")
         assert not await store.mark_once("advice:C1:1.0")
-        assert await store.group_done("C1:1.0", "j1", "succeeded") == ["succeeded"]
-        assert await store.group_done("C1:1.0", "j1", "succeeded") == ["succeeded"]  # a retried step
-        assert sorted(await store.group_done("C1:1.0", "j2", "failed")) == ["failed", "succeeded"]
+        assert await store.group_done("C1:1.0", "j1", "succeeded", 2) == ({"j1": "succeeded"}, "")
+        assert await store.group_done("C1:1.0", "j1", "succeeded", 2) == ({"j1": "succeeded"}, "")  # retried
+        entries, owner = await store.group_done("C1:1.0", "j2", "failed", 2)
+        assert entries == {"j1": "succeeded", "j2": "failed"} and owner == "j2"  # j2 completed the group
+        # Whoever asks again (a retried step of either job) learns the same owner: one summary only.
+        assert (await store.group_done("C1:1.0", "j1", "succeeded", 2))[1] == "j2"
+        assert (await store.group_done("C1:1.0", "j2", "failed", 2))[1] == "j2"
 
     run(_with_store(redis_url, body))

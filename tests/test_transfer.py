@@ -1,4 +1,4 @@
-"""Re-hosting a Slack file at JoggAI, against the fake Slack and the fake JoggAI over real HTTP."""
+"""Re-hosting a Slack file at a provider (JoggAI here), against the fake Slack and the fake JoggAI over real HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.jogg import ErrorKind, JoggClient, JoggError
+from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.jogg import JoggProvider
 from bot.slack_files import SlackFile
 from bot.transfer import Transfer, TransferError, is_slack_host
 from tests.fakes.jogg_api import FakeJogg, Fault
@@ -33,16 +34,15 @@ def rehost(
     timeout_s: float = 10.0,
 ) -> str:
     async def go() -> str:
-        client = JoggClient(jogg.base_url, SecretStr(jogg.api_key))
+        client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)
         transfer = Transfer(
             SecretStr(token or slack.bot_token),
             slack_api_url or slack.api_url,
-            client,
             max_bytes=max_bytes,
             timeout_s=timeout_s,
         )
         try:
-            return await transfer.rehost(file)
+            return await transfer.rehost(file, client)
         finally:
             await transfer.aclose()
             await client.aclose()
@@ -316,7 +316,7 @@ def test_storage_errors_are_transient_joggai_errors(slack: FakeSlack, jogg: Fake
     jogg.inject("put", Fault("http", status=status))
     file = add_file(slack, content=os.urandom(50_000))
 
-    with pytest.raises(JoggError) as caught:
+    with pytest.raises(ProviderError) as caught:
         rehost(slack, jogg, file)
 
     assert caught.value.kind is ErrorKind.TRANSIENT
@@ -330,7 +330,7 @@ def test_storage_errors_are_transient_joggai_errors(slack: FakeSlack, jogg: Fake
     ("fault", "kind"),
     [
         (Fault("code", code=429), ErrorKind.RATE_LIMITED),
-        (Fault("code", code=18020), ErrorKind.PERMANENT),
+        (Fault("code", code=18020), ErrorKind.ADMIN),
         (Fault("malformed_json"), ErrorKind.TRANSIENT),
         (Fault("http", status=502), ErrorKind.TRANSIENT),
     ],
@@ -341,7 +341,7 @@ def test_upload_request_errors_are_classified_like_every_joggai_call(
     jogg.inject("upload", fault)
     file = add_file(slack, content=b"data")
 
-    with pytest.raises(JoggError) as caught:
+    with pytest.raises(ProviderError) as caught:
         rehost(slack, jogg, file)
 
     assert caught.value.kind is kind

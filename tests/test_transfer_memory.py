@@ -28,7 +28,7 @@ PATTERN = bytes(range(256)) * (MIB // 256)
 SCRIPT = """
 import asyncio, json, os, sys
 from pydantic import SecretStr
-from bot.jogg import JoggClient
+from bot.providers.jogg import JoggProvider
 from bot.slack_files import SlackFile
 from bot.transfer import Transfer
 
@@ -37,11 +37,11 @@ def hwm_kb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 async def main(cfg):
-    jogg = JoggClient(cfg["jogg_url"], SecretStr(cfg["jogg_key"]))
+    jogg = JoggProvider(SecretStr(cfg["jogg_key"]), cfg["jogg_url"])
     token = SecretStr(os.environ["TEST_SLACK_TOKEN"])
-    transfer = Transfer(token, cfg["slack_api_url"], jogg, cfg["max_bytes"])
+    transfer = Transfer(token, cfg["slack_api_url"], cfg["max_bytes"])
     try:
-        return await transfer.rehost(SlackFile(**cfg["file"]))
+        return await transfer.rehost(SlackFile(**cfg["file"]), jogg)
     finally:
         await transfer.aclose()
         await jogg.aclose()

@@ -201,6 +201,12 @@ class FakeJogg(BackgroundServer):
             for task_id in task_ids:
                 self.tasks[task_id] = Task(task_id, video_url, audio_url, "normal", chosen, created_at)
 
+    @property
+    def work_requests(self) -> list[RecordedRequest]:
+        """Requests other than the account check the bot makes once at start-up (whoami)."""
+        with self.lock:
+            return [r for r in self.requests if r.path != "/v2/user/whoami"]
+
     def task(self, task_id: str) -> Task:
         with self.lock:
             return self.tasks[task_id]

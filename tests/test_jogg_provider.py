@@ -1,4 +1,4 @@
-"""The JoggAI client against the test provider: every outcome becomes a value or a classified error."""
+"""The JoggAI provider against its stand-in: every outcome becomes a normalized task or a classified error."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.jogg import ErrorKind, JoggClient, JoggError, LipSyncTask
+from bot.providers.base import ErrorKind, Order, ProviderError, Task, TaskState
+from bot.providers.jogg import JoggProvider
 from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
 from tests.fakes.server import BackgroundServer
 from tests.harness import free_port
@@ -17,12 +18,12 @@ from tests.harness import free_port
 T = TypeVar("T")
 
 
-def call(jogg: FakeJogg, action: str, *args: str, key: str | None = None) -> LipSyncTask | None:
-    async def go() -> LipSyncTask | None:
-        client = JoggClient(jogg.base_url, SecretStr(key or jogg.api_key))
+def call(jogg: FakeJogg, action: str, *args: object, key: str | None = None) -> Task | None:
+    async def go() -> Task | None:
+        client = JoggProvider(SecretStr(key or jogg.api_key), jogg.base_url)
         try:
             method = getattr(client, action)
-            result: LipSyncTask | None = await method(*args)
+            result: Task | None = await method(*args)
             return result
         finally:
             await client.aclose()
@@ -30,33 +31,38 @@ def call(jogg: FakeJogg, action: str, *args: str, key: str | None = None) -> Lip
     return asyncio.run(go())
 
 
-INPUTS = ("https://cdn.example.com/v.mp4", "https://cdn.example.com/a.mp3", "normal")
+ORDER = Order("job1", "https://cdn.example.com/v.mp4", "https://cdn.example.com/a.mp3", "normal")
 
 
 def test_create_then_get_reads_the_nested_result_exactly(jogg: FakeJogg) -> None:
     jogg.default_outcome = Outcome("success", polls=0, duration_seconds=17.5)
-    created = call(jogg, "create_lip_sync", *INPUTS)
-    assert created is not None and created.status == "pending"
-    done = call(jogg, "get_lip_sync", created.task_id)
-    assert done is not None and done.status == "success"
-    assert done.result_url == jogg.result_url(created.task_id)
-    assert done.cover_url == jogg.cover_url(created.task_id)
-    assert done.duration_seconds == "17.5"  # as written on the wire, for the exact cost rule
+    created = call(jogg, "create", ORDER)
+    assert created is not None and created.state is TaskState.RUNNING
+    assert jogg.creates[0]["body"] == {
+        "video_url": ORDER.video,
+        "audio_url": ORDER.audio,
+        "playback_type": "normal",
+    }
+    done = call(jogg, "get", created.id)
+    assert done is not None and done.state is TaskState.SUCCEEDED
+    assert done.result_url == jogg.result_url(created.id)
+    assert done.cover_url == jogg.cover_url(created.id)
+    assert done.duration_s == "17.5"  # as written on the wire, for the exact cost rule
 
 
 def test_lookup_finds_the_task_for_the_same_inputs_or_none(jogg: FakeJogg) -> None:
-    assert call(jogg, "find_lip_sync", *INPUTS) is None
-    created = call(jogg, "create_lip_sync", *INPUTS)
-    found = call(jogg, "find_lip_sync", *INPUTS)
-    assert created is not None and found is not None and found.task_id == created.task_id
+    assert call(jogg, "find", ORDER) is None
+    created = call(jogg, "create", ORDER)
+    found = call(jogg, "find", ORDER)
+    assert created is not None and found is not None and found.id == created.id
 
 
 @pytest.mark.parametrize(
     ("fault", "kind", "ambiguous"),
     [
-        (Fault("code", code=10105), ErrorKind.PERMANENT, False),
-        (Fault("code", code=18020), ErrorKind.PERMANENT, False),
-        (Fault("code", code=18025), ErrorKind.PERMANENT, False),
+        (Fault("code", code=10105), ErrorKind.ADMIN, False),
+        (Fault("code", code=18020), ErrorKind.ADMIN, False),
+        (Fault("code", code=18025), ErrorKind.ADMIN, False),
         (Fault("code", code=40000), ErrorKind.PERMANENT, False),
         (Fault("code", code=429), ErrorKind.RATE_LIMITED, False),
         (Fault("code", code=50000), ErrorKind.TRANSIENT, False),
@@ -67,27 +73,39 @@ def test_lookup_finds_the_task_for_the_same_inputs_or_none(jogg: FakeJogg) -> No
 )
 def test_create_errors_are_classified(jogg: FakeJogg, fault: Fault, kind: ErrorKind, ambiguous: bool) -> None:
     jogg.inject("create", fault)
-    with pytest.raises(JoggError) as caught:
-        call(jogg, "create_lip_sync", *INPUTS)
+    with pytest.raises(ProviderError) as caught:
+        call(jogg, "create", ORDER)
     assert caught.value.kind is kind
     assert caught.value.ambiguous is ambiguous  # only unclear answers may hide a created task
 
 
-def test_wrong_api_key_is_permanent(jogg: FakeJogg) -> None:
-    with pytest.raises(JoggError) as caught:
-        call(jogg, "create_lip_sync", *INPUTS, key="wrong")
-    assert caught.value.kind is ErrorKind.PERMANENT and caught.value.code == 10105
+def test_wrong_api_key_is_for_the_admin_and_named_at_start(jogg: FakeJogg) -> None:
+    with pytest.raises(ProviderError) as caught:
+        call(jogg, "create", ORDER, key="wrong")
+    assert caught.value.kind is ErrorKind.ADMIN and caught.value.code == "10105"
+    provider = JoggProvider(SecretStr("wrong"), jogg.base_url)
+    assert "JOGG_API_KEY" in (provider.explain("10105") or "")
+
+    async def check(key: str) -> str | None:
+        client = JoggProvider(SecretStr(key), jogg.base_url)
+        try:
+            return await client.check_key()
+        finally:
+            await client.aclose()
+
+    assert "JOGG_API_KEY" in (asyncio.run(check("wrong")) or "")
+    assert asyncio.run(check(jogg.api_key)) is None
 
 
 def test_unknown_task_is_not_found(jogg: FakeJogg) -> None:
-    with pytest.raises(JoggError) as caught:
-        call(jogg, "get_lip_sync", "no-such-task")
+    with pytest.raises(ProviderError) as caught:
+        call(jogg, "get", "no-such-task")
     assert caught.value.kind is ErrorKind.NOT_FOUND
 
 
-def call_with(base_url: str, api_key: str, action: str, *args: str, timeout_s: float = 10.0) -> object:
+def call_with(base_url: str, api_key: str, action: str, *args: object, timeout_s: float = 10.0) -> object:
     async def go() -> object:
-        client = JoggClient(base_url, SecretStr(api_key), timeout_s)
+        client = JoggProvider(SecretStr(api_key), base_url, timeout_s)
         try:
             return await getattr(client, action)(*args)
         finally:
@@ -97,21 +115,21 @@ def call_with(base_url: str, api_key: str, action: str, *args: str, timeout_s: f
 
 
 def test_a_client_made_outside_an_event_loop_works_inside_one(jogg: FakeJogg) -> None:
-    client = JoggClient(jogg.base_url, SecretStr(jogg.api_key))  # as main.py may: no loop running yet
+    client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)  # as main.py does: no loop running yet
 
-    async def go() -> LipSyncTask:
+    async def go() -> Task:
         try:
-            return await client.create_lip_sync(*INPUTS)
+            return await client.create(ORDER)
         finally:
             await client.aclose()
 
-    assert asyncio.run(go()).status == "pending"
+    assert asyncio.run(go()).state is TaskState.RUNNING
 
 
 def test_a_refused_connection_is_not_ambiguous() -> None:
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(JoggError) as caught:
-        call_with(nobody, "key", "create_lip_sync", *INPUTS)
+    with pytest.raises(ProviderError) as caught:
+        call_with(nobody, "key", "create", ORDER)
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert caught.value.ambiguous is False  # nothing was sent: creating again cannot pay twice
 
@@ -120,13 +138,11 @@ def test_a_refused_connection_is_not_ambiguous() -> None:
 def test_no_answer_in_time_is_ambiguous_only_for_a_create(
     jogg: FakeJogg, endpoint: str, ambiguous: bool
 ) -> None:
-    created = call(jogg, "create_lip_sync", *INPUTS)
+    created = call(jogg, "create", ORDER)
     assert created is not None
     jogg.inject("create" if endpoint == "create" else "get", Fault("delay", delay=3, after=True))
-    action, args = (
-        ("create_lip_sync", INPUTS) if endpoint == "create" else ("get_lip_sync", (created.task_id,))
-    )
-    with pytest.raises(JoggError) as caught:
+    action, args = ("create", (ORDER,)) if endpoint == "create" else ("get", (created.id,))
+    with pytest.raises(ProviderError) as caught:
         call_with(jogg.base_url, jogg.api_key, action, *args, timeout_s=0.5)
     assert caught.value.kind is ErrorKind.TRANSIENT and "no answer" in caught.value.message
     assert caught.value.ambiguous is ambiguous
@@ -147,10 +163,10 @@ class Redirector(BackgroundServer):
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home(jogg: FakeJogg) -> None:
-    created = call(jogg, "create_lip_sync", *INPUTS)
+    created = call(jogg, "create", ORDER)
     assert created is not None
     seen_before = len(jogg.requests)
-    with Redirector(jogg.base_url) as redirector, pytest.raises(JoggError) as caught:
-        call_with(redirector.base_url, jogg.api_key, "get_lip_sync", created.task_id)
+    with Redirector(jogg.base_url) as redirector, pytest.raises(ProviderError) as caught:
+        call_with(redirector.base_url, jogg.api_key, "get", created.id)
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert len(jogg.requests) == seen_before  # the other host never saw the request (nor the key)

@@ -1,0 +1,279 @@
+"""JoggAI v2 lip-sync: the one place that knows JoggAI's wire format, errors, cost rule and uploads.
+
+Errors arrive as HTTP 200 with `code != 0` (providers.md §1.2); every outcome becomes a `Task` or a
+`ProviderError`. JoggAI has no idempotency key, but it can look a task up by its inputs (§1.5): after a
+create whose answer was lost, the pipeline adopts the task it finds (Recovery.LOOKUP). Uploads are POSTs
+and share the 20 POSTs/min limit with creates (§1.8).
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from decimal import ROUND_CEILING, Decimal
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import SecretStr
+
+from bot.providers.base import Cost, ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.providers.http import ApiSession, StorageUploader, is_http_url
+
+CREATE_PATH = "/v2/create_lip_sync_video"
+TASK_PATH = "/v2/lip_sync_video"
+UPLOAD_PATH = "/v2/upload/asset"
+WHOAMI_PATH = "/v2/user/whoami"
+
+PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
+
+# Business code → what it means for the bot (providers.md §1.2); msg from JoggAI is kept alongside.
+BUSINESS_CODES: dict[int, ErrorKind] = {
+    429: ErrorKind.RATE_LIMITED,
+    10104: ErrorKind.NOT_FOUND,
+    17003: ErrorKind.NOT_FOUND,  # the lookup endpoint's "no matching task" (official runner)
+    10105: ErrorKind.ADMIN,
+    18020: ErrorKind.ADMIN,
+    18025: ErrorKind.ADMIN,
+    40000: ErrorKind.PERMANENT,
+    50000: ErrorKind.TRANSIENT,
+}
+
+ADVICE = {
+    "10105": "The bot's JoggAI API key was refused. An admin needs to check `JOGG_API_KEY`.",
+    "18020": "The JoggAI account is out of credits. An admin needs to top it up, then you can try again.",
+    "18025": "The JoggAI account has no API access. An admin needs to enable it in JoggAI.",
+    "40000": "JoggAI rejected the request's parameters.",
+}
+
+_STATES = {
+    "pending": TaskState.RUNNING,
+    "processing": TaskState.RUNNING,
+    "success": TaskState.SUCCEEDED,
+    "failed": TaskState.FAILED,
+}
+
+
+class JoggProvider(Provider):
+    name = "jogg"
+    label = "JoggAI"
+    recovery = Recovery.LOOKUP
+    playback = MappingProxyType({p: p for p in PLAYBACK_TYPES})
+    hosts_uploads = True
+    uploads_use_create_limit = True
+
+    def __init__(
+        self,
+        api_key: SecretStr,
+        base_url: str = "https://api.jogg.ai",
+        timeout_s: float = 10.0,
+        posts_per_minute: int = 20,
+    ) -> None:
+        self._key_id = hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()[:16]
+        self.creates_per_minute = posts_per_minute
+        self._api = ApiSession(self.label, base_url, {"x-api-key": api_key.get_secret_value()}, timeout_s)
+        self._storage = StorageUploader(self.label, timeout_s)
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    async def aclose(self) -> None:
+        try:
+            await self._api.aclose()
+        finally:
+            await self._storage.aclose()
+
+    async def create(self, order: Order) -> Task:
+        body = {"video_url": order.video, "audio_url": order.audio, "playback_type": order.playback}
+        return _task(await self._call("POST", CREATE_PATH, json=body), status_default="pending")
+
+    async def get(self, task_id: str) -> Task:
+        return _task(await self._call("GET", f"{TASK_PATH}/{task_id}"))
+
+    async def find(self, order: Order) -> Task | None:
+        params = {"video_url": order.video, "audio_url": order.audio, "playback_type": order.playback}
+        try:
+            return _task(await self._call("GET", TASK_PATH, params=params))
+        except ProviderError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+
+    async def upload(self, name: str, content_type: str, size: int, body: AsyncIterator[bytes]) -> str:
+        """Ask for a signed URL (a POST: it counts against 20/min), then PUT the bytes there."""
+        request = {"filename": name, "content_type": content_type, "file_size": size}
+        data = await self._call("POST", UPLOAD_PATH, json=request)
+        sign_url, asset_url = data.get("sign_url"), data.get("asset_url")
+        if not (is_http_url(sign_url) and is_http_url(asset_url)):
+            # The values are not quoted: a sign_url is a credential for the storage bucket.
+            keys = ", ".join(sorted(data)) or "none"
+            raise ProviderError(
+                ErrorKind.TRANSIENT, f"JoggAI sent no usable sign_url/asset_url (keys: {keys})"
+            )
+        await self._storage.put(str(sign_url), content_type, size, body)
+        return str(asset_url)
+
+    def cost(self, task: Task, model: str) -> Cost | None:
+        try:
+            return Cost(credits_for(task.duration_s or "0"), "credits")
+        except ValueError:
+            return None
+
+    def cost_rule(self, model: str) -> str:
+        return "1 credit per 125 s of output, rounded up"
+
+    def explain(self, code: str) -> str | None:
+        return ADVICE.get(code)
+
+    async def check_key(self) -> str | None:
+        try:
+            await self._call("GET", WHOAMI_PATH)
+        except ProviderError as exc:
+            if exc.code == "10105":
+                return "JoggAI refused JOGG_API_KEY (Invalid API key). Copy it again from app.jogg.ai → API."
+        return None
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        is_post = method == "POST"
+        answer = await self._api.request(method, path, **kwargs)
+        status = answer.status
+        if status == 429:
+            raise ProviderError(ErrorKind.RATE_LIMITED, "rate limit exceeded", code="429")
+        if status >= 500:
+            raise ProviderError(ErrorKind.TRANSIENT, f"JoggAI answered HTTP {status}", ambiguous=is_post)
+        if status >= 400:
+            kind = ErrorKind.NOT_FOUND if status == 404 else ErrorKind.PERMANENT
+            raise ProviderError(kind, f"JoggAI answered HTTP {status}")
+        try:
+            # Decimal keeps duration_seconds exactly as written on the wire.
+            envelope = json.loads(answer.body, parse_float=Decimal)
+            code = int(envelope["code"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "JoggAI sent a malformed answer", ambiguous=is_post
+            ) from exc
+        if code != 0:
+            kind = BUSINESS_CODES.get(code, ErrorKind.PERMANENT)
+            raise ProviderError(kind, str(envelope.get("msg") or "unknown error"), code=str(code))
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise ProviderError(ErrorKind.TRANSIENT, "JoggAI sent an answer without data", ambiguous=is_post)
+        return data
+
+
+def _task(data: dict[str, Any], status_default: str = "") -> Task:
+    task_id = data.get("task_id")
+    state = _STATES.get(str(data.get("status") or status_default))
+    if not task_id or state is None:
+        raise ProviderError(ErrorKind.TRANSIENT, f"JoggAI sent an unexpected task: {str(data)[:200]}")
+    result = _dict(data.get("data"))
+    error = _dict(data.get("error"))
+    task = Task(
+        id=str(task_id),
+        state=state,
+        created_at=_number_or_none(data.get("created_at")),
+        result_url=str(result.get("result_url") or ""),
+        cover_url=str(result.get("cover_url") or ""),
+        duration_s=decimal_text(result.get("duration_seconds")),
+        error=str(error.get("message") or ""),
+    )
+    if task.state is TaskState.SUCCEEDED and not task.result_url:
+        raise ProviderError(ErrorKind.TRANSIENT, "JoggAI reported success without a result_url")
+    return task
+
+
+# --------------------------------------------------------------------------------------- cost rule
+# 1 credit per 125 s of output, shown rounded up to 2 decimals (providers.md §1.10). All arithmetic is
+# exact: binary floats get it wrong (35 / 125 * 100 is 28.000000000000004, which rounds up to 0.29).
+
+SECONDS_PER_CREDIT = 125
+_HUNDREDTH = Decimal("0.01")
+# Far beyond any real video; it bounds the work done on hostile input such as "1e999999999".
+_MAX_SECONDS = Decimal(10) ** 9
+
+
+def credits_for(duration_seconds: float | int | str | Decimal) -> Decimal:
+    """Credits for ``duration_seconds`` of output, quantized to 0.01 and rounded up (12.5 → Decimal("0.10")).
+
+    Raises ValueError for negative, NaN, infinite, absurdly large or non-numeric input.
+    """
+    seconds = to_decimal(duration_seconds)
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {duration_seconds!r}")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(f"duration is implausibly large: {duration_seconds!r}")
+    # hundredths = ceil(seconds * 100 / 125) = ceil(seconds * 4 / 5). Dividing by 5 always terminates, so
+    # with enough precision every step is exact; the Inexact trap turns any mistake into an error.
+    with decimal.localcontext() as ctx:
+        ctx.prec = len(seconds.as_tuple().digits) + 40
+        ctx.Emax = decimal.MAX_EMAX
+        ctx.Emin = decimal.MIN_EMIN
+        ctx.traps[decimal.Inexact] = True
+        hundredths = int((seconds * 4 / 5).to_integral_value(rounding=ROUND_CEILING))
+    # Built from a string, so no context rounding applies and -0 cannot leak through as "-0.00".
+    return Decimal(f"{hundredths}E-2")
+
+
+def format_credits(credits: Decimal) -> str:
+    """Two decimals, rounded up like the cost rule: "0.10", "1.00", "12.34"."""
+    value = to_decimal(credits)
+    if abs(value) > _MAX_SECONDS:
+        raise ValueError(f"credit amount is implausibly large: {credits!r}")
+    with decimal.localcontext() as ctx:
+        ctx.prec = len(value.as_tuple().digits) + 40
+        ctx.Emax = decimal.MAX_EMAX
+        ctx.Emin = decimal.MIN_EMIN
+        shown = value.quantize(_HUNDREDTH, rounding=ROUND_CEILING)
+    if shown.is_zero():
+        shown = abs(shown)
+    return f"{shown:f}"
+
+
+def to_decimal(value: object) -> Decimal:
+    """A finite Decimal from a number or its text; ValueError otherwise."""
+    # bool is an int subclass, but True seconds is a bug upstream, not a duration.
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        # repr() is the shortest string that round-trips, i.e. the number the JSON actually said.
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except decimal.InvalidOperation:
+            raise ValueError(f"not a number: {value!r}") from None
+    else:
+        raise ValueError(f"not a number: {value!r}")
+    if not result.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return result
+
+
+def decimal_text(value: object) -> str:
+    """A non-negative number from the wire as exact decimal text; "" when it is not one."""
+    if value is None or isinstance(value, bool):
+        return ""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return ""
+    return str(number) if number.is_finite() and number >= 0 else ""
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number_or_none(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,69 @@
+"""POST /webhooks/<provider>: a provider says a task is done. A delivery is only a hint.
+
+Its signature is checked when a secret is configured (the provider's module knows its scheme); then the
+job of that task gets its next poll due now, and the poll step, which re-fetches the task, stays the one
+place that decides. Unknown tasks, bad signatures and replays change nothing; a lost webhook only costs
+time, since polling goes on regardless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from bot.providers.base import Provider
+from bot.store import JobStore
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/{provider}"
+MAX_BODY_BYTES = 1024 * 1024  # a Generation object is a few kB
+REPLAY_WINDOW_S = 600
+
+
+def webhook_handler(
+    providers: Mapping[str, Provider], store: JobStore
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        provider = providers.get(request.match_info["provider"])
+        if provider is None or not provider.accepts_webhook:
+            return web.Response(status=404)
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return web.Response(status=413)
+        try:
+            body = await request.content.read(MAX_BODY_BYTES + 1)
+        except (ConnectionError, TimeoutError):
+            return web.Response(status=400)
+        if len(body) > MAX_BODY_BYTES:
+            return web.Response(status=413)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        task_id = provider.webhook_task_id(headers, body, time.time())
+        if task_id is None:
+            log.warning("%s webhook ignored: bad signature or unreadable body", provider.label)
+            return web.Response(status=401)
+        # The same delivery twice (a replay, or the provider's retry of one we answered) does nothing more.
+        fingerprint = hashlib.sha256(body).hexdigest()
+        try:
+            if not await store.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
+                return web.Response(status=200, text="seen\n")
+            job_id = await store.job_for_task(provider.name, task_id)
+            nudged = bool(job_id) and await store.nudge_poll(str(job_id))
+        except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway
+            log.warning(
+                "%s webhook for %s: store unavailable (%s)", provider.label, task_id, type(exc).__name__
+            )
+            return web.Response(status=503)
+        log.info(
+            "%s webhook for task %s: %s",
+            provider.label,
+            task_id,
+            "poll due now" if nudged else "no job waits",
+        )
+        return web.Response(status=200, text="ok\n")
+
+    return handle

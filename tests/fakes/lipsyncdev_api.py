@@ -1,0 +1,519 @@
+"""A fake LipSync.dev API (docs/providers.md §3.4) over real HTTP.
+
+Routes live under `/api`, so the bot is configured with `api_url` (= base_url + "/api") as its
+`LIPSYNCDEV_API_URL`, like the real `https://www.lipsync.dev/api`. Auth is `Authorization: Bearer <key>`;
+anything else (including the docs' `X-API-Key` samples) is answered 401 `{"error": "Invalid API key"}`.
+Errors are plain HTTP statuses with `{"error": "..."}` bodies.
+
+With `fetch_inputs = True` the fake downloads `srcVideoUrl` and `audioUrl` itself after a submit, as the real
+service does, and records what it got in `fetches`: that is how tests check the signed links the bot serves
+shared files at. A download that does not answer 200 fails the job ("could not download srcVideoUrl (HTTP
+403)"); such a job finishes only once its downloads are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+import aiohttp
+from aiohttp import web
+
+from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+
+OUTPUT_BASE = "https://cdn.lipsync.dev/out"
+FPS_CHOICES = ("25", "original")
+VIDEO_PARAMS = ("video_width", "video_height", "video_enhance", "fps")
+
+Endpoint = Literal["submit", "status", "usage"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ends. `polls` = number of status GETs answered with a non-terminal status.
+
+    With polls=2 the GETs answer: pending, processing, <final>. "never" stays processing forever.
+    `credits` is sent as `creditsUsed` exactly as written (a Decimal keeps its digits; None sends null).
+    `duration`, when set, is sent as `duration` (the docs name no duration field).
+    `output_url`: "" sends the usual `output_url(jobId)`; None sends a completed job with `outputUrl: null`.
+    """
+
+    kind: Literal["success", "failed", "never"] = "success"
+    polls: int = 2
+    credits: int | Decimal | None = 38
+    error_message: str = "Lip sync failed: no face detected in the source video"
+    duration: int | Decimal | None = None
+    output_url: str | None = ""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure for the next request to an endpoint (see `FakeLipSyncDev.inject`).
+
+    kind:
+      "http"      -> HTTP `status` with `body` as JSON; without a body, `{"error": <reason>}` for a 4xx and
+                     an HTML error page for a 5xx (as a proxy in front of the service would send).
+      "malformed" -> HTTP 200 `<html>upstream error</html>` (not JSON).
+      "delay"     -> sleep `delay` seconds, then answer normally (no work if the client left meanwhile).
+      "late"      -> sleep `delay` seconds, then do the work and answer, even if the client gave up
+                     meanwhile: "the service did it late, nobody heard" (`late_in_flight` counts them).
+    after: do the real work first (e.g. make the job), then fail or sleep: "the service did it, the client
+      never heard".
+    """
+
+    kind: Literal["http", "malformed", "delay", "late"]
+    status: int = 500
+    body: Any = None
+    delay: float = 0.0
+    after: bool = False
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One download of a submitted input (fetch_inputs=True). `status` 0: no HTTP answer (see `error`)."""
+
+    job_id: str
+    field: str  # "srcVideoUrl" or "audioUrl"
+    url: str
+    status: int
+    sha256: str  # of the bytes received, whatever the status
+    size: int
+    content_type: str  # the response's Content-Type header, as sent
+    error: str = ""  # the transport failure, when status is 0
+
+
+@dataclass
+class Job:
+    job_id: str
+    src_video_url: str
+    audio_url: str
+    video_params: dict[str, Any]
+    vocal_audio_url: str | None
+    outcome: Outcome
+    created_at: str  # ISO 8601, as answered
+    polls: int = 0
+    forced: bool = False
+    fetching: bool = False  # fetch_inputs: downloads still in progress
+    fetch_error: str = ""  # the first failed download, which fails the job
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    at: float = 0.0  # time.monotonic() when the request arrived
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer `status` with `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
+
+_CHUNK = 64 * 1024
+
+
+class FakeLipSyncDev(BackgroundServer):
+    def __init__(self, api_key: str = "lipsyncdev-test-key") -> None:
+        super().__init__()
+        self.api_key = api_key
+        # Configuration.
+        self.default_outcome = Outcome()
+        self.outcome_for_video: dict[str, Outcome] = {}
+        self.submit_status: Literal["processing", "pending"] = "processing"
+        self.estimated_credits = 38
+        self.wrap_answers = False  # True: {"success": true, "data": {...}}, the other doc version's shape
+        self.fetch_inputs = False
+        self.fetch_timeout_s = 10.0
+        self.requests_per_minute: int | None = None  # every authenticated API request counts
+        self.requests_limit = 1000  # /v1/usage's current_period.requests_limit
+        self.clock: Callable[[], float] = time.monotonic  # for the rate-limit window
+        self._faults: FaultQueue[Fault] = FaultQueue()
+        self._background: set[asyncio.Task[None]] = set()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.submits = 0  # accepted submits (jobs made)
+        self.fetches: list[Fetch] = []
+        self.requests: list[RecordedRequest] = []
+        self.authorization_headers_seen: list[str] = []
+        self.late_in_flight = 0
+        self.requests_used = 0  # authenticated API requests answered (for /v1/usage)
+        self._next_job = 101
+        self._request_times: list[float] = []
+
+    def reset(self) -> None:
+        """Forget jobs, fetches, records and faults (configuration attributes are kept)."""
+        with self.lock:
+            self._init_state()
+        self._faults.clear()
+
+    # -- test-facing helpers -------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """What the bot is configured with (LIPSYNCDEV_API_URL)."""
+        return f"{self.base_url}/api"
+
+    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
+        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
+        self._faults.push(endpoint, fault)
+
+    def finish(self, job_id: str, outcome: Outcome) -> None:
+        """Force a job to `outcome`'s final state from its next status GET on ("never": processing)."""
+        with self.lock:
+            job = self.jobs[job_id]
+            job.outcome = outcome
+            job.forced = True
+
+    @staticmethod
+    def output_url(job_id: str) -> str:
+        return f"{OUTPUT_BASE}/{job_id}.mp4"
+
+    def fetches_for(self, job_id: str) -> list[Fetch]:
+        with self.lock:
+            return [f for f in self.fetches if f.job_id == job_id]
+
+    # -- server ----------------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._record_middleware)
+        app.router.add_post("/api/v1/lipsync/submit", self._endpoint("submit", self._submit))
+        app.router.add_get("/api/v1/lipsync/status/{job_id}", self._endpoint("status", self._status))
+        app.router.add_get("/api/v1/usage", self._endpoint("usage", self._usage))
+
+    @web.middleware
+    async def _record_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        body: Any = None
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                body = None
+        with self.lock:
+            self.requests.append(
+                RecordedRequest(
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    lower_headers(request),
+                    body,
+                    time.monotonic(),
+                )
+            )
+            if "Authorization" in request.headers:
+                self.authorization_headers_seen.append(request.headers["Authorization"])
+        return await handler(request)
+
+    def _endpoint(self, name: Endpoint, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def serve(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return _error(401, "Invalid API key")
+            if not self._take_request_slot():
+                return _error(429, "Rate limit exceeded", headers={"Retry-After": "60"})
+            fault = self._faults.pop(name)
+            if fault is None:
+                return await self._run(handler, request, body)
+            return await self._apply_fault(fault, handler, request, body)
+
+        return serve
+
+    async def _run(self, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        with self.lock:
+            self.requests_used += 1
+        try:
+            return await handler(request, body)
+        except ApiError as exc:
+            return _error(exc.status, exc.message)
+
+    async def _apply_fault(
+        self, fault: Fault, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.kind == "delay":
+            return await self._delayed(fault.delay, fault.after, handler, request, body)
+        if fault.kind == "late":
+            # Shielded: the work happens even if the server cancels the handler of a client that left.
+            return await asyncio.shield(self._late(fault.delay, handler, request, body))
+        if fault.after:
+            await self._run(handler, request, body)  # the work happens; only the answer is lost
+        return _fault_response(fault)
+
+    async def _delayed(
+        self, delay: float, after: bool, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if after:
+            response = await self._run(handler, request, body)
+            await asyncio.sleep(delay)
+            return response
+        await asyncio.sleep(delay)
+        if client_gone(request):
+            return web.Response(status=499)  # nobody listens; the point is that no work was done
+        return await self._run(handler, request, body)
+
+    async def _late(self, delay: float, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        with self.lock:
+            self.late_in_flight += 1
+        try:
+            await asyncio.sleep(delay)
+            return await self._run(handler, request, body)
+        finally:
+            with self.lock:
+                self.late_in_flight -= 1
+
+    def _take_request_slot(self) -> bool:
+        """Sliding 60 s window over authenticated requests (the plans' "requests per minute")."""
+        limit = self.requests_per_minute
+        if limit is None:
+            return True
+        now = self.clock()
+        with self.lock:
+            self._request_times = [t for t in self._request_times if now - t < 60]
+            if len(self._request_times) >= limit:
+                return False
+            self._request_times.append(now)
+            return True
+
+    # -- endpoint handlers -----------------------------------------------------------------------
+
+    async def _submit(self, request: web.Request, body: Any) -> web.Response:
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        src_video_url = _require_str(body, "srcVideoUrl")
+        audio_url = _require_str(body, "audioUrl")
+        vocal = body.get("vocalAudioUrl")
+        if vocal is not None and not isinstance(vocal, str):
+            raise ApiError(400, "vocalAudioUrl must be a string")
+        params = _require_video_params(body.get("videoParams"))
+        fetch = self.fetch_inputs
+        with self.lock:
+            job_id = str(self._next_job)
+            self._next_job += 1
+            job = Job(
+                job_id=job_id,
+                src_video_url=src_video_url,
+                audio_url=audio_url,
+                video_params=params,
+                vocal_audio_url=vocal,
+                outcome=self.outcome_for_video.get(src_video_url, self.default_outcome),
+                created_at=_iso_now(),
+                fetching=fetch,
+            )
+            self.jobs[job_id] = job
+            self.submits += 1
+        if fetch:
+            task = asyncio.get_running_loop().create_task(self._fetch_inputs(job))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        data = {
+            "jobId": int(job_id),
+            "status": self.submit_status,
+            "estimatedCredits": self.estimated_credits,
+            "createdAt": job.created_at,
+        }
+        return self._answer(data)
+
+    async def _status(self, request: web.Request, body: Any) -> web.Response:
+        job_id = request.match_info["job_id"]
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                raise ApiError(404, "Job not found")
+            job.polls += 1
+            view = self._job_view(job)
+        return self._answer(view)
+
+    async def _usage(self, request: web.Request, body: Any) -> web.Response:
+        today = datetime.now(UTC).date()
+        start = today.replace(day=1)
+        with self.lock:
+            used = self.requests_used
+        return web.json_response(
+            {
+                "current_period": {
+                    "start_date": start.isoformat(),
+                    "end_date": (start.replace(day=28) + timedelta(days=4)).replace(day=1).isoformat(),
+                    "requests_used": used,
+                    "requests_limit": self.requests_limit,
+                },
+                "total_requests": used,
+            }
+        )
+
+    def _answer(self, data: dict[str, Any]) -> web.Response:
+        payload: dict[str, Any] = {"success": True, "data": data} if self.wrap_answers else data
+        return web.Response(text=_dumps(payload), content_type="application/json")
+
+    # -- input downloads (fetch_inputs) -----------------------------------------------------------
+
+    async def _fetch_inputs(self, job: Job) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.fetch_timeout_s, sock_read=self.fetch_timeout_s
+        )
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                fetches = await asyncio.gather(
+                    self._fetch(session, job.job_id, "srcVideoUrl", job.src_video_url),
+                    self._fetch(session, job.job_id, "audioUrl", job.audio_url),
+                )
+        finally:
+            with self.lock:
+                job.fetching = False
+        for fetch in fetches:  # in field order: the video's failure is named first
+            if fetch.status != 200:
+                reason = f"HTTP {fetch.status}" if fetch.status else fetch.error
+                with self.lock:
+                    job.fetch_error = f"could not download {fetch.field} ({reason})"
+                break
+
+    async def _fetch(self, session: aiohttp.ClientSession, job_id: str, name: str, url: str) -> Fetch:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with session.get(url) as response:
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                fetch = Fetch(
+                    job_id,
+                    name,
+                    url,
+                    response.status,
+                    digest.hexdigest(),
+                    size,
+                    response.headers.get("Content-Type", ""),
+                )
+        except Exception as exc:  # any failure to download is the job's failure, as at the real service
+            fetch = Fetch(job_id, name, url, 0, digest.hexdigest(), size, "", error=type(exc).__name__)
+        with self.lock:
+            self.fetches.append(fetch)
+        return fetch
+
+    # -- job state (called under self.lock) -------------------------------------------------------
+
+    def _state(self, job: Job) -> str:
+        if job.fetching:
+            return "pending" if job.polls <= 1 else "processing"
+        if job.fetch_error:
+            return "failed"
+        outcome = job.outcome
+        final = job.forced or (outcome.kind != "never" and job.polls > outcome.polls)
+        if final and outcome.kind != "never":
+            return "completed" if outcome.kind == "success" else "failed"
+        return "pending" if job.polls <= 1 else "processing"
+
+    def _job_view(self, job: Job) -> dict[str, Any]:
+        state = self._state(job)
+        view: dict[str, Any] = {
+            "jobId": int(job.job_id),
+            "status": state,
+            "createdAt": job.created_at,
+            "outputUrl": None,
+            "creditsUsed": None,
+            "errorMessage": None,
+        }
+        if state == "completed":
+            url = job.outcome.output_url
+            view["outputUrl"] = self.output_url(job.job_id) if url == "" else url
+            view["creditsUsed"] = job.outcome.credits
+            if job.outcome.duration is not None:
+                view["duration"] = job.outcome.duration
+        elif state == "failed":
+            view["creditsUsed"] = 0
+            view["errorMessage"] = job.fetch_error or job.outcome.error_message
+        return view
+
+
+# -- module helpers ------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    if fault.kind == "malformed":
+        return web.Response(text="<html>upstream error</html>", content_type="text/html")
+    if fault.body is not None:
+        return web.Response(status=fault.status, text=_dumps(fault.body), content_type="application/json")
+    reason = web.Response(status=fault.status).reason
+    if fault.status < 500:
+        return _error(fault.status, reason)
+    title = f"{fault.status} {reason}"
+    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    return web.Response(status=fault.status, text=html, content_type="text/html")
+
+
+_DECIMAL_MARK = "\u0000decimal:"
+
+
+def _dumps(value: Any) -> str:
+    """JSON with Decimals written as bare numbers, digit for digit (json.dumps cannot)."""
+
+    def mark(item: Any) -> Any:
+        if isinstance(item, Decimal):
+            return f"{_DECIMAL_MARK}{item}"
+        if isinstance(item, dict):
+            return {key: mark(val) for key, val in item.items()}
+        if isinstance(item, list | tuple):
+            return [mark(val) for val in item]
+        return item
+
+    text = json.dumps(mark(value), ensure_ascii=True)
+    return re.sub(r'"\\u0000decimal:([^"]+)"', r"\1", text)
+
+
+def _require_str(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, f"{name} is required")
+    return value
+
+
+def _require_video_params(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ApiError(400, "videoParams is required")
+    missing = [name for name in VIDEO_PARAMS if name not in value]
+    if missing:
+        raise ApiError(400, f"videoParams.{missing[0]} is required")
+    for name in ("video_width", "video_height"):
+        size = value[name]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ApiError(400, f"videoParams.{name} must be an integer >= 0 (0 keeps the original)")
+    enhance = value["video_enhance"]
+    if not isinstance(enhance, int) or isinstance(enhance, bool) or enhance not in (0, 1):
+        raise ApiError(400, "videoParams.video_enhance must be 0 or 1")
+    if value["fps"] not in FPS_CHOICES:
+        raise ApiError(400, 'videoParams.fps must be "25" or "original"')
+    return dict(value)
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.method != "POST":
+        return None
+    try:
+        return json.loads(await request.read())  # already buffered by the recording middleware
+    except ValueError:
+        return None

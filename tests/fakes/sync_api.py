@@ -1,0 +1,797 @@
+"""A fake sync.so API (generations, idempotency, assets, webhooks) over real HTTP.
+
+Follows docs/providers.md §2 and sync.so's guides: `x-api-key` on every API call; errors are NestJS-style
+JSON `{"statusCode", "message", "error", "errorCode"?}` with real HTTP statuses. The presigned upload URL
+behaves like a storage bucket (no API key, Content-Type must match, Content-Length required, XML errors).
+
+Wording the docs do not give is this fake's own assumption, kept in one place (the *_BODY constants):
+the concurrency 429 and the idempotency errors' codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+
+MODELS = ("lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta", "sync-3", "react-1")
+SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
+ASSET_TYPES = ("VIDEO", "AUDIO", "IMAGE")
+OUTPUT_BASE = "https://cdn.sync.so/generations"
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+
+# The documented rate-limit body (guides/rate-limits).
+RATE_LIMIT_BODY = {
+    "statusCode": 429,
+    "errorCode": "rate_limit_exceeded",
+    "message": "Rate limit exceeded. Please try again later.",
+    "error": "Too Many Requests",
+}
+# Assumed wording: the docs say only that exceeding the plan's concurrency also answers 429.
+CONCURRENCY_BODY = {
+    "statusCode": 429,
+    "errorCode": "concurrency_limit_exceeded",
+    "message": "Concurrency limit reached: wait for a PENDING or PROCESSING generation to finish.",
+    "error": "Too Many Requests",
+}
+# Assumed codes beyond the documented INVALID_IDEMPOTENCY_KEY and IDEMPOTENCY_OUTCOME_UNKNOWN.
+IN_PROGRESS_BODY = {
+    "statusCode": 409,
+    "errorCode": "IDEMPOTENCY_REQUEST_IN_PROGRESS",
+    "message": "A request with this Idempotency-Key is still in progress. Retry with the same key and body.",
+    "error": "Conflict",
+}
+MISMATCH_BODY = {
+    "statusCode": 409,
+    "errorCode": "IDEMPOTENCY_KEY_PAYLOAD_MISMATCH",
+    "message": "This Idempotency-Key was already used with a different request body.",
+    "error": "Conflict",
+}
+
+Endpoint = Literal["generate", "get", "list", "upload_request", "put", "asset"]
+FailedStatus = Literal["FAILED", "REJECTED", "CANCELED", "TIMED_OUT"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a generation ends.
+
+    By polls: the GETs answer PENDING, PROCESSING (`polls` non-final answers in all), then the final status.
+    By time: with `ready_after` seconds it ends that long after creation, polled or not (a background timer
+    finishes it, so its webhook fires even if nobody polls). "never" stays PROCESSING for ever.
+    """
+
+    kind: Literal["success", "failed", "never"] = "success"
+    polls: int = 2
+    duration: float | Decimal | None = 12.5  # outputDuration; a Decimal is written exactly as given
+    error: str = "An error occurred in the generation pipeline."
+    error_code: str = "generation_pipeline_failed"
+    failed_status: FailedStatus = "FAILED"  # FAILED, REJECTED, CANCELED or TIMED_OUT
+    ready_after: float | None = None
+    output_fields: tuple[str, ...] = ("outputUrl", "outputMediaUrl")  # newer API: both, outputUrl deprecated
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure for the next request to an endpoint (see `FakeSync.inject`).
+
+    kind:
+      "http"            -> HTTP `status` with a sync-style JSON error body (`code` → errorCode, `message`).
+                           For "put": an S3-style XML error.
+      "html"            -> HTTP `status` with an HTML page, as a proxy in front of the API would answer.
+      "malformed"       -> HTTP 200 (201 for POSTs) `<html>upstream error</html>` (not JSON).
+      "delay"           -> sleep `delay` seconds, then answer normally (nothing is done if the client left).
+      "late"            -> the request is admitted (a create claims its Idempotency-Key), then sleeps `delay`
+                           seconds and does the work and answers even if the client gave up: "sync.so made it
+                           late, nobody heard". `late_in_flight` counts the ones still sleeping.
+      "outcome_unknown" -> (generate) HTTP 500 `IDEMPOTENCY_OUTCOME_UNKNOWN`; with after=True the generation
+                           is made and the body carries its `generationId`.
+    after: do the real work first, then fail the answer: "sync.so did it, the client never heard".
+    """
+
+    kind: Literal["http", "html", "malformed", "delay", "late", "outcome_unknown"]
+    status: int = 500
+    code: str = ""
+    message: str = ""
+    delay: float = 0.0
+    after: bool = False
+
+
+@dataclass
+class Generation:
+    id: str
+    model: str
+    input: list[dict[str, Any]]
+    options: dict[str, Any]
+    webhook_url: str | None
+    outcome: Outcome
+    created_at: float  # time.time()
+    idempotency_key: str | None
+    polls: int = 0
+    status: str = "PENDING"
+    completed_at: float | None = None
+    webhook_scheduled: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A PUT to an uploadUrl. `data` is kept only with keep_uploads=True."""
+
+    upload_id: str
+    file_name: str
+    content_type: str
+    declared_size: int
+    size: int
+    sha256: str
+    url: str  # the public url this upload is served at (what POST /v2/assets takes)
+    headers: dict[str, str]
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    generation_id: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    status: int | None  # the receiver's answer; None when it could not be reached
+    at: float  # time.time() when it was sent
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    at: float = 0.0  # time.monotonic() when the request arrived
+
+
+@dataclass
+class _Claim:
+    """An Idempotency-Key: the body it was first sent with, and the generation once made."""
+
+    body_hash: str
+    generation_id: str | None = None
+
+
+class SyncApiError(Exception):
+    """Raised by a handler to answer with a sync-style JSON error."""
+
+    def __init__(self, status: int, message: str | list[str], code: str = "", **extra: Any) -> None:
+        super().__init__(str(message))
+        self.status = status
+        self.body: dict[str, Any] = {"statusCode": status, "message": message, "error": _reason(status)}
+        if code:
+            self.body["errorCode"] = code
+        self.body.update(extra)
+
+
+Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
+
+_CHUNK = 64 * 1024
+
+
+def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
+    """The `Sync-Signature` value: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the secret as is."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class FakeSync(BackgroundServer):
+    def __init__(
+        self, api_key: str = "sync-test-key", webhook_secret: str | None = None, keep_uploads: bool = False
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.keep_uploads = keep_uploads
+        # Configuration.
+        self.default_outcome = Outcome()
+        self.outcome_for_video: dict[str, Outcome] = {}  # keyed by the video's url or assetId
+        self.creates_per_minute: int | None = None  # sliding 60 s window over POST /v2/generate
+        self.max_concurrent: int | None = None  # generations in PENDING/PROCESSING at once
+        self.webhooks_enabled = True  # False: deliveries are lost (nothing is sent)
+        self.clock: Callable[[], float] = time.monotonic  # for the rate-limit window
+        self._faults: FaultQueue[Fault] = FaultQueue()
+        self._webhook_session: aiohttp.ClientSession | None = None
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.generations: dict[str, Generation] = {}
+        self.requests: list[RecordedRequest] = []
+        self.uploads: list[Upload] = []
+        self.assets: dict[str, dict[str, Any]] = {}  # asset id → {"url", "type", "sha256", "size"}
+        self.webhooks_sent: list[WebhookDelivery] = []
+        self.replays = 0  # creates answered with an existing generation (same key, same body)
+        self.put_had_api_key = False
+        self.late_in_flight = 0
+        self._claims: dict[str, _Claim] = {}
+        self._slots: dict[str, dict[str, Any]] = {}  # upload id → the POST /v2/assets/upload request
+        self._files: dict[str, Upload] = {}  # public url → the upload that filled it
+        self._create_times: list[float] = []
+
+    def reset(self) -> None:
+        """Forget generations, uploads, records and faults (configuration attributes are kept)."""
+        with self.lock:
+            self._init_state()
+        self._faults.clear()
+
+    # -- test-facing helpers -------------------------------------------------------------------
+
+    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
+        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
+        self._faults.push(endpoint, fault)
+
+    @property
+    def generation_count(self) -> int:
+        with self.lock:
+            return len(self.generations)
+
+    def generation(self, generation_id: str) -> Generation:
+        with self.lock:
+            return self.generations[generation_id]
+
+    def complete(self, generation_id: str) -> None:
+        """Finish a generation now, as its outcome says ("never" becomes a success)."""
+        with self.lock:
+            self._finish(self.generations[generation_id])
+        self._schedule_webhook_threadsafe(generation_id)
+
+    def output_url(self, generation_id: str) -> str:
+        return f"{OUTPUT_BASE}/{generation_id}/output.mp4?X-Amz-Signature=fake"
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._record_middleware)
+        app.router.add_post("/v2/generate", self._endpoint("generate", self._create))
+        app.router.add_get("/v2/generate/{generation_id}", self._endpoint("get", self._get))
+        app.router.add_get("/v2/generations", self._endpoint("list", self._list))
+        app.router.add_post("/v2/assets/upload", self._endpoint("upload_request", self._upload_request))
+        app.router.add_post("/v2/assets", self._endpoint("asset", self._create_asset))
+        app.router.add_put("/storage/{upload_id}", self._endpoint("put", self._put, needs_key=False))
+        app.router.add_get("/files/{upload_id}/{name}", self._serve_file)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
+
+    @web.middleware
+    async def _record_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        body: Any = None
+        if request.method == "POST":  # PUT bodies are streamed by the handler, never buffered here
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                body = None
+        with self.lock:
+            self.requests.append(
+                RecordedRequest(
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    lower_headers(request),
+                    body,
+                    time.monotonic(),
+                )
+            )
+        return await handler(request)
+
+    def _endpoint(
+        self, name: Endpoint, handler: Handler, needs_key: bool = True
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def serve(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            if needs_key and request.headers.get("x-api-key") != self.api_key:
+                return _error(401, "Invalid API key", "")
+            fault = self._faults.pop(name)
+            if fault is None:
+                return await self._run(name, handler, request, body)
+            return await self._apply_fault(name, fault, handler, request, body)
+
+        return serve
+
+    async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        if name == "generate" and not self._take_create_slot():
+            return web.json_response(RATE_LIMIT_BODY, status=429)
+        try:
+            return await handler(request, body)
+        except SyncApiError as exc:
+            return web.json_response(exc.body, status=exc.status)
+
+    async def _apply_fault(
+        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.kind == "delay":
+            return await self._delayed(name, fault, handler, request, body)
+        if fault.kind == "late":
+            # Shielded: the work happens even if the server cancels the handler of a client that left.
+            return await asyncio.shield(self._late(name, fault.delay, handler, request, body))
+        made: web.Response | None = None
+        if fault.after:
+            made = await self._run(name, handler, request, body)  # the work happens; the answer is lost
+        else:
+            await _drain(request)  # answer cleanly instead of resetting a client mid-upload
+        if fault.kind == "outcome_unknown":
+            extra: dict[str, Any] = {}
+            if made is not None and made.status == 201:
+                extra["generationId"] = json.loads(made.text or "{}").get("id")
+            message = "The outcome of the original request is unknown. Poll generationId if present."
+            return _error(500, message, "IDEMPOTENCY_OUTCOME_UNKNOWN", **extra)
+        return _fault_response(name, fault, request.method)
+
+    async def _delayed(
+        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.after:
+            response = await self._run(name, handler, request, body)
+            await asyncio.sleep(fault.delay)
+            return response
+        await asyncio.sleep(fault.delay)
+        if client_gone(request):
+            return web.Response(status=499)  # nobody listens; the point is that no work was done
+        return await self._run(name, handler, request, body)
+
+    async def _late(
+        self, name: Endpoint, delay: float, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        with self.lock:
+            self.late_in_flight += 1
+        try:
+            if name == "generate":
+                handler = functools.partial(self._create, pause_s=delay)  # claims its key, then pauses
+            else:
+                await asyncio.sleep(delay)
+            return await self._run(name, handler, request, body)
+        finally:
+            with self.lock:
+                self.late_in_flight -= 1
+
+    def _take_create_slot(self) -> bool:
+        limit = self.creates_per_minute
+        if limit is None:
+            return True
+        now = self.clock()
+        with self.lock:
+            self._create_times = [t for t in self._create_times if now - t < 60]
+            if len(self._create_times) >= limit:
+                return False
+            self._create_times.append(now)
+            return True
+
+    # -- generations -----------------------------------------------------------------------------
+
+    async def _create(self, request: web.Request, body: Any, pause_s: float = 0.0) -> web.Response:
+        fields = _require_object(body)
+        model, inputs, options, webhook_url = self._validate_create(fields)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and (
+            len(request.headers.getall("Idempotency-Key")) != 1 or not IDEMPOTENCY_KEY.fullmatch(key)
+        ):
+            raise SyncApiError(
+                400, "Idempotency-Key must be 1-128 of [A-Za-z0-9._~-]", "INVALID_IDEMPOTENCY_KEY"
+            )
+        body_hash = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        video = inputs[0].get("url") or inputs[0].get("assetId")
+        with self.lock:
+            claim = self._claims.get(key) if key is not None else None
+            if claim is not None:
+                if claim.body_hash != body_hash:
+                    return web.json_response(MISMATCH_BODY, status=409)
+                if claim.generation_id is None:
+                    return web.json_response(IN_PROGRESS_BODY, status=409)
+                self.replays += 1
+                view = self._view(self.generations[claim.generation_id])
+                return _json_response(view, status=201, headers={"Idempotent-Replayed": "true"})
+            if self.max_concurrent is not None and self._running() >= self.max_concurrent:
+                return web.json_response(CONCURRENCY_BODY, status=429)
+            if key is not None:
+                claim = self._claims[key] = _Claim(body_hash)
+        try:
+            await asyncio.sleep(pause_s)  # a "late" create: admitted, its key claimed, then slow
+        except BaseException:
+            self._release(key, claim)
+            raise
+        generation = Generation(
+            id=str(uuid.uuid4()),
+            model=model,
+            input=inputs,
+            options=options,
+            webhook_url=webhook_url,
+            outcome=self.outcome_for_video.get(str(video), self.default_outcome),
+            created_at=time.time(),
+            idempotency_key=key,
+        )
+        with self.lock:
+            self.generations[generation.id] = generation
+            if claim is not None:
+                claim.generation_id = generation.id
+            view = self._view(generation)
+        if generation.outcome.kind != "never" and generation.outcome.ready_after is not None:
+            asyncio.get_running_loop().call_later(
+                generation.outcome.ready_after, self._finish_by_timer, generation.id
+            )
+        return _json_response(view, status=201)
+
+    def _release(self, key: str | None, claim: _Claim | None) -> None:
+        with self.lock:
+            if key is not None and claim is not None and self._claims.get(key) is claim:
+                del self._claims[key]
+
+    def _validate_create(
+        self, fields: dict[str, Any]
+    ) -> tuple[str, list[dict[str, Any]], dict[str, Any], str | None]:
+        problems: list[str] = []
+        model = fields.get("model")
+        if model not in MODELS:
+            problems.append(f"model must be one of the following values: {', '.join(MODELS)}")
+        raw_inputs = fields.get("input")
+        inputs: list[dict[str, Any]] = []
+        if not isinstance(raw_inputs, list) or len(raw_inputs) != 2:
+            problems.append("input must contain exactly one video and one audio item")
+        else:
+            by_type = {item.get("type"): item for item in raw_inputs if isinstance(item, dict)}
+            for kind in ("video", "audio"):
+                item = by_type.get(kind)
+                if item is None:
+                    problems.append(f"input must contain a {kind} item")
+                    continue
+                problem = self._input_problem(kind, item)
+                if problem:
+                    problems.append(problem)
+                inputs.append(item)
+        options = fields.get("options", {})
+        if not isinstance(options, dict):
+            problems.append("options must be an object")
+            options = {}
+        elif "sync_mode" in options and options["sync_mode"] not in SYNC_MODES:
+            problems.append(f"options.sync_mode must be one of the following values: {', '.join(SYNC_MODES)}")
+        webhook_url = fields.get("webhookUrl")
+        if webhook_url is not None and not isinstance(webhook_url, str):
+            problems.append("webhookUrl must be a string")
+        if problems:
+            raise SyncApiError(400, problems)
+        return str(model), inputs, options, webhook_url
+
+    def _input_problem(self, kind: str, item: dict[str, Any]) -> str:
+        url, asset_id = item.get("url"), item.get("assetId")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return ""
+        if isinstance(asset_id, str):
+            with self.lock:
+                asset = self.assets.get(asset_id)
+            if asset is None:
+                return f"{kind} assetId {asset_id} was not found"
+            if asset["type"] != kind.upper():
+                return f"{kind} assetId {asset_id} is an {asset['type']} asset"
+            return ""
+        return f"{kind} input needs a url or an assetId"
+
+    async def _get(self, request: web.Request, body: Any) -> web.Response:
+        generation_id = request.match_info["generation_id"]
+        with self.lock:
+            generation = self.generations.get(generation_id)
+            if generation is None:
+                raise SyncApiError(404, f"Generation {generation_id} not found")
+            generation.polls += 1
+            was_final = generation.completed_at is not None
+            self._advance(generation)
+            view = self._view(generation)
+            now_final = not was_final and generation.completed_at is not None
+        if now_final:
+            self._schedule_webhook(generation_id)
+        return _json_response(view)
+
+    async def _list(self, request: web.Request, body: Any) -> web.Response:
+        limit = request.query.get("limit")
+        with self.lock:
+            views = [self._view(g) for g in reversed(self.generations.values())]
+        if limit is not None:
+            if not limit.isdigit() or not 1 <= int(limit) <= 100:
+                raise SyncApiError(
+                    400, ["limit must not be greater than 100", "limit must not be less than 1"]
+                )
+            views = views[: int(limit)]
+        return _json_response(views)
+
+    # -- generation state (called under self.lock) -----------------------------------------------
+
+    def _advance(self, generation: Generation) -> None:
+        """Move a polled generation along its outcome (the GET just counted)."""
+        if generation.completed_at is not None:
+            return
+        outcome = generation.outcome
+        if outcome.kind == "never":
+            generation.status = "PENDING" if generation.polls <= 1 else "PROCESSING"
+            return
+        if outcome.ready_after is not None:
+            if time.time() - generation.created_at >= outcome.ready_after:
+                self._finish(generation)
+            else:
+                generation.status = "PENDING" if generation.polls <= 1 else "PROCESSING"
+            return
+        if generation.polls > outcome.polls:
+            self._finish(generation)
+        else:
+            generation.status = "PENDING" if generation.polls <= 1 else "PROCESSING"
+
+    def _finish(self, generation: Generation) -> None:
+        if generation.completed_at is not None:
+            return
+        failed = generation.outcome.kind == "failed"
+        generation.status = generation.outcome.failed_status if failed else "COMPLETED"
+        generation.completed_at = time.time()
+
+    def _running(self) -> int:
+        return sum(1 for g in self.generations.values() if g.completed_at is None)
+
+    def _view(self, generation: Generation) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": generation.id,
+            "createdAt": _iso(generation.created_at),
+            "status": generation.status,
+            "model": generation.model,
+            "input": generation.input,
+            "options": generation.options,
+            "webhookUrl": generation.webhook_url,
+        }
+        if generation.status == "COMPLETED":
+            for name in generation.outcome.output_fields:
+                view[name] = self.output_url(generation.id)
+            if generation.outcome.duration is not None:
+                view["outputDuration"] = generation.outcome.duration
+        elif generation.completed_at is not None:
+            view["error"] = generation.outcome.error
+            view["error_code"] = generation.outcome.error_code
+        return view
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def _finish_by_timer(self, generation_id: str) -> None:
+        with self.lock:
+            generation = self.generations.get(generation_id)
+            if generation is None or generation.completed_at is not None:
+                return
+            self._finish(generation)
+        self._schedule_webhook(generation_id)
+
+    def _schedule_webhook_threadsafe(self, generation_id: str) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._schedule_webhook, generation_id)
+
+    def _schedule_webhook(self, generation_id: str) -> None:
+        """On the server loop: deliver a finished generation once, in the background."""
+        with self.lock:
+            generation = self.generations[generation_id]
+            if generation.webhook_scheduled or not generation.webhook_url or not self.webhooks_enabled:
+                return
+            generation.webhook_scheduled = True
+            url, body = generation.webhook_url, _dumps(self._view(generation)).encode()
+        asyncio.get_running_loop().create_task(self._deliver(generation_id, url, body))
+
+    async def _deliver(self, generation_id: str, url: str, body: bytes) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret is not None:
+            headers["Sync-Signature"] = sign_webhook(self.webhook_secret, body, int(time.time()))
+        if self._webhook_session is None:
+            self._webhook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        status: int | None = None
+        sent_at = time.time()
+        try:
+            async with self._webhook_session.post(url, data=body, headers=headers) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = None
+        with self.lock:
+            self.webhooks_sent.append(WebhookDelivery(generation_id, url, body, headers, status, sent_at))
+
+    # -- assets ----------------------------------------------------------------------------------
+
+    async def _upload_request(self, request: web.Request, body: Any) -> web.Response:
+        fields = _require_object(body)
+        file_name, content_type, size = fields.get("fileName"), fields.get("contentType"), fields.get("size")
+        problems = []
+        if not isinstance(file_name, str) or not file_name:
+            problems.append("fileName should not be empty")
+        if not isinstance(content_type, str) or "/" not in content_type:
+            problems.append("contentType must be a MIME type")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            problems.append("size must be a positive integer")
+        if problems:
+            raise SyncApiError(400, problems)
+        upload_id, signature = uuid.uuid4().hex, secrets.token_hex(16)
+        public_url = f"{self.base_url}/files/{upload_id}/{quote(str(file_name))}"
+        with self.lock:
+            self._slots[upload_id] = {
+                "file_name": file_name,
+                "content_type": content_type,
+                "size": size,
+                "signature": signature,
+                "url": public_url,
+            }
+        answer = {
+            "uploadUrl": f"{self.base_url}/storage/{upload_id}?X-Amz-Signature={signature}",
+            "url": public_url,
+            "expiresIn": 3600,
+        }
+        return _json_response(answer, status=201)
+
+    async def _put(self, request: web.Request, body: Any) -> web.Response:
+        upload_id = request.match_info["upload_id"]
+        with self.lock:
+            if "x-api-key" in request.headers:
+                self.put_had_api_key = True  # a leak: the key must never go to the storage URL
+            slot = self._slots.get(upload_id)
+        if slot is None or request.query.get("X-Amz-Signature") != slot["signature"]:
+            await _drain(request)
+            return _storage_error(403, "AccessDenied", "Request has expired or the signature is invalid.")
+        if request.headers.get("Content-Type", "") != slot["content_type"]:
+            await _drain(request)
+            return _storage_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        if request.content_length is None:
+            await _drain(request)
+            return _storage_error(
+                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
+            )
+        digest, size, data = await _consume(request, keep=self.keep_uploads)
+        upload = Upload(
+            upload_id=upload_id,
+            file_name=slot["file_name"],
+            content_type=slot["content_type"],
+            declared_size=slot["size"],
+            size=size,
+            sha256=digest,
+            url=slot["url"],
+            headers=lower_headers(request),
+            data=data,
+        )
+        with self.lock:
+            self.uploads.append(upload)
+            self._files[upload.url] = upload
+        return web.Response(status=200, headers={"ETag": f'"{digest[:32]}"'})
+
+    async def _create_asset(self, request: web.Request, body: Any) -> web.Response:
+        fields = _require_object(body)
+        url, asset_type = fields.get("url"), fields.get("type")
+        if asset_type not in ASSET_TYPES:
+            raise SyncApiError(400, [f"type must be one of the following values: {', '.join(ASSET_TYPES)}"])
+        with self.lock:
+            upload = self._files.get(url) if isinstance(url, str) else None
+        if upload is None:
+            raise SyncApiError(400, "No uploaded file was found at this url. Upload it first.")
+        if upload.content_type.split("/", 1)[0].upper() != asset_type:
+            raise SyncApiError(400, f"The uploaded file is {upload.content_type}, not {asset_type}.")
+        asset_id = str(uuid.uuid4())
+        asset = {"url": upload.url, "type": asset_type, "sha256": upload.sha256, "size": upload.size}
+        with self.lock:
+            self.assets[asset_id] = asset
+        now = _iso(time.time())
+        answer = {"id": asset_id, "url": upload.url, "type": asset_type, "createdAt": now, "updatedAt": now}
+        return _json_response(answer, status=201)
+
+    async def _serve_file(self, request: web.Request) -> web.Response:
+        """The public `url` of an upload: its bytes, when they were kept (keep_uploads=True)."""
+        with self.lock:
+            upload = next((u for u in self.uploads if u.upload_id == request.match_info["upload_id"]), None)
+        if upload is None or upload.data is None:
+            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+        return web.Response(body=upload.data, content_type=upload.content_type)
+
+
+# -- module helpers ------------------------------------------------------------------------------
+
+
+def _reason(status: int) -> str:
+    return web.Response(status=status).reason or "Error"
+
+
+def _error(status: int, message: str, code: str, **extra: Any) -> web.Response:
+    return web.json_response(SyncApiError(status, message, code, **extra).body, status=status)
+
+
+def _fault_response(name: Endpoint, fault: Fault, method: str) -> web.Response:
+    if fault.kind == "http":
+        if name == "put":
+            return _storage_error(
+                fault.status, "InternalError", "We encountered an internal error. Please try again."
+            )
+        return _error(fault.status, fault.message or _reason(fault.status), fault.code)
+    if fault.kind == "html":
+        title = f"{fault.status} {_reason(fault.status)}"
+        html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return web.Response(status=fault.status, text=html, content_type="text/html")
+    # malformed
+    status = 201 if method == "POST" else 200
+    return web.Response(status=status, text="<html>upstream error</html>", content_type="text/html")
+
+
+def _storage_error(status: int, code: str, message: str) -> web.Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+def _iso(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON like JSON.stringify (what sync.so sends and signs); a Decimal is written exactly."""
+    exact: dict[str, str] = {}
+
+    def default(obj: object) -> str:
+        if isinstance(obj, Decimal):
+            token = f"@@decimal{len(exact)}@@"
+            exact[token] = format(obj, "f")
+            return token
+        raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
+    for token, number in exact.items():
+        text = text.replace(f'"{token}"', number)
+    return text
+
+
+def _json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=_dumps(value), content_type="application/json", headers=headers)
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SyncApiError(400, "Request body must be a JSON object")
+    return body
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.method != "POST":
+        return None
+    try:
+        return json.loads(await request.read())  # already buffered by the recording middleware
+    except ValueError:
+        return None
+
+
+async def _consume(request: web.Request, keep: bool) -> tuple[str, int, bytes | None]:
+    """Hash and count the body chunk by chunk, so uploads of any size cost no memory."""
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep else None
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
+
+
+async def _drain(request: web.Request) -> None:
+    if request.method in ("PUT", "POST") and not request.content.at_eof():
+        async for _ in request.content.iter_chunked(_CHUNK):
+            pass
