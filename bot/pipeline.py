@@ -53,6 +53,9 @@ SETTLE_LOOKUP_CAP_MS = 15_000
 SLOT_STALE_MS = 5_000
 # "Not now" from a provider (rate limit, or its concurrency cap): nothing happened; come back in 5 to 15 s.
 NOT_NOW_MS = 5000
+# A job waiting for a seat (the provider's cap on running tasks) looks again this soon: taking a seat is one
+# Redis script and no provider call, so a freed seat is taken within a second or two.
+SEAT_WAIT_MS = 1000
 # A compare job waits this long between looks at whether its lead has posted the shared message.
 LEAD_WAIT_MS = 500
 # Our own error codes (providers' codes are kept as they send them).
@@ -231,7 +234,7 @@ class Pipeline:
         if task is None:
             if provisions.seats is not None and not await provisions.seats.take(job.id):
                 log.info("job %s: %s is running its plan's maximum of tasks; waiting", job.id, provider.label)
-                return Stay(not_now_ms())
+                return Stay(SEAT_WAIT_MS + random.randint(0, SEAT_WAIT_MS))
             if (wait := await self._post_slot(job, token, now_ms, provisions)) is not None:
                 return wait
             # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
@@ -276,13 +279,14 @@ class Pipeline:
         """A compare job answers in its lead's message thread: wait until the lead has posted it."""
         if job.parent_state is PostState.POSTED:
             return None
-        lead = await self.store.get_fields(job.group, ("parent_state", "parent_ts", "status"))
+        # created_ms is always stored: without it, the lead is gone (fields at their default are not stored).
+        lead = await self.store.get_fields(job.group, ("created_ms", "parent_state", "parent_ts", "status"))
         if lead.get("parent_state") == PostState.POSTED and lead.get("parent_ts"):
             job.parent_state, job.parent_ts = PostState.POSTED, lead["parent_ts"]
             fields = {"parent_state": PostState.POSTED, "parent_ts": job.parent_ts}
             await self.store.update(Lane.SUBMIT, job.id, token, fields)
             return None
-        if not lead or Status(lead.get("status") or Status.QUEUED).final:
+        if "created_ms" not in lead or Status(lead.get("status") or Status.QUEUED).final:
             # The lead ended without a message (the bot cannot post there; it told the user): so do we.
             return Done(
                 {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}

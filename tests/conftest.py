@@ -13,8 +13,8 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev
-from tests.fakes.sync_api import FakeSync
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.sync_api import FakeSync
 from tests.harness import BotThread, free_port
 from tests.payloads import SIGNING_SECRET
 

@@ -19,6 +19,7 @@ def slash_command(
     channel_id: str = "C0GENERAL",
     team_id: str = "T0TEST",
     command: str = "/lipsync",
+    trigger_id: str = "",
 ) -> dict[str, str]:
     return {
         "token": "deprecated-verification-token",
@@ -33,7 +34,8 @@ def slash_command(
         "api_app_id": "A0TEST",
         "is_enterprise_install": "false",
         "response_url": response_url,
-        "trigger_id": f"{int(time.time())}.738474920.{uuid.uuid4().hex}",  # unique per invocation
+        # Unique per invocation; a test gives one to redeliver the same command.
+        "trigger_id": trigger_id or f"{int(time.time())}.738474920.{uuid.uuid4().hex}",
     }
 
 

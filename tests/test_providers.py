@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from bot.settings import StartupError
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev
 from tests.fakes.lipsyncdev_api import Fault as DevFault
@@ -93,7 +94,7 @@ def test_sync_command_is_dubbed_with_the_chosen_model_and_costed_in_usd(
     assert "sync.so" in text_of(parent)
     reply_text = text_of(reply)
     assert sync_api.output_url(generation.id) in reply_text
-    assert "$1.0375" in reply_text  # 12.5 s × $0.083 per second, exactly
+    assert "$1.0375" in reply_text  # 12.5 s at $0.083 per second, exactly
     assert "lipsync-2-pro" in reply_text and "12.5 s" in reply_text
     assert jogg.creates == []  # the default provider was not used
 
@@ -279,3 +280,36 @@ def test_the_default_provider_is_the_first_configured_when_unset(
     bot.command(f"{VIDEO} {AUDIO}", response_url=slack.response_url("r"))
     parent_and_replies(slack)
     assert len(lipsyncdev_api.jobs) == 1
+
+
+def test_a_provider_key_refused_at_start_is_named(
+    make_settings: Callable[..., Any], lipsyncdev_api: FakeLipSyncDev, sync_api: FakeSync
+) -> None:
+    settings = make_settings(
+        lipsyncdev_api_key="not-the-key",
+        lipsyncdev_api_url=lipsyncdev_api.api_url,
+        sync_api_key="also-wrong",
+        sync_api_url=sync_api.base_url,
+    )
+    bot = BotThread(settings)
+    try:
+        with pytest.raises(StartupError) as refused:
+            bot.start()
+    finally:
+        bot.stop()
+    assert "LIPSYNCDEV_API_KEY" in str(refused.value) and "SYNC_API_KEY" in str(refused.value)
+    assert "not-the-key" not in str(refused.value) and "also-wrong" not in str(refused.value)
+
+
+def test_an_option_in_a_file_share_the_provider_cannot_honour_is_explained(
+    all_three: Callable[..., BotThread], slack: FakeSlack, lipsyncdev_api: FakeLipSyncDev
+) -> None:
+    from tests.payloads import event_callback
+    from tests.test_file_shares import replies, share
+
+    bot = all_three()
+    shared = share(slack, "talk.mp4", "voice-fr.mp3", text="lipsyncdev normal_reverse please")
+    bot.event(event_callback(shared.event()))
+    [note] = replies(slack, shared.ts, 1)
+    assert "LipSync.dev has no `normal_reverse` playback" in text_of(note)
+    assert lipsyncdev_api.jobs == {}

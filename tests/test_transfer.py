@@ -1,4 +1,4 @@
-"""Re-hosting a Slack file at a provider (JoggAI here), against the fake Slack and the fake JoggAI over real HTTP."""
+"""Re-hosting a Slack file at a provider (here JoggAI), against the fake Slack and JoggAI over real HTTP."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from tests.fakes.sync_api import FakeSync, sign_webhook
 from tests.fakes.sync_api import Outcome as SyncOutcome
 from tests.harness import BotThread, free_port
 from tests.payloads import event_callback
-from tests.test_file_shares import CHANNEL, file_ids, replies, settle, share, text_of
+from tests.test_file_shares import file_ids, replies, settle, share, text_of
 
 VIDEO = "https://cdn.example.com/talk.mp4"
 AUDIO = "https://cdn.example.com/voice-fr.mp3"
