@@ -506,10 +506,7 @@ class Pipeline:
             await self.slack.respond(job.response_url, messages.result(job, provider))
             return Done({"reply_state": PostState.SKIPPED})
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
-            if isinstance(exc, SlackFailed) and job.errors + 1 >= MAX_SEND_ERRORS:
-                log.error("job %s: giving up on the reply after %d refusals", job.id, MAX_SEND_ERRORS)
-                return Done({"last_error": f"Slack: {exc}"})
-            return self._slack_setback(job, exc)
+            return self._send_setback(job, "reply", exc)
         if job.source is Source.COMMAND:
             await self.slack.update(
                 job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
@@ -567,10 +564,17 @@ class Pipeline:
         except SlackUnreachable:
             return Done()
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
-            return self._slack_setback(job, exc)
+            return self._send_setback(job, "summary", exc)
         labels = [row.provider for row in rows]
         await self.slack.update(job.channel, job.parent_ts, messages.compare_parent(job, labels, done=True))
         return Done()
+
+    def _send_setback(self, job: Job, kind: str, exc: Exception) -> Decision:
+        """Come back later to post, unless Slack has refused it so often that an admin is not coming."""
+        if isinstance(exc, SlackFailed) and job.errors + 1 >= MAX_SEND_ERRORS:
+            log.error("job %s: giving up on the %s after %d refusals", job.id, kind, MAX_SEND_ERRORS)
+            return Done({"last_error": f"Slack: {exc}"})
+        return self._slack_setback(job, exc)
 
     def _label(self, name: str) -> str:
         provisions = self.providers.get(name)

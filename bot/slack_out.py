@@ -1,10 +1,10 @@
-"""Posting to Slack so that each message of a job appears exactly once.
+"""Slack I/O for jobs: post, find, update, react. It never writes job state.
 
 `chat.postMessage` has no idempotency key, so a post whose answer was lost (timeout, 5xx, `fatal_error`)
-may or may not have landed. Before posting we record `<kind>_state=attempted` in the job; every post
-carries message metadata with the job id; and whoever finds an `attempted` marker later looks for that
-metadata in the channel or thread before posting again. The client never retries by itself for the same
-reason (slack_sdk's default connection-error retry can post twice).
+may or may not have landed. Every post carries message metadata with the job id and the message's kind;
+the pipeline marks `<kind>_state=attempted` in the job before posting (bot/pipeline.py `_post_once`), and
+whoever finds that marker later asks `find_posted` before posting again. The client never retries by itself
+for the same reason (slack_sdk's default connection-error retry can post twice).
 """
 
 from __future__ import annotations

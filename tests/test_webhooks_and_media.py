@@ -204,3 +204,25 @@ def test_forged_and_replayed_webhooks_change_nothing(
     wait_until(lambda: [r for r in sync_api.requests if r.path == f"/v2/generate/{generation.id}"])
     assert httpx.post(url, content=body, headers=genuine).text.strip() == "seen"
     assert slack.replies("C0GENERAL", slack.messages("C0GENERAL")[0]["ts"]) == []  # still running: no reply
+
+
+def test_in_socket_mode_the_bot_still_hears_webhooks_on_port(
+    public_bot: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
+) -> None:
+    sync_api.default_outcome = SyncOutcome("success", ready_after=0.5)
+    bot = public_bot(
+        slack_app_token=slack.app_token,
+        slack_signing_secret=None,
+        poll_interval_seconds=600,
+        poll_max_interval_seconds=600,
+        job_timeout_seconds=3600,
+    )
+    assert (
+        httpx.post(f"{bot.url}/slack/events", content=b"{}", timeout=5).status_code == 404
+    )  # no events route
+    payload = slack.command_payload(f"{VIDEO} {AUDIO} sync", channel_id="C0SOCK")
+    slack.wait_ack(slack.send_envelope("slash_commands", payload))
+    parent = wait_until(lambda: (slack.messages("C0SOCK") or [None])[0])
+    wait_until(lambda: slack.replies("C0SOCK", parent["ts"]) or None, timeout=60)
+    [delivery] = sync_api.webhooks_sent
+    assert delivery.status == 200 and delivery.url == f"{bot.url}/webhooks/sync"

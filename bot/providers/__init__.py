@@ -10,7 +10,7 @@ from bot.providers.base import Provider
 from bot.providers.jogg import JoggProvider
 from bot.providers.lipsyncdev import LipSyncDevProvider
 from bot.providers.sync import SyncProvider
-from bot.settings import Settings, parse_prices
+from bot.settings import Settings, StartupError, parse_prices
 
 NAMES = ("jogg", "sync", "lipsyncdev")
 LABELS = {"jogg": JoggProvider.label, "sync": SyncProvider.label, "lipsyncdev": LipSyncDevProvider.label}
@@ -23,6 +23,10 @@ def build(settings: Settings) -> dict[str, Provider]:
     if s.jogg_api_key is not None:
         built["jogg"] = JoggProvider(s.jogg_api_key, s.jogg_api_url, timeout, s.jogg_posts_per_minute)
     if s.sync_api_key is not None:
+        if s.sync_model not in SyncProvider.models:
+            raise StartupError(
+                f"SYNC_MODEL is {s.sync_model!r}; sync.so offers {', '.join(SyncProvider.models)}."
+            )
         built["sync"] = SyncProvider(
             s.sync_api_key,
             s.sync_api_url,

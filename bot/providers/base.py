@@ -9,11 +9,14 @@ restart and never blocks a worker.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+
+from pydantic import SecretStr
 
 
 class TaskState(StrEnum):
@@ -108,10 +111,9 @@ class Provider(ABC):
     creates_per_minute: int = 60  # per API key, across every bot process
     max_concurrent: int = 0  # tasks running at once per account; 0 = no cap the bot must keep
 
-    @property
-    @abstractmethod
-    def key_id(self) -> str:
-        """A stable, non-secret name for the account (a digest of the key), for per-key limits."""
+    def __init__(self, api_key: SecretStr) -> None:
+        # A stable, non-secret name for the account, for per-key limits and caches.
+        self.key_id = hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()[:16]
 
     def options_problem(self, playback: str, model: str) -> str | None:
         """Why this provider cannot honour these options, as one friendly sentence; None when it can."""

@@ -9,7 +9,6 @@ and share the 20 POSTs/min limit with creates (§1.8).
 from __future__ import annotations
 
 import decimal
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from decimal import ROUND_CEILING, Decimal
@@ -70,14 +69,10 @@ class JoggProvider(Provider):
         timeout_s: float = 10.0,
         posts_per_minute: int = 20,
     ) -> None:
-        self._key_id = hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()[:16]
+        super().__init__(api_key)
         self.creates_per_minute = posts_per_minute
         self._api = ApiSession(self.label, base_url, {"x-api-key": api_key.get_secret_value()}, timeout_s)
         self._storage = StorageUploader(self.label, timeout_s)
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
 
     async def aclose(self) -> None:
         try:

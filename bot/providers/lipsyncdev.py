@@ -27,7 +27,6 @@ never repeats such a submit (repeating could pay twice); the job ends and says s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.parse
 from collections.abc import Mapping
@@ -91,7 +90,7 @@ class LipSyncDevProvider(Provider):
         if fps not in FPS_CHOICES:
             raise ValueError(f"fps must be one of {', '.join(FPS_CHOICES)}, not {fps!r}")
         secret = api_key.get_secret_value()
-        self._key_id = hashlib.sha256(secret.encode()).hexdigest()[:16]
+        super().__init__(api_key)
         self._video_params: dict[str, int | str] = {
             "video_width": 0,
             "video_height": 0,
@@ -99,10 +98,6 @@ class LipSyncDevProvider(Provider):
             "fps": fps,
         }
         self._api = ApiSession(self.label, base_url, {"Authorization": f"Bearer {secret}"}, timeout_s)
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
 
     async def create(self, order: Order) -> Task:
         body = {"srcVideoUrl": order.video, "audioUrl": order.audio, "videoParams": dict(self._video_params)}

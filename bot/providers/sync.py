@@ -140,7 +140,7 @@ class SyncProvider(Provider):
         if max_concurrent < 0:
             raise ValueError(f"max_concurrent must be 0 (no cap known) or more, not {max_concurrent}")
         secret = api_key.get_secret_value()
-        self._key_id = hashlib.sha256(secret.encode()).hexdigest()[:16]
+        super().__init__(api_key)
         self.default_model = model
         self.max_concurrent = max_concurrent
         self._prices: Mapping[str, Decimal] = MappingProxyType(
@@ -149,10 +149,6 @@ class SyncProvider(Provider):
         self._webhook_key = webhook_secret.get_secret_value().encode() if webhook_secret is not None else None
         self._api = ApiSession(self.label, base_url, {"x-api-key": secret}, timeout_s)
         self._storage = StorageUploader(self.label, timeout_s)
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
 
     async def aclose(self) -> None:
         try:
