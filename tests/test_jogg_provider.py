@@ -6,29 +6,23 @@ import asyncio
 from typing import TypeVar
 
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 
 from bot.providers.base import ErrorKind, Order, ProviderError, Task, TaskState
 from bot.providers.jogg import JoggProvider
 from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
-from tests.fakes.server import BackgroundServer
 from tests.harness import free_port
+from tests.provider_calls import Redirector
+from tests.provider_calls import call as provider_call
 
 T = TypeVar("T")
 
 
 def call(jogg: FakeJogg, action: str, *args: object, key: str | None = None) -> Task | None:
-    async def go() -> Task | None:
-        client = JoggProvider(SecretStr(key or jogg.api_key), jogg.base_url)
-        try:
-            method = getattr(client, action)
-            result: Task | None = await method(*args)
-            return result
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    """`action` on a fresh JoggProvider for the fake (with `key` instead of the fake's, if given)."""
+    api_key = SecretStr(key or jogg.api_key)
+    result: Task | None = provider_call(lambda: JoggProvider(api_key, jogg.base_url), action, *args)
+    return result
 
 
 ORDER = Order("job1", "https://cdn.example.com/v.mp4", "https://cdn.example.com/a.mp3", "normal")
@@ -104,14 +98,7 @@ def test_unknown_task_is_not_found(jogg: FakeJogg) -> None:
 
 
 def call_with(base_url: str, api_key: str, action: str, *args: object, timeout_s: float = 10.0) -> object:
-    async def go() -> object:
-        client = JoggProvider(SecretStr(api_key), base_url, timeout_s)
-        try:
-            return await getattr(client, action)(*args)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return provider_call(lambda: JoggProvider(SecretStr(api_key), base_url, timeout_s), action, *args)
 
 
 def test_a_client_made_outside_an_event_loop_works_inside_one(jogg: FakeJogg) -> None:
@@ -146,20 +133,6 @@ def test_no_answer_in_time_is_ambiguous_only_for_a_create(
         call_with(jogg.base_url, jogg.api_key, action, *args, timeout_s=0.5)
     assert caught.value.kind is ErrorKind.TRANSIENT and "no answer" in caught.value.message
     assert caught.value.ambiguous is ambiguous
-
-
-class Redirector(BackgroundServer):
-    """Answers every API call with a redirect to another host (here: the fake JoggAI)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__()
-        self.target = target
-
-    def routes(self, app: web.Application) -> None:
-        async def redirect(request: web.Request) -> web.Response:
-            raise web.HTTPFound(f"{self.target}{request.path_qs}")
-
-        app.router.add_route("*", "/{tail:.*}", redirect)
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home(jogg: FakeJogg) -> None:

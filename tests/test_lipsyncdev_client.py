@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -18,19 +16,14 @@ from bot.providers.base import Cost, ErrorKind, Order, ProviderError, Recovery, 
 from bot.providers.lipsyncdev import LipSyncDevProvider
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev, Fault, Outcome
 from tests.fakes.server import BackgroundServer, wait_until
+from tests.harness import free_port
+from tests.provider_calls import Redirector, run_with
 
 T = TypeVar("T")
 
 VIDEO = "https://files.example.com/face.mp4"
 AUDIO = "https://files.example.com/voice.mp3"
 ORDER = Order(key="job-1", video=VIDEO, audio=AUDIO, playback="normal")
-
-
-def free_port() -> int:
-    """A port nothing listens on (tests.harness has the same, but imports the whole bot)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -47,15 +40,8 @@ def run(
     **options: Any,
 ) -> T:
     """Run `steps` with a fresh provider on a fresh event loop, as one worker turn would."""
-
-    async def go() -> T:
-        provider = LipSyncDevProvider(SecretStr(key or fake.api_key), base_url or fake.api_url, **options)
-        try:
-            return await steps(provider)
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(go())
+    api_key = SecretStr(key or fake.api_key)
+    return run_with(lambda: LipSyncDevProvider(api_key, base_url or fake.api_url, **options), steps)
 
 
 def create(fake: FakeLipSyncDev, order: Order = ORDER, **options: Any) -> Task:
@@ -328,22 +314,8 @@ def test_a_wrong_api_url_is_an_admin_error_not_a_missing_job(fake: FakeLipSyncDe
     assert advice is not None and "`LIPSYNCDEV_API_URL`" in advice
 
 
-class Redirector(BackgroundServer):
-    """Answers every call with a redirect to another host (here: the fake LipSync.dev)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__()
-        self.target = target
-
-    def routes(self, app: web.Application) -> None:
-        async def redirect(request: web.Request) -> web.Response:
-            raise web.HTTPTemporaryRedirect(f"{self.target}{request.path_qs}")
-
-        app.router.add_route("*", "/{tail:.*}", redirect)
-
-
 def test_a_redirect_is_not_followed_so_the_key_stays_home(fake: FakeLipSyncDev) -> None:
-    with Redirector(fake.base_url) as redirector:
+    with Redirector(fake.base_url, web.HTTPTemporaryRedirect) as redirector:
         error = fails(fake, lambda p: p.create(ORDER), base_url=f"{redirector.base_url}/api")
     assert error.kind is ErrorKind.ADMIN and error.code == "http_307" and not error.ambiguous
     with fake.lock:

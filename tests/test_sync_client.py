@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -21,6 +20,8 @@ from bot.providers.base import Cost, ErrorKind, Order, ProviderError, Task, Task
 from bot.providers.sync import SyncProvider, idempotency_key
 from tests.fakes.server import BackgroundServer, lower_headers, wait_until
 from tests.fakes.sync_api import FakeSync, Fault, Outcome, sign_webhook
+from tests.harness import free_port
+from tests.provider_calls import Redirector, run_with
 
 T = TypeVar("T")
 
@@ -44,15 +45,8 @@ def run(
     **options: Any,
 ) -> T:
     """Run `action` with a fresh provider pointed at the fake (or `base_url`), closing it afterwards."""
-
-    async def go() -> T:
-        provider = SyncProvider(SecretStr(key or fake.api_key), base_url=base_url or fake.base_url, **options)
-        try:
-            return await action(provider)
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(go())
+    api_key = SecretStr(key or fake.api_key)
+    return run_with(lambda: SyncProvider(api_key, base_url=base_url or fake.base_url, **options), action)
 
 
 def failure(
@@ -543,24 +537,8 @@ def test_check_key_names_the_setting_only_when_the_key_is_refused(fake: FakeSync
         assert [(r.path, r.query) for r in fake.requests] == [("/v2/generations", {"limit": "1"})]
     sentence = run(fake, lambda provider: provider.check_key(), key="wrong-key")
     assert sentence is not None and "SYNC_API_KEY" in sentence
-    with socket.socket() as probe:  # a port nothing listens on once the probe closes
-        probe.bind(("127.0.0.1", 0))
-        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert run(fake, lambda provider: provider.check_key(), base_url=nobody) is None
-
-
-class Redirector(BackgroundServer):
-    """Answers every API call with a redirect to another host (here: the fake sync.so)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__()
-        self.target = target
-
-    def routes(self, app: web.Application) -> None:
-        async def redirect(request: web.Request) -> web.Response:
-            raise web.HTTPFound(f"{self.target}{request.path_qs}")
-
-        app.router.add_route("*", "/{tail:.*}", redirect)
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home(fake: FakeSync) -> None:

@@ -8,19 +8,27 @@ storage bucket (no API key, Content-Type must match, XML errors).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
 
-from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+from .server import (
+    Handler,
+    ProviderFake,
+    RecordedRequest,
+    SlidingWindow,
+    consume_body,
+    html_error_page,
+    lower_headers,
+    refuse_put,
+    storage_error,
+)
 
 PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
 RESULT_BASE = "https://res.jogg.ai/lipsync"
@@ -107,15 +115,6 @@ class Upload:
     data: bytes | None = None
 
 
-class RecordedRequest(NamedTuple):
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    at: float = 0.0  # time.monotonic() when the request arrived
-
-
 class JoggError(Exception):
     """Raised by a handler to answer HTTP 200 with a non-zero envelope code."""
 
@@ -125,12 +124,7 @@ class JoggError(Exception):
         self.msg = msg or CODE_MESSAGES.get(code, "Error")
 
 
-Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
-
-_CHUNK = 64 * 1024
-
-
-class FakeJogg(BackgroundServer):
+class FakeJogg(ProviderFake[Endpoint, Fault]):
     def __init__(self, api_key: str = "jogg-test-key", keep_uploads: bool = False) -> None:
         super().__init__()
         self.api_key = api_key
@@ -147,38 +141,25 @@ class FakeJogg(BackgroundServer):
         # so a run of 100,000 polls does not keep 100,000 request records.
         self.get_delay_seconds = 0.0
         self.record_requests = True
-        self._faults: FaultQueue[Fault] = FaultQueue()
         self._init_state()
 
     def _init_state(self) -> None:
+        super()._init_state()
         self.tasks: dict[str, Task] = {}
         self.creates: list[dict[str, Any]] = []
         self.polls: defaultdict[str, int] = defaultdict(int)
         self.lookups: list[dict[str, str]] = []
         self.assets: dict[str, dict[str, Any]] = {}
         self.uploads: list[Upload] = []
-        self.requests: list[RecordedRequest] = []
-        self.authorization_headers_seen: list[str] = []
         self.put_had_api_key = False
-        self.late_in_flight = 0  # requests with a "late" fault whose work is not done yet
-        self._post_times: list[float] = []
+        self._post_window = SlidingWindow()  # over accepted POSTs (providers.md §1.8)
         # Counters for benchmarks: status GETs answered, tasks polled at least once, and when (wall
         # clock, time.time()) each task's final status was first reported.
         self.gets_answered = 0
         self.tasks_polled = 0
         self.final_reported_at: dict[str, float] = {}
 
-    def reset(self) -> None:
-        """Forget tasks, uploads, records and faults (configuration attributes are kept)."""
-        with self.lock:
-            self._init_state()
-        self._faults.clear()
-
     # -- test-facing helpers -------------------------------------------------------------------
-
-    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
-        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
-        self._faults.push(endpoint, fault)
 
     def finish(self, task_id: str, outcome: Outcome) -> None:
         """Force a task to `outcome`'s final state from its next GET/lookup on ("never": processing)."""
@@ -220,7 +201,7 @@ class FakeJogg(BackgroundServer):
     # -- routes --------------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
-        app.middlewares.append(self._record_middleware)
+        app.middlewares.append(self.record_middleware)
         app.router.add_post("/v2/create_lip_sync_video", self._endpoint("create", self._create))
         app.router.add_get("/v2/lip_sync_video/{task_id}", self._endpoint("get", self._get))
         app.router.add_get("/v2/lip_sync_video", self._endpoint("lookup", self._lookup))
@@ -230,103 +211,33 @@ class FakeJogg(BackgroundServer):
         app.router.add_put("/upload/{asset_id}", self._endpoint("put", self._put, needs_key=False))
         app.router.add_get("/assets/{asset_id}/{filename}", self._serve_asset)
 
-    @web.middleware
-    async def _record_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if not self.record_requests:
-            return await handler(request)
-        body: Any = None
-        if request.method == "POST":  # PUT bodies are streamed by the handler, never buffered here
-            try:
-                body = json.loads(await request.read())
-            except ValueError:
-                body = None
-        with self.lock:
-            self.requests.append(
-                RecordedRequest(
-                    request.method,
-                    request.path,
-                    dict(request.query),
-                    lower_headers(request),
-                    body,
-                    time.monotonic(),
-                )
-            )
-            if "Authorization" in request.headers:
-                self.authorization_headers_seen.append(request.headers["Authorization"])
-        return await handler(request)
+    def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
+        if needs_key and request.headers.get("x-api-key") != self.api_key:
+            return _envelope(10105)
+        return None
 
-    def _endpoint(
-        self, name: Endpoint, handler: Handler, needs_key: bool = True
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def serve(request: web.Request) -> web.Response:
-            body = await _json_body(request)
-            if needs_key and request.headers.get("x-api-key") != self.api_key:
-                return _envelope(10105)
-            fault = self._faults.pop(name)
-            if fault is None:
-                return await self._run(handler, request, body)
-            return await self._apply_fault(name, fault, handler, request, body)
-
-        return serve
-
-    async def _run(self, handler: Handler, request: web.Request, body: Any) -> web.Response:
-        if request.method == "POST" and not self._take_post_slot():
+    async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        if request.method == "POST" and not self._post_window.admit(self.post_limit_per_minute, self.clock()):
             return _envelope(429)
         try:
             return await handler(request, body)
         except JoggError as exc:
             return _envelope(exc.code, exc.msg)
 
-    async def _apply_fault(
-        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
+    def _fault_response(
+        self, name: Endpoint, fault: Fault, request: web.Request, made: web.Response | None
     ) -> web.Response:
-        if fault.kind == "delay":
-            return await self._delayed(fault.delay, fault.after, handler, request, body)
-        if fault.kind == "late":
-            # Shielded: the work happens even if the server cancels the handler of a client that left.
-            return await asyncio.shield(self._late(fault.delay, handler, request, body))
-        if fault.after:
-            await self._run(handler, request, body)  # the work happens; only the answer is lost
-        else:
-            await _drain(request)  # answer cleanly instead of resetting a client mid-upload
-        return _fault_response(name, fault)
-
-    async def _delayed(
-        self, delay: float, after: bool, handler: Handler, request: web.Request, body: Any
-    ) -> web.Response:
-        if after:
-            response = await self._run(handler, request, body)
-            await asyncio.sleep(delay)
-            return response
-        await asyncio.sleep(delay)
-        if client_gone(request):
-            return web.Response(status=499)  # nobody listens; the point is that no work was done
-        return await self._run(handler, request, body)
-
-    async def _late(self, delay: float, handler: Handler, request: web.Request, body: Any) -> web.Response:
-        with self.lock:
-            self.late_in_flight += 1
-        try:
-            await asyncio.sleep(delay)
-            return await self._run(handler, request, body)
-        finally:
-            with self.lock:
-                self.late_in_flight -= 1
-
-    def _take_post_slot(self) -> bool:
-        """Sliding 60 s window over accepted POSTs (providers.md §1.8)."""
-        limit = self.post_limit_per_minute
-        if limit is None:
-            return True
-        now = self.clock()
-        with self.lock:
-            self._post_times = [t for t in self._post_times if now - t < 60]
-            if len(self._post_times) >= limit:
-                return False
-            self._post_times.append(now)
-            return True
+        if fault.kind == "http":
+            if name == "put":
+                return storage_error(
+                    fault.status, "InternalError", "We encountered an internal error. Please try again."
+                )
+            return html_error_page(fault.status)
+        if fault.kind == "code":
+            return _envelope(fault.code)
+        if fault.kind == "malformed":
+            return web.Response(text="<html>upstream error</html>", content_type="text/html")
+        return web.json_response({"code": 0, "msg": "Success", "data": None})  # malformed_json
 
     # -- endpoint handlers -----------------------------------------------------------------------
 
@@ -411,22 +322,12 @@ class FakeJogg(BackgroundServer):
             if "x-api-key" in request.headers:
                 self.put_had_api_key = True  # a leak: the key must never go to the storage URL
             asset = self.assets.get(asset_id)
-        if asset is None:
-            await _drain(request)
-            return _storage_error(403, "AccessDenied", "Request has expired or the signature is invalid.")
-        if request.headers.get("Content-Type", "") != asset["content_type"]:
-            await _drain(request)
-            return _storage_error(
-                403,
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        if self.require_content_length and request.content_length is None:
-            await _drain(request)
-            return _storage_error(
-                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
-            )
-        digest, size, data = await _consume(request, keep=self.keep_uploads)
+        signed_for = asset["content_type"] if asset is not None else None
+        refusal = await refuse_put(request, signed_for, require_length=self.require_content_length)
+        if refusal is not None:
+            return refusal
+        assert asset is not None  # an unknown asset was refused
+        digest, size, data = await consume_body(request, keep=self.keep_uploads)
         upload = Upload(
             asset_id=asset_id,
             filename=asset["filename"],
@@ -447,7 +348,7 @@ class FakeJogg(BackgroundServer):
         with self.lock:
             upload = next((u for u in reversed(self.uploads) if u.asset_id == asset_id), None)
         if upload is None or upload.data is None:
-            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+            return storage_error(404, "NoSuchKey", "The specified key does not exist.")
         return web.Response(body=upload.data, content_type=upload.content_type)
 
     async def _whoami(self, request: web.Request, body: Any) -> web.Response:
@@ -490,31 +391,6 @@ def _envelope(code: int, msg: str | None = None, data: Any = None) -> web.Respon
     return web.json_response({"code": code, "msg": msg or CODE_MESSAGES.get(code, "Error"), "data": data})
 
 
-def _fault_response(name: Endpoint, fault: Fault) -> web.Response:
-    if fault.kind == "http":
-        if name == "put":
-            return _storage_error(
-                fault.status, "InternalError", "We encountered an internal error. Please try again."
-            )
-        reason = web.Response(status=fault.status).reason
-        title = f"{fault.status} {reason}"
-        html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-        return web.Response(status=fault.status, text=html, content_type="text/html")
-    if fault.kind == "code":
-        return _envelope(fault.code)
-    if fault.kind == "malformed":
-        return web.Response(text="<html>upstream error</html>", content_type="text/html")
-    return web.json_response({"code": 0, "msg": "Success", "data": None})  # malformed_json
-
-
-def _storage_error(status: int, code: str, message: str) -> web.Response:
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
-    return web.Response(status=status, text=body, content_type="application/xml")
-
-
 def _require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise JoggError(40000, "Parameter error: request body must be a JSON object")
@@ -526,31 +402,3 @@ def _require_str(fields: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise JoggError(40000, f"Parameter error: {name} is required")
     return value
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.method != "POST":
-        return None
-    try:
-        return json.loads(await request.read())  # already buffered by the recording middleware
-    except ValueError:
-        return None
-
-
-async def _consume(request: web.Request, keep: bool) -> tuple[str, int, bytes | None]:
-    """Hash and count the body chunk by chunk, so uploads of any size cost no memory."""
-    digest = hashlib.sha256()
-    size = 0
-    kept: list[bytes] | None = [] if keep else None
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-        if kept is not None:
-            kept.append(chunk)
-    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
-
-
-async def _drain(request: web.Request) -> None:
-    if request.method in ("PUT", "POST") and not request.content.at_eof():
-        async for _ in request.content.iter_chunked(_CHUNK):
-            pass

@@ -18,16 +18,17 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+from .server import CHUNK_SIZE, Handler, ProviderFake, SlidingWindow, html_error_page
+from .server import RecordedRequest as RecordedRequest  # re-exported: tests type their records with it
 
 OUTPUT_BASE = "https://cdn.lipsync.dev/out"
 FPS_CHOICES = ("25", "original")
@@ -105,15 +106,6 @@ class Job:
     fetch_error: str = ""  # the first failed download, which fails the job
 
 
-class RecordedRequest(NamedTuple):
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    at: float = 0.0  # time.monotonic() when the request arrived
-
-
 class ApiError(Exception):
     """Raised by a handler to answer `status` with `{"error": message}`."""
 
@@ -123,12 +115,7 @@ class ApiError(Exception):
         self.message = message
 
 
-Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
-
-_CHUNK = 64 * 1024
-
-
-class FakeLipSyncDev(BackgroundServer):
+class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
     def __init__(self, api_key: str = "lipsyncdev-test-key") -> None:
         super().__init__()
         self.api_key = api_key
@@ -143,26 +130,17 @@ class FakeLipSyncDev(BackgroundServer):
         self.requests_per_minute: int | None = None  # every authenticated API request counts
         self.requests_limit = 1000  # /v1/usage's current_period.requests_limit
         self.clock: Callable[[], float] = time.monotonic  # for the rate-limit window
-        self._faults: FaultQueue[Fault] = FaultQueue()
         self._background: set[asyncio.Task[None]] = set()
         self._init_state()
 
     def _init_state(self) -> None:
+        super()._init_state()
         self.jobs: dict[str, Job] = {}
         self.submits = 0  # accepted submits (jobs made)
         self.fetches: list[Fetch] = []
-        self.requests: list[RecordedRequest] = []
-        self.authorization_headers_seen: list[str] = []
-        self.late_in_flight = 0
         self.requests_used = 0  # authenticated API requests answered (for /v1/usage)
         self._next_job = 101
-        self._request_times: list[float] = []
-
-    def reset(self) -> None:
-        """Forget jobs, fetches, records and faults (configuration attributes are kept)."""
-        with self.lock:
-            self._init_state()
-        self._faults.clear()
+        self._request_window = SlidingWindow()  # over authenticated requests ("requests per minute")
 
     # -- test-facing helpers -------------------------------------------------------------------
 
@@ -170,10 +148,6 @@ class FakeLipSyncDev(BackgroundServer):
     def api_url(self) -> str:
         """What the bot is configured with (LIPSYNCDEV_API_URL)."""
         return f"{self.base_url}/api"
-
-    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
-        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
-        self._faults.push(endpoint, fault)
 
     def finish(self, job_id: str, outcome: Outcome) -> None:
         """Force a job to `outcome`'s final state from its next status GET on ("never": processing)."""
@@ -193,51 +167,19 @@ class FakeLipSyncDev(BackgroundServer):
     # -- server ----------------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
-        app.middlewares.append(self._record_middleware)
+        app.middlewares.append(self.record_middleware)
         app.router.add_post("/api/v1/lipsync/submit", self._endpoint("submit", self._submit))
         app.router.add_get("/api/v1/lipsync/status/{job_id}", self._endpoint("status", self._status))
         app.router.add_get("/api/v1/usage", self._endpoint("usage", self._usage))
 
-    @web.middleware
-    async def _record_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        body: Any = None
-        if request.method == "POST":
-            try:
-                body = json.loads(await request.read())
-            except ValueError:
-                body = None
-        with self.lock:
-            self.requests.append(
-                RecordedRequest(
-                    request.method,
-                    request.path,
-                    dict(request.query),
-                    lower_headers(request),
-                    body,
-                    time.monotonic(),
-                )
-            )
-            if "Authorization" in request.headers:
-                self.authorization_headers_seen.append(request.headers["Authorization"])
-        return await handler(request)
+    def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Invalid API key")
+        if not self._request_window.admit(self.requests_per_minute, self.clock()):
+            return _error(429, "Rate limit exceeded", headers={"Retry-After": "60"})
+        return None
 
-    def _endpoint(self, name: Endpoint, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def serve(request: web.Request) -> web.Response:
-            body = await _json_body(request)
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return _error(401, "Invalid API key")
-            if not self._take_request_slot():
-                return _error(429, "Rate limit exceeded", headers={"Retry-After": "60"})
-            fault = self._faults.pop(name)
-            if fault is None:
-                return await self._run(handler, request, body)
-            return await self._apply_fault(fault, handler, request, body)
-
-        return serve
-
-    async def _run(self, handler: Handler, request: web.Request, body: Any) -> web.Response:
+    async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
         with self.lock:
             self.requests_used += 1
         try:
@@ -245,52 +187,16 @@ class FakeLipSyncDev(BackgroundServer):
         except ApiError as exc:
             return _error(exc.status, exc.message)
 
-    async def _apply_fault(
-        self, fault: Fault, handler: Handler, request: web.Request, body: Any
+    def _fault_response(
+        self, name: Endpoint, fault: Fault, request: web.Request, made: web.Response | None
     ) -> web.Response:
-        if fault.kind == "delay":
-            return await self._delayed(fault.delay, fault.after, handler, request, body)
-        if fault.kind == "late":
-            # Shielded: the work happens even if the server cancels the handler of a client that left.
-            return await asyncio.shield(self._late(fault.delay, handler, request, body))
-        if fault.after:
-            await self._run(handler, request, body)  # the work happens; only the answer is lost
-        return _fault_response(fault)
-
-    async def _delayed(
-        self, delay: float, after: bool, handler: Handler, request: web.Request, body: Any
-    ) -> web.Response:
-        if after:
-            response = await self._run(handler, request, body)
-            await asyncio.sleep(delay)
-            return response
-        await asyncio.sleep(delay)
-        if client_gone(request):
-            return web.Response(status=499)  # nobody listens; the point is that no work was done
-        return await self._run(handler, request, body)
-
-    async def _late(self, delay: float, handler: Handler, request: web.Request, body: Any) -> web.Response:
-        with self.lock:
-            self.late_in_flight += 1
-        try:
-            await asyncio.sleep(delay)
-            return await self._run(handler, request, body)
-        finally:
-            with self.lock:
-                self.late_in_flight -= 1
-
-    def _take_request_slot(self) -> bool:
-        """Sliding 60 s window over authenticated requests (the plans' "requests per minute")."""
-        limit = self.requests_per_minute
-        if limit is None:
-            return True
-        now = self.clock()
-        with self.lock:
-            self._request_times = [t for t in self._request_times if now - t < 60]
-            if len(self._request_times) >= limit:
-                return False
-            self._request_times.append(now)
-            return True
+        if fault.kind == "malformed":
+            return web.Response(text="<html>upstream error</html>", content_type="text/html")
+        if fault.body is not None:
+            return web.Response(status=fault.status, text=_dumps(fault.body), content_type="application/json")
+        if fault.status < 500:
+            return _error(fault.status, web.Response(status=fault.status).reason)
+        return html_error_page(fault.status)
 
     # -- endpoint handlers -----------------------------------------------------------------------
 
@@ -389,7 +295,7 @@ class FakeLipSyncDev(BackgroundServer):
         size = 0
         try:
             async with session.get(url) as response:
-                async for chunk in response.content.iter_chunked(_CHUNK):
+                async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                     digest.update(chunk)
                     size += len(chunk)
                 fetch = Fetch(
@@ -449,19 +355,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _fault_response(fault: Fault) -> web.Response:
-    if fault.kind == "malformed":
-        return web.Response(text="<html>upstream error</html>", content_type="text/html")
-    if fault.body is not None:
-        return web.Response(status=fault.status, text=_dumps(fault.body), content_type="application/json")
-    reason = web.Response(status=fault.status).reason
-    if fault.status < 500:
-        return _error(fault.status, reason)
-    title = f"{fault.status} {reason}"
-    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-    return web.Response(status=fault.status, text=html, content_type="text/html")
-
-
 _DECIMAL_MARK = "\u0000decimal:"
 
 
@@ -508,12 +401,3 @@ def _require_video_params(value: Any) -> dict[str, Any]:
 
 def _iso_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.method != "POST":
-        return None
-    try:
-        return json.loads(await request.read())  # already buffered by the recording middleware
-    except ValueError:
-        return None

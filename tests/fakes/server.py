@@ -2,17 +2,23 @@
 
 Tests talk to the fakes over real sockets so that the bot's HTTP clients, retries, timeouts and
 streaming are exercised exactly as in production; only the base URLs differ.
+
+The second half is what the provider stand-ins (JoggAI, sync.so, LipSync.dev) share: `ProviderFake` (request
+records, injected faults with "delay"/"late"/`after`), a per-minute `SlidingWindow`, body helpers
+(`json_body`, `consume_body`, `drain`) and the storage bucket's answers to presigned uploads (`refuse_put`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +27,12 @@ F = TypeVar("F")
 
 # Large enough for any Web API body; big uploads are read as streams and never hit this limit.
 _MAX_BUFFERED_BODY = 16 * 1024 * 1024
+
+# How much of a streamed body (an upload, a download) is read at a time.
+CHUNK_SIZE = 64 * 1024
+
+# A provider fake's endpoint handler: the request and its JSON body (None if not a POST or not JSON).
+Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 
 def wait_until(
@@ -212,3 +224,270 @@ class FaultQueue(Generic[F]):
     def clear(self) -> None:
         with self._lock:
             self._queues.clear()
+
+
+# -- shared by the provider stand-ins (JoggAI, sync.so, LipSync.dev) -----------------------------
+
+
+class RecordedRequest(NamedTuple):
+    """One request as a provider fake saw it (`ProviderFake.requests`)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    at: float = 0.0  # time.monotonic() when the request arrived
+
+
+async def json_body(request: web.Request) -> Any:
+    """A POST's body parsed as JSON; None for other methods or a body that is not JSON."""
+    if request.method != "POST":
+        return None
+    try:
+        return json.loads(await request.read())  # buffered once; later reads get the same bytes
+    except ValueError:
+        return None
+
+
+async def consume_body(request: web.Request, keep: bool) -> tuple[str, int, bytes | None]:
+    """Read a streamed body (an upload): its sha256 hex digest, its size, and its bytes if `keep`.
+
+    It is hashed and counted chunk by chunk, so uploads of any size cost no memory unless kept.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep else None
+    async for chunk in request.content.iter_chunked(CHUNK_SIZE):
+        digest.update(chunk)
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
+
+
+async def drain(request: web.Request) -> None:
+    """Read and drop what is left of a PUT or POST body, so that answering early (an error) does not
+    reset a client that is still sending."""
+    if request.method in ("PUT", "POST") and not request.content.at_eof():
+        async for _ in request.content.iter_chunked(CHUNK_SIZE):
+            pass
+
+
+def html_error_page(status: int) -> web.Response:
+    """HTTP `status` with an HTML error page, as a proxy or load balancer in front of an API answers."""
+    title = f"{status} {web.Response(status=status).reason}"
+    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    return web.Response(status=status, text=html, content_type="text/html")
+
+
+def storage_error(status: int, code: str, message: str) -> web.Response:
+    """An S3-style XML error, as a presigned upload URL (a storage bucket, not the API) answers."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+async def refuse_put(
+    request: web.Request, content_type: str | None, require_length: bool
+) -> web.Response | None:
+    """Check a PUT to a presigned upload URL as the storage bucket would: its error answer, or None if good.
+
+    `content_type` is the type the URL was signed for; None when the URL is unknown or its signature wrong.
+    `require_length`: a PUT without Content-Length (chunked) is refused with 411, as S3 presigned URLs do.
+    A refused body is drained first, so the client gets the answer instead of a reset mid-upload.
+    """
+    if content_type is None:
+        refusal = storage_error(403, "AccessDenied", "Request has expired or the signature is invalid.")
+    elif request.headers.get("Content-Type", "") != content_type:
+        refusal = storage_error(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    elif require_length and request.content_length is None:
+        refusal = storage_error(
+            411, "MissingContentLength", "You must provide the Content-Length HTTP header."
+        )
+    else:
+        return None
+    await drain(request)
+    return refusal
+
+
+class SlidingWindow:
+    """A per-minute rate limit: the times of the events let in during the last `span` seconds.
+
+    The limit and the clock stay the fake's own public attributes (tests change them at will), so each
+    call passes them in. Thread-safe.
+    """
+
+    def __init__(self, span: float = 60.0) -> None:
+        self.span = span
+        self._lock = threading.Lock()
+        self._times: list[float] = []
+
+    def admit(self, limit: int | None, now: float) -> bool:
+        """Let one more event in at `now` if fewer than `limit` came in the window (None: no limit)."""
+        if limit is None:
+            return True
+        with self._lock:
+            self._times = [t for t in self._times if now - t < self.span]
+            if len(self._times) >= limit:
+                return False
+            self._times.append(now)
+            return True
+
+
+class InjectedFault(Protocol):
+    """What `ProviderFake` reads of a fake's own Fault dataclass."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def delay(self) -> float: ...
+
+    @property
+    def after(self) -> bool: ...
+
+
+E = TypeVar("E", bound=str)
+FaultT = TypeVar("FaultT", bound=InjectedFault)
+
+
+class ProviderFake(BackgroundServer, Generic[E, FaultT]):
+    """The request handling every provider stand-in shares; `E` names its endpoints, `FaultT` is its Fault.
+
+    - `record_middleware` records every request in `requests` (and its Authorization header, if any, in
+      `authorization_headers_seen`), unless `record_requests` is False.
+    - `_endpoint(name, handler)` wraps a handler: it parses the JSON body, lets `_refusal` turn the request
+      away (wrong key, rate limit), then does the work through `_run`, or, when a fault was injected for
+      `name` with `inject`, applies that fault.
+    - The fault kinds "delay" and "late" and the flag `after` mean the same for every fake (see their Fault
+      docstrings); any other kind is answered by the fake's `_fault_response`.
+
+    A fake implements `_fault_response`, overrides `_refusal` and `_run` where it has rules of its own, and
+    extends `_init_state` with its own state.
+    """
+
+    record_requests = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._faults: FaultQueue[FaultT] = FaultQueue()
+
+    def _init_state(self) -> None:
+        """Start the records afresh (at construction and on `reset`); a fake adds its own state."""
+        self.requests: list[RecordedRequest] = []
+        self.authorization_headers_seen: list[str] = []
+        self.late_in_flight = 0  # requests with a "late" fault whose work is not done yet
+
+    def reset(self) -> None:
+        """Forget all state, records and faults (configuration attributes are kept)."""
+        with self.lock:
+            self._init_state()
+        self._faults.clear()
+
+    def inject(self, endpoint: E, fault: FaultT) -> None:
+        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
+        self._faults.push(endpoint, fault)
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
+        """The answer to a request turned away before any fault or work (e.g. a wrong key), or None."""
+        return None
+
+    async def _run(self, name: E, handler: Handler, request: web.Request, body: Any) -> web.Response:
+        """Do the work of one request: the handler, plus whatever rules the fake adds around it."""
+        return await handler(request, body)
+
+    def _fault_response(
+        self, name: E, fault: FaultT, request: web.Request, made: web.Response | None
+    ) -> web.Response:
+        """The answer to a request failed by `fault`; `made` is the lost real answer (with `after`)."""
+        raise NotImplementedError
+
+    async def _run_late(
+        self, name: E, delay: float, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        """The work of a "late" request: sleep `delay`, then run it. A fake may pause elsewhere."""
+        await asyncio.sleep(delay)
+        return await self._run(name, handler, request, body)
+
+    # -- request handling ------------------------------------------------------------------------
+
+    @web.middleware
+    async def record_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Record the request; add it first to the fake's app.middlewares."""
+        if not self.record_requests:
+            return await handler(request)
+        body = await json_body(request)  # PUT bodies are streamed by the handler, never buffered here
+        recorded = RecordedRequest(
+            request.method, request.path, dict(request.query), lower_headers(request), body, time.monotonic()
+        )
+        with self.lock:
+            self.requests.append(recorded)
+            if "Authorization" in request.headers:
+                self.authorization_headers_seen.append(request.headers["Authorization"])
+        return await handler(request)
+
+    def _endpoint(
+        self, name: E, handler: Handler, needs_key: bool = True
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The aiohttp handler for endpoint `name`: refusal, then the injected fault or the work."""
+
+        async def serve(request: web.Request) -> web.Response:
+            body = await json_body(request)
+            refusal = self._refusal(request, needs_key)
+            if refusal is not None:
+                return refusal
+            fault = self._faults.pop(name)
+            if fault is None:
+                return await self._run(name, handler, request, body)
+            return await self._apply_fault(name, fault, handler, request, body)
+
+        return serve
+
+    async def _apply_fault(
+        self, name: E, fault: FaultT, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.kind == "delay":
+            return await self._delayed(name, fault, handler, request, body)
+        if fault.kind == "late":
+            # Shielded: the work happens even if the server cancels the handler of a client that left.
+            return await asyncio.shield(self._late(name, fault.delay, handler, request, body))
+        made: web.Response | None = None
+        if fault.after:
+            made = await self._run(name, handler, request, body)  # the work happens; the answer is lost
+        else:
+            await drain(request)  # answer cleanly instead of resetting a client mid-upload
+        return self._fault_response(name, fault, request, made)
+
+    async def _delayed(
+        self, name: E, fault: FaultT, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        if fault.after:
+            response = await self._run(name, handler, request, body)
+            await asyncio.sleep(fault.delay)
+            return response
+        await asyncio.sleep(fault.delay)
+        if client_gone(request):
+            return web.Response(status=499)  # nobody listens; the point is that no work was done
+        return await self._run(name, handler, request, body)
+
+    async def _late(
+        self, name: E, delay: float, handler: Handler, request: web.Request, body: Any
+    ) -> web.Response:
+        with self.lock:
+            self.late_in_flight += 1
+        try:
+            return await self._run_late(name, delay, handler, request, body)
+        finally:
+            with self.lock:
+                self.late_in_flight -= 1

@@ -19,17 +19,27 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
-from .server import BackgroundServer, FaultQueue, client_gone, lower_headers
+from .server import (
+    Handler,
+    ProviderFake,
+    SlidingWindow,
+    consume_body,
+    html_error_page,
+    lower_headers,
+    refuse_put,
+    storage_error,
+)
+from .server import RecordedRequest as RecordedRequest  # re-exported: tests type their records with it
 
 MODELS = ("lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta", "sync-3", "react-1")
 SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
@@ -155,15 +165,6 @@ class WebhookDelivery:
     at: float  # time.time() when it was sent
 
 
-class RecordedRequest(NamedTuple):
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    at: float = 0.0  # time.monotonic() when the request arrived
-
-
 @dataclass
 class _Claim:
     """An Idempotency-Key: the body it was first sent with, and the generation once made."""
@@ -184,18 +185,13 @@ class SyncApiError(Exception):
         self.body.update(extra)
 
 
-Handler = Callable[[web.Request, Any], Awaitable[web.Response]]
-
-_CHUNK = 64 * 1024
-
-
 def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
     """The `Sync-Signature` value: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the secret as is."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
-class FakeSync(BackgroundServer):
+class FakeSync(ProviderFake[Endpoint, Fault]):
     def __init__(
         self, api_key: str = "sync-test-key", webhook_secret: str | None = None, keep_uploads: bool = False
     ) -> None:
@@ -210,35 +206,23 @@ class FakeSync(BackgroundServer):
         self.max_concurrent: int | None = None  # generations in PENDING/PROCESSING at once
         self.webhooks_enabled = True  # False: deliveries are lost (nothing is sent)
         self.clock: Callable[[], float] = time.monotonic  # for the rate-limit window
-        self._faults: FaultQueue[Fault] = FaultQueue()
         self._webhook_session: aiohttp.ClientSession | None = None
         self._init_state()
 
     def _init_state(self) -> None:
+        super()._init_state()
         self.generations: dict[str, Generation] = {}
-        self.requests: list[RecordedRequest] = []
         self.uploads: list[Upload] = []
         self.assets: dict[str, dict[str, Any]] = {}  # asset id → {"url", "type", "sha256", "size"}
         self.webhooks_sent: list[WebhookDelivery] = []
         self.replays = 0  # creates answered with an existing generation (same key, same body)
         self.put_had_api_key = False
-        self.late_in_flight = 0
         self._claims: dict[str, _Claim] = {}
         self._slots: dict[str, dict[str, Any]] = {}  # upload id → the POST /v2/assets/upload request
         self._files: dict[str, Upload] = {}  # public url → the upload that filled it
-        self._create_times: list[float] = []
-
-    def reset(self) -> None:
-        """Forget generations, uploads, records and faults (configuration attributes are kept)."""
-        with self.lock:
-            self._init_state()
-        self._faults.clear()
+        self._create_window = SlidingWindow()  # over POST /v2/generate
 
     # -- test-facing helpers -------------------------------------------------------------------
-
-    def inject(self, endpoint: Endpoint, fault: Fault) -> None:
-        """Queue `fault` for the next request to `endpoint` (FIFO per endpoint)."""
-        self._faults.push(endpoint, fault)
 
     @property
     def generation_count(self) -> int:
@@ -261,7 +245,7 @@ class FakeSync(BackgroundServer):
     # -- routes --------------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
-        app.middlewares.append(self._record_middleware)
+        app.middlewares.append(self.record_middleware)
         app.router.add_post("/v2/generate", self._endpoint("generate", self._create))
         app.router.add_get("/v2/generate/{generation_id}", self._endpoint("get", self._get))
         app.router.add_get("/v2/generations", self._endpoint("list", self._list))
@@ -274,110 +258,47 @@ class FakeSync(BackgroundServer):
         if self._webhook_session is not None:
             await self._webhook_session.close()
 
-    @web.middleware
-    async def _record_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        body: Any = None
-        if request.method == "POST":  # PUT bodies are streamed by the handler, never buffered here
-            try:
-                body = json.loads(await request.read())
-            except ValueError:
-                body = None
-        with self.lock:
-            self.requests.append(
-                RecordedRequest(
-                    request.method,
-                    request.path,
-                    dict(request.query),
-                    lower_headers(request),
-                    body,
-                    time.monotonic(),
-                )
-            )
-        return await handler(request)
-
-    def _endpoint(
-        self, name: Endpoint, handler: Handler, needs_key: bool = True
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def serve(request: web.Request) -> web.Response:
-            body = await _json_body(request)
-            if needs_key and request.headers.get("x-api-key") != self.api_key:
-                return _error(401, "Invalid API key", "")
-            fault = self._faults.pop(name)
-            if fault is None:
-                return await self._run(name, handler, request, body)
-            return await self._apply_fault(name, fault, handler, request, body)
-
-        return serve
+    def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
+        if needs_key and request.headers.get("x-api-key") != self.api_key:
+            return _error(401, "Invalid API key", "")
+        return None
 
     async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
-        if name == "generate" and not self._take_create_slot():
+        if name == "generate" and not self._create_window.admit(self.creates_per_minute, self.clock()):
             return web.json_response(RATE_LIMIT_BODY, status=429)
         try:
             return await handler(request, body)
         except SyncApiError as exc:
             return web.json_response(exc.body, status=exc.status)
 
-    async def _apply_fault(
-        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
+    async def _run_late(
+        self, name: Endpoint, delay: float, handler: Handler, request: web.Request, body: Any
     ) -> web.Response:
-        if fault.kind == "delay":
-            return await self._delayed(name, fault, handler, request, body)
-        if fault.kind == "late":
-            # Shielded: the work happens even if the server cancels the handler of a client that left.
-            return await asyncio.shield(self._late(name, fault.delay, handler, request, body))
-        made: web.Response | None = None
-        if fault.after:
-            made = await self._run(name, handler, request, body)  # the work happens; the answer is lost
-        else:
-            await _drain(request)  # answer cleanly instead of resetting a client mid-upload
+        if name == "generate":
+            handler = functools.partial(self._create, pause_s=delay)  # claims its key, then pauses
+            return await self._run(name, handler, request, body)
+        return await super()._run_late(name, delay, handler, request, body)
+
+    def _fault_response(
+        self, name: Endpoint, fault: Fault, request: web.Request, made: web.Response | None
+    ) -> web.Response:
         if fault.kind == "outcome_unknown":
             extra: dict[str, Any] = {}
             if made is not None and made.status == 201:
                 extra["generationId"] = json.loads(made.text or "{}").get("id")
             message = "The outcome of the original request is unknown. Poll generationId if present."
             return _error(500, message, "IDEMPOTENCY_OUTCOME_UNKNOWN", **extra)
-        return _fault_response(name, fault, request.method)
-
-    async def _delayed(
-        self, name: Endpoint, fault: Fault, handler: Handler, request: web.Request, body: Any
-    ) -> web.Response:
-        if fault.after:
-            response = await self._run(name, handler, request, body)
-            await asyncio.sleep(fault.delay)
-            return response
-        await asyncio.sleep(fault.delay)
-        if client_gone(request):
-            return web.Response(status=499)  # nobody listens; the point is that no work was done
-        return await self._run(name, handler, request, body)
-
-    async def _late(
-        self, name: Endpoint, delay: float, handler: Handler, request: web.Request, body: Any
-    ) -> web.Response:
-        with self.lock:
-            self.late_in_flight += 1
-        try:
-            if name == "generate":
-                handler = functools.partial(self._create, pause_s=delay)  # claims its key, then pauses
-            else:
-                await asyncio.sleep(delay)
-            return await self._run(name, handler, request, body)
-        finally:
-            with self.lock:
-                self.late_in_flight -= 1
-
-    def _take_create_slot(self) -> bool:
-        limit = self.creates_per_minute
-        if limit is None:
-            return True
-        now = self.clock()
-        with self.lock:
-            self._create_times = [t for t in self._create_times if now - t < 60]
-            if len(self._create_times) >= limit:
-                return False
-            self._create_times.append(now)
-            return True
+        if fault.kind == "http":
+            if name == "put":
+                return storage_error(
+                    fault.status, "InternalError", "We encountered an internal error. Please try again."
+                )
+            return _error(fault.status, fault.message or _reason(fault.status), fault.code)
+        if fault.kind == "html":
+            return html_error_page(fault.status)
+        # malformed
+        status = 201 if request.method == "POST" else 200
+        return web.Response(status=status, text="<html>upstream error</html>", content_type="text/html")
 
     # -- generations -----------------------------------------------------------------------------
 
@@ -643,22 +564,14 @@ class FakeSync(BackgroundServer):
             if "x-api-key" in request.headers:
                 self.put_had_api_key = True  # a leak: the key must never go to the storage URL
             slot = self._slots.get(upload_id)
-        if slot is None or request.query.get("X-Amz-Signature") != slot["signature"]:
-            await _drain(request)
-            return _storage_error(403, "AccessDenied", "Request has expired or the signature is invalid.")
-        if request.headers.get("Content-Type", "") != slot["content_type"]:
-            await _drain(request)
-            return _storage_error(
-                403,
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided.",
-            )
-        if request.content_length is None:
-            await _drain(request)
-            return _storage_error(
-                411, "MissingContentLength", "You must provide the Content-Length HTTP header."
-            )
-        digest, size, data = await _consume(request, keep=self.keep_uploads)
+        signed_for = None  # the content type the URL was signed for, if it is a good URL
+        if slot is not None and request.query.get("X-Amz-Signature") == slot["signature"]:
+            signed_for = slot["content_type"]
+        refusal = await refuse_put(request, signed_for, require_length=True)
+        if refusal is not None:
+            return refusal
+        assert slot is not None  # an unknown or badly signed URL was refused
+        digest, size, data = await consume_body(request, keep=self.keep_uploads)
         upload = Upload(
             upload_id=upload_id,
             file_name=slot["file_name"],
@@ -699,7 +612,7 @@ class FakeSync(BackgroundServer):
         with self.lock:
             upload = next((u for u in self.uploads if u.upload_id == request.match_info["upload_id"]), None)
         if upload is None or upload.data is None:
-            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+            return storage_error(404, "NoSuchKey", "The specified key does not exist.")
         return web.Response(body=upload.data, content_type=upload.content_type)
 
 
@@ -712,30 +625,6 @@ def _reason(status: int) -> str:
 
 def _error(status: int, message: str, code: str, **extra: Any) -> web.Response:
     return web.json_response(SyncApiError(status, message, code, **extra).body, status=status)
-
-
-def _fault_response(name: Endpoint, fault: Fault, method: str) -> web.Response:
-    if fault.kind == "http":
-        if name == "put":
-            return _storage_error(
-                fault.status, "InternalError", "We encountered an internal error. Please try again."
-            )
-        return _error(fault.status, fault.message or _reason(fault.status), fault.code)
-    if fault.kind == "html":
-        title = f"{fault.status} {_reason(fault.status)}"
-        html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-        return web.Response(status=fault.status, text=html, content_type="text/html")
-    # malformed
-    status = 201 if method == "POST" else 200
-    return web.Response(status=status, text="<html>upstream error</html>", content_type="text/html")
-
-
-def _storage_error(status: int, code: str, message: str) -> web.Response:
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
-    return web.Response(status=status, text=body, content_type="application/xml")
 
 
 def _iso(unix_s: float) -> str:
@@ -767,31 +656,3 @@ def _require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise SyncApiError(400, "Request body must be a JSON object")
     return body
-
-
-async def _json_body(request: web.Request) -> Any:
-    if request.method != "POST":
-        return None
-    try:
-        return json.loads(await request.read())  # already buffered by the recording middleware
-    except ValueError:
-        return None
-
-
-async def _consume(request: web.Request, keep: bool) -> tuple[str, int, bytes | None]:
-    """Hash and count the body chunk by chunk, so uploads of any size cost no memory."""
-    digest = hashlib.sha256()
-    size = 0
-    kept: list[bytes] | None = [] if keep else None
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-        if kept is not None:
-            kept.append(chunk)
-    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
-
-
-async def _drain(request: web.Request) -> None:
-    if request.method in ("PUT", "POST") and not request.content.at_eof():
-        async for _ in request.content.iter_chunked(_CHUNK):
-            pass
