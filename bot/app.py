@@ -12,6 +12,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from bot.control import JobControl
+from bot.home import Home
 from bot.intake import Intake
 from bot.shares import Shares
 from bot.slack_requests import Refusal, SlackRequestGuard, refusal_response
@@ -22,7 +24,9 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
 
-def build_bolt_app(client: AsyncWebClient, intake: Intake, shares: Shares) -> AsyncApp:
+def build_bolt_app(
+    client: AsyncWebClient, intake: Intake, shares: Shares, control: JobControl, home: Home
+) -> AsyncApp:
     app = AsyncApp(
         client=client,
         # Socket Mode connections are authenticated by the app token; HTTP requests by their signature,
@@ -40,7 +44,7 @@ def build_bolt_app(client: AsyncWebClient, intake: Intake, shares: Shares) -> As
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         log.exception("unhandled error in a Slack listener", exc_info=error)
 
-    handlers.register(app, intake, shares)
+    handlers.register(app, intake, shares, control, home)
     return app
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "PLAYBACK_TYPES",
     "PROVIDER_NAMES",
     "InvalidCommand",
+    "JobCommand",
     "LipSyncRequest",
     "Options",
     "parse_lipsync_text",
@@ -33,6 +34,7 @@ DEFAULT_PLAYBACK_TYPE = "normal"
 PROVIDER_NAMES: tuple[str, ...] = ("jogg", "sync", "lipsyncdev")
 COMPARE_WORD = "compare"
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_JOB_ID = re.compile(r"[0-9a-fA-F]{6,40}")
 MAX_TEXT_LENGTH = 2000
 MAX_URL_LENGTH = 2048
 
@@ -73,6 +75,18 @@ class Options:
 
 
 @dataclass(frozen=True)
+class JobCommand:
+    """`/lipsync list [page]`, `/lipsync status <job>` or `/lipsync cancel <job>`."""
+
+    verb: str  # list | status | cancel
+    job: str = ""  # the job id as typed (status, cancel)
+    page: int = 1  # list
+
+
+JOB_VERBS = ("list", "status", "cancel")
+
+
+@dataclass(frozen=True)
 class LipSyncRequest:
     video_url: str
     audio_url: str
@@ -99,7 +113,7 @@ class InvalidCommand(ValueError):
         self.reason = reason
 
 
-def parse_lipsync_text(text: str) -> LipSyncRequest | None:
+def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | None:
     """Turn the slash-command text into a request.
 
     None means the user asked for help: empty/whitespace-only text, or `help` (any case, also `-h`,
@@ -118,6 +132,8 @@ def parse_lipsync_text(text: str) -> LipSyncRequest | None:
     if words[0].lower() in _HELP_WORDS:
         return None
 
+    if words[0].lower() in JOB_VERBS:
+        return _job_command(words)
     compare = words[0].lower() == COMPARE_WORD
     if compare:
         words = words[1:]
@@ -140,6 +156,19 @@ def parse_lipsync_text(text: str) -> LipSyncRequest | None:
     return LipSyncRequest(
         video_url, audio_url, options.playback_type, options.provider, options.model, compare
     )
+
+
+def _job_command(words: list[str]) -> JobCommand:
+    verb, rest = words[0].lower(), words[1:]
+    if verb == "list":
+        if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 6)):
+            raise InvalidCommand("`/lipsync list` takes at most a page number, e.g. `/lipsync list 2`.")
+        return JobCommand("list", page=max(1, int(rest[0])) if rest else 1)
+    if len(rest) != 1 or not _JOB_ID.fullmatch(rest[0].strip("`")):
+        raise InvalidCommand(
+            f"`/lipsync {verb}` takes one job id, as shown in the job's message: `/lipsync {verb} 1a2b3c4d`."
+        )
+    return JobCommand(verb, job=rest[0].strip("`").lower())
 
 
 def option(word: str) -> tuple[str, str] | None:

@@ -129,6 +129,55 @@ class Intake:
             self.on_new_job()
         return new
 
+    async def accept_again(
+        self,
+        old: Job,
+        who: str,
+        dedupe: str,
+        response_url: str = "",
+        audio_url: str = "",
+        options: Options | None = None,
+    ) -> tuple[Job, bool]:
+        """A new job with `old`'s inputs (a retry), or with another audio link or options (a dub again), asked
+        for by `who`. Returns the job and True, or the job made earlier for the same `dedupe` key (a double
+        click, a resent modal) and False. Raises OptionRefused and RedisError."""
+        provider_name, model = old.provider, old.model
+        playback = old.playback_type
+        if options is not None:
+            provider, model = self.choose(options)
+            if provider.name == old.provider and not options.model:
+                model = old.model or model
+            provider_name, playback = provider.name, options.playback_type
+        job = Job(
+            id=new_job_id(),
+            team_id=old.team_id,
+            channel=old.channel,
+            user=who,
+            response_url=response_url,
+            provider=provider_name,
+            model=model,
+            playback_type=playback,
+            timeout_s=int(self.job_timeout_seconds),
+            retry_of=old.id,
+        )
+        if old.source is Source.FILES and old.video_file:
+            # Answered in the same thread as the original; the files are hosted again for the provider
+            # (from the cache when they were hosted there already).
+            job.source, job.source_ts = Source.FILES, old.source_ts
+            job.group, job.group_size = f"again:{job.id}", 1
+            job.parent_ts, job.parent_state = old.parent_ts, PostState.POSTED
+            job.video_file = old.video_file
+            job.audio_file = "" if audio_url else old.audio_file
+            job.audio_url = audio_url
+        else:
+            job.video_url, job.audio_url = old.video_url, audio_url or old.audio_url
+        if await self.store.create(job, dedupe=dedupe):
+            self.on_new_job()
+            return job, True
+        earlier = await self.store.dedupe_target(dedupe)
+        existing = await self.store.get(earlier) if earlier else None
+        return existing or job, False
+
     async def accept_files(
         self, message: SharedMessage, pairs: list[Pair], options: Options, response_url: str = ""
     ) -> list[Job]:

@@ -19,10 +19,11 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"  # stopped by its requester (or an admin): never submitted, or no longer tracked
 
     @property
     def final(self) -> bool:
-        return self in (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
 
 
 class PostState(StrEnum):
@@ -41,8 +42,17 @@ class Source(StrEnum):
 
 
 def new_job_id() -> str:
-    # Time-ordered, so jobs that wait for the same instant keep their arrival order in a ZSET.
+    # Time-ordered, so jobs that wait for the same instant keep their arrival order in a ZSET; the last
+    # 8 characters are random and are the short id people see and type (`short_id`).
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+
+
+SHORT_ID_LENGTH = 8
+
+
+def short_id(job_id: str) -> str:
+    """What users see of a job id: its random tail, short enough to copy and type."""
+    return job_id[-SHORT_ID_LENGTH:]
 
 
 @dataclass
@@ -82,6 +92,8 @@ class Job:
     submit_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
     submit_lookups: int = 0  # lookups that found nothing since that create, for their backoff
     post_slot_ms: int = 0  # Redis time of a provider POST slot reserved for this job (bot/ratelimit.py)
+    queue_note: str = ""  # while it waits its turn at the provider: "3rd in line, about 40 s"
+    queue_note_ms: int = 0  # when the job's message last showed it (updates are coalesced)
     polls: int = 0
     errors: int = 0  # consecutive transient errors at the current step
     last_error: str = ""
@@ -95,12 +107,20 @@ class Job:
     error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)
     error: str = ""  # provider's failure text
     error_file: str = ""  # the Slack file a transfer error is about
+    cancel_by: str = ""  # who asked to cancel (set while a step may still be running; the step ends it)
+    retry_of: str = ""  # the job this one retries or dubs again
     reply_state: PostState = PostState.NONE
     reply_ts: str = ""
     reply_attempt_ms: int = 0
     summary_state: PostState = PostState.NONE  # a compare's table, posted by the job that ends the group
     summary_ts: str = ""
     summary_attempt_ms: int = 0
+    # The result video uploaded into the thread (Slack's external upload): "" → "sent" (bytes uploaded to
+    # `upload_file_id`) → "completing" (files.completeUploadExternal called; reconcile with files.info) →
+    # "posted"; or "skipped" with `upload_note` saying why the link must do.
+    upload_state: str = ""
+    upload_file_id: str = ""
+    upload_note: str = ""
     extra: dict[str, str] = field(default_factory=dict)  # unknown fields, kept on round trips
 
     def to_fields(self) -> dict[str, str]:

@@ -32,11 +32,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import providers, redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
+from bot.control import JobControl
+from bot.home import Home
 from bot.intake import Intake
 from bot.media_links import MEDIA_PATH, MediaLinks
 from bot.pipeline import Pipeline, Provisions, Timing
 from bot.providers.base import Provider
 from bot.ratelimit import RateLimiter, Seats
+from bot.result_upload import ResultUploader
 from bot.settings import Settings, SettingsError, StartupError, load_settings
 from bot.shares import Shares
 from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
@@ -108,6 +111,7 @@ class Bot:
         self.redis: Redis | None = None
         self.providers: dict[str, Provider] = {}
         self.transfer: Transfer | None = None
+        self.uploader: ResultUploader | None = None
         self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
         self.runner: web.AppRunner | None = None
@@ -163,7 +167,12 @@ class Bot:
             media = MediaLinks(self.redis, self.transfer, s.public_url, secret)
         slack_out = SlackOut(slack_client)
         webhook_base = f"{s.public_url}/webhooks/" if s.public_url else ""
-        pipeline = Pipeline(store, provisions, slack_out, timing, self.transfer, media, webhook_base)
+        if s.max_result_upload_mb > 0:
+            upload_bytes = int(s.max_result_upload_mb * 1_000_000)
+            self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
+        pipeline = Pipeline(
+            store, provisions, slack_out, timing, self.transfer, media, webhook_base, self.uploader
+        )
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(
             store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick, poll_early_ms=timing.poll_early_ms
@@ -176,10 +185,13 @@ class Bot:
             self.worker.kick,
             max_file_bytes,
         )
+        control = JobControl(store, slack_out, intake)
+        home = Home(store, slack_out, control, self.providers, self.redis)
+        pipeline.on_job_ended = home.job_ended
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
-        bolt = build_bolt_app(bolt_client, intake, shares)
+        bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()
         routes: list[web.RouteDef] = []
         if media is not None:
@@ -318,6 +330,8 @@ class Bot:
             await _bounded("the worker", self.worker.stop(), seconds=3 * STOP_STEP_SECONDS)
         if self.transfer is not None:
             await _bounded("the file transfer client", self.transfer.aclose())
+        if self.uploader is not None:
+            await _bounded("the result upload client", self.uploader.aclose())
         for provider in self.providers.values():
             await _bounded(f"the {provider.label} client", provider.aclose())
         if self.slack_client is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.file_share import Plan
-from bot.jobs import Job, Source, Status
+from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.providers import LABELS
 from bot.providers.base import Provider
 from bot.slack_files import MediaKind, SlackFile
@@ -101,7 +101,51 @@ def status_line(status: Status, label: str) -> str:
         Status.SUCCEEDED: ":white_check_mark: Done: the dubbed video is in the thread.",
         Status.FAILED: ":x: Failed: details in the thread.",
         Status.TIMED_OUT: ":warning: Timed out: details in the thread.",
+        Status.CANCELLED: ":no_entry_sign: Cancelled: details in the thread.",
     }[status]
+
+
+# Buttons on a job's message (bot/handlers/actions.py answers them); the value is the job id.
+ACTION_CANCEL = "job_cancel"
+ACTION_RETRY = "job_retry"
+ACTION_DUB_AGAIN = "job_dub_again"
+
+
+def _button(text: str, action_id: str, job: Job, style: str = "") -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": job.id,
+    }
+    if style:
+        button["style"] = style
+    if action_id == ACTION_CANCEL:
+        button["confirm"] = {
+            "title": {"type": "plain_text", "text": "Cancel this dub?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": "If it is still waiting, it is never sent and never charged. If the provider has it "
+                "already, I stop tracking it, but it may be charged.",
+            },
+            "confirm": {"type": "plain_text", "text": "Cancel it"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        }
+    return button
+
+
+def job_buttons(job: Job) -> Block | None:
+    """What a person can do with the job now: cancel it while it runs, retry a failure, dub a success
+    again."""
+    if job.status in (Status.QUEUED, Status.PROCESSING):
+        buttons = [_button("Cancel", ACTION_CANCEL, job, "danger")]
+    elif job.status in (Status.FAILED, Status.TIMED_OUT):
+        buttons = [_button("Retry", ACTION_RETRY, job, "primary")]
+    elif job.status is Status.SUCCEEDED:
+        buttons = [_button("Dub again…", ACTION_DUB_AGAIN, job)]
+    else:
+        return None
+    return {"type": "actions", "block_id": f"job:{short_id(job.id)}", "elements": buttons}
 
 
 # Block Kit's limits (https://api.slack.com/reference/block-kit/blocks; slack_sdk.models checks some).
@@ -242,32 +286,59 @@ def parent(job: Job, label: str = "") -> Message:
     status = status_line(job.status, label)
     if job.status is Status.TIMED_OUT:
         status = f":warning: Timed out after {_minutes(job)}: details in the thread."
-    footer = f"Job {_code(job.id)}" + (f" · {label} task {_code(job.task_id)}" if job.task_id else "")
-    who = _mention(job.user)
-    return _message(
-        f"{who} asked for a lip-sync dub. {status}",
-        [
-            _section(f":clapper: {who} asked for a lip-sync dub"),
-            _fields(
-                f"*Video*\n{_link(job.video_url)}",
-                f"*Audio*\n{_link(job.audio_url)}",
-                f"*Playback*\n{_code(job.playback_type)}",
-                f"*Provider*\n{_provider_model(job)}",
-                f"*Status*\n{status}",
-            ),
-            _context(footer),
-        ],
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.queue_note:
+        status = f":hourglass_flowing_sand: {job.queue_note}"
+    footer = f"Job {_code(short_id(job.id))}" + (
+        f" · {label} task {_code(job.task_id)}" if job.task_id else ""
     )
+    who = _mention(job.user)
+    blocks = [
+        _section(f":clapper: {who} asked for a lip-sync dub"),
+        _fields(
+            f"*Video*\n{_link(job.video_url)}",
+            f"*Audio*\n{_link(job.audio_url)}",
+            f"*Playback*\n{_code(job.playback_type)}",
+            f"*Provider*\n{_provider_model(job)}",
+            f"*Status*\n{status}",
+        ),
+        _context(footer),
+    ]
+    if buttons := job_buttons(job):
+        blocks.append(buttons)
+    return _message(f"{who} asked for a lip-sync dub. {status}", blocks)
 
 
 def result(job: Job, provider: Provider | None = None, with_cover: bool = True) -> Message:
     """The one thread reply that ends a job. `provider` (None when it is no longer configured) gives its
     advice for error codes and its cost rule."""
     if job.status is Status.SUCCEEDED:
-        return _success(job, provider, with_cover)
-    if job.status is Status.TIMED_OUT:
-        return _timed_out(job)
-    return _failure(job, provider)
+        message = _success(job, provider, with_cover)
+    elif job.status is Status.TIMED_OUT:
+        message = _timed_out(job)
+    elif job.status is Status.CANCELLED:
+        message = _cancelled(job)
+    else:
+        message = _failure(job, provider)
+    # Shared files have no job message of their own: the reply carries the buttons.
+    if job.source is Source.FILES and (buttons := job_buttons(job)):
+        message.blocks.append(buttons)
+    return message
+
+
+def _cancelled(job: Job) -> Message:
+    label = _label(job.provider)
+    by = _mention(job.cancel_by) if job.cancel_by else "its requester"
+    if job.task_id:
+        what = (
+            f"It was already at {label} (task {_code(job.task_id)}), which may charge for it; I stopped "
+            "tracking it, so its result will not appear here."
+        )
+    elif job.submit_state is PostState.ATTEMPTED:
+        what = f"A request had already gone to {label}, which may charge for it; I stopped tracking it."
+    else:
+        what = f"It was never sent to {label}: nothing was charged."
+    text = f":no_entry_sign: Cancelled by {by}. {what}"
+    return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
 
 
 def _files_line(job: Job) -> str:
@@ -377,7 +448,7 @@ def _timed_out(job: Job) -> Message:
         + (f" (last error: {_code(job.last_error)})." if job.last_error else ".")
     )
     text = f":warning: {_mention(job.user)} {where}"
-    return _message(text, [_section(text), _context(f"Job {_code(job.id)}")])
+    return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
 
 
 # ------------------------------------------------------------ providers and compare
@@ -596,3 +667,265 @@ def no_media_in_message() -> Message:
         f"message that shares a video and an audio file. {PLAYBACK_TIP}"
     )
     return _message(text, [_section(text)])
+
+
+# ------------------------------------------------------------ steering jobs
+
+
+def no_such_job(typed: str) -> Message:
+    text = (
+        f":mag: I have no job {_code(typed, 40)}. Job ids are in each job's message (e.g. `1a2b3c4d`); "
+        "`/lipsync list` shows yours. Finished jobs are kept a week."
+    )
+    return _message(text, [_section(text)])
+
+
+def not_yours(job: Job) -> Message:
+    text = (
+        f":lock: Job {_code(short_id(job.id))} is {_mention(job.user)}'s: only they or a workspace admin can "
+        "cancel it."
+    )
+    return _message(text, [_section(text)])
+
+
+def cancel_outcome(job: Job, outcome: str) -> Message:
+    """What a cancel did, for the person who asked (the job's thread gets the reply as usual)."""
+    ref = _code(short_id(job.id))
+    label = _label(job.provider)
+    text = {
+        "cancelled": f":no_entry_sign: Cancelled job {ref}. It was never sent to {label}: nothing is "
+        "charged.",
+        "cancelled_at_provider": f":no_entry_sign: Cancelled job {ref}. {label} already had it and may "
+        "charge for it; I stopped tracking it.",
+        "pending": f":no_entry_sign: Cancelling job {ref}: I am sending it to {label} or checking on it "
+        "right now, and stop as soon as that step ends. Its thread says how it ended.",
+        "over": f":information_source: Job {ref} has already ended ({_code(job.status)}): nothing to cancel.",
+    }.get(outcome, f":mag: Job {ref} is gone.")
+    return _message(text, [_section(text)])
+
+
+def retry_started(old: Job, new_id: str, again: bool = False) -> Message:
+    what = "Dubbing again" if again else "Retrying"
+    text = f":repeat: {what} job {_code(short_id(old.id))} as job {_code(short_id(new_id))}."
+    return _message(text, [_section(text)])
+
+
+def already_retried(old: Job, new_id: str) -> Message:
+    text = (
+        f":ok_hand: Job {_code(short_id(old.id))} was already retried as job {_code(short_id(new_id))}: "
+        "look for it in the channel (or use its own Retry)."
+    )
+    return _message(text, [_section(text)])
+
+
+def cannot_retry(job: Job) -> Message:
+    text = (
+        f":information_source: Job {_code(short_id(job.id))} is {_code(job.status)}; only a failed or "
+        "timed-out job can be retried."
+    )
+    return _message(text, [_section(text)])
+
+
+def retry_note(old: Job, new_id: str, who: str, again: bool = False) -> Message:
+    """In the old job's thread: where the new attempt is."""
+    what = "dubbing it again" if again else "retrying it"
+    text = f":repeat: {_mention(who)} is {what} as job {_code(short_id(new_id))}."
+    return _message(text, [_context(text)])
+
+
+def _status_words(job: Job) -> str:
+    words = {
+        Status.QUEUED: "queued",
+        Status.PROCESSING: "processing",
+        Status.SUCCEEDED: "done",
+        Status.FAILED: "failed",
+        Status.TIMED_OUT: "timed out",
+        Status.CANCELLED: "cancelled",
+    }[job.status]
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.queue_note:
+        words += f" ({_escape(_shorten(job.queue_note, 60))})"
+    return words
+
+
+def _when(ms: int) -> str:
+    return f"<!date^{ms // 1000}^{{date_short_pretty}} {{time}}|{ms // 1000}>" if ms else "—"
+
+
+def _thread_link(job: Job, label: str = "thread") -> str:
+    if not (job.channel and job.parent_ts and _SLACK_ID.fullmatch(job.channel)):
+        return ""
+    ts = job.parent_ts.replace(".", "")
+    return f" · <https://slack.com/archives/{job.channel}/p{ts}|{label}>"
+
+
+def job_status(job: Job) -> Message:
+    """`/lipsync status <job>`: one job in detail."""
+    label = _label(job.provider)
+    lines = [
+        f"*Job {_code(short_id(job.id))}* · {_status_words(job)} · {_provider_model(job)}",
+        f"Asked by {_mention(job.user)} {_when(job.created_ms)}{_thread_link(job)}",
+    ]
+    if job.video_url or job.audio_url:
+        lines.append(f"Video {_link(job.video_url)} · audio {_link(job.audio_url)}")
+    if job.video and job.audio:
+        lines.append(_files_line(job))
+    lines.append(
+        f"Playback {_code(job.playback_type)}"
+        + (f" · {label} task {_code(job.task_id)}" if job.task_id else "")
+    )
+    if job.status is Status.SUCCEEDED:
+        lines.append(
+            f"Duration {_duration(job.duration_s)} · cost {cost_text(job.cost, job.cost_unit)} · "
+            f"took {took_text(job.took_ms)}"
+        )
+    elif job.error or job.error_code:
+        lines.append(f"Reason: {_code(job.error or job.error_code)}")
+    if job.retry_of:
+        lines.append(f"Retry of job {_code(short_id(job.retry_of))}")
+    blocks = [_section("\n".join(lines))]
+    if job.status in (Status.QUEUED, Status.PROCESSING):
+        blocks.append(_context(f"Cancel it with `/lipsync cancel {short_id(job.id)}`."))
+    return _message(f"Job {short_id(job.id)}: {_status_words(job)}", blocks)
+
+
+def _job_line(job: Job) -> str:
+    """One job in a list: its id, when, how it stands, where, what it cost, and links."""
+    cost = f" · {cost_text(job.cost, job.cost_unit)}" if job.status is Status.SUCCEEDED else ""
+    result = f" · {_link(job.result_url, 'result')}" if job.result_url else ""
+    return (
+        f"{_code(short_id(job.id))} {_when(job.created_ms)} · {_status_words(job)} · "
+        f"{_label(job.provider)}{cost}{result}{_thread_link(job)}"
+    )
+
+
+def job_list(jobs: Sequence[Job], page: int, total: int, page_size: int) -> Message:
+    """`/lipsync list [page]`: my recent jobs, newest first."""
+    if not jobs:
+        text = ":inbox_tray: You have no jobs yet." if page == 1 else f":inbox_tray: There is no page {page}."
+        return _message(text, [_section(text)])
+    lines = [_job_line(job) for job in jobs]
+    pages = max(1, -(-total // page_size))
+    footer = f"Page {page} of {pages} · {total} job{'s' if total != 1 else ''}"
+    if page < pages:
+        footer += f" · next: `/lipsync list {page + 1}`"
+    blocks = [_section("*Your recent jobs*\n" + "\n".join(lines)), _context(footer)]
+    return _message(f"Your recent jobs (page {page} of {pages})", blocks)
+
+
+DUB_AGAIN_CALLBACK = "dub_again"
+DUB_AUDIO_BLOCK = "audio"
+DUB_OPTIONS_BLOCK = "playback"
+DUB_PROVIDER_BLOCK = "provider"
+
+
+def _option(value: str, text: str) -> dict[str, Any]:
+    return {"text": {"type": "plain_text", "text": _shorten(text, 75)}, "value": value}
+
+
+def dub_again_view(job: Job, providers: Sequence[Provider]) -> dict[str, Any]:
+    """The modal of Dub again: another audio link, playback type or provider for the same video."""
+    playbacks = ("normal", "normal_reverse", "normal_reverse_by_audio")
+    playback_options = [_option(p, p) for p in playbacks]
+    provider_options = [_option(p.name, p.label) for p in providers] or [_option(job.provider, job.provider)]
+    initial_provider = next((o for o in provider_options if o["value"] == job.provider), provider_options[0])
+    initial_playback = next(
+        (o for o in playback_options if o["value"] == job.playback_type), playback_options[0]
+    )
+    return {
+        "type": "modal",
+        "callback_id": DUB_AGAIN_CALLBACK,
+        "private_metadata": job.id,
+        "title": {"type": "plain_text", "text": "Dub again"},
+        "submit": {"type": "plain_text", "text": "Dub"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _context(f"Same video as job {_code(short_id(job.id))}; change what you like."),
+            {
+                "type": "input",
+                "block_id": DUB_AUDIO_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "New audio link (empty: the same audio)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "placeholder": {"type": "plain_text", "text": "https://example.com/voice-de.mp3"},
+                },
+            },
+            {
+                "type": "input",
+                "block_id": DUB_OPTIONS_BLOCK,
+                "label": {"type": "plain_text", "text": "Playback"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "value",
+                    "options": playback_options,
+                    "initial_option": initial_playback,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": DUB_PROVIDER_BLOCK,
+                "label": {"type": "plain_text", "text": "Provider"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "value",
+                    "options": provider_options,
+                    "initial_option": initial_provider,
+                },
+            },
+        ],
+    }
+
+
+def plain(mrkdwn: str) -> str:
+    """Our own mrkdwn as plain text (for modal errors): no emoji codes, code marks or entities."""
+    text = re.sub(r":[a-z_]+: ", "", mrkdwn).replace("`", "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def upload_skipped(reason: str) -> Message:
+    """When the result video could not be put in the thread itself."""
+    text = f":link: I couldn't put the video itself in this thread ({_escape(reason)}); the link above works."
+    return _message(text, [_context(text)])
+
+
+@dataclass(frozen=True)
+class AdminFacts:
+    providers: list[tuple[str, str | None]]  # label, balance (None: not reported)
+    in_flight: int
+    failures_today: int  # -1: unknown
+
+
+def home_view(
+    user: str, jobs: Sequence[Job], total: int, costs: dict[str, Decimal], admin: AdminFacts | None
+) -> dict[str, Any]:
+    """The App Home tab."""
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Lip-sync dubs"}},
+        _section(
+            "Dub a talking-head video: `/lipsync &lt;video_url&gt; &lt;audio_url&gt;`, or share a video and "
+            "an audio file in a channel I'm in. `/lipsync help` for the options."
+        ),
+    ]
+    spent = (
+        " · ".join(cost_text(f"{amount:f}", unit) for unit, amount in sorted(costs.items())) or "nothing yet"
+    )
+    blocks.append(_section(f"*This month* ({_mention(user)}): {spent}"))
+    if jobs:
+        lines = [_job_line(job) for job in jobs]
+        more = f"\n_{total - len(jobs)} older: `/lipsync list 2`_" if total > len(jobs) else ""
+        blocks.append(_section("*Your recent jobs*\n" + "\n".join(lines) + more))
+    else:
+        blocks.append(_section("*Your recent jobs*\nNone yet."))
+    if admin is not None:
+        providers = "\n".join(
+            f"• {_escape(label)}: {_escape(_shorten(balance, 80)) if balance else 'balance not reported'}"
+            for label, balance in admin.providers
+        )
+        failures = "unknown" if admin.failures_today < 0 else f"{admin.failures_today:,}"
+        blocks += [
+            {"type": "divider"},
+            _section(f"*For admins*\n{providers}"),
+            _context(f"Jobs in flight: {admin.in_flight:,} · failed or timed out today: {failures}"),
+        ]
+    return {"type": "home", "blocks": blocks}

@@ -23,15 +23,16 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from bot import messages
-from bot.jobs import Job, PostState, Source, Status
+from bot import messages, result_upload
+from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.media_links import MediaLinks
 from bot.messages import Message
 from bot.providers.base import ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
 from bot.ratelimit import RateLimiter, Seats
+from bot.result_upload import ResultUploader, UploadFailed
 from bot.slack_files import SlackFile
 from bot.slack_out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
-from bot.store import NOW, JobStore, Lane
+from bot.store import NOW, Cancelled, JobStore, Lane
 from bot.transfer import Transfer, TransferError
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,16 @@ NOT_NOW_MS = 5000
 # A job waiting for a seat (the provider's cap on running tasks) looks again this soon: taking a seat is one
 # Redis script and no provider call, so a freed seat is taken within a second or two.
 SEAT_WAIT_MS = 1000
+# A job's place in line is shown on its message at most this often; and all such updates of a workspace
+# share a budget below Slack's Tier 3 for chat.update (50+ a minute), keeping room for the updates that
+# must happen (a job's start and end).
+QUEUE_NOTE_SPACING_MS = 10_000
+UPDATES_PER_MINUTE = 30
 # A compare job waits this long between looks at whether its lead has posted the shared message.
 LEAD_WAIT_MS = 500
+# Tries at uploading the result video into the thread before the link alone must do.
+MAX_UPLOAD_TRIES = 5
+UPLOAD_PENDING = ("", "sent", "completing")
 # Our own error codes (providers' codes are kept as they send them).
 SUBMIT_UNKNOWN = "submit_unknown"  # a create with no clear answer at a provider that cannot reconcile it
 NEEDS_PUBLIC_URL = "needs_public_url"  # shared files for a provider without uploads, and no PUBLIC_URL
@@ -76,7 +85,7 @@ POLL_EARLY_CAP_MS = 1000
 
 # What `poll` (and the worker after a bug in it) reads of a job; the poll lane is claimed with only these,
 # since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before reading it.
-POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model")
+POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model", "cancel_by")
 
 
 def poll_delay_ms(age_ms: int, base_ms: int, max_ms: int) -> int:
@@ -91,6 +100,11 @@ def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
     """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
     ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
     return int(ceiling * random.uniform(0.5, 1.0))
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def not_now_ms() -> int:
@@ -170,6 +184,7 @@ class Pipeline:
         transfer: Transfer,
         media: MediaLinks | None = None,
         webhook_base: str = "",
+        uploader: ResultUploader | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -178,10 +193,20 @@ class Pipeline:
         self.transfer = transfer
         self.media = media  # the bot's own signed links to shared files (PUBLIC_URL set)
         self.webhook_base = webhook_base  # "{PUBLIC_URL}/webhooks/" when PUBLIC_URL is set
+        self.uploader = uploader  # the result video into the thread; None when MAX_RESULT_UPLOAD_MB is 0
+        # Told of each job that has ended and answered (App Home refreshes its requester's view).
+        self.on_job_ended: Callable[[Job], None] | None = None
+        self._update_budgets: dict[str, RateLimiter] = {}
 
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
-        await self.apply(lane, job.id, token, await step(job, token, now_ms))
+        decision = await step(job, token, now_ms)
+        await self.apply(lane, job.id, token, decision)
+        if lane is Lane.SEND and isinstance(decision, Done):
+            if job.status in (Status.FAILED, Status.TIMED_OUT):
+                await self.store.note_failure(job.id)
+            if self.on_job_ended is not None:
+                self.on_job_ended(job)
 
     async def apply(self, lane: Lane, job_id: str, token: str, decision: Decision) -> None:
         """The one place a step's decision is carried out."""
@@ -206,6 +231,8 @@ class Pipeline:
         if provisions is None:
             return finish(Status.FAILED, error_code=PROVIDER_OFF)
         provider = provisions.provider
+        if job.cancel_by:
+            return finish(Status.CANCELLED)
         if self._expired(job, now_ms):
             return finish(Status.TIMED_OUT, error_code="timeout", **await self._last_look(job, provider))
         if job.source is Source.FILES:
@@ -232,15 +259,22 @@ class Pipeline:
                     return waiting
             # Recovery.IDEMPOTENT: the create below carries the same key; it cannot make a second task.
         if task is None:
-            if provisions.seats is not None and not await provisions.seats.take(job.id):
+            if provisions.seats is not None and (place := await provisions.seats.take(job.id)):
                 log.info("job %s: %s is running its plan's maximum of tasks; waiting", job.id, provider.label)
-                return Stay(SEAT_WAIT_MS + random.randint(0, SEAT_WAIT_MS))
+                cap = provisions.seats.cap
+                note = f"{ordinal(place)} in line for {provider.label} (your plan runs {cap} at a time)"
+                return await self._in_line(job, now_ms, note, SEAT_WAIT_MS + random.randint(0, SEAT_WAIT_MS))
             if (wait := await self._post_slot(job, token, now_ms, provisions)) is not None:
                 return wait
             # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
             # process holds the job then) instead of paid for again.
             attempt = {"submit_state": PostState.ATTEMPTED, "submit_attempt_ms": NOW, "submit_lookups": 0}
-            await self.store.update(Lane.SUBMIT, job.id, token, attempt)
+            try:
+                # Refused if someone cancelled meanwhile: a cancel either lands before this mark (nothing is
+                # ever sent) or after it (the reply says the provider may have it).
+                await self.store.update(Lane.SUBMIT, job.id, token, attempt, unless="cancel_by")
+            except Cancelled:
+                return finish(Status.CANCELLED)
             try:
                 task = await provider.create(order)
             except ProviderError as exc:  # only an unclear answer may hide a created task
@@ -250,10 +284,16 @@ class Pipeline:
         log.info("job %s: %s task %s created", job.id, provider.label, task.id)
         if provider.accepts_webhook:
             await self.store.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
-        job.status, job.task_id = Status.PROCESSING, task.id
+        job.status, job.task_id, job.queue_note = Status.PROCESSING, task.id, ""
         if job.source is Source.COMMAND:
             await self.slack.update(job.channel, job.parent_ts, messages.parent(job, provider.label))
-        fields = {"status": Status.PROCESSING, "task_id": task.id, "submit_state": "", "errors": 0}
+        fields = {
+            "status": Status.PROCESSING,
+            "task_id": task.id,
+            "submit_state": "",
+            "errors": 0,
+            "queue_note": "",
+        }
         return Move(Lane.POLL, self.timing.poll_interval_ms, fields)
 
     async def _ensure_parent(self, job: Job, token: str) -> Decision | None:
@@ -369,11 +409,34 @@ class Pipeline:
             if now_ms - slot_ms <= SLOT_STALE_MS:
                 return None
             # Back long after its slot (a restart, a backlog): that slot is past, take a new one.
-        wait_ms = await provisions.limiter.acquire()
+        wait_ms, ahead = await provisions.limiter.reserve()
         if wait_ms == 0:
             return None
         # Our turn has not come: wait in line, in the order the slots were handed out.
-        return Stay(wait_ms, {"post_slot_ms": now_ms + wait_ms})
+        label = provisions.provider.label
+        note = f"{ordinal(ahead + 1)} in line for {label}, about {max(1, round(wait_ms / 1000))} s"
+        return await self._in_line(job, now_ms, note, wait_ms, {"post_slot_ms": now_ms + wait_ms})
+
+    async def _in_line(
+        self, job: Job, now_ms: int, note: str, delay_ms: int, fields: Fields | None = None
+    ) -> Stay:
+        """Wait for a turn at the provider, saying where the job stands. The job's message shows it, at most
+        every QUEUE_NOTE_SPACING_MS per job and within a per-workspace budget of chat.update calls (Slack's
+        Tier 3): a skipped update only means the message lags a little; `/lipsync status` always has it."""
+        values: dict[str, object] = {**(fields or {}), "queue_note": note}
+        due = now_ms - job.queue_note_ms >= QUEUE_NOTE_SPACING_MS and note != job.queue_note
+        if due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED:
+            budget = self._update_budgets.get(job.team_id)
+            if budget is None:
+                budget = RateLimiter(self.store.redis, f"slack:chat.update:{job.team_id}", UPDATES_PER_MINUTE)
+                self._update_budgets[job.team_id] = budget
+            if await budget.try_acquire():
+                job.queue_note = note
+                await self.slack.update(
+                    job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
+                )
+                values["queue_note_ms"] = now_ms
+        return Stay(delay_ms, values)
 
     def _slack_setback(self, job: Job, exc: Exception) -> Stay:
         """Come back after Slack said "not now" (429), "maybe" (unclear outcome) or "no"."""
@@ -451,6 +514,8 @@ class Pipeline:
         provisions = self.providers.get(job.provider)
         if provisions is None:
             return finish(Status.FAILED, error_code=PROVIDER_OFF)
+        if job.cancel_by:
+            return finish(Status.CANCELLED)
         if self._expired(job, now_ms):
             return finish(Status.TIMED_OUT, error_code="timeout")
         provider = provisions.provider
@@ -507,6 +572,9 @@ class Pipeline:
             return Done({"reply_state": PostState.SKIPPED})
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             return self._send_setback(job, "reply", exc)
+        uploading = job.status is Status.SUCCEEDED and job.upload_state in UPLOAD_PENDING
+        if uploading and self.uploader is not None and (setback := await self._upload_result(job, token)):
+            return setback
         if job.source is Source.COMMAND:
             await self.slack.update(
                 job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
@@ -568,6 +636,46 @@ class Pipeline:
         labels = [row.provider for row in rows]
         await self.slack.update(job.channel, job.parent_ts, messages.compare_parent(job, labels, done=True))
         return Done()
+
+    async def _upload_result(self, job: Job, token: str) -> Decision | None:
+        """Put the result video itself in the thread, exactly once (bot/result_upload.py says how). None
+        when it is there, or when the link must do (the thread then says why)."""
+        assert self.uploader is not None
+        state, file_id = job.upload_state, job.upload_file_id
+        try:
+            if state == "completing":
+                shared = await self.uploader.is_shared(file_id, job.channel, job.parent_ts)
+                if shared is None:
+                    return Stay(backoff_ms(job.errors + 1), {"errors": job.errors + 1})
+                if shared:
+                    await self.store.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
+                    return None
+                state = "sent"
+            if state != "sent":
+                name = result_upload.file_name(job.id, job.result_url)
+                async with self.store.keep_claim(Lane.SEND, job.id, token, self.timing.lease_ms):
+                    file_id = await self.uploader.upload(job.result_url, name)
+                await self.store.update(
+                    Lane.SEND, job.id, token, {"upload_state": "sent", "upload_file_id": file_id}
+                )
+            # Marked first: an unclear answer is reconciled with files.info before completing again.
+            await self.store.update(Lane.SEND, job.id, token, {"upload_state": "completing"})
+            title = f"Dubbed video ({self._label(job.provider)}, job {short_id(job.id)})"
+            await self.uploader.complete(file_id, job.channel, job.parent_ts, title)
+            await self.store.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
+            log.info("job %s: result uploaded into the thread as %s", job.id, file_id)
+            return None
+        except UploadFailed as exc:
+            errors = job.errors + 1
+            if not exc.permanent and errors < MAX_UPLOAD_TRIES:
+                log.warning("job %s: result upload failed (%s), retry %d", job.id, exc.reason, errors)
+                return Stay(backoff_ms(errors), {"errors": errors, "last_error": f"upload: {exc.reason}"})
+            log.warning("job %s: result not uploaded: %s", job.id, exc.reason)
+            # Marked before the note: the note is at most once, the link in the reply stays either way.
+            fields = {"upload_state": "skipped", "upload_note": exc.reason, "errors": 0}
+            await self.store.update(Lane.SEND, job.id, token, fields)
+            await self.slack.notify(job.channel, job.parent_ts, messages.upload_skipped(exc.reason))
+            return None
 
     def _send_setback(self, job: Job, kind: str, exc: Exception) -> Decision:
         """Come back later to post, unless Slack has refused it so often that an admin is not coming."""

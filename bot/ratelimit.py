@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 
 from bot.store import PREFIX
 
-# KEYS: log zset. ARGV: limit, window_ms, member. Takes the earliest slot that keeps every window within
-# the limit, now or later (a reservation), and returns how many ms until it: 0 means now. Slots are handed
-# out in order, so callers that must wait queue up instead of all retrying whenever one slot frees.
+# KEYS: log zset. ARGV: limit, window_ms, member, now_only. Takes the earliest slot that keeps every window
+# within the limit, now or later (a reservation), and returns {ms until it (0: now), reservations ahead of
+# it}. Slots are handed out in order, so callers that must wait queue up instead of all retrying whenever
+# one slot frees. With now_only = 1 nothing is reserved when no slot is free now: it returns {-1, 0}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -27,13 +28,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 local at = now
 if n >= limit then
+  if ARGV[4] == '1' then return {-1, 0} end
   -- the slot `limit` places back must have left the window (slots are taken in time order)
   local back = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
   at = math.max(now, tonumber(back[2]) + window)
 end
+local ahead = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 redis.call('ZADD', KEYS[1], at, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], at - now + window)
-return at - now
+return {at - now, ahead}
 """
 
 
@@ -51,20 +54,38 @@ class RateLimiter:
     async def acquire(self) -> int:
         """Take the next slot: 0 if it is now, otherwise how many ms until the slot reserved for this call
         (the caller comes back then and uses it without asking again)."""
+        return (await self.reserve())[0]
+
+    async def reserve(self) -> tuple[int, int]:
+        """Like `acquire`, and how many reservations are ahead of this one (its place in line, from 0)."""
         member = f"{self._me}:{next(self._ids)}"
-        return int(await self._script(keys=[self.key], args=[self.limit, self.window_ms, member]))
+        wait, ahead = await self._script(keys=[self.key], args=[self.limit, self.window_ms, member, 0])
+        return int(wait), int(ahead)
+
+    async def try_acquire(self) -> bool:
+        """Take a slot if one is free now; never reserves one for later (for updates that may be skipped)."""
+        member = f"{self._me}:{next(self._ids)}"
+        wait, _ = await self._script(keys=[self.key], args=[self.limit, self.window_ms, member, 1])
+        return int(wait) == 0
 
 
-# KEYS: seats zset. ARGV: member, cap, stale_ms. A member holds a seat until released; seats older than
-# stale_ms (a job that vanished without releasing) are freed first. 1: seated (or already was), 0: full.
+# KEYS: seats zset, waiting zset. ARGV: member, cap, stale_ms. A member holds a seat until released; seats
+# and waiters older than stale_ms (jobs that vanished without releasing) are dropped first. Returns 0 when
+# the member is seated (or already was), else its place among those waiting (1 = next).
 _TAKE_SEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-return 1
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
+local place = redis.call('ZRANK', KEYS[2], ARGV[1]) + 1
+if place == 1 and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  return 0
+end
+return place
 """
 
 
@@ -76,13 +97,20 @@ class Seats:
     def __init__(self, redis: Redis, name: str, cap: int, stale_ms: int) -> None:
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.key = f"{PREFIX}:seats:{digest}"
+        self.waiting_key = f"{self.key}:waiting"
         self.cap = cap
         self.stale_ms = stale_ms
         self._redis = redis
         self._script = redis.register_script(_TAKE_SEAT)
 
-    async def take(self, job_id: str) -> bool:
-        return bool(await self._script(keys=[self.key], args=[job_id, self.cap, self.stale_ms]))
+    async def take(self, job_id: str) -> int:
+        """0 when the job has a seat; otherwise its place in line (first come, first seated)."""
+        return int(
+            await self._script(keys=[self.key, self.waiting_key], args=[job_id, self.cap, self.stale_ms])
+        )
 
     async def release(self, job_id: str) -> None:
-        await self._redis.zrem(self.key, job_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.key, job_id)
+            pipe.zrem(self.waiting_key, job_id)
+            await pipe.execute()

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     poll_max_interval_seconds: float = Field(default=30.0, gt=0)  # for tasks running 15 min or more
     job_timeout_seconds: float = Field(default=1800.0, gt=0)
     max_file_mb: float = Field(default=500.0, gt=0)  # largest Slack file the bot passes to a provider
+    max_result_upload_mb: float = Field(
+        default=1000.0, ge=0
+    )  # the result video into the thread; 0: link only
     max_jobs_per_message: int = Field(default=10, ge=1)  # dubs one message may start (Slack allows 10 files)
     # Advanced tuning; the defaults suit production.
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key

@@ -225,6 +225,22 @@ class SlackOut:
             return None
         return thread
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> bool:
+        """Publish a person's App Home view. A 429 is waited out once; anything else is logged."""
+        return await self._best_effort(
+            f"App Home for {user}", lambda: self.client.views_publish(user_id=user, view=view)
+        )
+
+    async def is_admin(self, user: str) -> bool:
+        """Whether `user` is a workspace admin or owner (`users.info`, scope users:read); False if unknown."""
+        try:
+            response = await self.client.users_info(user=user)
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.warning("users.info %s failed: %s", user, exc)
+            return False
+        info = response.get("user")
+        return isinstance(info, dict) and bool(info.get("is_admin") or info.get("is_owner"))
+
     async def update(self, channel: str, ts: str, message: Message) -> bool:
         """Edit a message (idempotent, so a quick retry is safe). False if it did not work."""
         return await self._best_effort(

@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,18 +29,18 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from bot.jobs import Job
+from bot.jobs import SHORT_ID_LENGTH, Job, short_id
 
 log = logging.getLogger(__name__)
 
 PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
-# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes),
-# the result and cover links (in the reply already; JoggAI's signed links expire, and the task id finds
-# them again), and the shared files' descriptions with their download URLs. These were most of a
-# finished job's memory (bench/memory_jobs.py).
-FINISHED_DROPS = ("response_url", "result_url", "cover_url", "video_file", "audio_file")
+# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes) and
+# the cover link (in the reply already). The result link stays for `/lipsync list` and App Home, and the
+# shared files' descriptions for Retry and Dub again (bench/memory_jobs.py measures what a job keeps).
+FINISHED_DROPS = ("response_url", "cover_url")
 DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
+USER_JOBS_KEPT = 200  # per person, for `/lipsync list` and App Home
 
 
 class Lane(StrEnum):
@@ -65,9 +66,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: job, submit queue, dedupe marker. ARGV: id, dedupe ttl, then field/value pairs.
-# The marker makes a second delivery of the same Slack request a no-op, in the same atomic step that
-# writes the job, so there is no moment where a request is marked seen but has no job.
+# KEYS: job, submit queue, dedupe marker, the requester's job index, the short id. ARGV: id, dedupe ttl,
+# index ttl, jobs kept per index, then field/value pairs. The marker makes a second delivery of the same
+# Slack request a no-op, in the same atomic step that writes the job, so there is no moment where a
+# request is marked seen but has no job. The index (newest last) serves `/lipsync list` and App Home; the
+# short id (`jobs.short_id`) finds the job when someone types it.
 _CREATE = (
     _NOW_MS
     + """
@@ -75,10 +78,40 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if tonumber(ARGV[2]) > 0 then
   if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('HSET', KEYS[1], 'created_ms', now, 'updated_ms', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[4]) - 1)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
+redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[3]))
 return now
+"""
+)
+
+# KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
+# one waiting in submit or poll (no step running on it) ends at once, queued for its reply; one a step is
+# working on gets `cancel_by`, which that step (or the next) honours. Returns what happened.
+_CANCEL = (
+    _NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if (status ~= 'queued' and status ~= 'processing') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'cancel_by', ARGV[2], 'updated_ms', now)
+for q = 2, 4, 2 do
+  if redis.call('ZSCORE', KEYS[q], ARGV[1]) and redis.call('HEXISTS', KEYS[q + 1], ARGV[1]) == 0 then
+    local sent = redis.call('HGET', KEYS[1], 'submit_state') == 'attempted' or q == 4
+    redis.call('ZREM', KEYS[q], ARGV[1])
+    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'errors', 0)
+    redis.call('ZADD', KEYS[6], now, ARGV[1])
+    if sent then return 'cancelled_at_provider' end
+    return 'cancelled'
+  end
+end
+return 'pending'
 """
 )
 
@@ -181,13 +214,15 @@ return 1
 """
 )
 
-# KEYS: lease, job. ARGV: id, token, then field/value pairs; '$now' as a value means Redis time.
+# KEYS: lease, job. ARGV: id, token, a field that must be empty ('' for none), then field/value pairs;
+# '$now' as a value means Redis time. Returns Redis time, 0 if the claim is lost, -1 if the field is set.
 _UPDATE = (
     _NOW_MS
     + """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' and (redis.call('HGET', KEYS[2], ARGV[3]) or '') ~= '' then return -1 end
 local pairs_ = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if ARGV[i] == '$now' then pairs_[#pairs_ + 1] = now else pairs_[#pairs_ + 1] = ARGV[i] end
 end
 redis.call('HSET', KEYS[2], 'updated_ms', now, unpack(pairs_))
@@ -259,6 +294,10 @@ INBOX_LEASE = f"{PREFIX}:inbox:lease"
 
 class LeaseLost(Exception):
     """Our claim on a job ran out and someone else may own it now: stop touching it."""
+
+
+class Cancelled(Exception):
+    """Someone cancelled the job before this write: the step must not go on (no provider call)."""
 
 
 @dataclass
@@ -338,6 +377,7 @@ class JobStore:
         self._nudge = redis.register_script(_NUDGE)
         self._unlock = redis.register_script(_UNLOCK)
         self._stash = redis.register_script(_STASH)
+        self._cancel = redis.register_script(_CANCEL)
         # Told (lane, delay in ms) each time this process queues a job in a lane, so that its worker
         # knows when that lane is next due without asking Redis (bot/worker.py).
         self.on_queued: Callable[[Lane, int], None] | None = None
@@ -352,8 +392,20 @@ class JobStore:
         # Fields at their default are left out: they read back as the default, and a create with fewer
         # arguments costs less CPU on the ack path (bench/ack_latency.py) and less memory in Redis.
         fields = {k: v for k, v in job.to_fields().items() if _CREATE_DEFAULTS.get(k) != v}
-        args: list[str | int] = [job.id, DEDUPE_TTL_SECONDS if dedupe else 0, *_flatten(fields)]
-        keys = [job_key(job.id), queue_key(lane), f"{PREFIX}:seen:{dedupe}"]
+        args: list[str | int] = [
+            job.id,
+            DEDUPE_TTL_SECONDS if dedupe else 0,
+            FINISHED_JOB_TTL_SECONDS,
+            USER_JOBS_KEPT,
+            *_flatten(fields),
+        ]
+        keys = [
+            job_key(job.id),
+            queue_key(lane),
+            f"{PREFIX}:seen:{dedupe}",
+            user_jobs_key(job.team_id, job.user),
+            short_key(short_id(job.id)),
+        ]
         created = await self._create(keys=keys, args=args)
         if created:
             job.created_ms = job.updated_ms = int(created)
@@ -428,14 +480,64 @@ class JobStore:
             lane, lane, job_id, token, "done", 0, FINISHED_JOB_TTL_SECONDS, fields, FINISHED_DROPS
         )
 
-    async def update(self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object]) -> int:
-        """Write fields while keeping the claim; returns Redis time in ms."""
+    async def update(
+        self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object], unless: str = ""
+    ) -> int:
+        """Write fields while keeping the claim; returns Redis time in ms. With `unless`, nothing is written
+        and Cancelled raised if the job's `unless` field is set (e.g. `cancel_by`), in the same script."""
         now = await self._update(
-            keys=[lease_key(lane), job_key(job_id)], args=[job_id, token, *_flatten(fields)]
+            keys=[lease_key(lane), job_key(job_id)], args=[job_id, token, unless, *_flatten(fields)]
         )
         if not now:
             raise LeaseLost(job_id)
+        if int(now) < 0:
+            raise Cancelled(job_id)
         return int(now)
+
+    async def cancel(self, job_id: str, who: str) -> str:
+        """Cancel a job on behalf of `who`: "cancelled" (never sent to its provider), "cancelled_at_provider"
+        (stopped; the provider may have it), "pending" (a step is working on it and will stop it), "over"
+        (it had ended) or "gone"."""
+        keys = [
+            job_key(job_id),
+            queue_key(Lane.SUBMIT),
+            lease_key(Lane.SUBMIT),
+            queue_key(Lane.POLL),
+            lease_key(Lane.POLL),
+            queue_key(Lane.SEND),
+        ]
+        outcome = _text(await self._cancel(keys=keys, args=[job_id, who]))
+        if outcome.startswith("cancelled") and self.on_queued is not None:
+            self.on_queued(Lane.SEND, 0)
+        return outcome
+
+    async def find_job_id(self, typed: str) -> str | None:
+        """The job a person typed: its full id, or its short id."""
+        typed = typed.strip().strip("`").lower()
+        if len(typed) > SHORT_ID_LENGTH and await self.redis.exists(job_key(typed)):
+            return typed
+        found = await self.redis.get(short_key(typed[-SHORT_ID_LENGTH:])) if typed else None
+        return _text(found) if found else None
+
+    async def recent_jobs(self, team_id: str, user: str, start: int, count: int) -> tuple[list[Job], int]:
+        """A person's jobs, newest first, `count` from `start`; and how many they have in all."""
+        key = user_jobs_key(team_id, user)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrange(key, start, start + count - 1)
+            pipe.zcard(key)
+            ids, total = await pipe.execute()
+        jobs = await self.get_many([_text(i) for i in ids])
+        return jobs, int(total)
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that still exist, in the order asked."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            raws = await pipe.execute()
+        return [Job.from_fields(_decode(raw)) for raw in raws if raw]
 
     @contextlib.asynccontextmanager
     async def keep_claim(
@@ -475,6 +577,11 @@ class JobStore:
             raise
         finally:
             beater.cancel()
+
+    async def dedupe_target(self, dedupe: str) -> str | None:
+        """The id of the job created under `dedupe` (see `create`), while the key lasts."""
+        value = await self.redis.get(f"{PREFIX}:seen:{dedupe}")
+        return _text(value) if value else None
 
     async def mark_once(self, key: str, ttl_s: int = DEDUPE_TTL_SECONDS) -> bool:
         """True the first time `key` is marked (across processes and restarts), False afterwards."""
@@ -597,12 +704,31 @@ class JobStore:
         if mode != "done" and self.on_queued is not None:
             self.on_queued(target, delay_ms)
 
+    async def note_failure(self, job_id: str) -> None:
+        """Count a job that failed or timed out today (UTC), once however often its step runs."""
+        key = f"{PREFIX}:failed:{time.strftime('%Y%m%d', time.gmtime())}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, job_id)
+            pipe.expire(key, 2 * 24 * 3600)
+            await pipe.execute()
+
+    async def failures_today(self) -> int:
+        return int(await self.redis.scard(f"{PREFIX}:failed:{time.strftime('%Y%m%d', time.gmtime())}"))
+
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for lane in Lane:
                 pipe.zcard(queue_key(lane))
             sizes = await pipe.execute()
         return {lane.value: int(n) for lane, n in zip(Lane, sizes, strict=True)}
+
+
+def user_jobs_key(team_id: str, user: str) -> str:
+    return f"{PREFIX}:user:{team_id}:{user}"
+
+
+def short_key(short: str) -> str:
+    return f"{PREFIX}:short:{short}"
 
 
 def _inbox_item_key(key: str) -> str:

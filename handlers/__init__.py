@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.control import JobControl
+from bot.home import Home
 from bot.intake import Intake
 from bot.shares import Shares
-from handlers import commands, files
+from handlers import actions, app_home, commands, files
 
 
-def register(app: AsyncApp, intake: Intake, shares: Shares) -> None:
-    commands.register(app, intake)
+def register(app: AsyncApp, intake: Intake, shares: Shares, control: JobControl, home: Home) -> None:
+    commands.register(app, intake, control)
     files.register(app, shares)
+    actions.register(app, control)
+    app_home.register(app, home)

@@ -10,18 +10,29 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import messages
-from bot.command import InvalidCommand, parse_lipsync_text
+from bot.command import InvalidCommand, JobCommand, parse_lipsync_text
+from bot.control import JobControl
 from bot.intake import Intake, OptionRefused
 from bot.messages import Message
 
 log = logging.getLogger(__name__)
 
 
-def register(app: AsyncApp, intake: Intake) -> None:
-    app.command("/lipsync")(lipsync_command(intake))
+def register(app: AsyncApp, intake: Intake, control: JobControl) -> None:
+    app.command("/lipsync")(lipsync_command(intake, control))
 
 
-def lipsync_command(intake: Intake) -> Callable[..., Awaitable[None]]:
+async def _job_command(control: JobControl, command: dict[str, Any], request: JobCommand) -> Message:
+    """`list`, `status` and `cancel`: answered privately in the ack (a cancel is stored before it)."""
+    user = str(command.get("user_id", ""))
+    if request.verb == "list":
+        return await control.list_jobs(str(command.get("team_id", "")), user, request.page)
+    if request.verb == "status":
+        return await control.status(request.job)
+    return await control.cancel(request.job, user)
+
+
+def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaitable[None]]:
     async def handle(ack: AsyncAck, command: dict[str, Any]) -> None:
         # The app runs with process_before_response: the ack goes out when this returns, so the job is in
         # Redis before Slack hears "accepted" (Slack never re-sends an acknowledged command).
@@ -32,6 +43,13 @@ def lipsync_command(intake: Intake) -> Callable[..., Awaitable[None]]:
             return
         if request is None:
             await _ack_with(ack, intake.usage())
+            return
+        if isinstance(request, JobCommand):
+            try:
+                await _ack_with(ack, await _job_command(control, command, request))
+            except RedisError as exc:
+                log.error("cannot answer /lipsync %s: %s", request.verb, exc)
+                await _ack_with(ack, messages.store_unavailable())
             return
         try:
             jobs = await intake.accept_command(command, request)

@@ -80,6 +80,9 @@ def make_settings(
             "poll_interval_seconds": 0.1,
             "job_timeout_seconds": 30,
             "lease_seconds": 3,
+            # Results are uploaded into threads only where a test turns it on (tests/test_job_control.py):
+            # elsewhere a thread holds exactly the reply the test looks for.
+            "max_result_upload_mb": 0,
         }
         values.update(overrides)
         return load_settings(_env_file=None, **values)

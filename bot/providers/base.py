@@ -158,6 +158,11 @@ class Provider(ABC):
         """At start-up: a sentence naming the refused key, or None when it works or cannot be checked."""
         return None
 
+    async def balance(self) -> str | None:
+        """What the account has left, in the provider's words ("812.5 credits"), where it reports it; None
+        otherwise or when it cannot be read now. For admins on App Home."""
+        return None
+
     def webhook_task_id(self, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:
         """The task id a webhook delivery is about, once its signature (if configured) is good; None to
         ignore it. A delivery is only a hint: the pipeline re-fetches the task."""

@@ -24,6 +24,7 @@ CREATE_PATH = "/v2/create_lip_sync_video"
 TASK_PATH = "/v2/lip_sync_video"
 UPLOAD_PATH = "/v2/upload/asset"
 WHOAMI_PATH = "/v2/user/whoami"
+QUOTA_PATH = "/v2/user/remaining_quota"
 
 PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
 
@@ -129,6 +130,14 @@ class JoggProvider(Provider):
             if exc.code == "10105":
                 return "JoggAI refused JOGG_API_KEY (Invalid API key). Copy it again from app.jogg.ai → API."
         return None
+
+    async def balance(self) -> str | None:
+        try:
+            data = await self._call("GET", QUOTA_PATH)
+        except ProviderError:
+            return None
+        left = decimal_text(data.get("remaining_quota"))
+        return f"{left} credits" if left else None
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         is_post = method == "POST"

@@ -142,6 +142,20 @@ class LipSyncDevProvider(Provider):
             )
         return None
 
+    async def balance(self) -> str | None:
+        """The plan's requests used this period, from /v1/usage (LipSync.dev reports no credit balance)."""
+        try:
+            data = await self._call("GET", USAGE_PATH)
+        except ProviderError:
+            return None
+        period = data.get("current_period")
+        if not isinstance(period, dict):
+            return None
+        used, limit = period.get("requests_used"), period.get("requests_limit")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (used, limit)):
+            return None
+        return f"{used:,} of {limit:,} requests used this period"
+
     async def aclose(self) -> None:
         await self._api.aclose()
 

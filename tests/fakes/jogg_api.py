@@ -8,6 +8,7 @@ storage bucket (no API key, Content-Type must match, XML errors).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections import defaultdict
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .server import (
+    CHUNK_SIZE,
     Handler,
     ProviderFake,
     RecordedRequest,
@@ -135,6 +137,11 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         self.post_limit_per_minute: int | None = None
         self.require_content_length = False  # True: chunked PUTs get 411, as S3 presigned URLs do
         self.remaining_quota = 1000.0
+        # Result videos served by this server (127.0.0.1) instead of res.jogg.ai, for the bot's upload
+        # of results into Slack: their size, and whether the answer says it (Content-Length).
+        self.serve_results = False
+        self.result_size = 300_000
+        self.result_sends_length = True
         self.clock: Callable[[], float] = time.monotonic  # for the POST rate-limit window
         # Benchmarks: every status GET (GET /v2/lip_sync_video/<id>) answers after this many seconds,
         # like a provider that is a round trip away; and recording of every request can be turned off
@@ -158,6 +165,7 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         self.gets_answered = 0
         self.tasks_polled = 0
         self.final_reported_at: dict[str, float] = {}
+        self.result_downloads: list[str] = []  # task ids whose result video was fetched (GET or HEAD)
 
     # -- test-facing helpers -------------------------------------------------------------------
 
@@ -193,7 +201,14 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
             return self.tasks[task_id]
 
     def result_url(self, task_id: str) -> str:
+        if self.serve_results:
+            return f"{self.base_url}/results/{task_id}.mp4"
         return f"{RESULT_BASE}/{task_id}.mp4"
+
+    def result_bytes(self, task_id: str) -> bytes:
+        """The result video's bytes when `serve_results` is on: `result_size` bytes made from the task id."""
+        seed = hashlib.sha256(task_id.encode()).digest()
+        return (seed * (self.result_size // len(seed) + 1))[: self.result_size]
 
     def cover_url(self, task_id: str) -> str:
         return f"{RESULT_BASE}/{task_id}.jpg"
@@ -210,6 +225,7 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         app.router.add_get("/v2/user/remaining_quota", self._endpoint("quota", self._quota))
         app.router.add_put("/upload/{asset_id}", self._endpoint("put", self._put, needs_key=False))
         app.router.add_get("/assets/{asset_id}/{filename}", self._serve_asset)
+        app.router.add_get("/results/{task_id}.mp4", self._serve_result)
 
     def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
         if needs_key and request.headers.get("x-api-key") != self.api_key:
@@ -350,6 +366,26 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         if upload is None or upload.data is None:
             return storage_error(404, "NoSuchKey", "The specified key does not exist.")
         return web.Response(body=upload.data, content_type=upload.content_type)
+
+    async def _serve_result(self, request: web.Request) -> web.StreamResponse:
+        """A result video, like a CDN: Content-Length known, streamed; HEAD answers the headers only."""
+        task_id = request.match_info["task_id"]
+        with self.lock:
+            self.result_downloads.append(task_id)
+            known = task_id in self.tasks
+        if not known:
+            return web.Response(status=404)
+        body = self.result_bytes(task_id)
+        headers = {"Content-Type": "video/mp4"}
+        if self.result_sends_length:
+            headers["Content-Length"] = str(len(body))
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            for start in range(0, len(body), CHUNK_SIZE):
+                await response.write(body[start : start + CHUNK_SIZE])
+        await response.write_eof()
+        return response
 
     async def _whoami(self, request: web.Request, body: Any) -> web.Response:
         return _envelope(0, data={"email": "tester@example.com", "username": "tester"})

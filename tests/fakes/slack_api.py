@@ -2,6 +2,11 @@
 
 Shapes and error codes follow docs/slack-platform.md and Slack's method reference. Point a client at it
 with `WebClient(token=slack.bot_token, base_url=slack.api_url)`.
+
+Also: the external file upload (`files.getUploadURLExternal`, a POST of the bytes to the upload URL,
+`files.completeUploadExternal`, i.e. what `files_upload_v2` does), App Home and modal views
+(`views.publish` / `views.open` / `views.update`), `users.info`, and opt-in per-method rate limits
+(`FakeSlack.tier_limits`, with Slack's documented figures in `TIERS`).
 """
 
 from __future__ import annotations
@@ -9,17 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import hashlib
 import json
+import math
+import mimetypes
+import re
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
+from slack_sdk.models.views import View
 
 from .server import BackgroundServer, FaultQueue, client_gone, lower_headers, wait_until
 
@@ -35,6 +45,41 @@ SIGN_IN_PAGE = (
 
 _MAX_BLOCKS = 50
 _TRUE_STRINGS = {"1", "true", "True", "TRUE"}
+
+# The fault key for the POST of the bytes to an upload URL: `slack.inject(UPLOAD, Fault(...))`.
+UPLOAD = "upload"
+
+# Slack's rate-limit tiers, in calls per minute per method per workspace per app
+# (https://docs.slack.dev/apis/web-api/rate-limits; docs/slack-platform.md §6).
+TIER_1, TIER_2, TIER_3, TIER_4 = 1, 20, 50, 100
+
+# The tier of each method the bot (or this fake) uses, from each method's reference page. Assign it (or a
+# part, or smaller numbers) to `FakeSlack.tier_limits` to enforce it. Left out on purpose: chat.postMessage
+# ("special": about one message per second per channel, with short bursts) and auth.test ("special").
+TIERS: dict[str, int] = {
+    "apps.connections.open": TIER_1,
+    "chat.update": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "conversations.history": TIER_3,  # Tier 1 (and 15 items a page) for commercial non-Marketplace apps
+    "conversations.replies": TIER_3,  # idem
+    "conversations.join": TIER_3,
+    "reactions.add": TIER_3,
+    "reactions.remove": TIER_2,
+    "files.info": TIER_4,
+    "files.getUploadURLExternal": TIER_4,
+    "files.completeUploadExternal": TIER_4,
+    "views.publish": TIER_4,
+    "views.open": TIER_4,
+    "views.update": TIER_4,
+    "users.info": TIER_4,
+}
+
+_RATE_WINDOW = 60.0
+_CHUNK = 64 * 1024
+_MAX_SNIPPET = 1024 * 1024  # files.getUploadURLExternal: snippets are limited to 1 MB (snippet_too_large)
+_MAX_VIEW_BYTES = 250 * 1024  # views.*: view_too_large past 250 kB
+_MAX_SHARE_CHANNELS = 100  # files.completeUploadExternal: channels_limit_exceeded past 100
+_TRIGGER_ID = re.compile(r"^\d+\.\d+\.\w+$")  # "132456.7890123.abcdef", as views.open documents
 
 
 @dataclass(frozen=True)
@@ -84,6 +129,25 @@ class Download(NamedTuple):
     had_valid_token: bool
 
 
+class ExternalUpload(NamedTuple):
+    """The bytes POSTed to an upload URL from files.getUploadURLExternal (hashed, not kept)."""
+
+    file_id: str
+    filename: str
+    declared_length: int  # `length` given to files.getUploadURLExternal
+    size: int  # bytes received
+    sha256: str  # hex digest of the bytes received
+    content_type: str  # of the raw body, or of the multipart file part
+
+
+class OpenedView(NamedTuple):
+    """A modal opened with views.open: the trigger it used and the view as Slack answered it."""
+
+    trigger_id: str
+    view_id: str
+    view: dict[str, Any]
+
+
 class SlackError(Exception):
     """Raised by a method handler to answer HTTP 200 {"ok": false, "error": ...}."""
 
@@ -102,6 +166,23 @@ class _FileBody:
     name: str
 
 
+@dataclass
+class _PendingUpload:
+    """A file id handed out by files.getUploadURLExternal, until files.completeUploadExternal."""
+
+    filename: str
+    length: int
+    alt_txt: str | None
+    snippet_type: str | None
+    upload: ExternalUpload | None = None  # the last upload whose size matched `length`
+    content: bytes | None = None  # its bytes, with keep_uploads only
+    completed: bool = False
+
+
+class _BadUpload(Exception):
+    """An upload body the fake cannot read (no file part in a multipart form, malformed form)."""
+
+
 MethodHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -118,12 +199,18 @@ class FakeSlack(BackgroundServer):
         app_token: str = "xapp-test-token",
         team_id: str = "T0TEST",
         bot_user_id: str = "UBOT",
+        keep_uploads: bool = False,
     ) -> None:
         super().__init__()
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
+        # Keep the bytes of external uploads (else only hashed and counted); a completed file's kept bytes
+        # are then served at its url_private(_download) and returned by `upload_content`.
+        self.keep_uploads = keep_uploads
+        # The clock of the rate-limit windows (tests may replace it to move time on).
+        self.clock: Callable[[], float] = time.monotonic
         self._faults: FaultQueue[Fault] = FaultQueue()
         self._methods: dict[str, MethodHandler] = {
             "auth.test": self._auth_test,
@@ -137,6 +224,12 @@ class FakeSlack(BackgroundServer):
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "files.info": self._files_info,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
+            "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "users.info": self._users_info,
         }
         self._sockets: list[web.WebSocketResponse] = []
         self._last_ts_us = 0
@@ -176,6 +269,39 @@ class FakeSlack(BackgroundServer):
         self._messages: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
         self._file_bodies: dict[str, _FileBody] = {}
         self._redirects: dict[str, tuple[str, int]] = {}
+        # Private channels (file shares are recorded under shares["private"]; all others are public).
+        self.private_channels: set[str] = set()
+        # files.getUploadURLExternal answers file_upload_size_restricted past this `length`.
+        self.max_upload_size: int | None = None
+        # External uploads: accepted bodies (size == declared length), and refused ones (HTTP 400).
+        self.external_uploads: list[ExternalUpload] = []
+        self.refused_uploads: list[ExternalUpload] = []
+        self._pending_uploads: dict[str, _PendingUpload] = {}
+        # Views: the latest App Home per user, how many times each user's Home was published, the modals
+        # opened (oldest first), every views.update that succeeded, and all live views by id.
+        self.home_views: dict[str, dict[str, Any]] = {}
+        self.home_publishes: Counter[str] = Counter()
+        self.opened_views: list[OpenedView] = []
+        self.view_updates: list[dict[str, Any]] = []
+        self.views: dict[str, dict[str, Any]] = {}
+        self._external_view_ids: dict[str, str] = {}
+        self._used_triggers: set[str] = set()
+        # users.info answers for these (see add_user); unknown ids answer user_not_found.
+        # (Built directly: _init_state runs under the lock in reset, and add_user takes it.)
+        self.users: dict[str, dict[str, Any]] = {
+            "U0ALICE": self._user_object("U0ALICE", "alice"),
+            self.bot_user_id: self._user_object(self.bot_user_id, "lipsync", is_bot=True),
+        }
+        # Opt-in rate limits: method -> calls admitted per sliding 60 s window (None: no limits). The window
+        # is per method (Slack's is per method per workspace per app; this fake is one workspace and one
+        # app), or per (method, channel) for the methods in `per_channel_limits`. A call over the limit
+        # answers HTTP 429, Retry-After (whole seconds until the oldest call in the window leaves it) and
+        # {"ok": false, "error": "ratelimited"}; it does nothing, is not counted in the window, and is
+        # counted in `ratelimited_calls[method]`. Calls that fail authentication are not counted.
+        self.tier_limits: dict[str, int] | None = None
+        self.per_channel_limits: set[str] = set()
+        self.ratelimited_calls: Counter[str] = Counter()
+        self._windows: dict[tuple[str, str], deque[float]] = {}
 
     def reset(self) -> None:
         """Forget messages, calls, files, faults and configuration; keep tokens and live sockets."""
@@ -316,6 +442,85 @@ class FakeSlack(BackgroundServer):
             self._redirects[key] = (location, status)
         return f"{self.base_url}/redirect/{key}"
 
+    def thread_files(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The files shared in a thread (parent included), oldest first, as files.info shows them now."""
+        with self.lock:
+            found = [
+                self.files.get(f.get("id", ""), f)
+                for m in self._messages[channel]
+                if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts
+                for f in m.get("files", [])
+            ]
+            return copy.deepcopy(found)
+
+    def upload_content(self, file_id: str) -> bytes | None:
+        """The bytes of a file's accepted external upload, if `keep_uploads` was on when it arrived."""
+        with self.lock:
+            pending = self._pending_uploads.get(file_id)
+            return pending.content if pending is not None else None
+
+    def add_user(
+        self,
+        user_id: str,
+        name: str = "tester",
+        is_admin: bool = False,
+        is_owner: bool = False,
+        *,
+        tz: str = "America/Los_Angeles",
+        tz_offset: int = -28800,
+        is_bot: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Register (or replace) a user that users.info knows; `extra` fields are merged into the object."""
+        user = self._user_object(
+            user_id, name, is_admin, is_owner, tz=tz, tz_offset=tz_offset, is_bot=is_bot, **extra
+        )
+        with self.lock:
+            self.users[user_id] = user
+            return copy.deepcopy(user)
+
+    def _user_object(
+        self,
+        user_id: str,
+        name: str,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        *,
+        tz: str = "America/Los_Angeles",
+        tz_offset: int = -28800,
+        is_bot: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "deleted": False,
+            "color": "9f69e7",
+            "real_name": name.title(),
+            "tz": tz,
+            "tz_label": tz,
+            "tz_offset": tz_offset,
+            "profile": {
+                "real_name": name.title(),
+                "real_name_normalized": name.title(),
+                "display_name": name,
+                "display_name_normalized": name,
+                "team": self.team_id,
+            },
+            "is_admin": is_admin,
+            "is_owner": is_owner,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": is_bot,
+            "is_app_user": False,
+            "updated": int(time.time()),
+            "is_email_confirmed": not is_bot,
+        }
+        user.update(extra)
+        return user
+
     # -- Socket Mode (test side) -------------------------------------------------------------------
 
     @property
@@ -412,6 +617,7 @@ class FakeSlack(BackgroundServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._handle_download)
         app.router.add_get("/redirect/{key}", self._handle_redirect)
@@ -436,6 +642,9 @@ class FakeSlack(BackgroundServer):
         auth_error = self._auth_error(method, request.headers.get("Authorization"))
         if auth_error:
             return _ok_false(auth_error)
+        limited = self._over_tier_limit(method, params)
+        if limited is not None:
+            return limited
         fault = self._faults.pop(method)
         if fault is None:
             return _json(self._run(handler, params))
@@ -474,6 +683,28 @@ class FakeSlack(BackgroundServer):
                 return copy.deepcopy(handler(params))
             except SlackError as exc:
                 return {"ok": False, "error": exc.error, **exc.extra}
+
+    def _over_tier_limit(self, method: str, params: dict[str, Any]) -> web.Response | None:
+        """The 429 answer when `tier_limits` caps `method` and its window is full; else admit the call."""
+        with self.lock:
+            limit = (self.tier_limits or {}).get(method)
+            if limit is None:
+                return None
+            channel = ""
+            if method in self.per_channel_limits:
+                channel = str(params.get("channel") or params.get("channel_id") or "")
+            window = self._windows.setdefault((method, channel), deque())
+            now = self.clock()
+            while window and now - window[0] >= _RATE_WINDOW:
+                window.popleft()
+            if len(window) < limit:
+                window.append(now)
+                return None
+            self.ratelimited_calls[method] += 1
+            retry_after = max(1, math.ceil(window[0] + _RATE_WINDOW - now)) if window else 1
+        return _json(
+            {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry_after)}
+        )
 
     def _auth_error(self, method: str, authorization: str | None) -> str | None:
         if not authorization or not authorization.startswith("Bearer "):
@@ -675,6 +906,305 @@ class FakeSlack(BackgroundServer):
             raise SlackError("file_not_found")
         return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
 
+    def _files_get_upload_url_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "files:write" in self.missing_scopes:
+            raise SlackError("missing_scope", needed="files:write", provided="chat:write")
+        filename = str(params.get("filename") or "")
+        raw_length = params.get("length")
+        if raw_length in (None, "", 0, "0"):
+            raise SlackError("missing_argument")  # "Typically only occurs when the length provided is 0"
+        try:
+            length = int(str(raw_length))
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if not filename or length < 0:
+            raise SlackError("invalid_arguments")
+        snippet_type = str(params.get("snippet_type") or "") or None
+        if snippet_type is not None and length > _MAX_SNIPPET:
+            raise SlackError("snippet_too_large")
+        if self.max_upload_size is not None and length > self.max_upload_size:
+            raise SlackError("file_upload_size_restricted")
+        file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+        alt_txt = str(params.get("alt_txt") or "") or None
+        self._pending_uploads[file_id] = _PendingUpload(filename, length, alt_txt, snippet_type)
+        return {"ok": True, "upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "files:write" in self.missing_scopes:
+            raise SlackError("missing_scope", needed="files:write", provided="chat:write")
+        entries = params.get("files")
+        if (
+            not isinstance(entries, list)
+            or not entries
+            or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in entries)
+        ):
+            raise SlackError("invalid_arguments")
+        targets = self._share_targets(params)
+        thread_ts = str(params.get("thread_ts") or "") or None
+        if thread_ts is not None:
+            if len(targets) != 1:
+                raise SlackError("invalid_arguments")  # "provide only one channel when using thread_ts"
+            if self._top_level(targets[0], thread_ts) is None:
+                raise SlackError("thread_not_found")
+        initial_comment = str(params.get("initial_comment") or "")
+        blocks = None if initial_comment else self._validated_blocks(params)
+        # Check every file before changing anything: one bad id fails the whole call, nothing shared.
+        ids = [str(e["id"]) for e in entries]
+        for file_id in ids:
+            pending = self._pending_uploads.get(file_id)
+            # "This method can only be called once": a completed (or never fully uploaded) id is gone.
+            if pending is None or pending.completed or pending.upload is None or ids.count(file_id) > 1:
+                raise SlackError("file_not_found")
+        created = []
+        for entry in entries:
+            pending = self._pending_uploads[entry["id"]]
+            pending.completed = True
+            created.append(self._completed_file(entry, pending))
+        for channel in targets:
+            self._share_files(channel, thread_ts, created, initial_comment, blocks)
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in created]}
+
+    def _share_targets(self, params: dict[str, Any]) -> list[str]:
+        """Channels to share in: `channel_id` and/or the comma-separated `channels`; none keeps it private."""
+        channel_id = str(params.get("channel_id") or "")
+        listed = [c.strip() for c in str(params.get("channels") or "").split(",") if c.strip()]
+        if len(listed) > _MAX_SHARE_CHANNELS:
+            raise SlackError("channels_limit_exceeded")
+        targets = list(dict.fromkeys([*([channel_id] if channel_id else []), *listed]))
+        for channel in targets:
+            if channel in self.missing_channels:
+                raise SlackError("channel_not_found" if channel == channel_id else "invalid_channel")
+            # Sharing a file needs membership: chat:write.public does not cover it.
+            if channel in self.not_in_channel or channel in self.not_joined:
+                raise SlackError("not_in_channel")
+        return targets
+
+    def _completed_file(self, entry: dict[str, Any], pending: _PendingUpload) -> dict[str, Any]:
+        upload = pending.upload
+        assert upload is not None
+        file_id, name = upload.file_id, pending.filename
+        title = str(entry.get("title") or "") or name
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
+        filetype = pending.snippet_type or extension or "binary"
+        base = f"{self.base_url}/files-pri/{self.team_id}-{file_id}"
+        quoted = quote(name)
+        now = int(time.time())
+        file: dict[str, Any] = {
+            "id": file_id,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": title,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": self.bot_user_id,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": upload.size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{quoted}",
+            "url_private_download": f"{base}/download/{quoted}",
+            "permalink": f"https://test.slack.com/files/{self.bot_user_id}/{file_id}/{quoted}",
+            "permalink_public": f"https://slack-files.com/{self.team_id}-{file_id}-0123456789",
+            "channels": [],
+            "groups": [],
+            "ims": [],
+            "shares": {},
+            "comments_count": 0,
+        }
+        if pending.alt_txt:
+            file["alt_txt"] = pending.alt_txt
+        self.files[file_id] = file
+        if pending.content is not None:
+            self._file_bodies[file_id] = _FileBody(pending.content, None, upload.size, mimetype, name)
+        return file
+
+    def _share_files(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        files: list[dict[str, Any]],
+        text: str,
+        blocks: list[dict[str, Any]] | None,
+    ) -> None:
+        """Post the file_share message of an upload in `channel` (in a thread) and note the share."""
+        message: dict[str, Any] = {
+            "type": "message",
+            "subtype": "file_share",
+            "user": self.bot_user_id,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": self.team_id,
+            "channel": channel,
+            "ts": self._next_ts(),
+            "text": text,
+            "upload": True,
+            "display_as_bot": False,
+        }
+        if blocks:
+            message["blocks"] = blocks
+        private = channel in self.private_channels
+        for file in files:
+            share: dict[str, Any] = {
+                "reply_users": [],
+                "reply_users_count": 0,
+                "reply_count": 0,
+                "ts": message["ts"],
+                "channel_name": channel.lower(),
+                "team_id": self.team_id,
+                "share_user_id": self.bot_user_id,
+                "source": "UNKNOWN",
+            }
+            if thread_ts is not None:
+                share["thread_ts"] = thread_ts
+            file["shares"].setdefault("private" if private else "public", {}).setdefault(channel, []).append(
+                share
+            )
+            file["groups" if private else "channels"].append(channel)
+            file["is_public"] = file["is_public"] or not private
+        message["files"] = copy.deepcopy(files)
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+            self._note_reply(channel, thread_ts, message)
+        self._messages[channel].append(message)
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(params.get("user_id") or "")
+        if not user_id:
+            raise SlackError("invalid_arguments")
+        view = self._validated_view(params, ("home",))
+        current = self.home_views.get(user_id)
+        if params.get("hash") and (current is None or params["hash"] != current["hash"]):
+            raise SlackError("hash_conflict")
+        view_id = current["id"] if current is not None else _view_id()
+        published = self._view_object(view_id, view)
+        self.home_views[user_id] = published
+        self.home_publishes[user_id] += 1
+        self.views[view_id] = published
+        return {"ok": True, "view": published}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        trigger_id = str(params.get("trigger_id") or params.get("interactivity_pointer") or "")
+        if not trigger_id:
+            raise SlackError("invalid_arguments")
+        if not _TRIGGER_ID.match(trigger_id):
+            raise SlackError("invalid_trigger_id")
+        if trigger_id in self._used_triggers:
+            raise SlackError("exchanged_trigger_id")
+        view = self._validated_view(params, ("modal",))
+        external_id = str(view.get("external_id") or "")
+        if external_id and external_id in self._external_view_ids:
+            raise SlackError("duplicate_external_id")
+        self._used_triggers.add(trigger_id)
+        view_id = _view_id()
+        opened = self._view_object(view_id, view)
+        self.views[view_id] = opened
+        if external_id:
+            self._external_view_ids[external_id] = view_id
+        self.opened_views.append(OpenedView(trigger_id, view_id, copy.deepcopy(opened)))
+        return {"ok": True, "view": opened}
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        external_id = str(params.get("external_id") or "")
+        view_id = str(params.get("view_id") or "") or self._external_view_ids.get(external_id, "")
+        if not view_id and not external_id:
+            raise SlackError("invalid_arguments")
+        current = self.views.get(view_id)
+        if current is None:
+            raise SlackError("not_found")
+        view = self._validated_view(params, (current["type"],))
+        if params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        updated = self._view_object(view_id, view)
+        self.views[view_id] = updated
+        for user_id, home in self.home_views.items():
+            if home["id"] == view_id:
+                self.home_views[user_id] = updated
+        self.view_updates.append(copy.deepcopy(updated))
+        return {"ok": True, "view": updated}
+
+    def _validated_view(self, params: dict[str, Any], types: tuple[str, ...]) -> dict[str, Any]:
+        """The `view` argument, checked as Slack would (structure via slack_sdk's View, then our block
+        checks); invalid_arguments with Slack's response_metadata messages otherwise."""
+        view = params.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                raise SlackError("invalid_arguments") from None
+        if not isinstance(view, dict):
+            raise SlackError("invalid_arguments")
+        if len(json.dumps(view)) > _MAX_VIEW_BYTES:
+            raise SlackError("view_too_large")
+        errors: list[str] = []
+        if view.get("type") not in types:
+            errors.append(f"must be one of {list(types)} [json-pointer:/view/type]")
+        blocks = view.get("blocks")
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            errors.append("missing required field: blocks [json-pointer:/view/blocks]")
+        if view.get("type") == "modal" and not view.get("title"):
+            errors.append("missing required field: title [json-pointer:/view/title]")
+        if not errors:
+            try:
+                parsed = View(**view)
+                parsed.to_dict()  # runs slack_sdk's validators, blocks included
+                if any(block is None for block in parsed.blocks or []):
+                    errors.append("unknown block type [json-pointer:/view/blocks]")
+            except Exception as exc:  # SlackObjectFormationError, or a TypeError from a malformed field
+                errors.append(f"{exc} [json-pointer:/view]")
+        if not errors:
+            for index, block in enumerate(view["blocks"]):
+                errors.extend(
+                    e.replace("json-pointer:", "json-pointer:/view") for e in self._block_errors(index, block)
+                )
+        if errors:
+            raise SlackError(
+                "invalid_arguments", response_metadata={"messages": [f"[ERROR] {e}" for e in errors]}
+            )
+        return copy.deepcopy(view)
+
+    def _view_object(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        """A view as Slack answers it (views.open's documented response)."""
+        return {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view["type"],
+            "title": view.get("title"),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "blocks": view["blocks"],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "clear_on_close": bool(view.get("clear_on_close", False)),
+            "notify_on_close": bool(view.get("notify_on_close", False)),
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": APP_ID,
+            "app_installed_team_id": self.team_id,
+            "bot_id": BOT_ID,
+        }
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        if "users:read" in self.missing_scopes:
+            raise SlackError("missing_scope", needed="users:read", provided="chat:write")
+        user = self.users.get(str(params.get("user") or ""))
+        if user is None:
+            raise SlackError("user_not_found")
+        if _truthy(params.get("include_locale")):
+            user = {**user, "locale": "en-US"}
+        return {"ok": True, "user": user}
+
     # -- state helpers (called under self.lock) --------------------------------------------------
 
     def _next_ts(self) -> str:
@@ -804,6 +1334,50 @@ class FakeSlack(BackgroundServer):
         await response.write_eof()
         return response
 
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """The upload URL: the bytes, raw or as a multipart form's file part, streamed and hashed.
+
+        200 `OK - <size>` when the size matches the declared `length`, else 400 (recorded in
+        `refused_uploads`). Until completion the file may be uploaded again (the last good body counts);
+        once completed, or for an id never handed out, 404. Faults injected under `UPLOAD`: "delay" sleeps
+        first; "ratelimit" answers 429; "http"/"error" answer `status` (store=True: after accepting it).
+        """
+        file_id = request.match_info["file_id"]
+        fault = self._faults.pop(UPLOAD)
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.delay)
+            fault = None
+        with self.lock:
+            pending = self._pending_uploads.get(file_id)
+            live = pending is not None and not pending.completed
+        if pending is None or not live:
+            await _drain(request)
+            return web.Response(status=404, text="Not Found")
+        if fault is not None and (fault.kind == "ratelimit" or not fault.store):
+            await _drain(request)
+            if fault.kind == "ratelimit":
+                return web.Response(
+                    status=429, text="ratelimited", headers={"Retry-After": str(fault.retry_after)}
+                )
+            return web.Response(status=fault.status, text="internal_error")
+        keep = self.keep_uploads
+        try:
+            content_type, digest, size, content = await _receive_upload(request, keep)
+        except _BadUpload as exc:
+            return web.Response(status=400, text=str(exc))
+        upload = ExternalUpload(file_id, pending.filename, pending.length, size, digest, content_type)
+        with self.lock:
+            if size != pending.length:
+                self.refused_uploads.append(upload)
+                return web.Response(
+                    status=400, text=f"length mismatch: declared {pending.length}, received {size}"
+                )
+            pending.upload, pending.content = upload, content
+            self.external_uploads.append(upload)
+        if fault is not None:
+            return web.Response(status=fault.status, text="internal_error")
+        return web.Response(text=f"OK - {size}")
+
     async def _handle_redirect(self, request: web.Request) -> web.Response:
         valid = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
         with self.lock:
@@ -874,7 +1448,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         form = await request.post()
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     # Form clients send structured fields as JSON strings.
-    for key in ("blocks", "metadata", "attachments"):
+    for key in ("blocks", "metadata", "attachments", "view", "files"):
         value = params.get(key)
         if isinstance(value, str) and value:
             # Unparsable values stay strings; the method then reports invalid_*_format.
@@ -957,3 +1531,57 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
 
 def _ok_false(error: str, **extra: Any) -> web.Response:
     return _json({"ok": False, "error": error, **extra})
+
+
+def _view_id() -> str:
+    return f"V{uuid.uuid4().hex[:10].upper()}"
+
+
+async def _drain(request: web.Request) -> None:
+    """Read and drop the rest of a body, so an early answer does not reset a client still sending."""
+    if not request.content.at_eof():
+        async for _ in request.content.iter_chunked(_CHUNK):
+            pass
+
+
+async def _hashed(chunks: AsyncIterator[bytes], keep: bool) -> tuple[str, int, bytes | None]:
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep else None
+    async for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
+    return digest.hexdigest(), size, b"".join(kept) if kept is not None else None
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(_CHUNK):
+        yield chunk
+
+
+async def _receive_upload(request: web.Request, keep: bool) -> tuple[str, str, int, bytes | None]:
+    """(content type, sha256, size, bytes if `keep`) of an upload: the raw body, or the file part of a
+    multipart form (the first part with a filename, or named "file" / "filename"; other parts skipped)."""
+    if request.content_type != "multipart/form-data":
+        digest, size, content = await _hashed(request.content.iter_chunked(_CHUNK), keep)
+        return request.headers.get("Content-Type", "application/octet-stream"), digest, size, content
+    found: tuple[str, str, int, bytes | None] | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            is_file = isinstance(part, BodyPartReader) and (
+                part.filename is not None or part.name in ("file", "filename")
+            )
+            if found is None and isinstance(part, BodyPartReader) and is_file:
+                digest, size, content = await _hashed(_part_chunks(part), keep)
+                found = (part.headers.get("Content-Type", "application/octet-stream"), digest, size, content)
+            else:
+                await part.release()
+    except (ValueError, AssertionError) as exc:
+        await _drain(request)
+        raise _BadUpload(f"malformed multipart body: {exc}") from exc
+    if found is None:
+        raise _BadUpload("no file part in the multipart body")
+    return found
