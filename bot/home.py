@@ -69,6 +69,13 @@ class Home:
         self._last: dict[tuple[str, str], float] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
 
+    async def aclose(self) -> None:
+        """Drop the publishes still waiting (a stopping bot; the next event or opening publishes again)."""
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     def job_ended(self, job: Job) -> None:
         """Refresh the requester's Home soon (coalesced: one publish for many jobs ending together)."""
         key = (job.team_id, job.user)

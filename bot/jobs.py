@@ -94,6 +94,7 @@ class Job:
     post_slot_ms: int = 0  # Redis time of a provider POST slot reserved for this job (bot/ratelimit.py)
     queue_note: str = ""  # while it waits its turn at the provider: "3rd in line, about 40 s"
     queue_note_ms: int = 0  # when the job's message last showed it (updates are coalesced)
+    update_slot_ms: int = 0  # Redis time of a chat.update slot reserved for the job's final message
     polls: int = 0
     errors: int = 0  # consecutive transient errors at the current step
     last_error: str = ""

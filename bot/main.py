@@ -112,6 +112,7 @@ class Bot:
         self.providers: dict[str, Provider] = {}
         self.transfer: Transfer | None = None
         self.uploader: ResultUploader | None = None
+        self.home: Home | None = None
         self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
         self.runner: web.AppRunner | None = None
@@ -186,7 +187,7 @@ class Bot:
             max_file_bytes,
         )
         control = JobControl(store, slack_out, intake)
-        home = Home(store, slack_out, control, self.providers, self.redis)
+        home = self.home = Home(store, slack_out, control, self.providers, self.redis)
         pipeline.on_job_ended = home.job_ended
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
         self.worker.recover_shares = shares.recover
@@ -328,6 +329,8 @@ class Bot:
             await _bounded("the HTTP listener", self.runner.cleanup())
         if self.worker is not None:
             await _bounded("the worker", self.worker.stop(), seconds=3 * STOP_STEP_SECONDS)
+        if self.home is not None:
+            await _bounded("the App Home publisher", self.home.aclose())
         if self.transfer is not None:
             await _bounded("the file transfer client", self.transfer.aclose())
         if self.uploader is not None:

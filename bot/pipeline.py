@@ -61,7 +61,7 @@ SEAT_WAIT_MS = 1000
 # share a budget below Slack's Tier 3 for chat.update (50+ a minute), keeping room for the updates that
 # must happen (a job's start and end).
 QUEUE_NOTE_SPACING_MS = 10_000
-UPDATES_PER_MINUTE = 30
+UPDATES_PER_MINUTE = 45
 # A compare job waits this long between looks at whether its lead has posted the shared message.
 LEAD_WAIT_MS = 500
 # Tries at uploading the result video into the thread before the link alone must do.
@@ -146,6 +146,13 @@ Decision = Stay | Move | Done
 def finish(status: Status, **fields: object) -> Move:
     """End the job and queue its one reply (the send lane), in a single atomic step."""
     return Move(Lane.SEND, 0, {"status": status, "errors": 0, **fields})
+
+
+@dataclass(frozen=True)
+class Turn:
+    wait_ms: int  # 0: go now
+    ahead: int = 0  # reservations ahead of this one
+    new: bool = False  # a slot was reserved just now: store its time in the job
 
 
 @dataclass
@@ -285,7 +292,8 @@ class Pipeline:
         if provider.accepts_webhook:
             await self.store.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
         job.status, job.task_id, job.queue_note = Status.PROCESSING, task.id, ""
-        if job.source is Source.COMMAND:
+        # Skipped when the workspace's update budget is spent (a burst): the final update corrects it.
+        if job.source is Source.COMMAND and await self._update_budget(job.team_id).try_acquire():
             await self.slack.update(job.channel, job.parent_ts, messages.parent(job, provider.label))
         fields = {
             "status": Status.PROCESSING,
@@ -401,21 +409,40 @@ class Pipeline:
     async def _post_slot(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
         """None when the job may make its provider POST now. Otherwise it has a slot reserved for later and
         stays until then; when it comes back it uses that slot (once) without asking again."""
-        if job.post_slot_ms:
-            if now_ms < job.post_slot_ms:  # early (claimed by a tick): wait on
-                return Stay(job.post_slot_ms - now_ms)
-            slot_ms, job.post_slot_ms = job.post_slot_ms, 0
-            await self.store.update(Lane.SUBMIT, job.id, token, {"post_slot_ms": 0})  # used up
-            if now_ms - slot_ms <= SLOT_STALE_MS:
-                return None
-            # Back long after its slot (a restart, a backlog): that slot is past, take a new one.
-        wait_ms, ahead = await provisions.limiter.reserve()
-        if wait_ms == 0:
+        turn = await self._turn(job, token, now_ms, Lane.SUBMIT, provisions.limiter, "post_slot_ms")
+        if not turn.wait_ms:
             return None
+        if not turn.new:  # early for its slot (claimed by a tick): wait on
+            return Stay(turn.wait_ms)
         # Our turn has not come: wait in line, in the order the slots were handed out.
         label = provisions.provider.label
-        note = f"{ordinal(ahead + 1)} in line for {label}, about {max(1, round(wait_ms / 1000))} s"
-        return await self._in_line(job, now_ms, note, wait_ms, {"post_slot_ms": now_ms + wait_ms})
+        note = f"{ordinal(turn.ahead + 1)} in line for {label}, about {max(1, round(turn.wait_ms / 1000))} s"
+        return await self._in_line(job, now_ms, note, turn.wait_ms, {"post_slot_ms": now_ms + turn.wait_ms})
+
+    async def _turn(
+        self, job: Job, token: str, now_ms: int, lane: Lane, limiter: RateLimiter, slot_field: str
+    ) -> Turn:
+        """The job's turn at a shared limit: now (wait 0), or a slot reserved for later whose time the caller
+        stores in `slot_field` (`new`). A job coming back for its slot uses it once without asking again;
+        one coming back long after it (a restart, a backlog) takes a new one."""
+        slot_ms = int(getattr(job, slot_field))
+        if slot_ms:
+            if now_ms < slot_ms:
+                return Turn(slot_ms - now_ms)
+            setattr(job, slot_field, 0)
+            await self.store.update(lane, job.id, token, {slot_field: 0})  # used up
+            if now_ms - slot_ms <= SLOT_STALE_MS:
+                return Turn(0)
+        wait_ms, ahead = await limiter.reserve()
+        return Turn(wait_ms, ahead, new=wait_ms > 0)
+
+    def _update_budget(self, team_id: str) -> RateLimiter:
+        """The workspace's chat.update budget, shared by every process (see QUEUE_NOTE_SPACING_MS)."""
+        budget = self._update_budgets.get(team_id)
+        if budget is None:
+            budget = RateLimiter(self.store.redis, f"slack:chat.update:{team_id}", UPDATES_PER_MINUTE)
+            self._update_budgets[team_id] = budget
+        return budget
 
     async def _in_line(
         self, job: Job, now_ms: int, note: str, delay_ms: int, fields: Fields | None = None
@@ -425,17 +452,13 @@ class Pipeline:
         Tier 3): a skipped update only means the message lags a little; `/lipsync status` always has it."""
         values: dict[str, object] = {**(fields or {}), "queue_note": note}
         due = now_ms - job.queue_note_ms >= QUEUE_NOTE_SPACING_MS and note != job.queue_note
-        if due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED:
-            budget = self._update_budgets.get(job.team_id)
-            if budget is None:
-                budget = RateLimiter(self.store.redis, f"slack:chat.update:{job.team_id}", UPDATES_PER_MINUTE)
-                self._update_budgets[job.team_id] = budget
-            if await budget.try_acquire():
-                job.queue_note = note
-                await self.slack.update(
-                    job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
-                )
-                values["queue_note_ms"] = now_ms
+        shown = due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED
+        if shown and await self._update_budget(job.team_id).try_acquire():
+            job.queue_note = note
+            await self.slack.update(
+                job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
+            )
+            values["queue_note_ms"] = now_ms
         return Stay(delay_ms, values)
 
     def _slack_setback(self, job: Job, exc: Exception) -> Stay:
@@ -576,6 +599,12 @@ class Pipeline:
         if uploading and self.uploader is not None and (setback := await self._upload_result(job, token)):
             return setback
         if job.source is Source.COMMAND:
+            # The message's final state must show: it waits its turn in the workspace's update budget
+            # rather than meet Slack's 429s when many jobs end at once.
+            budget = self._update_budget(job.team_id)
+            turn = await self._turn(job, token, now_ms, Lane.SEND, budget, "update_slot_ms")
+            if turn.wait_ms:
+                return Stay(turn.wait_ms, {"update_slot_ms": now_ms + turn.wait_ms} if turn.new else {})
             await self.slack.update(
                 job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
             )

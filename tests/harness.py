@@ -107,6 +107,8 @@ def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -
         "POLL_INTERVAL_SECONDS": "0.2",
         "LEASE_SECONDS": "2",
         "DATA_DIR": str(workdir / "data"),
+        # As in tests/conftest.py: results go into threads only where a test turns it on.
+        "MAX_RESULT_UPLOAD_MB": "0",
         **overrides,
     }
     return {k: v for k, v in env.items() if v}
