@@ -9,6 +9,7 @@ text without cutting a link, an entity or a formatted span in half.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -748,7 +749,7 @@ def _status_words(job: Job) -> str:
 
 
 def _when(ms: int) -> str:
-    return f"<!date^{ms // 1000}^{{date_short_pretty}} {{time}}|{ms // 1000}>" if ms else "—"
+    return time.strftime("%b %d %H:%M UTC", time.gmtime(ms / 1000)) if ms else "—"
 
 
 def _thread_link(job: Job, label: str = "thread") -> str:
@@ -885,7 +886,7 @@ def plain(mrkdwn: str) -> str:
 
 def upload_skipped(reason: str) -> Message:
     """When the result video could not be put in the thread itself."""
-    text = f":link: I couldn't put the video itself in this thread ({_escape(reason)}); the link above works."
+    text = f":link: I couldn't put the video itself in this thread ({_code(reason)}); the link above works."
     return _message(text, [_context(text)])
 
 

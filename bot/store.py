@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 
 PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
-# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes) and
-# the cover link (in the reply already). The result link stays for `/lipsync list` and App Home, and the
-# shared files' descriptions for Retry and Dub again (bench/memory_jobs.py measures what a job keeps).
-FINISHED_DROPS = ("response_url", "cover_url")
+# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes), the
+# result and cover links (in the reply, and the video itself in the thread; providers' signed links
+# expire). The shared files' descriptions stay: Retry and Dub again of a shared-files job start from them
+# (bench/memory_jobs.py measures what a job keeps).
+FINISHED_DROPS = ("response_url", "result_url", "cover_url")
 DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
 USER_JOBS_KEPT = 200  # per person, for `/lipsync list` and App Home
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -18,7 +19,7 @@ from tests.fakes.server import wait_until
 from tests.fakes.slack_api import UPLOAD, FakeSlack
 from tests.fakes.slack_api import Fault as SlackFault
 from tests.harness import BotProcess, BotThread, bot_env
-from tests.payloads import block_actions, view_submission
+from tests.payloads import block_actions, form_body, view_submission
 from tests.test_providers import settle
 
 CHANNEL = "C0GENERAL"
@@ -304,3 +305,21 @@ def test_a_bot_killed_during_the_result_upload_leaves_exactly_one_video(
         assert len([r for r in slack.replies(CHANNEL, message["ts"]) if not r.get("files")]) == 1  # one reply
     finally:
         bot.stop()
+
+
+def test_a_forged_click_is_refused_and_a_click_on_a_vanished_job_is_answered(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+) -> None:
+    bot = start_bot()
+    payload = block_actions("job_cancel", "0190abcdef12345678", response_url=slack.response_url("gone"))
+    body = form_body({"payload": json.dumps(payload)})
+    forged = httpx.post(
+        f"{bot.url}/slack/events", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert forged.status_code == 401
+    assert slack.responses.get("gone") is None
+
+    assert bot.shortcut(payload).status_code == 200  # signed, but the job does not exist (any more)
+    [answer] = wait_until(lambda: slack.responses.get("gone"), timeout=10)
+    assert "I have no job" in answer["text"]
+    assert redis_client.keys("{lip}:job:*") == [] and jogg.work_requests == []

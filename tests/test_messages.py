@@ -41,7 +41,9 @@ HOSTILE_URL = f"https://cdn.example.com/v.mp4?q={HOSTILE}&x=>|"
 LONG_URL = "https://cdn.example.com/" + "a&b" * 1_700 + ".mp4"  # 5,000+ characters
 
 # What may legitimately stand between < and >: our requester's mention, a channel id, or a clean link.
-ALLOWED_CONTROL = re.compile(r"@[A-Z][A-Z0-9]+|#[A-Z][A-Z0-9]+|https?://[^\s|<>]+(?:\|open the video)?")
+ALLOWED_CONTROL = re.compile(
+    r"@[A-Z][A-Z0-9]+|#[A-Z][A-Z0-9]+|https?://[^\s|<>]+(?:\|(?:open the video|result|thread))?"
+)
 
 
 def job(**fields: Any) -> Job:
@@ -157,6 +159,59 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "usage with providers": ("usage", lambda: messages.usage([JOGG], "jogg"), False),
     "option refused": ("option_refused", lambda: messages.option_refused(f"{HUGE} is wrong.", [JOGG]), True),
+    "no such job": ("no_such_job", lambda: messages.no_such_job(HUGE), True),
+    "not yours": ("not_yours", lambda: messages.not_yours(job(user=HOSTILE)), True),
+    "cancel outcome": (
+        "cancel_outcome",
+        lambda: messages.cancel_outcome(job(provider=HOSTILE), "pending"),
+        True,
+    ),
+    "cancel over": (
+        "cancel_outcome",
+        lambda: messages.cancel_outcome(job(status=Status.SUCCEEDED), "over"),
+        False,
+    ),
+    "retry started": ("retry_started", lambda: messages.retry_started(job(), "0190abcdef9999"), False),
+    "already retried": ("already_retried", lambda: messages.already_retried(job(), "0190abcdef9999"), False),
+    "cannot retry": ("cannot_retry", lambda: messages.cannot_retry(job(status=Status.SUCCEEDED)), False),
+    "retry note": ("retry_note", lambda: messages.retry_note(job(), "0190abcdef9999", HOSTILE, True), True),
+    "job status": (
+        "job_status",
+        lambda: messages.job_status(
+            job(
+                status=Status.PROCESSING,
+                queue_note=HUGE,
+                error=HUGE,
+                retry_of=HOSTILE,
+                created_ms=1_700_000_000_000,
+            )
+        ),
+        True,
+    ),
+    "job status of files": (
+        "job_status",
+        lambda: messages.job_status(
+            files_job(status=Status.SUCCEEDED, cost="1.5", cost_unit=HOSTILE, parent_ts="1.2")
+        ),
+        True,
+    ),
+    "job list": (
+        "job_list",
+        lambda: messages.job_list(
+            [job(status=s, result_url=HOSTILE_URL, cost=HOSTILE, parent_ts="17.5") for s in Status] * 5,
+            1,
+            300,
+            10,
+        ),
+        True,
+    ),
+    "job list empty": ("job_list", lambda: messages.job_list([], 3, 0, 10), False),
+    "upload skipped": ("upload_skipped", lambda: messages.upload_skipped(HUGE), True),
+    "cancelled job": (
+        "result",
+        lambda: messages.result(files_job(status=Status.CANCELLED, cancel_by=HOSTILE, task_id=HOSTILE)),
+        True,
+    ),
     "compare parent": (
         "compare_parent",
         lambda: messages.compare_parent(job(user=HOSTILE), [HOSTILE] * 3),
