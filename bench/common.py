@@ -37,7 +37,7 @@ from tests.harness import REPO, bot_env, free_port
 
 # Settings that tests/harness.bot_env shortens for fast tests; an empty value drops them, so the bot runs
 # with its production defaults (bot/settings.py).
-PRODUCTION_DEFAULTS = {"POLL_INTERVAL_SECONDS": "", "LEASE_SECONDS": ""}
+PRODUCTION_DEFAULTS = {"POLL_INTERVAL_SECONDS": "", "LEASE_SECONDS": "", "SLACK_UPDATES_PER_MINUTE": ""}
 
 
 # -- the machine ------------------------------------------------------------------------------------

@@ -172,7 +172,15 @@ class Bot:
             upload_bytes = int(s.max_result_upload_mb * 1_000_000)
             self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
         pipeline = Pipeline(
-            store, provisions, slack_out, timing, self.transfer, media, webhook_base, self.uploader
+            store,
+            provisions,
+            slack_out,
+            timing,
+            self.transfer,
+            media,
+            webhook_base,
+            self.uploader,
+            s.slack_updates_per_minute,
         )
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(

@@ -37,6 +37,8 @@ USAGE = (
     "    `model=&lt;name&gt;` for sync.so, e.g. `model=lipsync-2-pro`\n"
     "• `/lipsync compare &lt;video_url&gt; &lt;audio_url&gt; [playback]` runs the same dub on every "
     "provider I have and sums them up in one table\n"
+    "• `/lipsync list`, `/lipsync status &lt;job&gt;`, `/lipsync cancel &lt;job&gt;`: your jobs, one job, "
+    "stop one (the job id is on its message)\n"
     "*Example:* `/lipsync https://example.com/talk.mp4 https://example.com/voice-fr.mp3 sync`\n"
     "I post the job in this channel and answer in its thread with the dubbed video and what it cost."
 )

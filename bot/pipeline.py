@@ -192,6 +192,7 @@ class Pipeline:
         media: MediaLinks | None = None,
         webhook_base: str = "",
         uploader: ResultUploader | None = None,
+        updates_per_minute: int = UPDATES_PER_MINUTE,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -204,6 +205,7 @@ class Pipeline:
         # Told of each job that has ended and answered (App Home refreshes its requester's view).
         self.on_job_ended: Callable[[Job], None] | None = None
         self._update_budgets: dict[str, RateLimiter] = {}
+        self.updates_per_minute = updates_per_minute
 
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
@@ -440,7 +442,7 @@ class Pipeline:
         """The workspace's chat.update budget, shared by every process (see QUEUE_NOTE_SPACING_MS)."""
         budget = self._update_budgets.get(team_id)
         if budget is None:
-            budget = RateLimiter(self.store.redis, f"slack:chat.update:{team_id}", UPDATES_PER_MINUTE)
+            budget = RateLimiter(self.store.redis, f"slack:chat.update:{team_id}", self.updates_per_minute)
             self._update_budgets[team_id] = budget
         return budget
 

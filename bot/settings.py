@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Advanced tuning; the defaults suit production.
     jogg_posts_per_minute: int = Field(default=20, ge=1)  # JoggAI allows 20 POSTs/min per key
     lease_seconds: float = Field(default=60.0, gt=0)  # how long a crashed process holds a job
+    # chat.update calls per minute per workspace, all processes together (Slack's Tier 3 allows 50+).
+    slack_updates_per_minute: int = Field(default=45, ge=1)
     http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and providers
     # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
     # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".

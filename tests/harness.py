@@ -109,6 +109,7 @@ def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -
         "DATA_DIR": str(workdir / "data"),
         # As in tests/conftest.py: results go into threads only where a test turns it on.
         "MAX_RESULT_UPLOAD_MB": "0",
+        "SLACK_UPDATES_PER_MINUTE": "10000",
         **overrides,
     }
     return {k: v for k, v in env.items() if v}
