@@ -265,6 +265,14 @@ def store_unavailable() -> Message:
     return _message(text, [_section(text)])
 
 
+def store_unavailable_now() -> Message:
+    """A job action (cancel, retry, a listing) that could not reach the store: nothing changed."""
+    text = (
+        ":warning: I can't reach my job database right now, so nothing changed. Please try again in a minute."
+    )
+    return _message(text, [_section(text)])
+
+
 def store_unavailable_for_files() -> Message:
     text = (
         ":warning: I can't reach my job database right now, so I didn't start anything for these files "
@@ -653,10 +661,26 @@ def external_files(files: list[SlackFile]) -> Message:
     return _message(text, [_section(text)])
 
 
-def files_started(count: int) -> Message:
-    what = "a dub" if count == 1 else f"{count} dubs"
+def files_started(jobs: Sequence[Job]) -> Message:
+    """To the person who shared the files: what started, each job's id, and a Cancel button for each."""
+    what = "a dub" if len(jobs) == 1 else f"{len(jobs)} dubs"
     text = f":clapper: Started {what} from these files. I'll answer in the message's thread."
-    return _message(text, [_section(text)])
+    lines = []
+    for job in jobs:
+        video, audio = job.video, job.audio
+        names = f"{_name(video)} with {_name(audio)}" if video and audio else ""
+        lines.append(f"{_code(short_id(job.id))} {names} · {_label(job.provider)}")
+    cancels = [
+        {
+            **_button(f"Cancel {short_id(job.id)}", ACTION_CANCEL, job, "danger"),
+            "action_id": f"{ACTION_CANCEL}:{n}",
+        }
+        for n, job in enumerate(jobs)
+    ]
+    blocks = [_section(text + "\n" + "\n".join(lines))]
+    if cancels:
+        blocks.append({"type": "actions", "block_id": "started", "elements": cancels[:25]})
+    return _message(text, blocks)
 
 
 def files_already_started() -> Message:

@@ -146,6 +146,11 @@ class Shares:
             outcome = await self._dub(message, share)
             if share.via_shortcut:
                 await self.slack.respond(share.response_url, _shortcut_answer(outcome))
+            elif outcome.jobs:
+                # Only the person who shared sees it: the jobs' ids, and a Cancel button for each, while
+                # the thread holds nothing of the bot's until a dub ends.
+                started = messages.files_started(outcome.jobs)
+                await self.slack.tell(message.channel, message.user, message.root, started)
             else:
                 await self._advise(share, message, outcome)
             await self.store.unstash(share.key)
@@ -237,7 +242,7 @@ class Shares:
 
 def _shortcut_answer(outcome: Outcome) -> Message:
     if outcome.jobs:
-        return messages.files_started(len(outcome.jobs))
+        return messages.files_started(outcome.jobs)
     if outcome.duplicate:
         return messages.files_already_started()
     return outcome.advice or messages.no_media_in_message()

@@ -225,6 +225,15 @@ class SlackOut:
             return None
         return thread
 
+    async def tell(self, channel: str, user: str, thread_ts: str, message: Message) -> bool:
+        """A message only `user` sees, in a thread (chat.postEphemeral; a courtesy: failures are logged)."""
+        return await self._best_effort(
+            f"private note to {user} in {channel}/{thread_ts}",
+            lambda: self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=message.text, blocks=message.blocks
+            ),
+        )
+
     async def publish_home(self, user: str, view: dict[str, Any]) -> bool:
         """Publish a person's App Home view. A 429 is waited out once; anything else is logged."""
         return await self._best_effort(

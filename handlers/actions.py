@@ -8,6 +8,7 @@ start nothing twice: a retry is keyed by the job it retries, a dub again by its 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, control: JobControl) -> None:
-    app.action(messages.ACTION_CANCEL)(cancel_clicked(control))
+    # Several Cancel buttons in one message (the note listing a share's dubs) need distinct action ids.
+    app.action(re.compile(rf"^{messages.ACTION_CANCEL}(:\d+)?$"))(cancel_clicked(control))
     app.action(messages.ACTION_RETRY)(retry_clicked(control))
     app.action(messages.ACTION_DUB_AGAIN)(dub_again_clicked(control))
     app.view(messages.DUB_AGAIN_CALLBACK)(dub_again_submitted(control))
@@ -53,34 +55,37 @@ async def _tell(respond: AsyncRespond, message: Message) -> None:
         log.warning("could not answer a button click: %s", type(exc).__name__)
 
 
-def cancel_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
+def _clicked(
+    what: str, run: Callable[[dict[str, Any], dict[str, Any]], Awaitable[Message]]
+) -> Callable[..., Awaitable[None]]:
+    """A button whose effect (`run`, given the payload and the action) is stored before the ack, and whose
+    outcome is told privately to the person who clicked."""
+
     async def handle(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         try:
-            answer = await control.cancel(_clicked_job(action), _user(body))
+            answer = await run(body, action)
         except RedisError as exc:
-            log.error("cannot cancel: %s", exc)
-            answer = messages.store_unavailable()
+            log.error("cannot %s: %s", what, exc)
+            answer = messages.store_unavailable_now()
         await _tell(respond, answer)
         await ack()
 
     return handle
+
+
+def cancel_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
+    return _clicked("cancel", lambda body, action: control.cancel(_clicked_job(action), _user(body)))
 
 
 def retry_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
-    async def handle(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        try:
-            answer = await control.retry(_clicked_job(action), _user(body), _text(body.get("response_url")))
-        except RedisError as exc:
-            log.error("cannot retry: %s", exc)
-            answer = messages.store_unavailable()
-        await _tell(respond, answer)
-        await ack()
-
-    return handle
+    return _clicked(
+        "retry",
+        lambda body, action: control.retry(
+            _clicked_job(action), _user(body), _text(body.get("response_url"))
+        ),
+    )
 
 
 def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
@@ -96,7 +101,7 @@ def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
             view = await control.dub_again_view(_clicked_job(action))
         except RedisError as exc:
             log.error("cannot open Dub again: %s", exc)
-            await _tell(respond, messages.store_unavailable())
+            await _tell(respond, messages.store_unavailable_now())
             return
         if view is None:
             await _tell(respond, messages.no_such_job(_clicked_job(action)))

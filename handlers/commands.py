@@ -49,7 +49,7 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
                 await _ack_with(ack, await _job_command(control, command, request))
             except RedisError as exc:
                 log.error("cannot answer /lipsync %s: %s", request.verb, exc)
-                await _ack_with(ack, messages.store_unavailable())
+                await _ack_with(ack, messages.store_unavailable_now())
             return
         try:
             jobs = await intake.accept_command(command, request)

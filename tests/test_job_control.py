@@ -323,3 +323,32 @@ def test_a_forged_click_is_refused_and_a_click_on_a_vanished_job_is_answered(
     [answer] = wait_until(lambda: slack.responses.get("gone"), timeout=10)
     assert "I have no job" in answer["text"]
     assert redis_client.keys("{lip}:job:*") == [] and jogg.work_requests == []
+
+
+def test_dubs_from_shared_files_can_be_cancelled_from_the_sharers_private_note(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, redis_client: redis.Redis
+) -> None:
+    from tests.payloads import event_callback
+    from tests.test_file_shares import CHANNEL as MEDIA
+    from tests.test_file_shares import share
+
+    jogg.default_outcome = Outcome("never")
+    bot = start_bot()
+    shared = share(slack, "talk.mp4", "voice-fr.mp3", "voice-de.mp3")
+    bot.event(event_callback(shared.event()))
+    [note] = wait_until(lambda: slack.ephemerals or None, timeout=15)
+    assert note["user"] == "U0ALICE" and note["thread_ts"] == shared.ts
+    elements = [e for b in note["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert len(elements) == 2 and len({e["action_id"] for e in elements}) == 2  # one Cancel per dub
+    wait_until(lambda: len(jogg.tasks) == 2, timeout=15)
+
+    first = elements[0]
+    payload = block_actions(
+        first["action_id"], first["value"], channel_id=MEDIA, response_url=slack.response_url("note")
+    )
+    bot.shortcut(payload)
+    [answer] = wait_until(lambda: slack.responses.get("note"), timeout=10)
+    assert "JoggAI already had it" in answer["text"]
+    [reply] = wait_until(lambda: slack.replies(MEDIA, shared.ts) or None, timeout=15)
+    assert "Cancelled by <@U0ALICE>" in text_of(reply)
+    assert len(slack.replies(MEDIA, shared.ts)) == 1  # the other dub goes on

@@ -159,6 +159,7 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "usage with providers": ("usage", lambda: messages.usage([JOGG], "jogg"), False),
     "option refused": ("option_refused", lambda: messages.option_refused(f"{HUGE} is wrong.", [JOGG]), True),
+    "store unavailable now": ("store_unavailable_now", messages.store_unavailable_now, False),
     "no such job": ("no_such_job", lambda: messages.no_such_job(HUGE), True),
     "not yours": ("not_yours", lambda: messages.not_yours(job(user=HOSTILE)), True),
     "cancel outcome": (
@@ -268,7 +269,11 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
         lambda: messages.external_files([file(HUGE, "video", external=True)] * 12),
         True,
     ),
-    "started": ("files_started", lambda: messages.files_started(3), False),
+    "started": (
+        "files_started",
+        lambda: messages.files_started([files_job(id=f"0190abcdef{n:04d}") for n in range(10)]),
+        True,
+    ),
     "already started": ("files_already_started", messages.files_already_started, False),
     "no media": ("no_media_in_message", messages.no_media_in_message, False),
     "store unavailable": ("store_unavailable", messages.store_unavailable, False),
