@@ -67,6 +67,7 @@ class Home:
         self.providers = providers
         self._redis = redis
         self._last: dict[tuple[str, str], float] = {}
+        self._budgets: dict[str, RateLimiter] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def aclose(self) -> None:
