@@ -62,6 +62,9 @@ SEAT_WAIT_MS = 1000
 # must happen (a job's start and end).
 QUEUE_NOTE_SPACING_MS = 10_000
 UPDATES_PER_MINUTE = 45
+# Updates that may be skipped (a job's place in line, "processing") use at most this share of the budget,
+# so a burst of them never delays the updates that must happen (a job's final state).
+COSMETIC_SHARE = 0.5
 # A compare job waits this long between looks at whether its lead has posted the shared message.
 LEAD_WAIT_MS = 500
 # Tries at uploading the result video into the thread before the link alone must do.
@@ -295,7 +298,9 @@ class Pipeline:
             await self.store.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
         job.status, job.task_id, job.queue_note = Status.PROCESSING, task.id, ""
         # Skipped when the workspace's update budget is spent (a burst): the final update corrects it.
-        if job.source is Source.COMMAND and await self._update_budget(job.team_id).try_acquire():
+        if job.source is Source.COMMAND and await self._update_budget(job.team_id).try_acquire(
+            COSMETIC_SHARE
+        ):
             await self.slack.update(job.channel, job.parent_ts, messages.parent(job, provider.label))
         fields = {
             "status": Status.PROCESSING,
@@ -455,7 +460,7 @@ class Pipeline:
         values: dict[str, object] = {**(fields or {}), "queue_note": note}
         due = now_ms - job.queue_note_ms >= QUEUE_NOTE_SPACING_MS and note != job.queue_note
         shown = due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED
-        if shown and await self._update_budget(job.team_id).try_acquire():
+        if shown and await self._update_budget(job.team_id).try_acquire(COSMETIC_SHARE):
             job.queue_note = note
             await self.slack.update(
                 job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))

@@ -62,10 +62,12 @@ class RateLimiter:
         wait, ahead = await self._script(keys=[self.key], args=[self.limit, self.window_ms, member, 0])
         return int(wait), int(ahead)
 
-    async def try_acquire(self) -> bool:
-        """Take a slot if one is free now; never reserves one for later (for updates that may be skipped)."""
+    async def try_acquire(self, share: float = 1.0) -> bool:
+        """Take a slot if one is free now, counting only `share` of the limit as available; never reserves
+        one for later. For work that may be skipped, leaving the rest of the window to work that may not."""
         member = f"{self._me}:{next(self._ids)}"
-        wait, _ = await self._script(keys=[self.key], args=[self.limit, self.window_ms, member, 1])
+        limit = max(1, int(self.limit * share))
+        wait, _ = await self._script(keys=[self.key], args=[limit, self.window_ms, member, 1])
         return int(wait) == 0
 
 
