@@ -226,3 +226,28 @@ def test_in_socket_mode_the_bot_still_hears_webhooks_on_port(
     wait_until(lambda: slack.replies("C0SOCK", parent["ts"]) or None, timeout=60)
     [delivery] = sync_api.webhooks_sent
     assert delivery.status == 200 and delivery.url == f"{bot.url}/webhooks/sync"
+
+
+def test_a_webhook_sent_in_chunks_is_read_whole_and_an_oversized_one_refused(
+    public_bot: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
+) -> None:
+    sync_api.default_outcome = SyncOutcome("never")
+    sync_api.webhooks_enabled = False
+    bot = public_bot(poll_interval_seconds=600, poll_max_interval_seconds=600, job_timeout_seconds=3600)
+    bot.command(f"{VIDEO} {AUDIO} sync", response_url=slack.response_url("r"))
+    generation = wait_until(lambda: next(iter(sync_api.generations.values()), None))
+    wait_until(lambda: redis_client.zcard("{lip}:poll") == 1)
+    body = json.dumps({"id": generation.id, "status": "COMPLETED", "padding": "x" * 200_000}).encode()
+    signed = {"Sync-Signature": sign_webhook(str(sync_api.webhook_secret), body, int(time.time()))}
+
+    def in_pieces() -> Any:
+        # Pieces that arrive apart, as over a slow link: the bot must read to the end, not what came first.
+        for start in range(0, len(body), 60_000):
+            yield body[start : start + 60_000]
+            time.sleep(0.05)
+
+    url = f"{bot.url}/webhooks/sync"
+    assert httpx.post(url, content=in_pieces(), headers=signed).status_code == 200  # chunked, no length
+    wait_until(lambda: [r for r in sync_api.requests if r.path == f"/v2/generate/{generation.id}"])
+    huge = b"{" + b" " * 2_000_000 + b"}"
+    assert httpx.post(url, content=huge, headers=signed).status_code == 413
