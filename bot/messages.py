@@ -438,6 +438,8 @@ def _failure(job: Job, provider: Provider | None) -> Message:
             lines.append(f":bulb: {hint}")
     else:
         lines.append(f"{label} gave no reason.")
+    if not job.task_id and job.error_code != "submit_unknown" and (doubt := _maybe_made(job)):
+        lines.append(doubt)
     footer = (
         f"{label} task {_code(job.task_id)}"
         if job.task_id
@@ -449,6 +451,17 @@ def _failure(job: Job, provider: Provider | None) -> Message:
     return _message(" ".join(lines), blocks)
 
 
+def _maybe_made(job: Job) -> str:
+    """For a job that ended while its last create had no clear answer: it may exist, and cost, anyway."""
+    if job.submit_state is not PostState.ATTEMPTED:
+        return ""
+    label = _label(job.provider)
+    return (
+        f"My last request to {label} got no clear answer, so {label} may have accepted (and charged for) "
+        f"the job: look for it in your {label} dashboard before running it again."
+    )
+
+
 def _timed_out(job: Job) -> Message:
     label = _label(job.provider)
     where = (
@@ -458,6 +471,8 @@ def _timed_out(job: Job) -> Message:
         else f"I could not submit the job to {label} within {_minutes(job)}"
         + (f" (last error: {_code(job.last_error)})." if job.last_error else ".")
     )
+    if not job.task_id and (doubt := _maybe_made(job)):
+        where += f" {doubt}"
     text = f":warning: {_mention(job.user)} {where}"
     return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
 

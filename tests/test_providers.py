@@ -313,3 +313,19 @@ def test_an_option_in_a_file_share_the_provider_cannot_honour_is_explained(
     [note] = replies(slack, shared.ts, 1)
     assert "LipSync.dev has no `normal_reverse` playback" in text_of(note)
     assert lipsyncdev_api.jobs == {}
+
+
+def test_a_job_that_ends_while_its_create_is_in_doubt_says_it_may_have_been_charged(
+    all_three: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
+) -> None:
+    # sync.so makes the generation but every answer is lost, until the job's time is up.
+    for _ in range(50):
+        sync_api.inject("generate", SyncFault("http", status=502, after=True))
+    bot = all_three(job_timeout_seconds=3)
+
+    bot.command(f"{VIDEO} {AUDIO} sync", response_url=slack.response_url("r"))
+
+    _, [reply] = parent_and_replies(slack, timeout=30)
+    assert "may have accepted (and charged for) the job" in text_of(reply)
+    assert "sync.so dashboard" in text_of(reply)
+    assert sync_api.generation_count == 1  # every retry carried the same key: one generation at most
