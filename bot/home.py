@@ -69,13 +69,15 @@ class Home:
         self._last: dict[tuple[str, str], float] = {}
         self._budgets: dict[str, RateLimiter] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
-        """Drop the publishes still waiting (a stopping bot; the next event or opening publishes again)."""
-        pending = list(self._pending.values())
-        for task in pending:
+        """Drop the publishes waiting or under way (a stopping bot; the next event or opening publishes
+        again)."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def job_ended(self, job: Job) -> None:
         """Refresh the requester's Home soon (coalesced: one publish for many jobs ending together)."""
@@ -83,7 +85,10 @@ class Home:
         if not job.user or key in self._pending:
             return
         delay = max(0.0, self._last.get(key, 0.0) + PUBLISH_SPACING_SECONDS - time.monotonic())
-        self._pending[key] = asyncio.get_running_loop().create_task(self._publish_later(key, delay))
+        task = self._pending[key] = asyncio.get_running_loop().create_task(self._publish_later(key, delay))
+        # Kept until done, also while publishing (it has left `_pending` then), so that stopping cancels it.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _publish_later(self, key: tuple[str, str], delay: float) -> None:
         try:
@@ -93,7 +98,8 @@ class Home:
         except Exception as exc:  # a Home view is a courtesy: the next event publishes it again
             log.warning("App Home for %s not published: %s", key[1], exc)
         finally:
-            self._pending.pop(key, None)
+            if self._pending.get(key) is asyncio.current_task():  # not a later one scheduled meanwhile
+                del self._pending[key]
 
     async def publish(self, team_id: str, user: str) -> None:
         """Build and publish `user`'s Home now (within the workspace's publish budget)."""
