@@ -19,7 +19,7 @@ from tests.fakes.lipsyncdev_api import FakeLipSyncDev
 from tests.fakes.lipsyncdev_api import Outcome as DevOutcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
-from tests.fakes.sync_api import FakeSync, sign_webhook
+from tests.fakes.sync_api import FakeSync, Generation, sign_webhook
 from tests.fakes.sync_api import Outcome as SyncOutcome
 from tests.harness import BotThread, free_port
 from tests.payloads import event_callback
@@ -170,15 +170,24 @@ def test_a_webhook_brings_the_reply_long_before_the_next_poll(
     assert len(polls) == 1  # the one poll the webhook made due at once
 
 
-def test_forged_and_replayed_webhooks_change_nothing(
+def job_waiting_at_sync(
     public_bot: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
-) -> None:
+) -> tuple[BotThread, Generation]:
+    """A job whose sync.so generation never ends and sends no webhook of its own, waiting in the poll lane
+    with its next poll ten minutes away: whatever makes it polled sooner is a webhook the test sends."""
     sync_api.default_outcome = SyncOutcome("never")
     sync_api.webhooks_enabled = False
     bot = public_bot(poll_interval_seconds=600, poll_max_interval_seconds=600, job_timeout_seconds=3600)
     bot.command(f"{VIDEO} {AUDIO} sync", response_url=slack.response_url("r"))
     generation = wait_until(lambda: next(iter(sync_api.generations.values()), None))
     wait_until(lambda: redis_client.zcard("{lip}:poll") == 1)
+    return bot, generation
+
+
+def test_forged_and_replayed_webhooks_change_nothing(
+    public_bot: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
+) -> None:
+    bot, generation = job_waiting_at_sync(public_bot, slack, sync_api, redis_client)
     due_before = redis_client.zscore("{lip}:poll", redis_client.zrange("{lip}:poll", 0, 0)[0])
     url = f"{bot.url}/webhooks/sync"
     body = json.dumps({"id": generation.id, "status": "COMPLETED"}).encode()
@@ -231,12 +240,7 @@ def test_in_socket_mode_the_bot_still_hears_webhooks_on_port(
 def test_a_webhook_sent_in_chunks_is_read_whole_and_an_oversized_one_refused(
     public_bot: Callable[..., BotThread], slack: FakeSlack, sync_api: FakeSync, redis_client: redis.Redis
 ) -> None:
-    sync_api.default_outcome = SyncOutcome("never")
-    sync_api.webhooks_enabled = False
-    bot = public_bot(poll_interval_seconds=600, poll_max_interval_seconds=600, job_timeout_seconds=3600)
-    bot.command(f"{VIDEO} {AUDIO} sync", response_url=slack.response_url("r"))
-    generation = wait_until(lambda: next(iter(sync_api.generations.values()), None))
-    wait_until(lambda: redis_client.zcard("{lip}:poll") == 1)
+    bot, generation = job_waiting_at_sync(public_bot, slack, sync_api, redis_client)
     body = json.dumps({"id": generation.id, "status": "COMPLETED", "padding": "x" * 200_000}).encode()
     signed = {"Sync-Signature": sign_webhook(str(sync_api.webhook_secret), body, int(time.time()))}
 

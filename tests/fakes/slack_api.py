@@ -459,22 +459,10 @@ class FakeSlack(BackgroundServer):
             pending = self._pending_uploads.get(file_id)
             return pending.content if pending is not None else None
 
-    def add_user(
-        self,
-        user_id: str,
-        name: str = "tester",
-        is_admin: bool = False,
-        is_owner: bool = False,
-        *,
-        tz: str = "America/Los_Angeles",
-        tz_offset: int = -28800,
-        is_bot: bool = False,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        """Register (or replace) a user that users.info knows; `extra` fields are merged into the object."""
-        user = self._user_object(
-            user_id, name, is_admin, is_owner, tz=tz, tz_offset=tz_offset, is_bot=is_bot, **extra
-        )
+    def add_user(self, user_id: str, name: str = "tester", **fields: Any) -> dict[str, Any]:
+        """Register (or replace) a user that users.info knows. `fields`: is_admin, is_owner, tz, tz_offset,
+        is_bot as `_user_object` takes them; anything else is merged into the object."""
+        user = self._user_object(user_id, name, **fields)
         with self.lock:
             self.users[user_id] = user
             return copy.deepcopy(user)
