@@ -21,9 +21,10 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot import messages, result_upload
+from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, finish
 from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.media_links import MediaLinks
 from bot.messages import Message
@@ -99,12 +100,6 @@ def poll_delay_ms(age_ms: int, base_ms: int, max_ms: int) -> int:
     return max_ms
 
 
-def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
-    """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
-    ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
-    return int(ceiling * random.uniform(0.5, 1.0))
-
-
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -112,43 +107,6 @@ def ordinal(n: int) -> str:
 
 def not_now_ms() -> int:
     return NOT_NOW_MS + random.randint(0, 2 * NOT_NOW_MS)
-
-
-# ----------------------------------------------------------------------------------------- decisions
-
-Fields = Mapping[str, object]
-
-
-@dataclass(frozen=True)
-class Stay:
-    """Come back to this lane in `delay_ms`."""
-
-    delay_ms: int
-    fields: Fields = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Move:
-    """Go on to `lane` in `delay_ms`."""
-
-    lane: Lane
-    delay_ms: int = 0
-    fields: Fields = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Done:
-    """Leave the last lane: the job is over."""
-
-    fields: Fields = field(default_factory=dict)
-
-
-Decision = Stay | Move | Done
-
-
-def finish(status: Status, **fields: object) -> Move:
-    """End the job and queue its one reply (the send lane), in a single atomic step."""
-    return Move(Lane.SEND, 0, {"status": status, "errors": 0, **fields})
 
 
 @dataclass(frozen=True)

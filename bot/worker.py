@@ -33,8 +33,9 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.exceptions import RedisError
 
+from bot.decisions import Decision, Done, Stay, backoff_ms, finish
 from bot.jobs import Job, PostState, Status
-from bot.pipeline import POLL_FIELDS, Decision, Done, Pipeline, Stay, backoff_ms, finish
+from bot.pipeline import POLL_FIELDS, Pipeline
 from bot.store import JobStore, Lane, LeaseLost
 
 log = logging.getLogger(__name__)

@@ -84,7 +84,7 @@ def test_a_job_runs_pending_processing_then_completes_with_its_exact_credits(fak
     assert done.result_url == fake.output_url(created.id)
     assert done.cost == "38" and done.duration_s == ""  # no duration is documented, none was sent
     provider = LipSyncDevProvider(SecretStr("k"))
-    assert provider.cost(done, "") == Cost(Decimal(38), "credits")
+    assert provider.cost(done, "") == Cost(Decimal(38), "LipSync.dev credits")
     assert provider.cost_rule("") == "creditsUsed as reported by LipSync.dev"
 
 

@@ -110,6 +110,7 @@ class Provider(ABC):
     accepts_webhook: bool = False  # create takes a per-request webhook URL
     creates_per_minute: int = 60  # per API key, across every bot process
     max_concurrent: int = 0  # tasks running at once per account; 0 = no cap the bot must keep
+    unit: str = "credits"  # what its costs, quotes and budgets are counted in (distinct per currency)
 
     def __init__(self, api_key: SecretStr) -> None:
         # A stable, non-secret name for the account, for per-key limits and caches.
@@ -146,6 +147,13 @@ class Provider(ABC):
     def cost(self, task: Task, model: str) -> Cost | None:
         """What a succeeded task cost, exactly, in the provider's own unit; None when unknown."""
 
+    def quote(
+        self, video_s: Decimal | None, audio_s: Decimal | None, playback: str, model: str
+    ) -> Cost | None:
+        """What a dub of inputs this long is expected to cost, by the provider's rule; None when it cannot
+        be known (an input's length, or the rule). Never an understatement where the rule is known."""
+        return None
+
     @abstractmethod
     def cost_rule(self, model: str) -> str:
         """One short line saying how the cost was worked out, for the reply's footer."""
@@ -161,6 +169,11 @@ class Provider(ABC):
     async def balance(self) -> str | None:
         """What the account has left, in the provider's words ("812.5 credits"), where it reports it; None
         otherwise or when it cannot be read now. For admins on App Home."""
+        return None
+
+    async def remaining(self) -> Cost | None:
+        """The account's balance as a number in `unit`, where the provider reports one; None otherwise or
+        when it cannot be read now. Jobs whose quote exceeds it are refused before paying."""
         return None
 
     def webhook_task_id(self, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:

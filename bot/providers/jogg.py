@@ -113,7 +113,19 @@ class JoggProvider(Provider):
 
     def cost(self, task: Task, model: str) -> Cost | None:
         try:
-            return Cost(credits_for(task.duration_s or "0"), "credits")
+            return Cost(credits_for(task.duration_s or "0"), self.unit)
+        except ValueError:
+            return None
+
+    def quote(
+        self, video_s: Decimal | None, audio_s: Decimal | None, playback: str, model: str
+    ) -> Cost | None:
+        # Every playback type plays the video for as long as the new audio runs (providers.md, JoggAI):
+        # the audio's length is the output's.
+        if audio_s is None:
+            return None
+        try:
+            return Cost(credits_for(audio_s), self.unit)
         except ValueError:
             return None
 
@@ -132,12 +144,16 @@ class JoggProvider(Provider):
         return None
 
     async def balance(self) -> str | None:
+        left = await self.remaining()
+        return f"{left.amount} credits" if left else None
+
+    async def remaining(self) -> Cost | None:
         try:
             data = await self._call("GET", QUOTA_PATH)
         except ProviderError:
             return None
         left = decimal_text(data.get("remaining_quota"))
-        return f"{left} credits" if left else None
+        return Cost(Decimal(left), self.unit) if left else None
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         is_post = method == "POST"

@@ -70,6 +70,7 @@ _RATE_WORDS = ("rate_limit", "ratelimit", "too_many")
 class LipSyncDevProvider(Provider):
     name = "lipsyncdev"
     label = "LipSync.dev"
+    unit = "LipSync.dev credits"  # not JoggAI's: budgets keep them apart
     recovery = Recovery.NONE  # no lookup, no idempotency key documented
     playback: Mapping[str, str | None] = MappingProxyType({"normal": None})  # it has no playback option
     models = ()
@@ -111,7 +112,7 @@ class LipSyncDevProvider(Provider):
     def cost(self, task: Task, model: str) -> Cost | None:
         if not task.cost:
             return None
-        return Cost(Decimal(task.cost), "credits")
+        return Cost(Decimal(task.cost), self.unit)
 
     def cost_rule(self, model: str) -> str:
         return "creditsUsed as reported by LipSync.dev"

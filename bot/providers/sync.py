@@ -116,6 +116,7 @@ _TRY_AGAIN = ("try again", "retry", "later")
 class SyncProvider(Provider):
     name = "sync"
     label = "sync.so"
+    unit = "USD"
     recovery = Recovery.IDEMPOTENT
     # Our playback type → sync_mode. `normal_reverse_by_audio` is deliberately absent: sync.so's `bounce`
     # already plays the video forth and back until the audio ends, so there is nothing honest to map it to.
@@ -224,7 +225,24 @@ class SyncProvider(Provider):
             return None
         if not seconds.is_finite() or seconds < 0:
             return None
-        return Cost(seconds * price, "USD")
+        return Cost(seconds * price, self.unit)
+
+    def quote(
+        self, video_s: Decimal | None, audio_s: Decimal | None, playback: str, model: str
+    ) -> Cost | None:
+        price = self._prices.get(model or self.default_model)
+        known = [s for s in (video_s, audio_s) if s is not None]
+        if price is None or not known:
+            return None
+        # cut_off (our `normal`) stops at the shorter input; bounce runs as long as the audio
+        # (providers.md, sync.so). With one length unknown, the known one bounds a cut_off from above.
+        if self.playback.get(playback) == "cut_off":
+            seconds = min(known)
+        elif audio_s is not None:
+            seconds = audio_s
+        else:
+            return None
+        return Cost(seconds * price, self.unit)
 
     def cost_rule(self, model: str) -> str:
         chosen = model or self.default_model
