@@ -12,6 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_URL_LENGTH",
     "PLAYBACK_TYPES",
     "PROVIDER_NAMES",
+    "BudgetCommand",
     "InvalidCommand",
     "JobCommand",
     "LipSyncRequest",
@@ -84,6 +86,22 @@ class JobCommand:
 
 
 JOB_VERBS = ("list", "status", "cancel")
+BUDGET_WORD = "budget"
+# What `/lipsync budget` takes as an amount: budgets are money, not astronomy.
+MAX_BUDGET = Decimal(10) ** 9
+_REMOVE_WORDS = ("off", "none", "remove", "clear")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,40}")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,40}")
+
+
+@dataclass(frozen=True)
+class BudgetCommand:
+    """`/lipsync budget` (show them), or `/lipsync budget <#channel|@person> <amount|off> [unit]`."""
+
+    scope: str = ""  # "channel" or "user"; "" shows the budgets
+    scope_id: str = ""
+    amount: Decimal | None = None  # None removes the budget
+    unit: str = ""  # as typed ("credits", "USD", a provider's name); "": the default provider's
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ class InvalidCommand(ValueError):
         self.reason = reason
 
 
-def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | None:
+def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | BudgetCommand | None:
     """Turn the slash-command text into a request.
 
     None means the user asked for help: empty/whitespace-only text, or `help` (any case, also `-h`,
@@ -134,6 +152,8 @@ def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | None:
 
     if words[0].lower() in JOB_VERBS:
         return _job_command(words)
+    if words[0].lower() == BUDGET_WORD:
+        return _budget_command(words[1:])
     compare = words[0].lower() == COMPARE_WORD
     if compare:
         words = words[1:]
@@ -169,6 +189,39 @@ def _job_command(words: list[str]) -> JobCommand:
             f"`/lipsync {verb}` takes one job id, as shown in the job's message: `/lipsync {verb} 1a2b3c4d`."
         )
     return JobCommand(verb, job=rest[0].strip("`").lower())
+
+
+def _budget_command(rest: list[str]) -> BudgetCommand:
+    if not rest:
+        return BudgetCommand()
+    # With `should_escape: true` (manifest.yml) Slack sends a picked channel as <#C123|name> and a person
+    # as <@U123>, which _split_words leaves as "#C123" and "@U123".
+    target = rest[0]
+    if target.startswith("#") and _CHANNEL_ID.fullmatch(target[1:]):
+        scope, scope_id = "channel", target[1:]
+    elif target.startswith("@") and _USER_ID.fullmatch(target[1:]):
+        scope, scope_id = "user", target[1:]
+    else:
+        raise InvalidCommand(
+            f"{_quote(target)} is not a channel or a person I can tell apart: pick one from Slack's "
+            "suggestions as you type `#` or `@`, e.g. `/lipsync budget #dubbing 50`."
+        )
+    if len(rest) < 2:
+        raise InvalidCommand("Say how much: `/lipsync budget #dubbing 50`, or `off` to remove the budget.")
+    amount_word, unit = rest[1], " ".join(rest[2:])
+    if amount_word.lower() in _REMOVE_WORDS:
+        return BudgetCommand(scope, scope_id, None, unit)
+    try:
+        amount = Decimal(amount_word.removeprefix("$").replace(",", ""))
+    except ArithmeticError:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0 or amount > MAX_BUDGET:
+        raise InvalidCommand(
+            f"{_quote(amount_word)} is not an amount: use a number such as `50` or `12.5`, or `off`."
+        )
+    if amount_word.startswith("$") and not unit:
+        unit = "USD"
+    return BudgetCommand(scope, scope_id, amount, unit)
 
 
 def option(word: str) -> tuple[str, str] | None:

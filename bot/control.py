@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from bot import messages
-from bot.command import Options, public_url_problem
+from bot.budgets import Ledger
+from bot.command import BudgetCommand, Options, public_url_problem
 from bot.intake import Intake, OptionRefused
 from bot.jobs import Job, Status
 from bot.messages import Message
@@ -26,10 +27,13 @@ LIST_PAGE_SIZE = 10
 
 
 class JobControl:
-    def __init__(self, store: JobStore, slack: SlackOut, intake: Intake) -> None:
+    def __init__(
+        self, store: JobStore, slack: SlackOut, intake: Intake, ledger: Ledger | None = None
+    ) -> None:
         self.store = store
         self.slack = slack
         self.intake = intake
+        self.ledger = ledger or Ledger(store.redis)
         self._admins: dict[str, tuple[bool, float]] = {}
 
     async def is_admin(self, user: str) -> bool:
@@ -113,3 +117,69 @@ class JobControl:
         """Link the new attempt from the old job's thread (best effort: the new job has its own message)."""
         if old.channel and old.parent_ts:
             await self.slack.notify(old.channel, old.parent_ts, messages.retry_note(old, new.id, who, again))
+
+    # -- money: a quote's answer, a dub afresh instead of the cache, budgets
+
+    async def answer_quote(self, job_id: str, who: str, go: bool) -> Message:
+        """ "Dub it" (`go`) or "Cancel" on a private quote. Raises RedisError."""
+        job = await self.store.get(job_id)
+        if job is None:
+            return messages.no_such_job(job_id)
+        if who != job.user and not await self.is_admin(who):
+            return messages.not_your_quote(job)
+        if not go:
+            outcome = await self.store.cancel(job.id, who)
+            log.info("job %s: quote declined by %s: %s", job.id, who, outcome)
+            return messages.quote_answered(job, "cancelled" if outcome.startswith("cancelled") else outcome)
+        outcome = await self.store.confirm(job.id)
+        log.info("job %s: quote confirmed by %s: %s", job.id, who, outcome)
+        return messages.quote_answered(job, outcome)
+
+    async def again_anyway(self, job_id: str, who: str, response_url: str = "") -> Message:
+        """A result came from the cache; dub the same inputs afresh (and pay). Once per job."""
+        old = await self.store.get(job_id)
+        if old is None:
+            return messages.no_such_job(job_id)
+        try:
+            job, new = await self.intake.accept_again(
+                old, who, f"anyway:{old.id}", response_url, no_cache=True
+            )
+        except OptionRefused as refused:
+            return refused.message
+        if not new:
+            return messages.already_retried(old, job.id)
+        log.info("job %s: dub afresh of cached %s by %s", job.id, old.id, who)
+        await self._note_in_thread(old, job, who, again=True)
+        return messages.retry_started(old, job.id, again=True)
+
+    def budget_unit(self, typed: str) -> str | None:
+        """The unit a budget is kept in, from what was typed: a unit or a provider's name; None if unknown."""
+        providers = self.intake.providers
+        if not typed:
+            return providers[self.intake.default_provider].unit
+        word = typed.strip().lower()
+        for provider in providers.values():
+            if word in (provider.name, provider.label.lower(), provider.unit.lower()):
+                return provider.unit
+        return None
+
+    async def budget(self, team: str, who: str, request: BudgetCommand) -> Message:
+        """Show the workspace's budgets, or set one (admins). Raises RedisError."""
+        admin = await self.is_admin(who)
+        if not request.scope:
+            limits = await self.ledger.limits(team)
+            if not admin:
+                limits = [b for b in limits if b.scope == "channel" or b.id == who]
+            return messages.budgets_view(limits, await self.ledger.month(), admin)
+        if not admin:
+            return messages.admins_only()
+        unit = self.budget_unit(request.unit)
+        if unit is None:
+            units = ", ".join(sorted({f"`{p.unit}`" for p in self.intake.providers.values()}))
+            return messages.budget_usage(f"I keep no costs in {request.unit!r}; units here: {units}.")
+        await self.ledger.set_limit(team, request.scope, request.scope_id, unit, request.amount)
+        spent = await self.ledger.spent(team, request.scope, request.scope_id, unit)
+        log.info(
+            "budget %s %s set to %s %s by %s", request.scope, request.scope_id, request.amount, unit, who
+        )
+        return messages.budget_set(request.scope, request.scope_id, unit, request.amount, spent)

@@ -1,5 +1,5 @@
-"""App Home: for each person their recent jobs and what they cost this month; for admins, the providers,
-their balance where reported, jobs in flight and failures today.
+"""App Home: for each person their recent jobs, what they cost this month and the budgets that apply; for
+admins, every budget, the providers, their balance where reported, jobs in flight and failures today.
 
 Published when a job ends (for its requester) and when someone opens the tab, never by polling Slack.
 `views.publish` is rate limited per workspace (Tier 4), so publishes are coalesced per person (at most one
@@ -114,7 +114,10 @@ class Home:
         admin = None
         if await self.control.is_admin(user):
             admin = await self._admin_facts()
-        view = messages.home_view(user, jobs[:HOME_JOBS], total, month_costs(jobs, now_ms), admin)
+        limits = await self.control.ledger.limits(team_id)
+        if admin is None:
+            limits = [b for b in limits if b.scope == "channel" or b.id == user]
+        view = messages.home_view(user, jobs[:HOME_JOBS], total, month_costs(jobs, now_ms), admin, limits)
         await self.slack.publish_home(user, view)
 
     async def _admin_facts(self) -> messages.AdminFacts:

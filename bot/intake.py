@@ -137,6 +137,7 @@ class Intake:
         response_url: str = "",
         audio_url: str = "",
         options: Options | None = None,
+        no_cache: bool = False,
     ) -> tuple[Job, bool]:
         """A new job with `old`'s inputs (a retry), or with another audio link or options (a dub again), asked
         for by `who`. Returns the job and True, or the job made earlier for the same `dedupe` key (a double
@@ -159,6 +160,7 @@ class Intake:
             playback_type=playback,
             timeout_s=int(self.job_timeout_seconds),
             retry_of=old.id,
+            no_cache=int(no_cache),
         )
         if old.source is Source.FILES and old.video_file:
             # Answered in the same thread as the original; the files are hosted again for the provider

@@ -110,6 +110,19 @@ class Job:
     error_file: str = ""  # the Slack file a transfer error is about
     cancel_by: str = ""  # who asked to cancel (set while a step may still be running; the step ends it)
     retry_of: str = ""  # the job this one retries or dubs again
+    # Money (bot/gate.py), before anything is paid: what the inputs are, what the dub should cost, whether
+    # its requester agreed, and whether an earlier result answers it.
+    checked: int = 0  # 1 once the gate has let the job through (links checked, budget reserved)
+    video_s: str = ""  # input lengths, exact decimal text; "" when unknown
+    audio_s: str = ""
+    quote: str = ""  # the expected cost, exact decimal text, in `quote_unit`; "" when it cannot be known
+    quote_unit: str = ""
+    confirm_state: str = ""  # "asked": a private quote with Dub it / Cancel is out; then "confirmed"
+    confirm_ms: int = 0  # when the quote was asked (it expires)
+    cache_key: str = ""  # the inputs' identity in the result cache, once known
+    no_cache: int = 0  # 1: "Dub again anyway", never answered from the cache
+    cached_from: str = ""  # the earlier job whose result answers this one (at no cost)
+    cached_ms: int = 0  # when that earlier result was made
     reply_state: PostState = PostState.NONE
     reply_ts: str = ""
     reply_attempt_ms: int = 0

@@ -32,15 +32,25 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import providers, redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
+from bot.budgets import Ledger
 from bot.control import JobControl
+from bot.gate import Gate, MoneyRules
 from bot.home import Home
 from bot.intake import Intake
 from bot.media_links import MEDIA_PATH, MediaLinks
 from bot.pipeline import Pipeline, Provisions, Timing
+from bot.preflight import Preflight
 from bot.providers.base import Provider
 from bot.ratelimit import RateLimiter, Seats
 from bot.result_upload import ResultUploader
-from bot.settings import Settings, SettingsError, StartupError, load_settings
+from bot.settings import (
+    Settings,
+    SettingsError,
+    StartupError,
+    load_settings,
+    parse_amounts,
+    split_list,
+)
 from bot.shares import Shares
 from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
 from bot.store import JobStore
@@ -112,6 +122,8 @@ class Bot:
         self.providers: dict[str, Provider] = {}
         self.transfer: Transfer | None = None
         self.uploader: ResultUploader | None = None
+        self.preflight: Preflight | None = None
+        self.intake: Intake | None = None
         self.home: Home | None = None
         self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
@@ -171,6 +183,8 @@ class Bot:
         if s.max_result_upload_mb > 0:
             upload_bytes = int(s.max_result_upload_mb * 1_000_000)
             self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
+        ledger = Ledger(self.redis)
+        gate = self._gate(store, ledger, slack_out, max_file_bytes)
         pipeline = Pipeline(
             store,
             provisions,
@@ -181,6 +195,7 @@ class Bot:
             webhook_base,
             self.uploader,
             s.slack_updates_per_minute,
+            gate,
         )
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(
@@ -194,7 +209,8 @@ class Bot:
             self.worker.kick,
             max_file_bytes,
         )
-        control = JobControl(store, slack_out, intake)
+        self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
+        control = JobControl(store, slack_out, intake, ledger)
         home = self.home = Home(store, slack_out, control, self.providers, self.redis)
         pipeline.on_job_ended = home.job_ended
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
@@ -218,6 +234,21 @@ class Bot:
         if s.public_url:
             log.info("webhooks and media links at %s (served on port %s)", s.public_url, self.port)
         log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
+
+    def _gate(self, store: JobStore, ledger: Ledger, slack_out: SlackOut, max_input_bytes: int) -> Gate:
+        s = self.settings
+        if s.preflight == "on":
+            networks = split_list(s.preflight_allowed_networks)
+            self.preflight = Preflight(timeout_s=min(10.0, s.http_timeout_seconds), allowed_networks=networks)
+        rules = MoneyRules(
+            confirm_above=parse_amounts(s.confirm_above, "unit=amount"),
+            warn_below=parse_amounts(s.balance_warn_below, "unit=amount"),
+            cache_ttl_s=int(s.cache_days * 86400),
+            admin_channel=s.admin_channel or "",
+            max_input_bytes=max_input_bytes,
+            quote_ttl_ms=int(s.quote_expires_minutes * 60_000),
+        )
+        return Gate(store, ledger, slack_out, rules, self.preflight)
 
     def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
         """A provider with its limits, shared by every process using the same key."""
@@ -343,6 +374,8 @@ class Bot:
             await _bounded("the file transfer client", self.transfer.aclose())
         if self.uploader is not None:
             await _bounded("the result upload client", self.uploader.aclose())
+        if self.preflight is not None:
+            await _bounded("the link checker", self.preflight.aclose())
         for provider in self.providers.values():
             await _bounded(f"the {provider.label} client", provider.aclose())
         if self.slack_client is not None:

@@ -16,10 +16,11 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from bot.budgets import Limit
 from bot.file_share import Plan
 from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.providers import LABELS
-from bot.providers.base import Provider
+from bot.providers.base import Cost, Provider
 from bot.slack_files import MediaKind, SlackFile
 
 Block = dict[str, Any]
@@ -112,6 +113,9 @@ def status_line(status: Status, label: str) -> str:
 ACTION_CANCEL = "job_cancel"
 ACTION_RETRY = "job_retry"
 ACTION_DUB_AGAIN = "job_dub_again"
+ACTION_AGAIN_ANYWAY = "job_again_anyway"  # a result from the cache: dub it afresh, and pay for it
+ACTION_QUOTE_OK = "quote_ok"  # the private quote's "Dub it"
+ACTION_QUOTE_CANCEL = "quote_cancel"
 
 
 def _button(text: str, action_id: str, job: Job, style: str = "") -> dict[str, Any]:
@@ -144,6 +148,11 @@ def job_buttons(job: Job) -> Block | None:
         buttons = [_button("Cancel", ACTION_CANCEL, job, "danger")]
     elif job.status in (Status.FAILED, Status.TIMED_OUT):
         buttons = [_button("Retry", ACTION_RETRY, job, "primary")]
+    elif job.status is Status.SUCCEEDED and job.cached_from:
+        buttons = [
+            _button("Dub again anyway", ACTION_AGAIN_ANYWAY, job),
+            _button("Dub again…", ACTION_DUB_AGAIN, job),
+        ]
     elif job.status is Status.SUCCEEDED:
         buttons = [_button("Dub again…", ACTION_DUB_AGAIN, job)]
     else:
@@ -328,6 +337,8 @@ def result(job: Job, provider: Provider | None = None, with_cover: bool = True) 
         message = _timed_out(job)
     elif job.status is Status.CANCELLED:
         message = _cancelled(job)
+    elif job.error_code in REFUSALS:
+        message = _refused(job)
     else:
         message = _failure(job, provider)
     # Shared files have no job message of their own: the reply carries the buttons.
@@ -336,8 +347,35 @@ def result(job: Job, provider: Provider | None = None, with_cover: bool = True) 
     return message
 
 
+# Why the bot did not send a job (bot/gate.py): nothing was charged. `error` holds the details, our words.
+REFUSALS = {
+    "link_refused": "The {which} {error}, so I didn't send the dub to {label}. Check that the link opens "
+    "the media file itself (a private browser window should download it, not show a page), then run the "
+    "command again.",
+    "refused_balance": "{error} An admin can top up the account; then run the command again.",
+    "refused_budget": "{error} An admin can raise it with `/lipsync budget`; it starts afresh next month.",
+}
+
+
+def _refused(job: Job) -> Message:
+    which = _escape(job.error_file or "link")
+    detail = _escape(_shorten(job.error, ERROR_MAX)) if job.error else "could not be used"
+    reason = REFUSALS[job.error_code].format(which=which, error=detail, label=_label(job.provider))
+    text = f":no_entry: {_mention(job.user)} {reason} Nothing was charged."
+    blocks = [_section(text), _context(f"Job {_code(short_id(job.id))} (nothing was submitted)")]
+    if files_line := _files_line(job):
+        blocks.insert(1, _context(files_line))
+    return _message(text, blocks)
+
+
 def _cancelled(job: Job) -> Message:
     label = _label(job.provider)
+    if job.error_code == "quote_expired":
+        text = (
+            f":hourglass: {_mention(job.user)} the quote for this dub was not answered in time, so I didn't "
+            f"send it to {label}: nothing was charged. Run the command again to get a new quote."
+        )
+        return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
     by = _mention(job.cancel_by) if job.cancel_by else "its requester"
     if job.task_id:
         what = (
@@ -409,9 +447,20 @@ def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
         )
     elif job.cover_url:  # still give the user the link
         blocks.append(_context(f"Cover image: {_link(job.cover_url)}"))
-    rule = f" · {provider.cost_rule(job.model)}" if provider else ""
+    if job.cached_from:
+        made = time.strftime("%b %d", time.gmtime(job.cached_ms / 1000)) if job.cached_ms else "earlier"
+        blocks.insert(
+            1,
+            _context(
+                f":recycle: *From the cache*: these inputs were dubbed with the same options on {made} "
+                f"(job {_code(short_id(job.cached_from))}), so nothing was charged. *Dub again anyway* makes "
+                "a new one."
+            ),
+        )
+    rule = f" · {provider.cost_rule(job.model)}" if provider and not job.cached_from else ""
     blocks.append(_context(f"{label} task {_code(job.task_id)}{rule}"))
-    text = f"Your dubbed video is ready: {_link(job.result_url)} ({duration}, {cost}, {label})"
+    cached = ", from the cache" if job.cached_from else ""
+    text = f"Your dubbed video is ready: {_link(job.result_url)} ({duration}, {cost}, {label}{cached})"
     return _message(text, blocks)
 
 
@@ -931,6 +980,9 @@ def upload_skipped(reason: str) -> Message:
     return _message(text, [_context(text)])
 
 
+MAX_HOME_BUDGETS = 30
+
+
 @dataclass(frozen=True)
 class AdminFacts:
     providers: list[tuple[str, str | None]]  # label, balance (None: not reported)
@@ -939,7 +991,12 @@ class AdminFacts:
 
 
 def home_view(
-    user: str, jobs: Sequence[Job], total: int, costs: dict[str, Decimal], admin: AdminFacts | None
+    user: str,
+    jobs: Sequence[Job],
+    total: int,
+    costs: dict[str, Decimal],
+    admin: AdminFacts | None,
+    limits: Sequence[Limit] = (),
 ) -> dict[str, Any]:
     """The App Home tab."""
     blocks: list[Block] = [
@@ -953,6 +1010,9 @@ def home_view(
         " · ".join(cost_text(f"{amount:f}", unit) for unit, amount in sorted(costs.items())) or "nothing yet"
     )
     blocks.append(_section(f"*This month* ({_mention(user)}): {spent}"))
+    if limits:
+        lines = _budget_lines(limits)[:MAX_HOME_BUDGETS]
+        blocks.append(_section(_fit("*Monthly budgets*\n" + "\n".join(lines), SECTION_TEXT_MAX)))
     if jobs:
         lines = [_job_line(job) for job in jobs]
         more = f"\n_{total - len(jobs)} older: `/lipsync list 2`_" if total > len(jobs) else ""
@@ -971,3 +1031,156 @@ def home_view(
             _context(f"Jobs in flight: {admin.in_flight:,} · failed or timed out today: {failures}"),
         ]
     return {"type": "home", "blocks": blocks}
+
+
+# ------------------------------------------------------------ money (bot/gate.py, bot/budgets.py)
+
+
+def amount_text(amount: Decimal, unit: str) -> str:
+    """An amount in a provider's unit, as people read it: "$1.25", "0.48 credits"."""
+    shown = (
+        amount.quantize(Decimal("0.01")) if amount == amount.quantize(Decimal("0.01")) else amount.normalize()
+    )
+    return cost_text(f"{shown:f}", unit)
+
+
+def _length(seconds: str) -> str:
+    try:
+        value = Decimal(seconds)
+    except ArithmeticError:
+        return ""
+    return f"{value.quantize(Decimal('0.1')):f} s"
+
+
+def quote_prompt(job: Job, label: str, quote: Cost, threshold: Decimal, minutes: int) -> Message:
+    """The private question before an expensive dub: Dub it / Cancel."""
+    lengths = " and ".join(
+        f"{what} {_length(value)}"
+        for what, value in (("video", job.video_s), ("audio", job.audio_s))
+        if value
+    )
+    text = (
+        f":moneybag: This dub should cost about *{amount_text(quote.amount, quote.unit)}* at {label}"
+        + (f" ({lengths})" if lengths else "")
+        + f", more than the {amount_text(threshold, quote.unit)} above which I ask first. Dub it?"
+    )
+    buttons = [
+        {**_button("Dub it", ACTION_QUOTE_OK, job, "primary")},
+        {**_button("Cancel", ACTION_QUOTE_CANCEL, job)},
+    ]
+    blocks = [
+        _section(text),
+        {"type": "actions", "block_id": f"quote:{short_id(job.id)}", "elements": buttons},
+        _context(
+            f"Job {_code(short_id(job.id))} · nothing is sent until you answer; this quote expires in "
+            f"{minutes} minutes."
+        ),
+    ]
+    return _message(text, blocks)
+
+
+def quote_answered(job: Job, outcome: str) -> Message:
+    """Replaces the private quote once it is answered (or can no longer be)."""
+    ref = _code(short_id(job.id))
+    text = {
+        "now": f":white_check_mark: Dubbing it: job {ref}. The result will be in its thread.",
+        "confirmed": f":white_check_mark: Dubbing it: job {ref}. The result will be in its thread.",
+        "already": f":white_check_mark: Job {ref} is already on its way.",
+        "cancelled": f":no_entry_sign: Cancelled job {ref}: nothing was sent or charged.",
+        "over": f":information_source: Job {ref} can no longer be started from this quote (it expired or "
+        "was cancelled). Run the command again for a new one.",
+    }.get(outcome, f":mag: Job {ref} is gone.")
+    return _message(text, [_section(text)])
+
+
+def not_your_quote(job: Job) -> Message:
+    text = f":lock: This quote is {_mention(job.user)}'s to answer."
+    return _message(text, [_section(text)])
+
+
+def budget_refusal(limit: Limit, quote: str, unit: str) -> str:
+    """Plain words (escaped when shown) on a budget a dub would overdraw."""
+    whose = "this channel's" if limit.scope == "channel" else "your"
+    need = f"about {amount_text(Decimal(quote), unit)}" if quote else "an amount I can't know in advance"
+    return (
+        f"This dub needs {need}, and {whose} monthly budget has {amount_text(limit.left, unit)} of "
+        f"{amount_text(limit.amount, unit)} left."
+    )
+
+
+def balance_refusal(label: str, left: Cost, quote: Cost) -> str:
+    return (
+        f"{label} has {amount_text(left.amount, left.unit)} left, and this dub needs about "
+        f"{amount_text(quote.amount, quote.unit)}, so I didn't send it."
+    )
+
+
+def balance_low(label: str, left: Cost, threshold: Decimal) -> Message:
+    """For the admins' channel, once per fall below the threshold."""
+    text = (
+        f":warning: {_escape(label)} has {amount_text(left.amount, left.unit)} left, below "
+        f"{amount_text(threshold, left.unit)} (`BALANCE_WARN_BELOW`). Dubs that need more than what is left "
+        "are refused before they are sent. Top up the account to keep dubbing."
+    )
+    return _message(text, [_section(text)])
+
+
+def _scope(limit: Limit) -> str:
+    return (
+        f"<#{limit.id}>" if limit.scope == "channel" and _SLACK_ID.fullmatch(limit.id) else _mention(limit.id)
+    )
+
+
+def _budget_lines(limits: Sequence[Limit]) -> list[str]:
+    return [
+        f"• {_scope(b)}: {amount_text(b.spent, b.unit)} of {amount_text(b.amount, b.unit)} spent, "
+        f"{amount_text(b.left, b.unit)} left"
+        for b in sorted(limits, key=lambda b: (b.scope, b.id, b.unit))
+    ]
+
+
+def budgets_view(limits: Sequence[Limit], month: str, admin: bool) -> Message:
+    """`/lipsync budget`: every budget of the workspace with this month's spend."""
+    if limits:
+        lines = _budget_lines(limits)
+        body = (
+            f"*Monthly budgets* ({_escape(month)}, UTC; quotes of running dubs count as spent)\n"
+            + "\n".join(lines)
+        )
+    else:
+        body = "*Monthly budgets*: none set; dubs are limited only by the providers' balances."
+    how = (
+        "Set one with `/lipsync budget #channel 50` or `/lipsync budget @person 20` (add a unit such as "
+        "`USD` when several are in use); `/lipsync budget #channel off` removes it."
+        if admin
+        else "Workspace admins set them with `/lipsync budget`."
+    )
+    text = f"{body}\n{how}"
+    return _message(text, [_section(_fit(body, SECTION_TEXT_MAX)), _context(how)])
+
+
+def budget_set(scope: str, scope_id: str, unit: str, amount: Decimal | None, spent: Decimal) -> Message:
+    limit = Limit(scope, scope_id, unit, amount or Decimal(0), spent)
+    who = _scope(limit)
+    if amount is None:
+        text = f":white_check_mark: {who} has no monthly budget in {_escape(unit)} any more."
+    else:
+        text = (
+            f":white_check_mark: {who} now has a monthly budget of {amount_text(amount, unit)}; "
+            f"{amount_text(spent, unit)} spent so far this month."
+        )
+    return _message(text, [_section(text)])
+
+
+def budget_usage(reason: str) -> Message:
+    text = (
+        f":warning: {_escape(reason)} Use `/lipsync budget #channel 50`, `/lipsync budget @person 20` "
+        "(a unit such as `credits` or `USD` may follow the amount), `/lipsync budget #channel off`, or "
+        "`/lipsync budget` to see them."
+    )
+    return _message(text, [_section(text)])
+
+
+def admins_only() -> Message:
+    text = ":lock: Only workspace admins can set budgets. `/lipsync budget` shows them."
+    return _message(text, [_section(text)])

@@ -17,6 +17,7 @@ Providers are reached through `bot.providers.base.Provider` only; steps match on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from bot import messages, result_upload
 from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, finish
+from bot.gate import Cached, Gate
 from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.media_links import MediaLinks
 from bot.messages import Message
@@ -71,6 +73,8 @@ LEAD_WAIT_MS = 500
 # Tries at uploading the result video into the thread before the link alone must do.
 MAX_UPLOAD_TRIES = 5
 UPLOAD_PENDING = ("", "sent", "completing")
+# A shared file's hash (for the result cache) is kept this long by its Slack id.
+DIGEST_KEPT_MS = 24 * 3600 * 1000
 # Our own error codes (providers' codes are kept as they send them).
 SUBMIT_UNKNOWN = "submit_unknown"  # a create with no clear answer at a provider that cannot reconcile it
 NEEDS_PUBLIC_URL = "needs_public_url"  # shared files for a provider without uploads, and no PUBLIC_URL
@@ -154,6 +158,7 @@ class Pipeline:
         webhook_base: str = "",
         uploader: ResultUploader | None = None,
         updates_per_minute: int = UPDATES_PER_MINUTE,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -163,6 +168,7 @@ class Pipeline:
         self.media = media  # the bot's own signed links to shared files (PUBLIC_URL set)
         self.webhook_base = webhook_base  # "{PUBLIC_URL}/webhooks/" when PUBLIC_URL is set
         self.uploader = uploader  # the result video into the thread; None when MAX_RESULT_UPLOAD_MB is 0
+        self.gate = gate  # what a job must pass before it is paid for (bot/gate.py)
         # Told of each job that has ended and answered (App Home refreshes its requester's view).
         self.on_job_ended: Callable[[Job], None] | None = None
         self._update_budgets: dict[str, RateLimiter] = {}
@@ -171,6 +177,9 @@ class Pipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
         decision = await step(job, token, now_ms)
+        if isinstance(decision, Done) and self.gate is not None:
+            # Before the job is marked done: a crash in between settles again, which changes nothing.
+            await self.gate.settle(_ended(job, decision))
         await self.apply(lane, job.id, token, decision)
         if lane is Lane.SEND and isinstance(decision, Done):
             if job.status in (Status.FAILED, Status.TIMED_OUT):
@@ -205,14 +214,23 @@ class Pipeline:
             return finish(Status.CANCELLED)
         if self._expired(job, now_ms):
             return finish(Status.TIMED_OUT, error_code="timeout", **await self._last_look(job, provider))
+        # Before the job's message: a refused link or budget is told privately and leaves no trace in the
+        # channel; an earlier result still answers in a thread of its own.
+        verdict = await self.gate.check(job, token, now_ms, provider) if self.gate else None
+        if verdict is not None and not isinstance(verdict, Cached):
+            return verdict
         if job.source is Source.FILES:
             setback = await self._host_files(job, token, now_ms, provisions)
+            if setback is None and isinstance(verdict := await self._cached_files(job, token), Cached):
+                return finish(**verdict.fields)  # type: ignore[arg-type]
         elif job.source is Source.COMPARE and job.group != job.id:
             setback = await self._follow_lead(job, token)
         else:
             setback = await self._ensure_parent(job, token)
         if setback is not None:
             return setback
+        if isinstance(verdict, Cached):
+            return finish(**verdict.fields)  # type: ignore[arg-type]
         order = self._order(job, provider)
         task: Task | None = None
         if job.submit_state is PostState.ATTEMPTED:
@@ -306,6 +324,18 @@ class Pipeline:
             )
         return Stay(LEAD_WAIT_MS)
 
+    async def _cached_files(self, job: Job, token: str) -> Cached | None:
+        """Shared files are known to the result cache by their bytes, hashed while they were hosted."""
+        if self.gate is None or job.checked != 1 or job.no_cache or job.cache_key == "-":
+            return None
+        if not job.cache_key:
+            files = [f for f in (job.video, job.audio) if f]
+            digests = [d for f in files if (d := await self.store.shared_value(_digest_key(job, f)))]
+            key = self.gate.files_cache_key(job, digests[0], digests[1]) if len(digests) == 2 else ""
+            job.cache_key = key or "-"  # "-": cannot be known; never looked up again
+            await self.store.update(Lane.SUBMIT, job.id, token, {"cache_key": job.cache_key})
+        return await self.gate.cached(job) if job.cache_key != "-" else None
+
     async def _host_files(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
         """Make the job's Slack files reachable by the provider: its upload, or the bot's signed media
         links. None once both are stored in the job."""
@@ -317,6 +347,8 @@ class Pipeline:
             if not provider.hosts_uploads:
                 if self.media is None:
                     return finish(Status.FAILED, error_code=NEEDS_PUBLIC_URL, error_file=file.name)
+                if (setback := await self._digest(job, file)) is not None:
+                    return setback
                 url = await self.media.link(file, self.timing.job_timeout_ms)
             else:
                 cache_key = f"{provider.name}:{provider.key_id}:{job.team_id}:{file.id}"
@@ -349,7 +381,8 @@ class Pipeline:
                 "job %s: hosting Slack file %s (%d bytes) at %s", job.id, file.id, file.size, provider.label
             )
             async with self.store.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):
-                reference = await self.transfer.rehost(file, provider)
+                reference, digest = await self.transfer.rehost(file, provider)
+            await self.store.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
             await self.store.save_asset(cache_key, reference)
             return reference
         except TransferError as exc:
@@ -362,6 +395,20 @@ class Pipeline:
             )
         finally:
             await self.store.unlock(lock, token)
+
+    async def _digest(self, job: Job, file: SlackFile) -> Decision | None:
+        """For providers the bot serves files to (no upload to hash along): read the file once to hash it,
+        when the result cache may use it."""
+        if self.gate is None or not self.gate.rules.cache_ttl_s or job.no_cache:
+            return None
+        if await self.store.shared_value(_digest_key(job, file)) is not None:
+            return None
+        try:
+            digest = await self.transfer.digest(file)
+        except TransferError as exc:
+            return self._upload_failed(job, file, exc.code, exc.detail, not exc.permanent)
+        await self.store.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
+        return None
 
     def _upload_failed(self, job: Job, file: SlackFile, code: str, detail: str, transient: bool) -> Decision:
         errors = job.errors + 1
@@ -536,6 +583,8 @@ class Pipeline:
     # ------------------------------------------------------------------- send
 
     async def send(self, job: Job, token: str, now_ms: int) -> Decision:
+        if self.gate is not None:
+            await self.gate.remember(job, now_ms)
         provisions = self.providers.get(job.provider)
         if provisions is not None and provisions.seats is not None:
             await provisions.seats.release(job.id)  # the task is over (or was never made)
@@ -731,3 +780,16 @@ class Pipeline:
             setattr(job, f"{kind}_attempt_ms", now)
         if ts:
             setattr(job, f"{kind}_ts", ts)
+
+
+def _digest_key(job: Job, file: SlackFile) -> str:
+    return f"sha256:{job.team_id}:{file.id}"
+
+
+def _ended(job: Job, decision: Done) -> Job:
+    """The job as its final decision leaves it."""
+    ended = dataclasses.replace(job)
+    for name, value in decision.fields.items():
+        if hasattr(ended, name) and name != "extra":
+            setattr(ended, name, value)
+    return ended

@@ -5,6 +5,7 @@ The upper-case names are a public interface (README, `.env.example`, deployments
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
     # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
     # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".
     create_settle_seconds: float = Field(default=120.0, gt=0)
+    # Money (bot/gate.py). Before paying, each link is fetched in part (HEAD and small ranged GETs) and
+    # refused if it is not media; PREFLIGHT=off skips that for deployments whose egress reaches only Slack
+    # and the providers (the quote then uses only what Slack says of shared files).
+    preflight: Literal["on", "off"] = "on"
+    # Private networks the link check may reach anyway, as CIDRs ("10.1.0.0/16"): an internal media server.
+    preflight_allowed_networks: str = ""
+    # Ask before dubbing when the quote is above this, per unit: "credits=2,USD=5". Unset: never ask.
+    confirm_above: str = ""
+    # An unanswered quote expires after this; Slack's private reply link lasts 30 minutes.
+    quote_expires_minutes: float = Field(default=15.0, gt=0, le=30)
+    cache_days: float = Field(default=30.0, ge=0)  # same inputs answered from an earlier result; 0 = off
+    admin_channel: str | None = None  # channel id (C…) for balance warnings
+    balance_warn_below: str = "credits=10"  # warn ADMIN_CHANNEL once when a balance falls below, per unit
     log_level: str = "INFO"
 
     @field_validator("slack_api_url")
@@ -135,6 +149,29 @@ class Settings(BaseSettings):
     def _prices(cls, value: str) -> str:
         parse_prices(value)
         return value
+
+    @field_validator("confirm_above", "balance_warn_below")
+    @classmethod
+    def _amounts(cls, value: str) -> str:
+        parse_amounts(value, "unit=amount, e.g. credits=2,USD=5")
+        return value
+
+    @field_validator("preflight_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in split_list(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network, e.g. 10.1.0.0/16") from None
+        return value
+
+    @field_validator("admin_channel", mode="before")
+    @classmethod
+    def _channel_id(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lstrip("#"):
+            return value.strip().lstrip("#")
+        return None if isinstance(value, str) else value
 
     @field_validator("jogg_api_key", "sync_api_key", "lipsyncdev_api_key", "sync_webhook_secret")
     @classmethod
@@ -196,19 +233,28 @@ class Settings(BaseSettings):
         return self.default_provider or self.configured_providers[0]
 
 
-def parse_prices(text: str) -> dict[str, Decimal]:
-    """ "lipsync-2=0.05,sync-3=0.133" → {model: USD per second}; ValueError naming what is wrong."""
-    prices: dict[str, Decimal] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        model, _, price = item.partition("=")
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_amounts(text: str, shape: str) -> dict[str, Decimal]:
+    """ "credits=2,USD=5" → {name: amount}; ValueError naming the item that is not `shape`."""
+    amounts: dict[str, Decimal] = {}
+    for item in split_list(text):
+        name, _, amount = item.partition("=")
         try:
-            value = Decimal(price.strip())
+            value = Decimal(amount.strip())
         except ArithmeticError:
             value = Decimal("NaN")
-        if not model.strip() or not value.is_finite() or value < 0:
-            raise ValueError(f"{item!r} is not model=price (USD per second), e.g. lipsync-2=0.05")
-        prices[model.strip()] = value
-    return prices
+        if not name.strip() or not value.is_finite() or value < 0:
+            raise ValueError(f"{item!r} is not {shape}")
+        amounts[name.strip()] = value
+    return amounts
+
+
+def parse_prices(text: str) -> dict[str, Decimal]:
+    """ "lipsync-2=0.05,sync-3=0.133" → {model: USD per second}; ValueError naming what is wrong."""
+    return parse_amounts(text, "model=price (USD per second), e.g. lipsync-2=0.05")
 
 
 class StartupError(Exception):

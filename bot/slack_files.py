@@ -79,6 +79,7 @@ class SlackFile:
     size: int = 0  # bytes, as Slack reports it; 0 when unknown
     url: str = ""  # url_private_download (preferred) or url_private; needs the bot token
     external: bool = False  # stored outside Slack (Google Drive, Dropbox…): Slack has no bytes for it
+    duration_ms: int = 0  # the media's length where Slack gives it (video clips); 0 when unknown
 
     @classmethod
     def from_slack(cls, raw: dict[str, Any]) -> SlackFile | None:
@@ -98,6 +99,7 @@ class SlackFile:
             size=byte_count(raw.get("size")),
             url=text_field(raw, "url_private_download") or text_field(raw, "url_private"),
             external=raw.get("is_external") is True or raw.get("mode") == "external",
+            duration_ms=byte_count(raw.get("duration_ms")),
         )
 
     @property

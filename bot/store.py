@@ -276,6 +276,27 @@ return 1
 """
 )
 
+# KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
+# make the job due now unless a step holds it (that step looks again within seconds, bot/gate.py).
+_CONFIRM = (
+    _NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local state = redis.call('HGET', KEYS[1], 'confirm_state') or ''
+if state == 'confirmed' then return 'already' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if state ~= 'asked' or status ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'cancel_by') == 1 then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'confirm_state', 'confirmed', 'updated_ms', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+  return 'now'
+end
+return 'confirmed'
+"""
+)
+
 # KEYS: inbox queue, item. ARGV: key, payload, ttl_s, grace_ms. A Slack delivery that leads to jobs, kept
 # until it has been processed; a second delivery of the same thing while the first is pending changes nothing.
 _STASH = (
@@ -379,6 +400,7 @@ class JobStore:
         self._unlock = redis.register_script(_UNLOCK)
         self._stash = redis.register_script(_STASH)
         self._cancel = redis.register_script(_CANCEL)
+        self._confirm = redis.register_script(_CONFIRM)
         # Told (lane, delay in ms) each time this process queues a job in a lane, so that its worker
         # knows when that lane is next due without asking Redis (bot/worker.py).
         self.on_queued: Callable[[Lane, int], None] | None = None
@@ -657,6 +679,37 @@ class JobStore:
             pipe.hdel(INBOX_LEASE, key)
             pipe.delete(_inbox_item_key(key))
             await pipe.execute()
+
+    async def confirm(self, job_id: str) -> str:
+        """The requester agreed to the job's quote. Returns `now` or `confirmed` (it goes on), `already`,
+        `over` (expired, cancelled, not asked) or `gone`."""
+        keys = [job_key(job_id), queue_key(Lane.SUBMIT), lease_key(Lane.SUBMIT)]
+        outcome = _text(await self._confirm(keys=keys, args=[job_id]))
+        if outcome == "now" and self.on_queued is not None:
+            self.on_queued(Lane.SUBMIT, 0)
+        return outcome
+
+    # The result cache: the identity of a dub's inputs → the earlier result (JSON), for CACHE_DAYS.
+
+    async def cached_result(self, key: str) -> str | None:
+        value = await self.redis.get(f"{PREFIX}:result:{key}")
+        return _text(value) if value else None
+
+    async def save_result(self, key: str, payload: str, ttl_s: int) -> None:
+        await self.redis.set(f"{PREFIX}:result:{key}", payload, ex=max(1, ttl_s))
+
+    # Small shared values with a lifetime (a provider's balance, read by one process for all).
+
+    async def shared_value(self, key: str) -> str | None:
+        value = await self.redis.get(f"{PREFIX}:value:{key}")
+        return _text(value) if value else None
+
+    async def share_value(self, key: str, value: str, ttl_ms: int) -> None:
+        await self.redis.set(f"{PREFIX}:value:{key}", value, px=max(1, ttl_ms))
+
+    async def unmark(self, key: str) -> None:
+        """Forget a `mark_once` mark, so the next `mark_once` is a first time again."""
+        await self.redis.delete(f"{PREFIX}:seen:{key}")
 
     # (provider, account, Slack file) → what the provider's upload returned, so one video shared with three
     # audio tracks is uploaded once.

@@ -12,6 +12,7 @@ and the declared size is the download's real size even when Slack's file object 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -107,16 +108,27 @@ class Transfer:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def rehost(self, file: SlackFile, provider: Provider) -> str:
-        """Copy `file` from Slack to `provider`; returns what its upload returned (an asset URL or id).
+    async def rehost(self, file: SlackFile, provider: Provider) -> tuple[str, str]:
+        """Copy `file` from Slack to `provider`; returns what its upload returned (an asset URL or id) and
+        the SHA-256 of the bytes, hashed as they stream (the result cache knows files by it).
 
         Raises TransferError for Slack-side problems and ProviderError for the provider's.
         """
+        digest = hashlib.sha256()
         async with self.download(file) as download:
             log.info("re-hosting Slack file %s (%d bytes) at %s", file.id, download.size, provider.label)
-            reference = await provider.upload(file.name, file.content_type, download.size, download.body)
+            body = _hashed(download.body, digest)
+            reference = await provider.upload(file.name, file.content_type, download.size, body)
         log.info("re-hosted Slack file %s", file.id)
-        return reference
+        return reference, digest.hexdigest()
+
+    async def digest(self, file: SlackFile) -> str:
+        """The SHA-256 of `file`'s bytes, read from Slack as a stream (never whole in memory)."""
+        digest = hashlib.sha256()
+        async with self.download(file) as download:
+            async for chunk in download.body:
+                digest.update(chunk)
+        return digest.hexdigest()
 
     @asynccontextmanager
     async def download(self, file: SlackFile) -> AsyncGenerator[Download, None]:
@@ -219,3 +231,9 @@ def _content_length(response: httpx.Response) -> int:
 
 def _mb(size: int) -> str:
     return f"{size / 1_000_000:.1f}".removesuffix(".0")
+
+
+async def _hashed(body: AsyncIterator[bytes], digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        digest.update(chunk)
+        yield chunk

@@ -1,4 +1,5 @@
-"""Buttons on a job's message (Cancel, Retry, Dub again…) and the Dub again modal.
+"""Buttons on a job's message (Cancel, Retry, Dub again…, Dub again anyway), on a private quote (Dub it,
+Cancel), and the Dub again modal.
 
 Each state change (a cancel, a new job) is stored before the listener returns, which is when Bolt acks
 (process_before_response): a click Slack saw acknowledged is never lost. Double clicks and stale messages
@@ -29,6 +30,9 @@ def register(app: AsyncApp, control: JobControl) -> None:
     app.action(re.compile(rf"^{messages.ACTION_CANCEL}(:\d+)?$"))(cancel_clicked(control))
     app.action(messages.ACTION_RETRY)(retry_clicked(control))
     app.action(messages.ACTION_DUB_AGAIN)(dub_again_clicked(control))
+    app.action(messages.ACTION_AGAIN_ANYWAY)(again_anyway_clicked(control))
+    app.action(messages.ACTION_QUOTE_OK)(quote_answered(control, go=True))
+    app.action(messages.ACTION_QUOTE_CANCEL)(quote_answered(control, go=False))
     app.view(messages.DUB_AGAIN_CALLBACK)(dub_again_submitted(control))
 
 
@@ -86,6 +90,37 @@ def retry_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
             _clicked_job(action), _user(body), _text(body.get("response_url"))
         ),
     )
+
+
+def again_anyway_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
+    return _clicked(
+        "dub afresh",
+        lambda body, action: control.again_anyway(
+            _clicked_job(action), _user(body), _text(body.get("response_url"))
+        ),
+    )
+
+
+def quote_answered(control: JobControl, go: bool) -> Callable[..., Awaitable[None]]:
+    """Dub it / Cancel on a private quote: stored before the ack; the quote is replaced by the outcome."""
+
+    async def handle(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        try:
+            answer = await control.answer_quote(_clicked_job(action), _user(body), go)
+        except RedisError as exc:
+            log.error("cannot answer a quote: %s", exc)
+            await _tell(respond, messages.store_unavailable_now())
+            await ack()
+            return
+        try:
+            await respond(text=answer.text, blocks=answer.blocks, replace_original=True)
+        except Exception as exc:  # a courtesy: the answer is stored already
+            log.warning("could not replace a quote: %s", type(exc).__name__)
+        await ack()
+
+    return handle
 
 
 def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:

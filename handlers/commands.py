@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import messages
-from bot.command import InvalidCommand, JobCommand, parse_lipsync_text
+from bot.command import BudgetCommand, InvalidCommand, JobCommand, parse_lipsync_text
 from bot.control import JobControl
 from bot.intake import Intake, OptionRefused
 from bot.messages import Message
@@ -22,9 +22,13 @@ def register(app: AsyncApp, intake: Intake, control: JobControl) -> None:
     app.command("/lipsync")(lipsync_command(intake, control))
 
 
-async def _job_command(control: JobControl, command: dict[str, Any], request: JobCommand) -> Message:
-    """`list`, `status` and `cancel`: answered privately in the ack (a cancel is stored before it)."""
+async def _job_command(
+    control: JobControl, command: dict[str, Any], request: JobCommand | BudgetCommand
+) -> Message:
+    """`list`, `status`, `cancel`, `budget`: answered privately in the ack (a change is stored before it)."""
     user = str(command.get("user_id", ""))
+    if isinstance(request, BudgetCommand):
+        return await control.budget(str(command.get("team_id", "")), user, request)
     if request.verb == "list":
         return await control.list_jobs(str(command.get("team_id", "")), user, request.page)
     if request.verb == "status":
@@ -44,11 +48,11 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
         if request is None:
             await _ack_with(ack, intake.usage())
             return
-        if isinstance(request, JobCommand):
+        if isinstance(request, JobCommand | BudgetCommand):
             try:
                 await _ack_with(ack, await _job_command(control, command, request))
             except RedisError as exc:
-                log.error("cannot answer /lipsync %s: %s", request.verb, exc)
+                log.error("cannot answer /lipsync %s: %s", type(request).__name__, exc)
                 await _ack_with(ack, messages.store_unavailable_now())
             return
         try:

@@ -110,6 +110,7 @@ def bot_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides: str) -
         # As in tests/conftest.py: results go into threads only where a test turns it on.
         "MAX_RESULT_UPLOAD_MB": "0",
         "SLACK_UPDATES_PER_MINUTE": "10000",
+        "PREFLIGHT": "off",  # as in tests/conftest.py
         **overrides,
     }
     return {k: v for k, v in env.items() if v}

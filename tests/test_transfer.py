@@ -32,7 +32,10 @@ def rehost(
     slack_api_url: str | None = None,
     max_bytes: int = 50 * MB,
     timeout_s: float = 10.0,
+    digests: list[str] | None = None,
 ) -> str:
+    digests = [] if digests is None else digests
+
     async def go() -> str:
         client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)
         transfer = Transfer(
@@ -42,7 +45,9 @@ def rehost(
             timeout_s=timeout_s,
         )
         try:
-            return await transfer.rehost(file, client)
+            reference, digest = await transfer.rehost(file, client)
+            digests.append(digest)
+            return reference
         finally:
             await transfer.aclose()
             await client.aclose()
@@ -74,10 +79,12 @@ def test_bytes_arrive_intact_with_type_and_size_and_no_credential_leaks(
     content = os.urandom(3 * 256 * 1024 + 123)  # several chunks, the last one short
     file = add_file(slack, content=content)
 
-    asset_url = rehost(slack, jogg, file)
+    digests: list[str] = []
+    asset_url = rehost(slack, jogg, file, digests=digests)
 
     upload = jogg.uploads[-1]
     assert upload.sha256 == hashlib.sha256(content).hexdigest()
+    assert digests == [upload.sha256]  # hashed while streaming, for the result cache
     assert upload.size == len(content) == upload.declared_size
     assert upload_requests(jogg) == [
         {"filename": "clip.mp4", "content_type": "video/mp4", "file_size": len(content)}

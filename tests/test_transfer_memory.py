@@ -41,7 +41,8 @@ async def main(cfg):
     token = SecretStr(os.environ["TEST_SLACK_TOKEN"])
     transfer = Transfer(token, cfg["slack_api_url"], cfg["max_bytes"])
     try:
-        return await transfer.rehost(SlackFile(**cfg["file"]), jogg)
+        reference, _ = await transfer.rehost(SlackFile(**cfg["file"]), jogg)
+        return reference
     finally:
         await transfer.aclose()
         await jogg.aclose()

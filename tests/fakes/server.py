@@ -77,6 +77,8 @@ class BackgroundServer:
     handlers must be mutated under `self.lock`, because tests read it from their own thread.
     """
 
+    bind_host = "127.0.0.1"  # any loopback address (127.0.0.2 serves as "another, private host")
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,7 +188,7 @@ class BackgroundServer:
         # stop() hang for aiohttp's default 60 s.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, self.bind_host, 0)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])

@@ -1,0 +1,336 @@
+"""The gate a job passes before anything is paid for (issue "money under control").
+
+In order, at the start of the submit step and until it lets the job through (`checked`):
+  1. the links are checked (bot/preflight.py: reachable, media, not too large; their lengths read);
+     shared files use what Slack says of them
+  2. the result cache: the same inputs on the same provider with the same options were dubbed within
+     CACHE_DAYS → answered from that result at no cost (`Cached`); shared files are known by their bytes,
+     hashed while they are hosted, so for them the pipeline asks `cached` after hosting
+  3. a quote from the lengths, by the provider's rule
+  4. the provider's balance, where it reports one: a quote it cannot cover is refused (and admins are told
+     once when it runs low)
+  5. the budgets of the channel and the person (bot/budgets.py): the quote is reserved atomically
+  6. above CONFIRM_ABOVE, the requester's go-ahead (a private quote with Dub it / Cancel); unanswered,
+     it expires and nothing is sent
+Each refusal ends the job with a reply that says why and that nothing was charged. `settle` gives back
+what a job reserved, or keeps what it really cost, when the job ends; `remember` files a new result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from bot import messages
+from bot.budgets import Ledger
+from bot.decisions import Decision, Stay, backoff_ms, finish
+from bot.jobs import Job, PostState, Source, Status
+from bot.preflight import LinkRefused, Preflight
+from bot.providers.base import Cost, Provider
+from bot.slack_out import SlackOut
+from bot.store import NOW, JobStore, Lane
+
+log = logging.getLogger(__name__)
+
+# A job waiting for its go-ahead looks again this often: a click makes it due at once, but one that lands
+# while a step holds the job is only seen on the next look.
+QUOTE_RECHECK_MS = 15_000
+MAX_CHECK_TRIES = 4  # a link that times out or answers 5xx is tried again, then refused
+BALANCE_FRESH_MS = 30_000  # a provider's balance is read at most this often, by one process for all
+# Our refusal codes, for messages.result.
+LINK_REFUSED = "link_refused"
+REFUSED_BALANCE = "refused_balance"
+REFUSED_BUDGET = "refused_budget"
+QUOTE_EXPIRED = "quote_expired"
+
+
+@dataclass(frozen=True)
+class MoneyRules:
+    confirm_above: Mapping[str, Decimal]  # unit → ask first when a quote is above it
+    warn_below: Mapping[str, Decimal]  # unit → tell ADMIN_CHANNEL once when a balance falls below it
+    cache_ttl_s: int  # 0: no result cache
+    admin_channel: str = ""
+    max_input_bytes: int | None = None
+    quote_ttl_ms: int = 15 * 60_000  # an unanswered quote expires (QUOTE_EXPIRES_MINUTES)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """An earlier result answers this job: the fields that end it (succeeded, at no cost)."""
+
+    fields: Mapping[str, object]
+
+
+class Gate:
+    def __init__(
+        self,
+        store: JobStore,
+        ledger: Ledger,
+        slack: SlackOut,
+        rules: MoneyRules,
+        preflight: Preflight | None = None,  # None: PREFLIGHT=off
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.slack = slack
+        self.rules = rules
+        self.preflight = preflight
+
+    async def check(self, job: Job, token: str, now_ms: int, provider: Provider) -> Decision | Cached | None:
+        """None once the job may be paid for; otherwise what to do with it instead."""
+        if job.checked:
+            return None
+        if job.confirm_state == "asked":
+            return await self._waiting(job, now_ms)
+        if job.confirm_state != "confirmed":
+            lengths = await self._lengths(job)
+            if not isinstance(lengths, tuple):
+                return lengths
+            job.video_s, job.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
+            if job.source is not Source.FILES:
+                job.cache_key = self._cache_key(job, f"url:{job.video_url}", f"url:{job.audio_url}")
+                if (hit := await self.cached(job)) is not None:
+                    return hit
+            quote = provider.quote(*lengths, job.playback_type, job.model)
+            job.quote, job.quote_unit = (f"{quote.amount:f}", quote.unit) if quote else ("", provider.unit)
+            if (refusal := await self._balance_refusal(job, provider, quote)) is not None:
+                return refusal
+            admission = await self.ledger.admit(
+                job.id,
+                job.team_id,
+                job.channel,
+                job.user,
+                provider.unit,
+                quote.amount if quote else Decimal(0),
+            )
+            if not admission.admitted:
+                assert admission.refused_by is not None
+                return finish(
+                    Status.FAILED,
+                    error_code=REFUSED_BUDGET,
+                    error=messages.budget_refusal(admission.refused_by, job.quote, provider.unit),
+                )
+            threshold = self.rules.confirm_above.get(provider.unit)
+            if quote is not None and threshold is not None and quote.amount > threshold:
+                return await self._ask(job, token, provider, quote, threshold)
+        fields = {
+            "checked": 1,
+            "video_s": job.video_s,
+            "audio_s": job.audio_s,
+            "quote": job.quote,
+            "quote_unit": job.quote_unit,
+            "cache_key": job.cache_key,
+            "errors": 0,
+        }
+        await self.store.update(Lane.SUBMIT, job.id, token, fields)
+        job.checked = 1
+        return None
+
+    # -- 1. the links
+
+    async def _lengths(self, job: Job) -> tuple[Decimal | None, Decimal | None] | Decision:
+        """Both inputs' lengths (None where unknown), or the job's refusal (or retry) when a link is bad."""
+        if job.source is Source.FILES:
+            video, audio = job.video, job.audio
+            return _seconds_of(video.duration_ms if video else 0), _seconds_of(
+                audio.duration_ms if audio else 0
+            )
+        if self.preflight is None:
+            return None, None
+        checks = [
+            self.preflight.check(url, self.rules.max_input_bytes) for url in (job.video_url, job.audio_url)
+        ]
+        results = await asyncio.gather(*checks, return_exceptions=True)
+        lengths: list[Decimal | None] = []
+        for which, outcome in zip(("video link", "audio link"), results, strict=True):
+            if isinstance(outcome, LinkRefused):
+                errors = job.errors + 1
+                if outcome.transient and errors < MAX_CHECK_TRIES:
+                    log.info("job %s: %s not answering (%s), retry %d", job.id, which, outcome.code, errors)
+                    return Stay(
+                        backoff_ms(errors), {"errors": errors, "last_error": f"{which}: {outcome.reason}"}
+                    )
+                log.info("job %s: %s refused: %s", job.id, which, outcome.code)
+                return finish(Status.FAILED, error_code=LINK_REFUSED, error=outcome.reason, error_file=which)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            lengths.append(outcome.duration_s)
+        return lengths[0], lengths[1]
+
+    # -- 2. the result cache
+
+    def _cache_key(self, job: Job, video: str, audio: str) -> str:
+        if not self.rules.cache_ttl_s or job.no_cache:
+            return ""
+        identity = "\n".join((job.provider, job.model, job.playback_type, video, audio))
+        return hashlib.sha256(identity.encode()).hexdigest()
+
+    def files_cache_key(self, job: Job, video_sha256: str, audio_sha256: str) -> str:
+        """The cache identity of a job from shared files: their bytes, not their Slack ids."""
+        return self._cache_key(job, f"sha256:{video_sha256}", f"sha256:{audio_sha256}")
+
+    async def cached(self, job: Job) -> Cached | None:
+        """The earlier result for the job's `cache_key`, if there is one and its video is still there."""
+        if not job.cache_key:
+            return None
+        raw = await self.store.cached_result(job.cache_key)
+        if raw is None:
+            return None
+        try:
+            earlier = json.loads(raw)
+            result_url = str(earlier["result_url"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if self.preflight is not None:
+            try:  # providers' result links may expire before CACHE_DAYS
+                await self.preflight.check(result_url)
+            except LinkRefused as exc:
+                log.info("job %s: the cached result is gone (%s); dubbing afresh", job.id, exc.code)
+                return None
+        log.info("job %s: answered from the result of job %s", job.id, earlier.get("job"))
+        return Cached(
+            {
+                "status": Status.SUCCEEDED,
+                "result_url": result_url,
+                "cover_url": str(earlier.get("cover_url") or ""),
+                "duration_s": str(earlier.get("duration_s") or ""),
+                "cost": "0",
+                "cost_unit": job.quote_unit or str(earlier.get("cost_unit") or ""),
+                "cached_from": str(earlier.get("job") or ""),
+                "cached_ms": int(earlier.get("made_ms") or 0),
+                "task_id": str(earlier.get("task_id") or ""),
+                "cache_key": job.cache_key,
+            }
+        )
+
+    async def remember(self, job: Job, now_ms: int) -> None:
+        """File a new result under its inputs' identity (idempotent: a retried send files the same)."""
+        if job.status is not Status.SUCCEEDED or job.cached_from or not job.cache_key or not job.result_url:
+            return
+        payload = {
+            "job": job.id,
+            "result_url": job.result_url,
+            "cover_url": job.cover_url,
+            "duration_s": job.duration_s,
+            "cost_unit": job.cost_unit,
+            "task_id": job.task_id,
+            "made_ms": now_ms,
+        }
+        await self.store.save_result(job.cache_key, json.dumps(payload), self.rules.cache_ttl_s)
+
+    # -- 4. the provider's balance
+
+    async def _balance_refusal(self, job: Job, provider: Provider, quote: Cost | None) -> Decision | None:
+        left = await self.remaining(provider)
+        if left is None or quote is None or quote.amount <= left.amount:
+            return None
+        log.info(
+            "job %s: %s balance %s is below the quote %s", job.id, provider.label, left.amount, quote.amount
+        )
+        return finish(
+            Status.FAILED,
+            error_code=REFUSED_BALANCE,
+            error=messages.balance_refusal(provider.label, left, quote),
+        )
+
+    async def remaining(self, provider: Provider) -> Cost | None:
+        """The provider's balance, read at most every BALANCE_FRESH_MS by any process; warns the admins'
+        channel once when it is below BALANCE_WARN_BELOW (and again after it has been topped up)."""
+        key = f"balance:{provider.name}:{provider.key_id}"
+        shared = await self.store.shared_value(key)
+        if shared is not None:
+            try:
+                return Cost(Decimal(shared), provider.unit) if shared != "-" else None
+            except InvalidOperation:
+                pass
+        left = await provider.remaining()
+        await self.store.share_value(key, f"{left.amount:f}" if left else "-", BALANCE_FRESH_MS)
+        if left is not None:
+            await self._warn_when_low(provider, left)
+        return left
+
+    async def _warn_when_low(self, provider: Provider, left: Cost) -> None:
+        threshold = self.rules.warn_below.get(left.unit)
+        if threshold is None or not self.rules.admin_channel:
+            return
+        mark = f"balance-low:{provider.name}:{provider.key_id}"
+        if left.amount >= threshold:
+            await self.store.unmark(mark)
+        elif await self.store.mark_once(mark, ttl_s=400 * 24 * 3600):
+            log.warning("%s balance is low: %s %s", provider.label, left.amount, left.unit)
+            message = messages.balance_low(provider.label, left, threshold)
+            await self.slack.notify(self.rules.admin_channel, "", message)
+
+    # -- 6. the go-ahead
+
+    async def _ask(
+        self, job: Job, token: str, provider: Provider, quote: Cost, threshold: Decimal
+    ) -> Decision:
+        # Marked before the question goes out, so a click always finds the job asking.
+        fields = {
+            "confirm_state": "asked",
+            "confirm_ms": NOW,
+            "video_s": job.video_s,
+            "audio_s": job.audio_s,
+            "quote": job.quote,
+            "quote_unit": job.quote_unit,
+            "cache_key": job.cache_key,
+            "errors": 0,
+        }
+        await self.store.update(Lane.SUBMIT, job.id, token, fields)
+        minutes = max(1, round(self.rules.quote_ttl_ms / 60_000))
+        prompt = messages.quote_prompt(job, provider.label, quote, threshold, minutes)
+        if job.response_url:
+            told = await self.slack.respond(job.response_url, prompt)
+        else:
+            told = await self.slack.tell(job.channel, job.user, job.parent_ts, prompt)
+        if not told:
+            log.warning("job %s: could not ask %s to confirm the quote", job.id, job.user)
+        log.info(
+            "job %s: quote %s %s is above %s; asked to confirm", job.id, quote.amount, quote.unit, threshold
+        )
+        return Stay(QUOTE_RECHECK_MS)
+
+    async def _waiting(self, job: Job, now_ms: int) -> Decision | None:
+        expires_ms = job.confirm_ms + self.rules.quote_ttl_ms
+        if now_ms < expires_ms:
+            return Stay(min(QUOTE_RECHECK_MS, expires_ms - now_ms))
+        log.info("job %s: quote not answered in time; nothing sent", job.id)
+        return finish(Status.CANCELLED, error_code=QUOTE_EXPIRED)
+
+    # -- settling
+
+    async def settle(self, job: Job) -> None:
+        """The job has ended: keep what it cost (or may have cost) against the budgets, give back the rest."""
+        await self.ledger.settle(job.id, spent(job))
+
+
+def spent(job: Job) -> Decimal:
+    """What an ended job counts against budgets: its cost; for a job that may have been charged without a
+    result (a failure after its create), its quote; nothing for one never sent or answered from the cache."""
+    if job.cached_from:
+        return Decimal(0)
+    quote = _decimal(job.quote)
+    if job.status is Status.SUCCEEDED:
+        cost = _decimal(job.cost)
+        return cost if cost is not None else quote or Decimal(0)
+    if job.task_id or job.submit_state is PostState.ATTEMPTED:
+        return quote or Decimal(0)
+    return Decimal(0)
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text) if text else None
+    except InvalidOperation:
+        return None
+    return value if value is not None and value.is_finite() and value >= 0 else None
+
+
+def _seconds_of(duration_ms: int) -> Decimal | None:
+    return Decimal(duration_ms) / 1000 if duration_ms else None

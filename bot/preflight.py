@@ -1,0 +1,524 @@
+"""Check a user's media link before any money is spent: does it answer, with a media file, of an allowed
+size, and how long is it?
+
+Per link, at most three small requests: a HEAD (status, type, size: the cheap refusals), a GET of the first
+`head_bytes`, and, only when the container parser asked for the end of the file (an mp4 whose `moov` index
+was written last, an Ogg file's last page), a GET of the last `tail_bytes`. Never more than
+`head_bytes + tail_bytes` of body are read, even from a server that ignores Range.
+
+The duration comes from libmediainfo (pymediainfo, which bundles it) run on a sparse file: the bytes we
+have, at their offsets in a file of the real size, with zeros elsewhere. The parser seeks where the
+container says the index is, and we note when it reads a part we do not have (see `_SparseFile`).
+
+The bot fetches user-chosen URLs, so every connection is checked (SSRF): names are resolved by
+`_GuardedResolver`, which drops loopback, private, link-local (incl. the 169.254.169.254 metadata
+address), CGNAT, multicast, reserved and unspecified addresses before aiohttp connects, so the address
+checked is the address used (no DNS-rebinding gap). IP literals, which aiohttp never resolves, and each
+redirect hop (followed here, never by aiohttp) are checked before the request. `allowed_networks` exempts
+given CIDRs: the tests' 127.0.0.1, or an internal media server. The name `localhost` is refused whatever
+is allowed: it always means this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import io
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from pymediainfo import MediaInfo
+from yarl import URL
+
+log = logging.getLogger(__name__)
+
+Code = Literal[
+    "bad_url",
+    "unresolvable",
+    "private_address",
+    "unreachable",
+    "timeout",
+    "too_many_redirects",
+    "http_error",
+    "web_page",
+    "not_media",
+    "empty",
+    "too_large",
+]
+
+USER_AGENT = "lipsync-bot-preflight/1.0"
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Servers that refuse HEAD (or a URL presigned for GET only, 403): the ranged GET answers instead.
+_HEAD_REFUSED = frozenset({403, 405, 501})
+_TRANSIENT_STATUSES = frozenset({408, 429})  # and every 5xx
+# Types that say nothing of the content: the bytes decide.
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+_MEDIA_TYPES = _GENERIC_TYPES | {"application/mp4", "application/ogg"}  # and video/*, audio/*
+_PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_HTML_STARTS = (b"<!doctype html", b"<html")
+# Zeros the parser may read where we have no bytes before it sees the end of the file. libmediainfo
+# reads a few hundred KB of an unknown region (WAV, Ogg) and up to 16 MB of a WebM's clusters; this
+# bounds its CPU time whatever size the server claims.
+_GAP_BUDGET = 4 * 1024 * 1024
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    size: int | None  # bytes: Content-Length of HEAD, or the total of a Content-Range; None when unknown
+    content_type: str  # as served, lower-case, parameters stripped ("video/mp4")
+    duration_s: Decimal | None  # from the container header; None when it cannot be read (not a refusal)
+
+
+class LinkRefused(Exception):
+    """Why a link is refused: a machine `code`, a plain-text `reason` that completes "The link …" (it
+    never quotes the URL or the response body), and whether trying again later may help."""
+
+    def __init__(self, code: Code, reason: str, transient: bool = False) -> None:
+        super().__init__(reason)
+        self.code: Code = code
+        self.reason = reason
+        self.transient = transient
+
+
+class Preflight:
+    """Checks links; one instance (one connection pool) for the whole process.
+
+    `allowed_networks` (CIDRs, e.g. "127.0.0.1/32", "10.20.0.0/16") are exempt from the address check:
+    for the tests, or an internal media server. `resolver` is the name lookup the address check wraps
+    (default aiohttp's); the tests give a fixed table.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 5.0,
+        head_bytes: int = 256 * 1024,
+        tail_bytes: int = 128 * 1024,
+        max_redirects: int = 3,
+        allowed_networks: Sequence[str] = (),
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._head_bytes = head_bytes
+        self._tail_bytes = tail_bytes
+        self._max_redirects = max_redirects
+        self._allowed = tuple(ipaddress.ip_network(cidr) for cidr in allowed_networks)
+        self._inner_resolver = resolver
+        # Created on first use: an aiohttp session belongs to the event loop it was made in.
+        self._http: aiohttp.ClientSession | None = None
+        self._resolver: _GuardedResolver | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._resolver = _GuardedResolver(self._inner_resolver or aiohttp.DefaultResolver(), self.permits)
+            connector = aiohttp.TCPConnector(resolver=self._resolver, ssl=httpx.create_ssl_context())
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                # Each connection attempt gets half the budget, so one dead address leaves time for the
+                # next; check() bounds the whole.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s / 2),
+                # Never through the providers' proxy, and nothing of one user's link kept for the next.
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # identity: byte ranges and counts are of the file itself, not of a compressed stream.
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._resolver is not None:
+            await self._resolver.close()  # the connector only closes resolvers it made itself
+
+    def permits(self, ip: IpAddress) -> bool:
+        """May the bot connect to this address?"""
+        if any(ip in network for network in self._allowed):
+            return True
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return self.permits(ip.ipv4_mapped)  # ::ffff:127.0.0.1 is 127.0.0.1
+        return ip.is_global and not (
+            ip.is_loopback
+            or ip.is_private
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+        )
+
+    async def check(self, url: str, max_size: int | None = None) -> MediaFacts:
+        """The facts of the media file at `url`, or LinkRefused saying why it cannot be used."""
+        where = _loggable(url)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                facts = await self._check(_parse_url(url), max_size)
+        except LinkRefused as refusal:
+            log.info("preflight refused %s: %s", where, refusal.code)
+            raise
+        except Exception as exc:
+            translated = self._refusal(exc)
+            if translated is None:
+                raise
+            log.info("preflight refused %s: %s (%s)", where, translated.code, type(exc).__name__)
+            # `from None`: aiohttp's messages carry the URL, which may hold a signed token.
+            raise translated from None
+        log.debug("preflight %s: %s", where, facts)
+        return facts
+
+    async def _check(self, url: URL, max_size: int | None) -> MediaFacts:
+        size: int | None = None
+        content_type = ""
+        async with self._open("HEAD", url) as head:
+            if head.status not in _HEAD_REFUSED:
+                _refuse_status(head.status)
+                content_type = _content_type(head)
+                _refuse_type(content_type)
+                # A HEAD saying 0 is not trusted (some handlers answer HEAD without a body length).
+                size = head.content_length or None
+                _refuse_size(size, max_size)
+
+        async with self._open("GET", url, {"Range": f"bytes=0-{self._head_bytes - 1}"}) as got:
+            if got.status == 416:  # there is no byte 0
+                raise LinkRefused("empty", "points to an empty file")
+            _refuse_status(got.status)
+            content_type = _content_type(got) or content_type
+            _refuse_type(content_type)
+            served_size = _range_total(got) if got.status == 206 else got.content_length
+            size = served_size if served_size is not None else size  # what GET says wins: HEAD may lie
+            _refuse_size(size, max_size)
+            data, complete = await _read(got, self._head_bytes)
+            source = got.url  # where the bytes came from, after redirects: the tail comes from there too
+
+        if size == 0 or not data:
+            raise LinkRefused("empty", "points to an empty file")
+        if _looks_like_html(data):
+            raise LinkRefused("web_page", "answers with a web page, not a media file")
+
+        # The file's real size; unknown when nobody said and the body went on past the head.
+        known = size if size is not None else (len(data) if complete else None)
+        probe = await asyncio.to_thread(_probe, known or len(data), [(0, data)])
+        # Without the real size a duration is a guess (an mp3's is the size over the bitrate).
+        duration = probe.duration_s if known is not None else None
+        if known is not None and known > len(data):
+            tail_start = max(len(data), known - self._tail_bytes)
+            if probe.wanted(tail_start, known):  # e.g. an mp4's index, an Ogg file's last page
+                tail = await self._tail(source, tail_start, known)
+                if tail:
+                    probe = await asyncio.to_thread(_probe, known, [(0, data), (tail_start, tail)])
+                    duration = probe.duration_s
+                else:
+                    duration = None  # what the parser made of zeros where it wanted the end is a guess
+
+        if content_type in _GENERIC_TYPES and probe.not_media:
+            raise LinkRefused("not_media", f"is not a video or audio file (it is {probe.format})")
+        return MediaFacts(known, content_type, duration)
+
+    async def _tail(self, url: URL, start: int, size: int) -> bytes:
+        """Bytes `start`..`size` of the file, or b"" if the server will not give exactly those."""
+        try:
+            async with self._open("GET", url, {"Range": f"bytes={start}-{size - 1}"}) as got:
+                if got.status != 206 or _range_start(got) != start:
+                    return b""  # a 200 would be the whole file again: not read
+                data, _ = await _read(got, size - start)
+                return data
+        except (aiohttp.ClientError, LinkRefused) as exc:
+            # The head already showed a media file; without its end we only lack the duration.
+            log.debug("preflight tail not fetched: %s", type(exc).__name__)
+            return b""
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, method: str, url: URL, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, following at most max_redirects redirects, each target checked before it is
+        asked. The body is left unread, and the connection closed if it was not read to the end."""
+        session = self._session()
+        for _ in range(self._max_redirects + 1):
+            self._check_target(url)
+            response = await session.request(method, url, headers=headers, allow_redirects=False)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECT_STATUSES or not location:
+                break
+            response.release()
+            try:
+                url = url.join(_parse_url(location))
+            except ValueError:
+                raise LinkRefused("bad_url", "redirects to an address that is not valid") from None
+        else:
+            raise LinkRefused("too_many_redirects", f"redirects more than {self._max_redirects} times")
+        try:
+            yield response
+        finally:
+            response.release()
+
+    def _check_target(self, url: URL) -> None:
+        if url.scheme not in ("http", "https") or not url.host:
+            raise LinkRefused("bad_url", "is not an http or https link to a file")
+        host = url.host.rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            raise LinkRefused("private_address", "points to a private network address")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a name: its addresses are checked as it is resolved, see _GuardedResolver
+        if not self.permits(ip):
+            raise LinkRefused("private_address", "points to a private network address")
+
+    def _refusal(self, exc: Exception) -> LinkRefused | None:
+        """A transport failure in words; None for an exception that is a bug, not the link's fault."""
+        if isinstance(exc, TimeoutError):  # ours, or aiohttp's connect timeout
+            return LinkRefused("timeout", f"did not answer within {self._timeout_s:g} s", transient=True)
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            if isinstance(exc.os_error, _ForbiddenAddress):
+                return LinkRefused("private_address", "points to a private network address")
+            host = exc.host
+            transient = exc.os_error.errno == socket.EAI_AGAIN  # "try again": the DNS server failed
+            return LinkRefused("unresolvable", f"names a host that does not exist ({host})", transient)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+            return LinkRefused(
+                "unreachable", "could not be reached securely (its TLS certificate is not valid)"
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            why = (exc.os_error.strerror or "connection failed").lower()
+            return LinkRefused("unreachable", f"could not be reached ({why})", transient=True)
+        if isinstance(exc, aiohttp.InvalidURL | ValueError):
+            return LinkRefused("bad_url", "is not a valid web address")
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return LinkRefused("unreachable", "did not answer with valid HTTP")
+        if isinstance(exc, aiohttp.ClientError):
+            return LinkRefused("unreachable", "broke off the connection", transient=True)
+        return None
+
+
+# -- addresses ----------------------------------------------------------------------------------------
+
+
+class _ForbiddenAddress(OSError):
+    """Every address of the name is one the bot must not connect to (aiohttp wraps it in a
+    ClientConnectorDNSError)."""
+
+
+class _GuardedResolver(AbstractResolver):
+    """Resolves with `inner`, then drops the addresses `permits` refuses. aiohttp connects only to what
+    this returns, so no second lookup can swap in another address."""
+
+    def __init__(self, inner: AbstractResolver, permits: Callable[[IpAddress], bool]) -> None:
+        self._inner = inner
+        self._permits = permits
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept = [r for r in results if self._permits(ipaddress.ip_address(r["host"]))]
+        if not kept:
+            raise _ForbiddenAddress(f"{host} resolves only to forbidden addresses")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+# -- HTTP answers -------------------------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> URL:
+    # An already-encoded link is sent byte for byte: re-quoting would turn e.g. %2F into / in a signed
+    # query string, and the signature would no longer match.
+    encoded = url.isascii() and not any(c.isspace() or c in '"<>\\^`{|}' for c in url)
+    return URL(url, encoded=encoded)
+
+
+def _loggable(url: str) -> str:
+    """scheme://host/path: never the query or fragment (signed tokens), nor user:password."""
+    try:
+        parsed = URL(url)
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "<not a URL>"
+
+
+def _refuse_status(status: int) -> None:
+    if 200 <= status < 300:
+        return
+    try:
+        words = f" ({http.HTTPStatus(status).phrase.lower()})"
+    except ValueError:
+        words = ""
+    transient = status >= 500 or status in _TRANSIENT_STATUSES
+    raise LinkRefused("http_error", f"answered HTTP {status}{words}", transient)
+
+
+def _content_type(response: aiohttp.ClientResponse) -> str:
+    # The raw header: aiohttp's `content_type` says application/octet-stream when there is none.
+    return response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def _refuse_type(content_type: str) -> None:
+    if content_type in _PAGE_TYPES:
+        raise LinkRefused("web_page", "answers with a web page, not a media file")
+    if not (content_type.startswith(("video/", "audio/")) or content_type in _MEDIA_TYPES):
+        raise LinkRefused("not_media", f"is not a video or audio file (it is served as {content_type})")
+
+
+def _refuse_size(size: int | None, max_size: int | None) -> None:
+    if size is not None and max_size is not None and size > max_size:
+        actual, limit = _human(size), _human(max_size)
+        if actual == limit:  # 1.04 GB against 1 GB would read "is 1 GB; the limit is 1 GB"
+            actual, limit = f"{size:,} bytes", f"{max_size:,} bytes"
+        raise LinkRefused("too_large", f"is {actual}; the limit is {limit}")
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def _content_range(response: aiohttp.ClientResponse) -> tuple[int | None, int | None]:
+    """(first byte, total size) of `Content-Range: bytes 0-99/1234`; None where absent or "*"."""
+    value = response.headers.get("Content-Range", "")
+    unit, _, rest = value.partition(" ")
+    span, _, total = rest.partition("/")
+    first = span.partition("-")[0]
+    if unit.strip().lower() != "bytes":
+        return None, None
+    return (int(first) if first.isdigit() else None), (int(total) if total.isdigit() else None)
+
+
+def _range_start(response: aiohttp.ClientResponse) -> int | None:
+    return _content_range(response)[0]
+
+
+def _range_total(response: aiohttp.ClientResponse) -> int | None:
+    return _content_range(response)[1]
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether that was all of it."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await response.content.read(limit - len(data))
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), response.content.at_eof()
+
+
+def _looks_like_html(data: bytes) -> bool:
+    start = data[:1024].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    return start.startswith(_HTML_STARTS)
+
+
+# -- the container ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What libmediainfo made of the bytes we have."""
+
+    duration_s: Decimal | None
+    format: str | None  # "MPEG-4", "PDF"…; None when not recognised
+    tracks: frozenset[str]  # "Video", "Audio", "Image", "Text"…
+    missing: tuple[tuple[int, int], ...]  # [start, end) spans it read where we had no bytes
+
+    def wanted(self, start: int, end: int) -> bool:
+        """Did the parser read anywhere in [start, end) that we did not have?"""
+        return any(s < end and e > start for s, e in self.missing)
+
+    @property
+    def not_media(self) -> bool:
+        """Recognised as something else (a PDF, an image). An unrecognised file passes: a media file cut
+        to its first bytes (an mp3 behind a large cover picture) may not be recognisable."""
+        return not self.tracks & {"Video", "Audio"} and bool(self.tracks & {"Image", "Text"})
+
+
+def _probe(size: int, pieces: Sequence[tuple[int, bytes]]) -> _Probe:
+    """Run libmediainfo over a file of `size` bytes of which we have `pieces` (offset, bytes). Blocking."""
+    sparse = _SparseFile(size, pieces)
+    try:
+        info = MediaInfo.parse(sparse)
+    except (OSError, RuntimeError) as exc:  # the library would not load, or failed
+        log.warning("preflight: libmediainfo failed: %s", exc)
+        return _Probe(None, None, frozenset(), ())
+    general = info.general_tracks[0] if info.general_tracks else None
+    return _Probe(
+        duration_s=_seconds(general.duration if general is not None else None),
+        format=general.format if general is not None else None,
+        tracks=frozenset(track.track_type for track in info.tracks) - {"General"},
+        missing=tuple(sparse.missing),
+    )
+
+
+def _seconds(milliseconds: object) -> Decimal | None:
+    """libmediainfo's duration (ms: an int, or a string such as "12346.667") in seconds."""
+    if milliseconds is None:
+        return None
+    try:
+        seconds = (Decimal(str(milliseconds)) / 1000).quantize(Decimal("0.001"))
+    except InvalidOperation:
+        return None
+    return seconds if seconds > 0 else None
+
+
+class _SparseFile(io.RawIOBase):
+    """A read-only file of `size` bytes of which only `pieces` are known; the rest reads as zeros.
+
+    Reads that touch an unknown span are recorded in `missing`: that is how we learn the parser wanted the
+    end of the file. After _GAP_BUDGET bytes of zeros the file reads as ended.
+    """
+
+    def __init__(self, size: int, pieces: Sequence[tuple[int, bytes]]) -> None:
+        super().__init__()
+        self._size = size
+        self._pieces = pieces
+        self._position = 0
+        self._gap_budget = _GAP_BUDGET
+        self.missing: list[tuple[int, int]] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        start = self._position
+        end = min(self._size, start + len(buffer))
+        if end <= start:
+            return 0
+        out = memoryview(buffer).cast("B")
+        out[: end - start] = bytes(end - start)
+        known = 0
+        for offset, data in self._pieces:
+            low, high = max(offset, start), min(offset + len(data), end)
+            if low < high:
+                out[low - start : high - start] = data[low - offset : high - offset]
+                known += high - low
+        if known < end - start:
+            self.missing.append((start, end))
+            self._gap_budget -= end - start - known
+            if self._gap_budget < 0:
+                return 0
+        self._position = end
+        return end - start

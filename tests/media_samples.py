@@ -1,0 +1,406 @@
+"""Small real media files, built in memory, and `MediaServer`, a real HTTP server that serves them.
+
+Each format function returns the bytes of a file of the given duration. Only what a container parser reads
+is real (headers, indexes, frame headers, page checksums); the coded samples are filler, so the files are
+tiny and no binary is checked in. `filler` (mp4) and `packet_size` (opus) make a file larger than the
+preflight's head and tail windows.
+
+`MediaServer` answers HEAD and ranged GETs like a CDN, or misbehaves on request (`Item`), and counts the
+body bytes it sends per path. Used by tests/test_preflight.py and bench/preflight.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import struct
+import wave
+from collections import Counter
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tests.fakes.server import BackgroundServer, client_gone
+
+# -- WAV --------------------------------------------------------------------------------------------
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    """16-bit mono PCM silence; the duration is the data size over the byte rate."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * round(seconds * rate))
+    return out.getvalue()
+
+
+# -- MP4 / MOV / M4A (ISO base media file format) ---------------------------------------------------
+
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _box(kind: bytes, *parts: bytes) -> bytes:
+    payload = b"".join(parts)
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _full(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", (version << 24) | flags), *parts)
+
+
+def _trak(track_id: int, video: bool, seconds: float, movie_scale: int) -> bytes:
+    # Video: 25 frames/s, timescale 12800. Audio: AAC frames of 1024 samples at 44.1 kHz.
+    scale, delta = (12800, 512) if video else (44100, 1024)
+    count = math.ceil(seconds * scale / delta)
+    media_duration = count * delta
+    tkhd = _full(
+        b"tkhd",
+        0,
+        3,
+        struct.pack(">IIIII", 0, 0, track_id, 0, round(media_duration * movie_scale / scale)),
+        bytes(8),
+        struct.pack(">hhhH", 0, 0, 0 if video else 0x100, 0),
+        _MATRIX,
+        struct.pack(">II", (320 << 16) if video else 0, (240 << 16) if video else 0),
+    )
+    mdhd = _full(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, scale, media_duration, 0x55C4, 0))
+    handler = b"vide" if video else b"soun"
+    hdlr = _full(b"hdlr", 0, 0, struct.pack(">I4s", 0, handler), bytes(12), b"filler\x00")
+    if video:
+        entry = _box(
+            b"avc1",
+            bytes(6),
+            struct.pack(">H", 1),
+            bytes(16),
+            struct.pack(">HHII", 320, 240, 0x480000, 0x480000),
+            bytes(4),
+            struct.pack(">H", 1),
+            bytes(32),
+            struct.pack(">Hh", 0x18, -1),
+        )
+        header = _full(b"vmhd", 0, 1, bytes(8))
+    else:
+        entry = _box(
+            b"mp4a",
+            bytes(6),
+            struct.pack(">H", 1),
+            bytes(8),
+            struct.pack(">HHHHI", 2, 16, 0, 0, 44100 << 16),
+        )
+        header = _full(b"smhd", 0, 0, bytes(4))
+    stbl = _box(
+        b"stbl",
+        _full(b"stsd", 0, 0, struct.pack(">I", 1), entry),
+        _full(b"stts", 0, 0, struct.pack(">III", 1, count, delta)),
+        _full(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, count, 1)),
+        _full(b"stsz", 0, 0, struct.pack(">II", 1, count)),  # every sample 1 byte
+        _full(b"stco", 0, 0, struct.pack(">II", 1, 0)),
+    )
+    dinf = _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
+    minf = _box(b"minf", header, dinf, stbl)
+    return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
+
+
+def _moov(seconds: float, video: bool, audio: bool) -> bytes:
+    scale = 1000
+    duration = round(seconds * scale)
+    mvhd = _full(
+        b"mvhd",
+        0,
+        0,
+        struct.pack(">IIIIIH", 0, 0, scale, duration, 0x10000, 0x100),
+        bytes(10),
+        _MATRIX,
+        bytes(24),
+        struct.pack(">I", 3),
+    )
+    tracks = []
+    if video:
+        tracks.append(_trak(1, True, seconds, scale))
+    if audio:
+        tracks.append(_trak(2, False, seconds, scale))
+    return _box(b"moov", mvhd, *tracks)
+
+
+def mp4(
+    seconds: float,
+    *,
+    moov_at_end: bool = False,
+    filler: int = 4096,
+    video: bool = True,
+    audio: bool = True,
+    brand: bytes = b"isom",
+) -> bytes:
+    """An MP4 (or, by brand, MOV / M4A) with `filler` bytes of sample data.
+
+    `moov_at_end` puts the index after the data, as many encoders do unless asked for "fast start": a
+    reader then needs the end of the file.
+    """
+    ftyp = _box(b"ftyp", brand, struct.pack(">I", 0x200), brand, b"isom", b"mp41")
+    mdat = _box(b"mdat", bytes(filler))
+    moov = _moov(seconds, video, audio)
+    return ftyp + mdat + moov if moov_at_end else ftyp + moov + mdat
+
+
+def mov(seconds: float, **options: bool | int) -> bytes:
+    return mp4(seconds, brand=b"qt  ", **options)  # type: ignore[arg-type]
+
+
+def m4a(seconds: float, **options: bool | int) -> bytes:
+    return mp4(seconds, brand=b"M4A ", video=False, **options)  # type: ignore[arg-type]
+
+
+# -- MP3 --------------------------------------------------------------------------------------------
+
+# MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono, no CRC: 417-byte frames of 1152 samples.
+_MP3_HEADER = bytes([0xFF, 0xFB, 0x90, 0xC0])
+_MP3_FRAME = 144 * 128_000 // 44_100
+
+
+def mp3(seconds: float) -> bytes:
+    """Constant-bitrate frames of silence (zero side info and main data): duration = size / bitrate."""
+    frames = round(seconds * 44_100 / 1152)
+    return (_MP3_HEADER + bytes(_MP3_FRAME - len(_MP3_HEADER))) * frames
+
+
+# -- Ogg (Opus, Vorbis) -----------------------------------------------------------------------------
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return table
+
+
+_CRC_TABLE = _ogg_crc_table()
+
+
+def _ogg_crc(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+def _ogg_page(packets: list[bytes], granule: int, sequence: int, flags: int) -> bytes:
+    lacing = bytearray()
+    for packet in packets:
+        lacing += b"\xff" * (len(packet) // 255) + bytes([len(packet) % 255])
+    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x5EED, sequence, 0, len(lacing))
+    page = header + bytes(lacing) + b"".join(packets)
+    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
+
+
+def _ogg(
+    headers: list[bytes], packet: bytes, samples_per_packet: int, total_samples: int, skip: int
+) -> bytes:
+    pages = [_ogg_page([headers[0]], 0, 0, 0x02)]
+    pages += [_ogg_page([h], 0, i + 1, 0) for i, h in enumerate(headers[1:])]
+    per_page = 50
+    done = 0
+    while done < total_samples:
+        count = min(per_page, math.ceil((total_samples - done) / samples_per_packet))
+        done = min(total_samples, done + count * samples_per_packet)
+        last = done >= total_samples
+        pages.append(_ogg_page([packet] * count, skip + done, len(pages), 0x04 if last else 0))
+    return b"".join(pages)
+
+
+def opus(seconds: float, packet_size: int = 3) -> bytes:
+    """Ogg Opus: 20 ms packets (CELT, mono); the duration is the last page's granule minus pre-skip."""
+    pre_skip = 312
+    head = struct.pack("<8sBBHIhB", b"OpusHead", 1, 1, pre_skip, 48000, 0, 0)
+    tags = struct.pack("<8sI", b"OpusTags", 4) + b"test" + struct.pack("<I", 0)
+    packet = b"\xf8" + bytes(packet_size - 1)
+    return _ogg([head, tags], packet, 960, round(seconds * 48000), pre_skip)
+
+
+def vorbis(seconds: float) -> bytes:
+    """Ogg Vorbis headers (identification, comment, a stub setup) and 1024-sample packets of filler."""
+    rate = 44100
+    ident = struct.pack("<B6sIBIiiiBB", 1, b"vorbis", 0, 1, rate, 0, 64000, 0, 0xB8, 1)
+    comment = struct.pack("<B6sI", 3, b"vorbis", 4) + b"test" + struct.pack("<IB", 0, 1)
+    setup = struct.pack("<B6s", 5, b"vorbis") + bytes(32)
+    return _ogg([ident, comment, setup], b"\x00" * 8, 1024, round(seconds * rate), 0)
+
+
+# -- WebM (Matroska) --------------------------------------------------------------------------------
+
+
+def _ebml(element_id: int, payload: bytes) -> bytes:
+    size = len(payload)
+    id_bytes = element_id.to_bytes((element_id.bit_length() + 7) // 8, "big")
+    return id_bytes + (0x01 << 56 | size).to_bytes(8, "big") + payload  # 8-byte size field
+
+
+def _uint(element_id: int, value: int) -> bytes:
+    return _ebml(element_id, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def webm(seconds: float, video: bool = True) -> bytes:
+    """EBML header, Segment Info with Duration (ms at the default 1 ms timecode scale), one track."""
+    header = _ebml(
+        0x1A45DFA3,
+        _uint(0x4286, 1)
+        + _uint(0x42F7, 1)
+        + _uint(0x42F2, 4)
+        + _uint(0x42F3, 8)
+        + _ebml(0x4282, b"webm")
+        + _uint(0x4287, 4)
+        + _uint(0x4285, 2),
+    )
+    info = _ebml(
+        0x1549A966,
+        _uint(0x2AD7B1, 1_000_000)
+        + _ebml(0x4489, struct.pack(">d", seconds * 1000))
+        + _ebml(0x4D80, b"tests")
+        + _ebml(0x5741, b"tests"),
+    )
+    if video:
+        track = _uint(0xD7, 1) + _uint(0x73C5, 1) + _uint(0x83, 1) + _ebml(0x86, b"V_VP8")
+        track += _ebml(0xE0, _uint(0xB0, 320) + _uint(0xBA, 240))
+    else:
+        track = _uint(0xD7, 1) + _uint(0x73C5, 1) + _uint(0x83, 2) + _ebml(0x86, b"A_OPUS")
+        track += _ebml(0xE1, _uint(0x9F, 1) + _ebml(0xB5, struct.pack(">d", 48000.0)))
+    tracks = _ebml(0x1654AE6B, _ebml(0xAE, track))
+    block = b"\x81" + struct.pack(">hB", 0, 0x80) + bytes(16)
+    cluster = _ebml(0x1F43B675, _uint(0xE7, 0) + _ebml(0xA3, block))
+    return header + _ebml(0x18538067, info + tracks + cluster)
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """What one path answers. By default: `body` as a well-behaved CDN serves it (HEAD, Range)."""
+
+    body: bytes = b""
+    content_type: str = "application/octet-stream"
+    status: int = 200  # anything else: that status with a small HTML error page
+    head_status: int | None = None  # HEAD answers this instead (405: "HEAD not allowed")
+    head_length: int | None = None  # HEAD claims this Content-Length (a server that lies)
+    ranges: bool = True  # False: Range is ignored, the whole body comes with 200
+    redirect: str | None = None  # answer 302 to this Location
+    stream: bool = False  # ignore Range; send `body`, then zeros without end (chunked, no length)
+    stall: bool = False  # never answer; wait for the client to give up
+
+
+class MediaServer(BackgroundServer):
+    """Serves `items` by path on `host` (any loopback address: 127.0.0.2 is loopback on Linux too)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__()
+        self.host = host
+        self.wanted_port = port
+        self.items: dict[str, Item] = {}
+        self.sent: Counter[str] = Counter()  # body bytes written per path
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
+        self.gone: set[str] = set()  # paths whose client went away mid-answer
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def add(self, path: str, item: Item) -> str:
+        """Serve `item` at `path`; returns its URL."""
+        with self.lock:
+            self.items[path] = item
+        return self.base_url + path
+
+    def hits(self, path: str) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(method, ranges) for method, p, ranges in self.requests if p == path]
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{path:.*}", self._serve)
+
+    async def _setup(self) -> None:
+        # BackgroundServer binds 127.0.0.1 only; the redirect tests need a server on another address.
+        app = web.Application()
+        self.routes(app)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.wanted_port).start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        with self.lock:
+            self.requests.append((request.method, path, request.headers.get("Range", "")))
+            item = self.items.get(path)
+        if item is None:
+            return web.Response(status=404, text="<html>not here</html>", content_type="text/html")
+        if item.stall:
+            while not client_gone(request):
+                await asyncio.sleep(0.02)
+            with self.lock:
+                self.gone.add(path)
+            return web.Response(status=204)
+        if item.redirect is not None:
+            return web.Response(status=302, headers={"Location": item.redirect})
+        if request.method == "HEAD":
+            status = item.head_status or item.status
+            length = item.head_length if item.head_length is not None else len(item.body)
+            headers = {"Content-Type": item.content_type, "Content-Length": str(length)}
+            return web.Response(status=status, headers=headers)
+        if item.status != 200:
+            return web.Response(status=item.status, text="<html>error page</html>", content_type="text/html")
+        if item.stream:
+            return await self._stream(request, item)
+        body, status, headers = item.body, 200, {"Content-Type": item.content_type}
+        span = _byte_range(request.headers.get("Range", ""), len(body)) if item.ranges else None
+        if span == "unsatisfiable":
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(body)}"})
+        if isinstance(span, tuple):
+            first, last = span
+            body, status = body[first : last + 1], 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{len(item.body)}"
+        response = web.Response(status=status, body=body, headers=headers)
+        with self.lock:
+            self.sent[path] += len(body)
+        return response
+
+    async def _stream(self, request: web.Request, item: Item) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": item.content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = item.body
+        try:
+            while True:
+                await response.write(chunk)
+                with self.lock:
+                    self.sent[request.path] += len(chunk)
+                chunk = bytes(64 * 1024)
+        except ConnectionError:
+            with self.lock:
+                self.gone.add(request.path)
+        return response
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """The (first, last) bytes of a single `Range: bytes=…` (as RFC 9110 reads it), "unsatisfiable", or
+    None for no usable range (the whole body then)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec or "-" not in spec:
+        return None
+    start, _, end = spec.strip().partition("-")
+    if not start:  # bytes=-N: the last N bytes
+        if not end.isdigit() or int(end) == 0:
+            return "unsatisfiable"
+        return max(0, size - int(end)), size - 1
+    if not start.isdigit() or (end and not end.isdigit()):
+        return None
+    first = int(start)
+    if first >= size:
+        return "unsatisfiable"
+    last = min(size - 1, int(end)) if end else size - 1
+    return first, last
