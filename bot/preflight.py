@@ -2,13 +2,15 @@
 size, and how long is it?
 
 Per link, at most three small requests: a HEAD (status, type, size: the cheap refusals), a GET of the first
-`head_bytes`, and, only when the container parser asked for the end of the file (an mp4 whose `moov` index
-was written last, an Ogg file's last page), a GET of the last `tail_bytes`. Never more than
-`head_bytes + tail_bytes` of body are read, even from a server that ignores Range.
+`head_bytes`, and, only when the container parser asked for bytes past them, a GET of `tail_bytes` more (an
+mp4's `moov` index written after the data, from where it starts; otherwise the end of the file, e.g. an Ogg
+file's last page). Never more than `head_bytes + tail_bytes` of body are read, even from a server that
+ignores Range.
 
-The duration comes from libmediainfo (pymediainfo, which bundles it) run on a sparse file: the bytes we
-have, at their offsets in a file of the real size, with zeros elsewhere. The parser seeks where the
-container says the index is, and we note when it reads a part we do not have (see `_SparseFile`).
+The duration comes from libmediainfo (pymediainfo, whose wheel bundles it) run on a sparse file: the bytes
+we have, at their offsets in a file of the real size, zeros elsewhere. The parser seeks where the container
+says its index is, and we note when it reads a part we do not have (`_SparseFile`): that is where the
+second GET goes. A duration that rests on bytes we could not get is dropped (None), never guessed.
 
 The bot fetches user-chosen URLs, so every connection is checked (SSRF): names are resolved by
 `_GuardedResolver`, which drops loopback, private, link-local (incl. the 169.254.169.254 metadata
@@ -27,6 +29,7 @@ import http
 import io
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,8 +164,12 @@ class Preflight:
         """The facts of the media file at `url`, or LinkRefused saying why it cannot be used."""
         where = _loggable(url)
         try:
+            target = _parse_url(url)
+        except ValueError:
+            raise LinkRefused("bad_url", "is not a valid web address") from None
+        try:
             async with asyncio.timeout(self._timeout_s):
-                facts = await self._check(_parse_url(url), max_size)
+                facts = await self._check(target, max_size)
         except LinkRefused as refusal:
             log.info("preflight refused %s: %s", where, refusal.code)
             raise
@@ -204,33 +211,49 @@ class Preflight:
             raise LinkRefused("empty", "points to an empty file")
         if _looks_like_html(data):
             raise LinkRefused("web_page", "answers with a web page, not a media file")
-
-        # The file's real size; unknown when nobody said and the body went on past the head.
-        known = size if size is not None else (len(data) if complete else None)
-        probe = await asyncio.to_thread(_probe, known or len(data), [(0, data)])
-        # Without the real size a duration is a guess (an mp3's is the size over the bitrate).
-        duration = probe.duration_s if known is not None else None
-        if known is not None and known > len(data):
-            tail_start = max(len(data), known - self._tail_bytes)
-            if probe.wanted(tail_start, known):  # e.g. an mp4's index, an Ogg file's last page
-                tail = await self._tail(source, tail_start, known)
-                if tail:
-                    probe = await asyncio.to_thread(_probe, known, [(0, data), (tail_start, tail)])
-                    duration = probe.duration_s
-                else:
-                    duration = None  # what the parser made of zeros where it wanted the end is a guess
-
+        if size is None and complete:
+            size = len(data)  # nobody said, but we have it all
+        probe, duration = await self._inspect(source, data, size)
         if content_type in _GENERIC_TYPES and probe.not_media:
-            raise LinkRefused("not_media", f"is not a video or audio file (it is {probe.format})")
-        return MediaFacts(known, content_type, duration)
+            raise LinkRefused("not_media", f"is a {probe.format} file, not video or audio")
+        return MediaFacts(size, content_type, duration)
 
-    async def _tail(self, url: URL, start: int, size: int) -> bytes:
-        """Bytes `start`..`size` of the file, or b"" if the server will not give exactly those."""
+    async def _inspect(self, source: URL, head: bytes, size: int | None) -> tuple[_Probe, Decimal | None]:
+        """What the parser makes of the file, and its duration: None unless it rests on real bytes."""
+        probe = await asyncio.to_thread(_probe, size or len(head), [(0, head)])
+        if size is None:
+            return probe, None  # without the real size a duration is a guess (an mp3's is size / bitrate)
+        window = self._tail_window(probe, len(head), size)
+        if window is None:
+            return probe, probe.duration_s
+        tail = await self._tail(source, *window)
+        if not tail:
+            return probe, None  # what the parser made of zeros where it wanted more is a guess
+        probe = await asyncio.to_thread(_probe, size, [(0, head), (window[0], tail)])
+        return probe, probe.duration_s
+
+    def _tail_window(self, probe: _Probe, have: int, size: int) -> tuple[int, int] | None:
+        """The [start, end) past the head worth fetching, if the parser asked for bytes there.
+
+        An MP4/MOV/M4A index (`moov`) starts where the parser jumped to, and its duration comes first:
+        tail_bytes from there read even an index too large to take whole (a long phone recording's).
+        Anything else wants the end of the file (an Ogg file's last page): the last tail_bytes.
+        """
+        if size <= have:
+            return None
+        jumps = [offset for offset in probe.jumps if offset >= have]
+        if probe.format == "MPEG-4" and jumps:
+            return jumps[0], min(size, jumps[0] + self._tail_bytes)
+        start = max(have, size - self._tail_bytes)
+        return (start, size) if probe.wanted(start, size) else None
+
+    async def _tail(self, url: URL, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the file, or b"" if the server will not give exactly those."""
         try:
-            async with self._open("GET", url, {"Range": f"bytes={start}-{size - 1}"}) as got:
+            async with self._open("GET", url, {"Range": f"bytes={start}-{end - 1}"}) as got:
                 if got.status != 206 or _range_start(got) != start:
                     return b""  # a 200 would be the whole file again: not read
-                data, _ = await _read(got, size - start)
+                data, _ = await _read(got, end - start)
                 return data
         except (aiohttp.ClientError, LinkRefused) as exc:
             # The head already showed a media file; without its end we only lack the duration.
@@ -290,9 +313,10 @@ class Preflight:
                 "unreachable", "could not be reached securely (its TLS certificate is not valid)"
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            why = (exc.os_error.strerror or "connection failed").lower()
+            # strerror alone: aiohttp's message names the address.
+            why = os.strerror(exc.os_error.errno).lower() if exc.os_error.errno else "connection failed"
             return LinkRefused("unreachable", f"could not be reached ({why})", transient=True)
-        if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        if isinstance(exc, aiohttp.InvalidURL):  # e.g. 2130706433, 127.1: legacy forms of an address
             return LinkRefused("bad_url", "is not a valid web address")
         if isinstance(exc, aiohttp.ClientResponseError):
             return LinkRefused("unreachable", "did not answer with valid HTTP")
@@ -369,7 +393,7 @@ def _refuse_type(content_type: str) -> None:
     if content_type in _PAGE_TYPES:
         raise LinkRefused("web_page", "answers with a web page, not a media file")
     if not (content_type.startswith(("video/", "audio/")) or content_type in _MEDIA_TYPES):
-        raise LinkRefused("not_media", f"is not a video or audio file (it is served as {content_type})")
+        raise LinkRefused("not_media", f"is served as {content_type}, not as video or audio")
 
 
 def _refuse_size(size: int | None, max_size: int | None) -> None:
@@ -433,6 +457,7 @@ class _Probe:
     format: str | None  # "MPEG-4", "PDF"…; None when not recognised
     tracks: frozenset[str]  # "Video", "Audio", "Image", "Text"…
     missing: tuple[tuple[int, int], ...]  # [start, end) spans it read where we had no bytes
+    jumps: tuple[int, ...]  # where it sought to and read, where we had no bytes
 
     def wanted(self, start: int, end: int) -> bool:
         """Did the parser read anywhere in [start, end) that we did not have?"""
@@ -452,13 +477,14 @@ def _probe(size: int, pieces: Sequence[tuple[int, bytes]]) -> _Probe:
         info = MediaInfo.parse(sparse)
     except (OSError, RuntimeError) as exc:  # the library would not load, or failed
         log.warning("preflight: libmediainfo failed: %s", exc)
-        return _Probe(None, None, frozenset(), ())
+        return _Probe(None, None, frozenset(), (), ())
     general = info.general_tracks[0] if info.general_tracks else None
     return _Probe(
         duration_s=_seconds(general.duration if general is not None else None),
         format=general.format if general is not None else None,
         tracks=frozenset(track.track_type for track in info.tracks) - {"General"},
         missing=tuple(sparse.missing),
+        jumps=tuple(sparse.jumps),
     )
 
 
@@ -476,8 +502,9 @@ def _seconds(milliseconds: object) -> Decimal | None:
 class _SparseFile(io.RawIOBase):
     """A read-only file of `size` bytes of which only `pieces` are known; the rest reads as zeros.
 
-    Reads that touch an unknown span are recorded in `missing`: that is how we learn the parser wanted the
-    end of the file. After _GAP_BUDGET bytes of zeros the file reads as ended.
+    Reads that touch an unknown span are recorded in `missing`, and in `jumps` when the parser sought
+    there (rather than read on): that is how we learn it wanted an index or the end of the file. After
+    _GAP_BUDGET bytes of zeros the file reads as ended.
     """
 
     def __init__(self, size: int, pieces: Sequence[tuple[int, bytes]]) -> None:
@@ -486,7 +513,9 @@ class _SparseFile(io.RawIOBase):
         self._pieces = pieces
         self._position = 0
         self._gap_budget = _GAP_BUDGET
+        self._sought = False
         self.missing: list[tuple[int, int]] = []
+        self.jumps: list[int] = []
 
     def readable(self) -> bool:
         return True
@@ -499,8 +528,10 @@ class _SparseFile(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
+        position = max(0, base + offset)
+        self._sought = self._sought or position != self._position
+        self._position = position
+        return position
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         start = self._position
@@ -515,8 +546,11 @@ class _SparseFile(io.RawIOBase):
             if low < high:
                 out[low - start : high - start] = data[low - offset : high - offset]
                 known += high - low
+        sought, self._sought = self._sought, False
         if known < end - start:
             self.missing.append((start, end))
+            if sought:
+                self.jumps.append(start)
             self._gap_budget -= end - start - known
             if self._gap_budget < 0:
                 return 0

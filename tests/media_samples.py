@@ -51,7 +51,7 @@ def _full(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
     return _box(kind, struct.pack(">I", (version << 24) | flags), *parts)
 
 
-def _trak(track_id: int, video: bool, seconds: float, movie_scale: int) -> bytes:
+def _trak(track_id: int, video: bool, seconds: float, movie_scale: int, listed: bool) -> bytes:
     # Video: 25 frames/s, timescale 12800. Audio: AAC frames of 1024 samples at 44.1 kHz.
     scale, delta = (12800, 512) if video else (44100, 1024)
     count = math.ceil(seconds * scale / delta)
@@ -96,7 +96,10 @@ def _trak(track_id: int, video: bool, seconds: float, movie_scale: int) -> bytes
         _full(b"stsd", 0, 0, struct.pack(">I", 1), entry),
         _full(b"stts", 0, 0, struct.pack(">III", 1, count, delta)),
         _full(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, count, 1)),
-        _full(b"stsz", 0, 0, struct.pack(">II", 1, count)),  # every sample 1 byte
+        # Every sample 1 byte: said once, or listed per sample as encoders write it (4 bytes a sample).
+        _full(b"stsz", 0, 0, struct.pack(">II", 0, count) + struct.pack(">I", 1) * count)
+        if listed
+        else _full(b"stsz", 0, 0, struct.pack(">II", 1, count)),
         _full(b"stco", 0, 0, struct.pack(">II", 1, 0)),
     )
     dinf = _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
@@ -104,7 +107,7 @@ def _trak(track_id: int, video: bool, seconds: float, movie_scale: int) -> bytes
     return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
 
 
-def _moov(seconds: float, video: bool, audio: bool) -> bytes:
+def _moov(seconds: float, video: bool, audio: bool, listed: bool) -> bytes:
     scale = 1000
     duration = round(seconds * scale)
     mvhd = _full(
@@ -119,9 +122,9 @@ def _moov(seconds: float, video: bool, audio: bool) -> bytes:
     )
     tracks = []
     if video:
-        tracks.append(_trak(1, True, seconds, scale))
+        tracks.append(_trak(1, True, seconds, scale, listed))
     if audio:
-        tracks.append(_trak(2, False, seconds, scale))
+        tracks.append(_trak(2, False, seconds, scale, listed))
     return _box(b"moov", mvhd, *tracks)
 
 
@@ -133,15 +136,17 @@ def mp4(
     video: bool = True,
     audio: bool = True,
     brand: bytes = b"isom",
+    listed_sizes: bool = False,
 ) -> bytes:
     """An MP4 (or, by brand, MOV / M4A) with `filler` bytes of sample data.
 
     `moov_at_end` puts the index after the data, as many encoders do unless asked for "fast start": a
-    reader then needs the end of the file.
+    reader then needs the end of the file. `listed_sizes` makes the index as large as a real one (a
+    10-minute video's is ~160 KB).
     """
     ftyp = _box(b"ftyp", brand, struct.pack(">I", 0x200), brand, b"isom", b"mp41")
     mdat = _box(b"mdat", bytes(filler))
-    moov = _moov(seconds, video, audio)
+    moov = _moov(seconds, video, audio, listed_sizes)
     return ftyp + mdat + moov if moov_at_end else ftyp + moov + mdat
 
 
@@ -155,15 +160,22 @@ def m4a(seconds: float, **options: bool | int) -> bytes:
 
 # -- MP3 --------------------------------------------------------------------------------------------
 
-# MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono, no CRC: 417-byte frames of 1152 samples.
-_MP3_HEADER = bytes([0xFF, 0xFB, 0x90, 0xC0])
-_MP3_FRAME = 144 * 128_000 // 44_100
+# MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono, no CRC: frames of 1152 samples, 417.96 bytes on average.
+_MP3_HEADER = 0xFFFB90C0
+_MP3_PADDING = 0x200  # the header's padding bit: this frame is one byte longer
 
 
 def mp3(seconds: float) -> bytes:
-    """Constant-bitrate frames of silence (zero side info and main data): duration = size / bitrate."""
-    frames = round(seconds * 44_100 / 1152)
-    return (_MP3_HEADER + bytes(_MP3_FRAME - len(_MP3_HEADER))) * frames
+    """Constant-bitrate frames of silence (zero side info and main data): duration = size / bitrate.
+
+    As encoders do, a frame is padded by one byte whenever the byte count falls behind 128 kbit/s."""
+    frames = []
+    exact = 144 * 128_000 / 44_100
+    for n in range(round(seconds * 44_100 / 1152)):
+        padded = math.floor((n + 1) * exact) - math.floor(n * exact) > math.floor(exact)
+        header = _MP3_HEADER | (_MP3_PADDING if padded else 0)
+        frames.append(struct.pack(">I", header) + bytes(math.floor(exact) + padded - 4))
+    return b"".join(frames)
 
 
 # -- Ogg (Opus, Vorbis) -----------------------------------------------------------------------------
@@ -320,7 +332,7 @@ class MediaServer(BackgroundServer):
             return [(method, ranges) for method, p, ranges in self.requests if p == path]
 
     def routes(self, app: web.Application) -> None:
-        app.router.add_route("*", "/{path:.*}", self._serve)
+        app.router.add_route("*", "/{path:.*}", self._answer)
 
     async def _setup(self) -> None:
         # BackgroundServer binds 127.0.0.1 only; the redirect tests need a server on another address.
@@ -332,7 +344,7 @@ class MediaServer(BackgroundServer):
         self._runner = runner
         self._port = int(runner.addresses[0][1])
 
-    async def _serve(self, request: web.Request) -> web.StreamResponse:
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         with self.lock:
             self.requests.append((request.method, path, request.headers.get("Range", "")))
@@ -349,8 +361,10 @@ class MediaServer(BackgroundServer):
             return web.Response(status=302, headers={"Location": item.redirect})
         if request.method == "HEAD":
             status = item.head_status or item.status
-            length = item.head_length if item.head_length is not None else len(item.body)
-            headers = {"Content-Type": item.content_type, "Content-Length": str(length)}
+            headers = {"Content-Type": item.content_type}
+            if not item.stream:  # a stream's length is not known
+                length = item.head_length if item.head_length is not None else len(item.body)
+                headers["Content-Length"] = str(length)
             return web.Response(status=status, headers=headers)
         if item.status != 200:
             return web.Response(status=item.status, text="<html>error page</html>", content_type="text/html")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 
 import pytest
 
@@ -9,6 +10,7 @@ from bot.command import (
     MAX_TEXT_LENGTH,
     MAX_URL_LENGTH,
     PLAYBACK_TYPES,
+    BudgetCommand,
     InvalidCommand,
     LipSyncRequest,
     parse_lipsync_text,
@@ -441,3 +443,44 @@ def test_problem_names_the_argument_in_commands() -> None:
     assert "The link" in (public_url_problem("ftp://example.com/a") or "")
     reason = refusal(f"{VIDEO} ftp://example.com/a.mp3")
     assert "The audio link" in reason
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("budget", BudgetCommand()),
+        # What Slack sends with should_escape: true, for a channel and a person picked from its suggestions.
+        ("budget <#C0DUB|dubbing> 50", BudgetCommand("channel", "C0DUB", Decimal(50))),
+        ("budget <@U0BOB> 12.5 usd", BudgetCommand("user", "U0BOB", Decimal("12.5"), "usd")),
+        ("budget <@W0ENT|bob> $20", BudgetCommand("user", "W0ENT", Decimal(20), "USD")),
+        (
+            "BUDGET <#G0PRIV> 1,000 LipSync.dev credits",
+            BudgetCommand("channel", "G0PRIV", Decimal(1000), "LipSync.dev credits"),
+        ),
+        ("budget <#C0DUB|dubbing> off", BudgetCommand("channel", "C0DUB", None)),
+        ("budget <#C0DUB> 0", BudgetCommand("channel", "C0DUB", Decimal(0))),
+    ],
+)
+def test_budget_commands(text: str, expected: BudgetCommand) -> None:
+    assert parse_lipsync_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("budget #dubbing 50", "not a channel or a person"),  # typed without picking (no id)
+        ("budget general 50", "not a channel or a person"),
+        ("budget <#C0DUB|dubbing>", "Say how much"),
+        ("budget <#C0DUB> lots", "not an amount"),
+        ("budget <#C0DUB> -5", "not an amount"),
+        ("budget <#C0DUB> 1e12", "not an amount"),
+        ("budget <#C0DUB> NaN", "not an amount"),
+    ],
+)
+def test_budget_commands_refused_say_why(text: str, reason: str) -> None:
+    with pytest.raises(InvalidCommand) as caught:
+        parse_lipsync_text(text)
+    assert reason in caught.value.reason

@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,10 +19,12 @@ from pydantic import SecretStr
 from slack_sdk.models.blocks import Block
 
 from bot import messages
+from bot.budgets import Limit
 from bot.command import InvalidCommand, parse_lipsync_text
 from bot.file_share import Plan
 from bot.jobs import Job, Source, Status
 from bot.messages import Message
+from bot.providers.base import Cost
 from bot.providers.jogg import JoggProvider
 from bot.slack_files import SlackFile
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
@@ -208,6 +211,63 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "job list empty": ("job_list", lambda: messages.job_list([], 3, 0, 10), False),
     "upload skipped": ("upload_skipped", lambda: messages.upload_skipped(HUGE), True),
+    # Money (bot/gate.py): refusals carry outside words (a link checker's reason, a budget's numbers).
+    "refused link": (
+        "result",
+        lambda: messages.result(job(error_code="link_refused", error=HUGE, error_file="audio link")),
+        True,
+    ),
+    "refused budget for files": (
+        "result",
+        lambda: messages.result(files_job(error_code="refused_budget", error=HOSTILE)),
+        True,
+    ),
+    "from the cache": (
+        "result",
+        lambda: messages.result(
+            files_job(status=Status.SUCCEEDED, result_url=HOSTILE_URL, cached_from=HOSTILE, cost="0")
+        ),
+        True,
+    ),
+    "quote expired": (
+        "result",
+        lambda: messages.result(job(status=Status.CANCELLED, error_code="quote_expired", user=HOSTILE)),
+        False,
+    ),
+    "quote": (
+        "quote_prompt",
+        lambda: messages.quote_prompt(
+            job(video_s=HOSTILE, audio_s="62.5"), "JoggAI", Cost(Decimal("0.5"), "credits"), Decimal(1), 15
+        ),
+        False,
+    ),
+    "quote answered": ("quote_answered", lambda: messages.quote_answered(job(), "now"), False),
+    "quote not yours": ("not_your_quote", lambda: messages.not_your_quote(job(user=HOSTILE)), False),
+    "balance low": (
+        "balance_low",
+        lambda: messages.balance_low(HOSTILE, Cost(Decimal("0.3"), HOSTILE), Decimal(10)),
+        True,
+    ),
+    "budgets": (
+        "budgets_view",
+        lambda: messages.budgets_view(
+            [
+                Limit("channel", "C0GENERAL", "credits", Decimal(50), Decimal("12.5")),
+                Limit("user", HOSTILE, HUGE, Decimal(10) ** 9, Decimal(10) ** 10),
+                *(Limit("user", f"U{n:04d}", "USD", Decimal(n), Decimal(0)) for n in range(300)),
+            ],
+            HOSTILE,
+            admin=True,
+        ),
+        True,
+    ),
+    "budget set": (
+        "budget_set",
+        lambda: messages.budget_set("user", HOSTILE, HOSTILE, Decimal(20), Decimal(0)),
+        True,
+    ),
+    "budget usage": ("budget_usage", lambda: messages.budget_usage(HUGE), True),
+    "admins only": ("admins_only", messages.admins_only, False),
     "cancelled job": (
         "result",
         lambda: messages.result(files_job(status=Status.CANCELLED, cancel_by=HOSTILE, task_id=HOSTILE)),

@@ -1,0 +1,205 @@
+"""Time the link preflight (bot/preflight.py) adds to a job, against a bare ranged GET in the same run.
+
+What it measures: per job, the wall time to check both links at once, as the pipeline does
+(`asyncio.gather` of the video and the audio link's `check()`), on one long-lived Preflight with its
+production settings (256 KB head, 128 KB tail, 5 s timeout). The baseline, interleaved job by job with the
+checks: both links fetched at once with one plain aiohttp GET of their first 256 KB each on a kept-alive
+session: the floor of any check that reads a file's header. Each job kind runs `--jobs` jobs per round,
+`--repeat` rounds; we print min/median/max over rounds of each round's median and p95, and the client
+process's CPU time per checked job (HTTP and libmediainfo parsing).
+
+How: tests.media_samples.MediaServer (a real aiohttp server that honours Range like a CDN) in a process of
+its own (`python -m bench.preflight --serve`) so it never holds this process's interpreter lock, on
+127.0.0.1 (allowed through `allowed_networks`). The files are built in memory by tests/media_samples.py:
+
+  index last + mp3    a 5-minute mp4 whose `moov` (an encoder-sized index, ~80 KB) follows 30 MB of data,
+                      and a 5-minute mp3: HEAD, head GET and a tail GET each (the worst case)
+  fast start + ogg    the same mp4 with its index first (HEAD + head GET), and a 5-minute Ogg Opus (its
+                      last page is at the end: HEAD, head, tail)
+  fast start + wav    the fast-start mp4 and a 5-minute WAV: HEAD and head GET each
+
+Loopback hides the network: against a real host each request adds a round trip (three at most per link,
+the two links in parallel), plus the TLS handshake of a new connection.
+
+Target: every round's p95 per job < 300 ms.
+
+    .venv/bin/python -m bench.preflight              # 5 rounds of 40 jobs per kind
+    .venv/bin/python -m bench.preflight --quick      # 2 rounds of 10 jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.common import percentile, print_machine, print_table, spread, verdict
+from bot.preflight import Preflight
+from tests.harness import REPO
+from tests.media_samples import Item, MediaServer, mp3, mp4, opus, wav
+
+HEAD_BYTES = 256 * 1024
+TARGET_MS = 300.0
+BASELINE, PREFLIGHT = "bare GET (baseline)", "preflight"
+JOBS = {
+    "index last + mp3": ("/index-last.mp4", "/voice.mp3"),
+    "fast start + ogg": ("/fast-start.mp4", "/voice.ogg"),
+    "fast start + wav": ("/fast-start.mp4", "/voice.wav"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    if args.quick:
+        args.jobs, args.repeat = 10, 2
+
+    print_machine()
+    with media_server() as base_url:
+        figures = asyncio.run(measure(base_url, args.jobs, args.repeat))
+
+    rows = []
+    worst = 0.0
+    for kind in JOBS:
+        for mode in (BASELINE, PREFLIGHT):
+            rounds = figures.rounds[(kind, mode)]
+            p95s = [percentile(r, 95) for r in rounds]
+            if mode == PREFLIGHT:
+                worst = max(worst, *p95s)
+            medians = [percentile(r, 50) for r in rounds]
+            rows.append(
+                [f"{kind}: {mode}", len(rounds), sum(map(len, rounds)), spread(medians), spread(p95s)]
+            )
+    print_table(["job (both links at once)", "rounds", "jobs", "median ms (min/med/max)", "p95 ms"], rows)
+    print()
+    for kind in JOBS:
+        pairs = zip(figures.rounds[(kind, PREFLIGHT)], figures.rounds[(kind, BASELINE)], strict=True)
+        added = [percentile(check, 50) - percentile(bare, 50) for check, bare in pairs]
+        print(f"added by the preflight, {kind}: {spread(added)} ms (round medians, minus the baseline's)")
+    print(f"client CPU per checked job (HTTP + parsing): {figures.cpu_ms_per_job:.1f} ms")
+    print(f"first job on a fresh Preflight (connecting, loading libmediainfo): {figures.cold_ms:.1f} ms")
+    target = f"target: every round's p95 per job < {TARGET_MS:.0f} ms (worst {worst:.1f} ms)"
+    print(f"{target}: {verdict(worst < TARGET_MS)}")
+
+
+@dataclass
+class Figures:
+    rounds: dict[tuple[str, str], list[list[float]]]  # (job kind, mode) → each round's job times, ms
+    cpu_ms_per_job: float
+    cold_ms: float
+
+
+async def measure(base_url: str, jobs: int, repeat: int) -> Figures:
+    rounds: dict[tuple[str, str], list[list[float]]] = {}
+    urls = {kind: (base_url + video, base_url + audio) for kind, (video, audio) in JOBS.items()}
+    preflight = Preflight(allowed_networks=["127.0.0.1/32"])
+    try:
+        async with aiohttp.ClientSession() as bare:
+            started = time.perf_counter()
+            await check_job(preflight, urls["index last + mp3"])
+            cold_ms = (time.perf_counter() - started) * 1000
+            for pair in urls.values():  # warm: every connection open, every code path run once
+                await check_job(preflight, pair)
+                await bare_job(bare, pair)
+
+            cpu_s, checked = 0.0, 0
+            for _ in range(repeat):
+                for kind, pair in urls.items():
+                    checks: list[float] = []
+                    bares: list[float] = []
+                    for _ in range(jobs):  # interleaved: a noisy moment falls on both
+                        started = time.perf_counter()
+                        await bare_job(bare, pair)
+                        bares.append((time.perf_counter() - started) * 1000)
+                        cpu = time.process_time()
+                        started = time.perf_counter()
+                        await check_job(preflight, pair)
+                        checks.append((time.perf_counter() - started) * 1000)
+                        cpu_s += time.process_time() - cpu
+                        checked += 1
+                    rounds.setdefault((kind, PREFLIGHT), []).append(checks)
+                    rounds.setdefault((kind, BASELINE), []).append(bares)
+    finally:
+        await preflight.aclose()
+    return Figures(rounds, cpu_s * 1000 / checked, cold_ms)
+
+
+async def check_job(preflight: Preflight, pair: tuple[str, str]) -> None:
+    video, audio = await asyncio.gather(*(preflight.check(url, 2 * 10**9) for url in pair))
+    if video.duration_s is None or audio.duration_s is None:
+        raise SystemExit(f"no duration read: {video}, {audio}")
+
+
+async def bare_job(session: aiohttp.ClientSession, pair: tuple[str, str]) -> None:
+    async def get(url: str) -> None:
+        async with session.get(url, headers={"Range": f"bytes=0-{HEAD_BYTES - 1}"}) as response:
+            await response.read()
+
+    await asyncio.gather(*(get(url) for url in pair))
+
+
+# -- the media server, in its own process ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def media_server() -> Iterator[str]:
+    """`python -m bench.preflight --serve` as a child; yields its base URL; it exits when its stdin closes."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.preflight", "--serve"],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError("the media server did not start")
+        yield str(json.loads(line)["base_url"])
+    finally:
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def serve() -> None:
+    index_last = mp4(300.0, moov_at_end=True, filler=30_000_000, listed_sizes=True)
+    fast_start = mp4(300.0, filler=30_000_000, listed_sizes=True)
+    with MediaServer() as media:
+        media.add("/index-last.mp4", Item(index_last, "video/mp4"))
+        media.add("/fast-start.mp4", Item(fast_start, "video/mp4"))
+        media.add("/voice.mp3", Item(mp3(300.0), "audio/mpeg"))
+        media.add("/voice.ogg", Item(opus(300.0, packet_size=60), "audio/ogg"))
+        media.add("/voice.wav", Item(wav(300.0), "audio/wav"))
+        print(json.dumps({"base_url": media.base_url}), flush=True)
+        sys.stdin.read()  # until the parent closes the pipe (or dies)
+
+
+if __name__ == "__main__":
+    main()
