@@ -47,6 +47,7 @@ LINK_REFUSED = "link_refused"
 REFUSED_BALANCE = "refused_balance"
 REFUSED_BUDGET = "refused_budget"
 QUOTE_EXPIRED = "quote_expired"
+REFUSALS = (LINK_REFUSED, REFUSED_BALANCE, REFUSED_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class Gate:
 
     async def check(self, job: Job, token: str, now_ms: int, provider: Provider) -> Decision | Cached | None:
         """None once the job may be paid for; otherwise what to do with it instead."""
-        if job.checked:
-            return None
+        if job.checked or job.task_id or job.submit_state is PostState.ATTEMPTED:
+            return None  # let through already (or by a bot from before the gate): never refuse a sent job
         if job.confirm_state == "asked":
             return await self._waiting(job, now_ms)
         if job.confirm_state != "confirmed":

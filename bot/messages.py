@@ -70,6 +70,9 @@ OWN_ERRORS = {
     "provider_off": "I no longer have a key for {label}, so I could not go on with this job. An admin "
     "can set it again; or run the command again with another provider.",
     "unreachable": "I can't post there.",
+    "compare_stopped": "The compare stopped before I sent it to {label}: the first provider's dub was "
+    "refused (my other private message says why), and the dubs share its message. Nothing was charged "
+    "for {label}.",
 }
 
 # Why a job from shared files failed before the provider saw it, keyed by the transfer's error code.

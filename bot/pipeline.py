@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from bot import messages, result_upload
 from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, finish
-from bot.gate import Cached, Gate
+from bot.gate import REFUSALS, Cached, Gate
 from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.media_links import MediaLinks
 from bot.messages import Message
@@ -79,6 +79,7 @@ DIGEST_KEPT_MS = 24 * 3600 * 1000
 SUBMIT_UNKNOWN = "submit_unknown"  # a create with no clear answer at a provider that cannot reconcile it
 NEEDS_PUBLIC_URL = "needs_public_url"  # shared files for a provider without uploads, and no PUBLIC_URL
 PROVIDER_OFF = "provider_off"  # the job's provider has no key any more
+COMPARE_STOPPED = "compare_stopped"  # a compare's lead was refused before paying: its followers stop too
 
 
 # Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
@@ -311,12 +312,16 @@ class Pipeline:
         if job.parent_state is PostState.POSTED:
             return None
         # created_ms is always stored: without it, the lead is gone (fields at their default are not stored).
-        lead = await self.store.get_fields(job.group, ("created_ms", "parent_state", "parent_ts", "status"))
+        names = ("created_ms", "parent_state", "parent_ts", "status", "error_code")
+        lead = await self.store.get_fields(job.group, names)
         if lead.get("parent_state") == PostState.POSTED and lead.get("parent_ts"):
             job.parent_state, job.parent_ts = PostState.POSTED, lead["parent_ts"]
             fields = {"parent_state": PostState.POSTED, "parent_ts": job.parent_ts}
             await self.store.update(Lane.SUBMIT, job.id, token, fields)
             return None
+        if lead.get("error_code") in REFUSALS:
+            # The lead was refused before paying (a link, a budget): the compare stops, and says so.
+            return finish(Status.FAILED, error_code=COMPARE_STOPPED)
         if "created_ms" not in lead or Status(lead.get("status") or Status.QUEUED).final:
             # The lead ended without a message (the bot cannot post there; it told the user): so do we.
             return Done(

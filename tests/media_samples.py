@@ -301,7 +301,8 @@ class Item:
     head_length: int | None = None  # HEAD claims this Content-Length (a server that lies)
     ranges: bool = True  # False: Range is ignored, the whole body comes with 200
     redirect: str | None = None  # answer 302 to this Location
-    stream: bool = False  # ignore Range; send `body`, then zeros without end (chunked, no length)
+    chunked: bool = False  # no length said: Range ignored, `body` sent chunked
+    endless: bool = False  # chunked, and after `body` zeros without end
     stall: bool = False  # never answer; wait for the client to give up
 
 
@@ -362,13 +363,13 @@ class MediaServer(BackgroundServer):
         if request.method == "HEAD":
             status = item.head_status or item.status
             headers = {"Content-Type": item.content_type}
-            if not item.stream:  # a stream's length is not known
+            if not (item.chunked or item.endless):
                 length = item.head_length if item.head_length is not None else len(item.body)
                 headers["Content-Length"] = str(length)
             return web.Response(status=status, headers=headers)
         if item.status != 200:
             return web.Response(status=item.status, text="<html>error page</html>", content_type="text/html")
-        if item.stream:
+        if item.chunked or item.endless:
             return await self._stream(request, item)
         body, status, headers = item.body, 200, {"Content-Type": item.content_type}
         span = _byte_range(request.headers.get("Range", ""), len(body)) if item.ranges else None
@@ -389,11 +390,12 @@ class MediaServer(BackgroundServer):
         await response.prepare(request)
         chunk = item.body
         try:
-            while True:
+            while chunk:
                 await response.write(chunk)
                 with self.lock:
                     self.sent[request.path] += len(chunk)
-                chunk = bytes(64 * 1024)
+                chunk = bytes(64 * 1024) if item.endless else b""
+            await response.write_eof()
         except ConnectionError:
             with self.lock:
                 self.gone.add(request.path)

@@ -212,6 +212,17 @@ def test_octet_stream_and_small_whole_files(server: MediaServer, path: str) -> N
     assert facts == MediaFacts(len(body), "application/octet-stream", Decimal("3"))
 
 
+def test_a_body_of_unsaid_length(server: MediaServer, path: str) -> None:
+    whole = samples.webm(3.0)
+    cut = samples.wav(30.0)  # longer than the head window: its size stays unknown
+    whole_url = server.add(path, Item(whole, "video/webm", chunked=True))
+    cut_url = server.add(path + "-cut", Item(cut, "audio/wav", chunked=True))
+
+    assert check(whole_url) == MediaFacts(len(whole), "video/webm", Decimal("3"))
+    # The header says 30 s, but without the file's size no duration is trusted.
+    assert check(cut_url) == MediaFacts(None, "audio/wav", None)
+
+
 def test_media_whose_duration_cannot_be_read_is_not_refused(server: MediaServer, path: str) -> None:
     url = server.add(path, Item(b"\x00\x01 not a container we know " * 100, "video/mp4"))
 
@@ -220,8 +231,9 @@ def test_media_whose_duration_cannot_be_read_is_not_refused(server: MediaServer,
     assert facts.duration_s is None and facts.size == 2700
 
 
-def test_head_refused_falls_back_to_the_ranged_get(server: MediaServer, path: str) -> None:
-    url = server.add(path, Item(samples.wav(1.0), "audio/x-wav", head_status=405))  # within the head
+@pytest.mark.parametrize("status", [405, 501, 403])  # 403: a link presigned for GET only
+def test_head_refused_falls_back_to_the_ranged_get(server: MediaServer, path: str, status: int) -> None:
+    url = server.add(path, Item(samples.wav(1.0), "audio/x-wav", head_status=status))  # within the head
 
     facts = check(url)
 
@@ -246,7 +258,7 @@ def test_a_server_ignoring_range(server: MediaServer, path: str, moov_at_end: bo
 
 def test_an_endless_body_is_cut_after_the_head_window(server: MediaServer, path: str) -> None:
     head = samples.mp4(3.0, filler=1000)
-    url = server.add(path, Item(head, "video/mp4", stream=True))
+    url = server.add(path, Item(head, "video/mp4", endless=True))
 
     facts = check(url, timeout_s=30)
 
@@ -464,6 +476,21 @@ def test_a_stalled_server_times_out_within_the_budget(server: MediaServer, path:
     assert refusal.transient and refusal.reason == "did not answer within 0.3 s"
     wait_until(lambda: path in server.gone, message="the server saw the client give up")
     assert elapsed < 10  # bounded by timeout_s, not by the server (which never answers)
+
+
+def test_never_goes_through_a_proxy_from_the_environment(
+    server: MediaServer, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.add(path, Item(samples.wav(1.0), "audio/wav"))
+    with MediaServer() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+
+        assert check(url).duration_s == Decimal("1")
+
+        assert proxy.requests == []
 
 
 def test_logs_never_carry_the_query_string(

@@ -181,7 +181,7 @@ def test_lipsyncdev_command_is_dubbed_and_costed_with_credits_used(
     assert submit.headers["authorization"] == f"Bearer {lipsyncdev_api.api_key}"
     assert "LipSync.dev" in text_of(parent)
     assert lipsyncdev_api.output_url(job.job_id) in text_of(reply)
-    assert "38 credits" in text_of(reply)
+    assert "38 LipSync.dev credits" in text_of(reply)
 
 
 def test_lipsyncdev_failure_says_what_it_said(

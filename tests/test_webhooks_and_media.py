@@ -89,7 +89,7 @@ def test_shared_files_reach_lipsyncdev_through_signed_links_the_bot_serves(
 
     [reply] = replies(slack, shared.ts, 1)
     settle(redis_client)
-    assert "12 credits" in text_of(reply)
+    assert "12 LipSync.dev credits" in text_of(reply)
     fetched = {f.field: f for f in lipsyncdev_api.fetches}
     assert fetched["srcVideoUrl"].status == 200 and fetched["audioUrl"].status == 200
     assert fetched["srcVideoUrl"].sha256 == shared.sha(video_id)
