@@ -22,8 +22,13 @@ Per run, over the measured rounds' commands:
             arrived (matched by the `?n=` of its video URL; both clocks are this machine's time.time())
             p50 / p95
   bot CPU   the bot process's utime+stime from the first measured round until the last create, per
-            measured command (in `on`, the checks' HTTP and parsing are in it)
-Each figure is reported as min / median / max over the runs.
+            measured command (in `on`, the checks' HTTP and parsing are in it), and as cores (CPU seconds
+            over that window's wall time: above 1.0, libmediainfo runs in threads beside the event loop)
+  machine   the share of all cores busy over that window (/proc/stat): the bench, the bot, Redis, the
+            fakes and the media server share this machine's cores
+Each figure is reported as min / median / max over the runs. Each run also prints its rounds' median
+ack -> create (does the wait grow round by round, i.e. does the bot fall behind?) and the media server's
+CPU per command.
 
 Targets, on the medians over the runs:
   added by the check = on - off of the ack -> create p50 < 300 ms (the issue's figure, for the typical
@@ -49,9 +54,9 @@ socket.getaddrinfo for names ending in `.bench.test`, the same as a hosts-file e
 its SSRF guard included, is unchanged. Both configurations run with the shim (in `off` nothing resolves
 the name), so the processes differ only in the PREFLIGHT settings.
 
-Checks (exit status 1 if any fails, whatever the figures): every command was acked with 200, every
-command's job (warm-up included) reached the fake JoggAI exactly once, and in `on` every job has its
-audio length (`audio_s`) in Redis: the check really ran.
+Checks (exit status 1 if any fails; a missed target is reported, not an exit status): every command was
+acked with 200, every command's job (warm-up included) reached the fake JoggAI exactly once, and in `on`
+every job has its audio length (`audio_s`) in Redis: the check really ran.
 
 Before each run the bench waits until `pgrep -f pytest` finds nothing (polled every 5 s), so a test suite
 running on the same machine does not disturb it; a run after which pytest is found running is measured

@@ -86,6 +86,10 @@ class Gate:
         """None once the job may be paid for; otherwise what to do with it instead."""
         if job.checked or job.task_id or job.submit_state is PostState.ATTEMPTED:
             return None  # let through already (or by a bot from before the gate): never refuse a sent job
+        if job.confirm_state == "asked" and not job.confirm_ms:  # the question may not have gone out
+            asked = Cost(_decimal(job.quote) or Decimal(0), job.quote_unit)
+            above = self.rules.confirm_above.get(job.quote_unit, Decimal(0))
+            return await self._prompt(job, token, provider, asked, above)
         if job.confirm_state == "asked":
             return await self._waiting(job, now_ms)
         if job.confirm_state != "confirmed":
@@ -272,10 +276,11 @@ class Gate:
     async def _ask(
         self, job: Job, token: str, provider: Provider, quote: Cost, threshold: Decimal
     ) -> Decision:
-        # Marked before the question goes out, so a click always finds the job asking.
+        # Marked before the question goes out, so a click always finds the job asking; `confirm_ms` is
+        # set once it has gone out (a crash in between asks again: at worst a second, equal question).
         fields = {
             "confirm_state": "asked",
-            "confirm_ms": NOW,
+            "confirm_ms": 0,
             "video_s": job.video_s,
             "audio_s": job.audio_s,
             "quote": job.quote,
@@ -284,6 +289,11 @@ class Gate:
             "errors": 0,
         }
         await self.store.update(Lane.SUBMIT, job.id, token, fields)
+        return await self._prompt(job, token, provider, quote, threshold)
+
+    async def _prompt(
+        self, job: Job, token: str, provider: Provider, quote: Cost, threshold: Decimal
+    ) -> Decision:
         minutes = max(1, round(self.rules.quote_ttl_ms / 60_000))
         prompt = messages.quote_prompt(job, provider.label, quote, threshold, minutes)
         if job.response_url:
@@ -292,6 +302,7 @@ class Gate:
             told = await self.slack.tell(job.channel, job.user, job.parent_ts, prompt)
         if not told:
             log.warning("job %s: could not ask %s to confirm the quote", job.id, job.user)
+        await self.store.update(Lane.SUBMIT, job.id, token, {"confirm_ms": NOW})
         log.info(
             "job %s: quote %s %s is above %s; asked to confirm", job.id, quote.amount, quote.unit, threshold
         )

@@ -178,24 +178,24 @@ class Pipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         step = {Lane.SUBMIT: self.submit, Lane.POLL: self.poll, Lane.SEND: self.send}[lane]
         decision = await step(job, token, now_ms)
-        if isinstance(decision, Done) and self.gate is not None:
-            # Before the job is marked done: a crash in between settles again, which changes nothing.
-            await self.gate.settle(_ended(job, decision))
-        await self.apply(lane, job.id, token, decision)
+        await self.apply(lane, job, token, decision)
         if lane is Lane.SEND and isinstance(decision, Done):
             if job.status in (Status.FAILED, Status.TIMED_OUT):
                 await self.store.note_failure(job.id)
             if self.on_job_ended is not None:
                 self.on_job_ended(job)
 
-    async def apply(self, lane: Lane, job_id: str, token: str, decision: Decision) -> None:
+    async def apply(self, lane: Lane, job: Job, token: str, decision: Decision) -> None:
         """The one place a step's decision is carried out."""
         if isinstance(decision, Stay):
-            await self.store.reschedule(lane, job_id, token, decision.delay_ms, decision.fields)
+            await self.store.reschedule(lane, job.id, token, decision.delay_ms, decision.fields)
         elif isinstance(decision, Move):
-            await self.store.move(lane, decision.lane, job_id, token, decision.delay_ms, decision.fields)
+            await self.store.move(lane, decision.lane, job.id, token, decision.delay_ms, decision.fields)
         else:
-            await self.store.finish(lane, job_id, token, decision.fields)
+            if self.gate is not None:
+                # Before the job is marked done: a crash in between settles again, which changes nothing.
+                await self.gate.settle(_ended(job, decision))
+            await self.store.finish(lane, job.id, token, decision.fields)
 
     def _expired(self, job: Job, now_ms: int) -> bool:
         return now_ms - job.created_ms >= self.timing.job_timeout_ms

@@ -290,7 +290,7 @@ class Worker:
         else:
             decision = finish(Status.FAILED, error_code="internal", error="internal error")
         try:
-            await self.pipeline.apply(lane, job.id, token, decision)
+            await self.pipeline.apply(lane, job, token, decision)
         except (LeaseLost, RedisError) as exc:
             log.warning("job %s: could not record the error: %s", job.id, exc)
 

@@ -109,3 +109,28 @@ def test_a_compare_delivered_twice_runs_once(
     settle(redis_client)
     assert len(slack.messages(CHANNEL)) == 1 and len(slack.replies(CHANNEL, parent["ts"])) == 4
     assert len(jogg.creates) == 1 and sync_api.generation_count == 1 and len(lipsyncdev_api.jobs) == 1
+
+
+def test_a_compare_whose_first_provider_is_over_budget_stops_and_says_why(
+    all_three: Callable[..., BotThread],  # noqa: F811
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    sync_api: FakeSync,
+    lipsyncdev_api: FakeLipSyncDev,
+    redis_client: redis.Redis,
+) -> None:
+    slack.add_user("U0ADMIN", name="ada", is_admin=True)
+    bot = all_three()
+    # The channel has no JoggAI credits this month; sync.so and LipSync.dev have no budget.
+    bot.command(f"budget <#{CHANNEL}|general> 0 jogg", response_url="", user_id="U0ADMIN")
+
+    bot.command(f"compare {VIDEO} {AUDIO}", response_url=slack.response_url("r"))
+
+    answers = wait_until(lambda: r if len(r := slack.responses.get("r", [])) >= 3 else None, timeout=30)
+    settle(redis_client)
+    texts = [text_of(a) for a in answers]
+    assert sum("monthly budget" in t for t in texts) == 1  # JoggAI's refusal
+    assert sum("The compare stopped before I sent it to" in t for t in texts) == 2
+    assert all("Nothing was charged" in t or "nothing was charged" in t.lower() for t in texts)
+    assert slack.messages(CHANNEL) == []
+    assert jogg.creates == [] and sync_api.generation_count == 0 and not lipsyncdev_api.jobs

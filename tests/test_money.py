@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_host import MediaHost
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BotThread
+from tests.harness import BotProcess, BotThread, bot_env
 from tests.payloads import block_actions, event_callback
 from tests.test_file_shares import settle
 
@@ -93,7 +94,9 @@ def buttons(message: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def click(bot: BotThread, slack: FakeSlack, action: str, job_id: str, key: str, user: str = ALICE) -> None:
+def click(
+    bot: BotThread | BotProcess, slack: FakeSlack, action: str, job_id: str, key: str, user: str = ALICE
+) -> None:
     payload = block_actions(
         action, job_id, user_id=user, message_ts="1.0", response_url=slack.response_url(key)
     )
@@ -411,3 +414,42 @@ def test_the_same_files_shared_again_are_answered_from_the_cache_by_their_bytes(
 
     assert "From the cache" in text_of(reply) and "job_again_anyway" in buttons(reply)
     assert len(jogg.creates) == 1
+
+
+def test_a_quote_outlives_a_killed_bot_and_its_budget_is_reserved_once(
+    slack: FakeSlack, jogg: FakeJogg, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    slack.add_user("U0ADMIN", name="ada", is_admin=True)
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=30)  # costs 0.24
+    env = bot_env(slack, jogg, tmp_path, REDIS_URL=redis_url, CONFIRM_ABOVE="credits=0.25")
+    bot = BotProcess(env, tmp_path).start()
+    try:
+        bot.command(f"budget <@{ALICE}> 5", response_url="", user_id="U0ADMIN")
+        # Shared files: their lengths come from Slack (no link check needed for a quote).
+        files = [
+            slack.add_file(
+                "FV1", "talk.mp4", "video/mp4", "mp4", os.urandom(90_000), user=ALICE, duration_ms=62_500
+            ),
+            slack.add_file(
+                "FA1", "voice.mp3", "audio/mpeg", "mp3", os.urandom(40_000), user=ALICE, duration_ms=62_500
+            ),
+        ]
+        message = slack.add_message(SHARES, "", user=ALICE, files=files)
+        event = {**message, "channel": SHARES, "channel_type": "channel", "event_ts": message["ts"]}
+        assert bot.event(event_callback(event)).status_code == 200
+        [quote] = wait_until(lambda: [e for e in slack.ephemerals if "Dub it" in text_of(e)], timeout=20)
+        assert quote["user"] == ALICE and "0.50 credits" in text_of(quote)
+        job_id = buttons(quote)["quote_ok"]
+        bot.kill()  # kill -9 while the job waits for its answer
+
+        bot.start()
+        assert "0.50 credits of 5.00 credits spent" in bot.command("budget", response_url="").text
+        click(bot, slack, "quote_ok", job_id, "ok")
+        assert "Dubbing it" in private(slack, "ok")[0]
+        [reply] = wait_until(lambda: slack.replies(SHARES, message["ts"]), timeout=30)
+        settle(redis_client)
+        assert "0.24 credits" in text_of(reply) and len(jogg.creates) == 1
+        # The reservation (0.50, once: not 1.00 after the restart's second look) became the real cost.
+        assert "0.24 credits of 5.00 credits spent" in bot.command("budget", response_url="").text
+    finally:
+        bot.stop()
