@@ -284,6 +284,10 @@ def test_a_channel_budget_admits_dubs_until_it_is_spent_and_shows_what_is_left(
     assert len(jogg.creates) == 2
     shown = bot.command("budget", response_url="", user_id=ALICE).text
     assert "1.00 credits of 1.00 credits spent" in shown
+    # App Home, published as Alice's jobs ended, shows the channel's budget too.
+    wait_until(
+        lambda: "1.00 credits of 1.00 credits spent" in json.dumps(slack.home_views.get(ALICE)), timeout=20
+    )
 
 
 def test_a_job_that_fails_before_it_is_sent_gives_its_reservation_back(
