@@ -8,8 +8,8 @@ session: the floor of any check that reads a file's header. Each job kind runs `
 `--repeat` rounds; we print min/median/max over rounds of each round's median and p95, and the client
 process's CPU time per checked job (HTTP and libmediainfo parsing).
 
-How: tests.media_samples.MediaServer (a real aiohttp server that honours Range like a CDN) in a process of
-its own (`python -m bench.preflight --serve`) so it never holds this process's interpreter lock, on
+How: tests.fakes.media_server.MediaServer (a real aiohttp server that honours Range like a CDN) in a
+process of its own (`python -m bench.preflight --serve`) so it never holds this process's interpreter lock, on
 127.0.0.1 (allowed through `allowed_networks`). The files are built in memory by tests/media_samples.py:
 
   index last + mp3    a 5-minute mp4 whose `moov` (an encoder-sized index, ~80 KB) follows 30 MB of data,
@@ -44,8 +44,9 @@ import aiohttp
 
 from bench.common import percentile, print_machine, print_table, spread, verdict
 from bot.preflight import Preflight
+from tests.fakes.media_server import Item, MediaServer
 from tests.harness import REPO
-from tests.media_samples import Item, MediaServer, mp3, mp4, opus, wav
+from tests.media_samples import mp3, mp4, opus, wav
 
 HEAD_BYTES = 256 * 1024
 TARGET_MS = 300.0

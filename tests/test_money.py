@@ -22,7 +22,7 @@ from bot.command import LipSyncRequest
 from bot.jobs import Job
 from tests import media_samples
 from tests.fakes.jogg_api import FakeJogg, Outcome
-from tests.fakes.media_host import MediaHost
+from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotProcess, BotThread, bot_env
@@ -36,8 +36,8 @@ ALICE = "U0ALICE"
 
 
 @pytest.fixture
-def media() -> Iterator[MediaHost]:
-    with MediaHost() as server:
+def media() -> Iterator[MediaServer]:
+    with MediaServer() as server:
         yield server
 
 
@@ -49,12 +49,12 @@ def money_bot(start_bot: Callable[..., BotThread]) -> Callable[..., BotThread]:
     return start
 
 
-def talk(media: MediaHost, seconds: float = 40, name: str = "talk") -> str:
-    return media.put(f"/{name}.mp4", "video/mp4", media_samples.mp4(seconds))
+def talk(media: MediaServer, seconds: float = 40, name: str = "talk") -> str:
+    return media.add(f"/{name}.mp4", Item(media_samples.mp4(seconds), "video/mp4"))
 
 
-def voice(media: MediaHost, seconds: float = 62.5, name: str = "voice") -> str:
-    return media.put(f"/{name}.wav", "audio/wav", media_samples.wav(seconds))
+def voice(media: MediaServer, seconds: float = 62.5, name: str = "voice") -> str:
+    return media.add(f"/{name}.wav", Item(media_samples.wav(seconds), "audio/wav"))
 
 
 def submit(bot: BotThread, slack: FakeSlack, video: str, audio: str, key: str, user: str = ALICE) -> Job:
@@ -118,13 +118,10 @@ def job_field(redis_client: redis.Redis, job_id: str, name: str) -> str:
 @pytest.mark.parametrize(
     ("serve", "expected"),
     [
-        (
-            lambda m: m.put("/page", "text/html", b"<!doctype html><html><body>Drive</body></html>"),
-            "web page",
-        ),
-        (lambda m: m.url("/missing.mp3"), "404"),
-        (lambda m: m.put("/empty.wav", "audio/wav", b""), "empty"),
-        (lambda m: m.put("/data.json", "application/json", b'{"audio": "no"}'), "not a"),
+        (lambda m: m.add("/page", Item(b"<!doctype html><html>Drive</html>", "text/html")), "web page"),
+        (lambda m: m.base_url + "/missing.mp3", "404"),
+        (lambda m: m.add("/empty.wav", Item(b"", "audio/wav")), "empty"),
+        (lambda m: m.add("/data.json", Item(b'{"audio": "no"}', "application/json")), "not a"),
     ],
     ids=["html", "404", "empty", "not-media"],
 )
@@ -132,9 +129,9 @@ def test_a_bad_audio_link_is_refused_privately_before_anything_is_paid(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
-    serve: Callable[[MediaHost], str],
+    serve: Callable[[MediaServer], str],
     expected: str,
 ) -> None:
     bot = money_bot()
@@ -149,10 +146,10 @@ def test_a_bad_audio_link_is_refused_privately_before_anything_is_paid(
 
 
 def test_a_file_larger_than_the_limit_is_refused(
-    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaHost
+    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaServer
 ) -> None:
     bot = money_bot(max_file_mb=0.5)
-    big = media.put("/long.wav", "audio/wav", media_samples.wav(70, rate=8000))  # 1.1 MB
+    big = media.add("/long.wav", Item(media_samples.wav(70, rate=8000), "audio/wav"))  # 1.1 MB
     submit(bot, slack, talk(media), big, "r1")
 
     [answer] = private(slack, "r1")
@@ -161,12 +158,12 @@ def test_a_file_larger_than_the_limit_is_refused(
 
 
 def test_a_redirect_to_a_private_address_is_refused(
-    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaHost
+    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaServer
 ) -> None:
-    with MediaHost("127.0.0.2") as inside:  # "another host on a private network", serving real audio
-        secret = inside.put("/voice.wav", "audio/wav", media_samples.wav(10))
+    with MediaServer("127.0.0.2") as inside:  # "another host on a private network", serving real audio
+        secret = inside.add("/voice.wav", Item(media_samples.wav(10), "audio/wav"))
         bot = money_bot()
-        submit(bot, slack, talk(media), media.redirect("/go", secret), "r1")
+        submit(bot, slack, talk(media), media.add("/go", Item(redirect=secret)), "r1")
 
         [answer] = private(slack, "r1")
         assert "audio link" in answer and "private" in answer
@@ -178,7 +175,7 @@ def test_good_links_are_measured_and_the_dub_goes_through(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
@@ -188,7 +185,7 @@ def test_good_links_are_measured_and_the_dub_goes_through(
     reply = reply_in_thread(slack)
     assert "0.50 credits" in text_of(reply)
     [create] = jogg.creates
-    assert create["body"]["audio_url"] == media.url("/voice.wav")
+    assert create["body"]["audio_url"] == media.base_url + "/voice.wav"
     assert Decimal(job_field(redis_client, job.id, "audio_s")) == Decimal("62.5")
     assert abs(Decimal(job_field(redis_client, job.id, "video_s")) - 40) < Decimal("0.1")
     assert job_field(redis_client, job.id, "quote") == "0.50"  # 62.5 s at 1 credit per 125 s
@@ -201,7 +198,7 @@ def test_an_expensive_dub_waits_for_dub_it_and_a_cancelled_one_is_never_sent(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
@@ -223,7 +220,7 @@ def test_an_expensive_dub_waits_for_dub_it_and_a_cancelled_one_is_never_sent(
     reply = reply_in_thread(slack)
     assert "0.50 credits" in text_of(reply)
     settle(redis_client)
-    assert [c["body"]["audio_url"] for c in jogg.creates] == [media.url("/voice.wav")]
+    assert [c["body"]["audio_url"] for c in jogg.creates] == [media.base_url + "/voice.wav"]
     assert job_field(redis_client, second.id, "status") == "cancelled"
 
 
@@ -231,7 +228,7 @@ def test_only_the_requester_answers_a_quote_and_an_unanswered_one_expires(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     slack.add_user("U0BOB", name="bob")
@@ -257,7 +254,7 @@ def test_a_channel_budget_admits_dubs_until_it_is_spent_and_shows_what_is_left(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     slack.add_user("U0ADMIN", name="ada", is_admin=True)
@@ -294,7 +291,7 @@ def test_a_job_that_fails_before_it_is_sent_gives_its_reservation_back(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     slack.add_user("U0ADMIN", name="ada", is_admin=True)
@@ -317,7 +314,7 @@ def test_the_same_dub_again_comes_from_the_cache_at_no_cost_until_asked_afresh(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
@@ -348,7 +345,7 @@ def test_a_cached_result_whose_link_is_gone_is_dubbed_afresh(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
@@ -373,7 +370,7 @@ def test_a_low_balance_refuses_before_paying_and_tells_the_admins_once(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
     jogg: FakeJogg,
-    media: MediaHost,
+    media: MediaServer,
     redis_client: redis.Redis,
 ) -> None:
     jogg.remaining_quota = 0.3

@@ -20,9 +20,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.preflight import LinkRefused, MediaFacts, Preflight
 from tests import media_samples as samples
+from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.server import wait_until
 from tests.harness import free_port
-from tests.media_samples import Item, MediaServer
 
 # libmediainfo reads in 64 KiB steps; a head window smaller than one step loses Ogg's sync.
 HEAD, TAIL = 64 * 1024, 32 * 1024

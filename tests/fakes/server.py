@@ -77,7 +77,9 @@ class BackgroundServer:
     handlers must be mutated under `self.lock`, because tests read it from their own thread.
     """
 
-    bind_host = "127.0.0.1"  # any loopback address (127.0.0.2 serves as "another, private host")
+    # Where it listens: any loopback address (127.0.0.2 serves as "another host"), any port (0: a free one).
+    bind_host = "127.0.0.1"
+    bind_port = 0
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -140,7 +142,7 @@ class BackgroundServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.bind_host}:{self.port}"
 
     # -- cross-thread helpers --------------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class BackgroundServer:
         # stop() hang for aiohttp's default 60 s.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.bind_host, 0)
+        site = web.TCPSite(runner, self.bind_host, self.bind_port)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
