@@ -43,7 +43,7 @@ another's interpreter lock (the machine's cores are shared by all of them):
     same servers as `python -m bench.common --fakes`, but the JoggAI fake also notes the time each create
     arrives and answers `GET /bench/creates` with those times (bench.common's child cannot report them;
     tests/fakes/jogg_api.py keeps creates without a time)
-  * the media server, `python -m bench.preflight_ack --media`: tests.media_samples.MediaServer (HEAD and
+  * the media server, `python -m bench.preflight_ack --media`: tests.fakes.media_server.MediaServer (HEAD and
     byte ranges like a CDN) serving files built by tests/media_samples.py: /talk.mp4, a 30 s mp4 of
     ~3 MB whose `moov` index is at the end (HEAD, head GET and a tail GET), and /voice.mp3, a 30 s mp3
     of ~480 KB (HEAD, head GET, tail GET)
@@ -103,9 +103,10 @@ from bench.common import (
 from bot.app import EVENTS_PATH
 from bot.store import PREFIX, job_key
 from tests.fakes.jogg_api import FakeJogg
+from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import REPO, BotProcess
-from tests.media_samples import Item, MediaServer, mp3, mp4
+from tests.media_samples import mp3, mp4
 from tests.payloads import form_body, signed_headers, slash_command
 
 RUNS = 3

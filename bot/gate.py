@@ -123,16 +123,7 @@ class Gate:
             threshold = self.rules.confirm_above.get(provider.unit)
             if quote is not None and threshold is not None and quote.amount > threshold:
                 return await self._ask(job, token, provider, quote, threshold)
-        fields = {
-            "checked": 1,
-            "video_s": job.video_s,
-            "audio_s": job.audio_s,
-            "quote": job.quote,
-            "quote_unit": job.quote_unit,
-            "cache_key": job.cache_key,
-            "errors": 0,
-        }
-        await self.store.update(Lane.SUBMIT, job.id, token, fields)
+        await self.store.update(Lane.SUBMIT, job.id, token, {"checked": 1, **_findings(job)})
         job.checked = 1
         return None
 
@@ -278,16 +269,7 @@ class Gate:
     ) -> Decision:
         # Marked before the question goes out, so a click always finds the job asking; `confirm_ms` is
         # set once it has gone out (a crash in between asks again: at worst a second, equal question).
-        fields = {
-            "confirm_state": "asked",
-            "confirm_ms": 0,
-            "video_s": job.video_s,
-            "audio_s": job.audio_s,
-            "quote": job.quote,
-            "quote_unit": job.quote_unit,
-            "cache_key": job.cache_key,
-            "errors": 0,
-        }
+        fields = {"confirm_state": "asked", "confirm_ms": 0, **_findings(job)}
         await self.store.update(Lane.SUBMIT, job.id, token, fields)
         return await self._prompt(job, token, provider, quote, threshold)
 
@@ -320,6 +302,18 @@ class Gate:
     async def settle(self, job: Job) -> None:
         """The job has ended: keep what it cost (or may have cost) against the budgets, give back the rest."""
         await self.ledger.settle(job.id, spent(job))
+
+
+def _findings(job: Job) -> dict[str, object]:
+    """What the gate learnt of a job, kept with it."""
+    return {
+        "video_s": job.video_s,
+        "audio_s": job.audio_s,
+        "quote": job.quote,
+        "quote_unit": job.quote_unit,
+        "cache_key": job.cache_key,
+        "errors": 0,
+    }
 
 
 def spent(job: Job) -> Decimal:
