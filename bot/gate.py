@@ -93,38 +93,45 @@ class Gate:
         if job.confirm_state == "asked":
             return await self._waiting(job, now_ms)
         if job.confirm_state != "confirmed":
-            lengths = await self._lengths(job)
-            if not isinstance(lengths, tuple):
-                return lengths
-            job.video_s, job.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
-            if job.source is not Source.FILES:
-                job.cache_key = self._cache_key(job, f"url:{job.video_url}", f"url:{job.audio_url}")
-                if (hit := await self.cached(job)) is not None:
-                    return hit
-            quote = provider.quote(*lengths, job.playback_type, job.model)
-            job.quote, job.quote_unit = (f"{quote.amount:f}", quote.unit) if quote else ("", provider.unit)
-            if (refusal := await self._balance_refusal(job, provider, quote)) is not None:
-                return refusal
-            admission = await self.ledger.admit(
-                job.id,
-                job.team_id,
-                job.channel,
-                job.user,
-                provider.unit,
-                quote.amount if quote else Decimal(0),
-            )
-            if not admission.admitted:
-                assert admission.refused_by is not None
-                return finish(
-                    Status.FAILED,
-                    error_code=REFUSED_BUDGET,
-                    error=messages.budget_refusal(admission.refused_by, job.quote, provider.unit),
-                )
-            threshold = self.rules.confirm_above.get(provider.unit)
-            if quote is not None and threshold is not None and quote.amount > threshold:
-                return await self._ask(job, token, provider, quote, threshold)
+            verdict = await self._appraise(job, token, provider)
+            if verdict is not None:
+                return verdict
         await self.store.update(Lane.SUBMIT, job.id, token, {"checked": 1, **_findings(job)})
         job.checked = 1
+        return None
+
+    async def _appraise(self, job: Job, token: str, provider: Provider) -> Decision | Cached | None:
+        """Steps 1 to 6 for a job seen for the first time; None when it may go on."""
+        lengths = await self._lengths(job)
+        if not isinstance(lengths, tuple):
+            return lengths
+        job.video_s, job.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
+        if job.source is not Source.FILES:
+            job.cache_key = self._cache_key(job, f"url:{job.video_url}", f"url:{job.audio_url}")
+            if (hit := await self.cached(job)) is not None:
+                return hit
+        quote = provider.quote(*lengths, job.playback_type, job.model)
+        job.quote, job.quote_unit = (f"{quote.amount:f}", quote.unit) if quote else ("", provider.unit)
+        if (refusal := await self._balance_refusal(job, provider, quote)) is not None:
+            return refusal
+        admission = await self.ledger.admit(
+            job.id,
+            job.team_id,
+            job.channel,
+            job.user,
+            provider.unit,
+            quote.amount if quote else Decimal(0),
+        )
+        if not admission.admitted:
+            assert admission.refused_by is not None
+            return finish(
+                Status.FAILED,
+                error_code=REFUSED_BUDGET,
+                error=messages.budget_refusal(admission.refused_by, job.quote, provider.unit),
+            )
+        threshold = self.rules.confirm_above.get(provider.unit)
+        if quote is not None and threshold is not None and quote.amount > threshold:
+            return await self._ask(job, token, provider, quote, threshold)
         return None
 
     # -- 1. the links
