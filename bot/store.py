@@ -37,9 +37,10 @@ PREFIX = "{lip}"
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
 # Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes), the
 # result and cover links (in the reply, and the video itself in the thread; providers' signed links
-# expire). The shared files' descriptions stay: Retry and Dub again of a shared-files job start from them
-# (bench/memory_jobs.py measures what a job keeps).
-FINISHED_DROPS = ("response_url", "result_url", "cover_url")
+# expire), the result cache's key (the cache holds the result by then). The shared files' descriptions
+# stay: Retry and Dub again of a shared-files job start from them (bench/memory_jobs.py measures what a
+# job keeps).
+FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key")
 DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
 USER_JOBS_KEPT = 200  # per person, for `/lipsync list` and App Home
 
