@@ -40,6 +40,8 @@ USAGE = (
     "provider I have and sums them up in one table\n"
     "• `/lipsync list`, `/lipsync status &lt;job&gt;`, `/lipsync cancel &lt;job&gt;`: your jobs, one job, "
     "stop one (the job id is on its message)\n"
+    "• `/lipsync budget`: this month's budgets per channel and person (admins set them: "
+    "`/lipsync budget #channel 50`)\n"
     "*Example:* `/lipsync https://example.com/talk.mp4 https://example.com/voice-fr.mp3 sync`\n"
     "I post the job in this channel and answer in its thread with the dubbed video and what it cost."
 )
@@ -874,6 +876,11 @@ def job_status(job: Job) -> Message:
         )
     elif job.error or job.error_code:
         lines.append(f"Reason: {_code(job.error or job.error_code)}")
+    if job.quote and job.status in (Status.QUEUED, Status.PROCESSING):
+        waiting = " · waiting for your Dub it" if job.confirm_state == "asked" else ""
+        lines.append(f"Quote about {cost_text(job.quote, job.quote_unit)}{waiting}")
+    if job.cached_from:
+        lines.append(f"From the cache: the result of job {_code(short_id(job.cached_from))}, at no cost")
     if job.retry_of:
         lines.append(f"Retry of job {_code(short_id(job.retry_of))}")
     blocks = [_section("\n".join(lines))]

@@ -241,6 +241,13 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
         ),
         False,
     ),
+    "status waiting for a quote": (
+        "job_status",
+        lambda: messages.job_status(
+            job(status=Status.QUEUED, quote=HOSTILE, quote_unit=HOSTILE, confirm_state="asked")
+        ),
+        True,
+    ),
     "quote answered": ("quote_answered", lambda: messages.quote_answered(job(), "now"), False),
     "quote not yours": ("not_your_quote", lambda: messages.not_your_quote(job(user=HOSTILE)), False),
     "balance low": (

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from bot.command import LipSyncRequest
-from bot.jobs import Job
+from bot.jobs import Job, short_id
 from tests import media_samples
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_server import Item, MediaServer
@@ -211,6 +211,8 @@ def test_an_expensive_dub_waits_for_dub_it_and_a_cancelled_one_is_never_sent(
     private(slack, "r2")
     assert jogg.creates == []  # nothing is sent before an answer
     assert slack.messages(CHANNEL) == []
+    status = bot.command(f"status {short_id(first.id)}", response_url="").text
+    assert "Quote about 0.50 credits · waiting for your Dub it" in status
 
     click(bot, slack, "quote_cancel", second.id, "c2")
     assert "nothing was sent or charged" in private(slack, "c2")[0]
