@@ -98,6 +98,9 @@ def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: P
         and settings.job_timeout_seconds == 1800
     )
     assert settings.slack_api_url == "https://slack.com/api/" and settings.port == 3000
+    # Money: links checked, a month of cache, no question asked, warned below 10 credits (where set).
+    assert settings.preflight == "on" and settings.cache_days == 30 and settings.confirm_above == ""
+    assert settings.balance_warn_below == "credits=10" and settings.quote_expires_minutes == 15
 
 
 def test_malformed_values_are_named_without_a_traceback(tmp_path: Path) -> None:
@@ -106,6 +109,19 @@ def test_malformed_values_are_named_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "REDIS_URL" in result.stderr and "redis://" in result.stderr
     assert "LOG_LEVEL" in result.stderr and "DEBUG" in result.stderr
+    money = run_bot(
+        {
+            **env,
+            "CONFIRM_ABOVE": "credits",
+            "PREFLIGHT_ALLOWED_NETWORKS": "10.0.0.0/8, the office",
+            "PREFLIGHT": "maybe",
+        },
+        tmp_path,
+    )
+    assert money.returncode == 2 and "Traceback" not in money.stderr
+    assert "CONFIRM_ABOVE: 'credits' is not unit=amount, e.g. credits=2,USD=5" in money.stderr
+    assert "PREFLIGHT_ALLOWED_NETWORKS: 'the office' is not a network" in money.stderr
+    assert "PREFLIGHT:" in money.stderr
 
 
 def test_a_port_in_use_is_named_without_a_traceback(tmp_path: Path) -> None:
