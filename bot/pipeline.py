@@ -223,7 +223,7 @@ class Pipeline:
         if job.source is Source.FILES:
             setback = await self._host_files(job, token, now_ms, provisions)
             if setback is None and isinstance(verdict := await self._cached_files(job, token), Cached):
-                return finish(**verdict.fields)  # type: ignore[arg-type]
+                return verdict.decision()
         elif job.source is Source.COMPARE and job.group != job.id:
             setback = await self._follow_lead(job, token)
         else:
@@ -231,7 +231,7 @@ class Pipeline:
         if setback is not None:
             return setback
         if isinstance(verdict, Cached):
-            return finish(**verdict.fields)  # type: ignore[arg-type]
+            return verdict.decision()
         order = self._order(job, provider)
         task: Task | None = None
         if job.submit_state is PostState.ATTEMPTED:
