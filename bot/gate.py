@@ -30,8 +30,9 @@ from bot import messages
 from bot.budgets import Ledger
 from bot.decisions import Decision, Stay, backoff_ms, finish
 from bot.jobs import Job, PostState, Source, Status
-from bot.preflight import LinkRefused, Preflight
+from bot.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
+from bot.slack_files import SlackFile
 from bot.slack_out import SlackOut
 from bot.store import NOW, JobStore, Lane
 
@@ -105,15 +106,21 @@ class Gate:
 
     async def _appraise(self, job: Job, token: str, provider: Provider) -> Decision | Cached | None:
         """Steps 1 to 6 for a job seen for the first time; None when it may go on."""
-        lengths = await self._lengths(job)
-        if not isinstance(lengths, tuple):
-            return lengths
+        inputs = await self._measure(job)
+        if not isinstance(inputs, tuple):
+            return inputs
+        lengths = [facts.duration_s if facts else None for facts in inputs]
         job.video_s, job.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
         if job.source is not Source.FILES:
-            job.cache_key = self._cache_key(job, f"url:{job.video_url}", f"url:{job.audio_url}")
+            # A link whose file changed (another size or length) is another input.
+            video, audio = (
+                f"url:{url}|{_seen(facts)}"
+                for url, facts in zip((job.video_url, job.audio_url), inputs, strict=True)
+            )
+            job.cache_key = self._cache_key(job, video, audio)
             if (hit := await self.cached(job)) is not None:
                 return hit
-        quote = provider.quote(*lengths, job.playback_type, job.model)
+        quote = provider.quote(lengths[0], lengths[1], job.playback_type, job.model)
         job.quote, job.quote_unit = (f"{quote.amount:f}", quote.unit) if quote else ("", provider.unit)
         if (refusal := await self._balance_refusal(job, provider, quote)) is not None:
             return refusal
@@ -139,20 +146,17 @@ class Gate:
 
     # -- 1. the links
 
-    async def _lengths(self, job: Job) -> tuple[Decimal | None, Decimal | None] | Decision:
-        """Both inputs' lengths (None where unknown), or the job's refusal (or retry) when a link is bad."""
+    async def _measure(self, job: Job) -> tuple[MediaFacts | None, MediaFacts | None] | Decision:
+        """What is known of both inputs (None: nothing), or the job's refusal (or retry) for a bad link."""
         if job.source is Source.FILES:
-            video, audio = job.video, job.audio
-            return _seconds_of(video.duration_ms if video else 0), _seconds_of(
-                audio.duration_ms if audio else 0
-            )
+            return _slack_facts(job.video), _slack_facts(job.audio)
         if self.preflight is None:
             return None, None
         checks = [
             self.preflight.check(url, self.rules.max_input_bytes) for url in (job.video_url, job.audio_url)
         ]
         results = await asyncio.gather(*checks, return_exceptions=True)
-        lengths: list[Decimal | None] = []
+        found: list[MediaFacts] = []
         for which, outcome in zip(("video link", "audio link"), results, strict=True):
             if isinstance(outcome, LinkRefused):
                 errors = job.errors + 1
@@ -165,8 +169,8 @@ class Gate:
                 return finish(Status.FAILED, error_code=LINK_REFUSED, error=outcome.reason, error_file=which)
             if isinstance(outcome, BaseException):
                 raise outcome
-            lengths.append(outcome.duration_s)
-        return lengths[0], lengths[1]
+            found.append(outcome)
+        return found[0], found[1]
 
     # -- 2. the result cache
 
@@ -347,5 +351,13 @@ def _decimal(text: str) -> Decimal | None:
     return value if value is not None and value.is_finite() and value >= 0 else None
 
 
-def _seconds_of(duration_ms: int) -> Decimal | None:
-    return Decimal(duration_ms) / 1000 if duration_ms else None
+def _slack_facts(file: SlackFile | None) -> MediaFacts | None:
+    """What Slack says of a shared file: its size, and its length where it gives one."""
+    if file is None:
+        return None
+    seconds = Decimal(file.duration_ms) / 1000 if file.duration_ms else None
+    return MediaFacts(size=file.size or None, content_type=file.content_type, duration_s=seconds)
+
+
+def _seen(facts: MediaFacts | None) -> str:
+    return f"{facts.size}:{facts.duration_s}" if facts else "?"

@@ -212,7 +212,7 @@ def test_an_expensive_dub_waits_for_dub_it_and_a_cancelled_one_is_never_sent(
     assert jogg.creates == []  # nothing is sent before an answer
     assert slack.messages(CHANNEL) == []
     status = bot.command(f"status {short_id(first.id)}", response_url="").text
-    assert "Quote about 0.50 credits · waiting for your Dub it" in status
+    assert "Quote about 0.50 credits" in status and "waiting for your Dub it" in status
 
     click(bot, slack, "quote_cancel", second.id, "c2")
     assert "nothing was sent or charged" in private(slack, "c2")[0]
@@ -456,3 +456,24 @@ def test_a_quote_outlives_a_killed_bot_and_its_budget_is_reserved_once(
         assert "0.24 credits of 5.00 credits spent" in bot.command("budget", response_url="").text
     finally:
         bot.stop()
+
+
+def test_a_link_whose_file_changed_is_dubbed_afresh(
+    money_bot: Callable[..., BotThread],
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    media: MediaServer,
+    redis_client: redis.Redis,
+) -> None:
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=30)
+    jogg.serve_results = True
+    bot = money_bot()
+    video, audio = talk(media), voice(media, 30)
+    submit(bot, slack, video, audio, "r1")
+    reply_in_thread(slack, 0)
+    settle(redis_client)
+    voice(media, 31)  # a new take uploaded over the old one, at the same link
+
+    submit(bot, slack, video, audio, "r2")
+    second = reply_in_thread(slack, 1)
+    assert "From the cache" not in text_of(second) and len(jogg.creates) == 2
