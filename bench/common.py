@@ -201,40 +201,47 @@ class RemoteFakes:
 
 
 @contextlib.contextmanager
+def json_child(module: str, flag: str, log_path: Path) -> Iterator[tuple[dict[str, Any], int]]:
+    """`python -m <module> <flag>` as a child process that prints one JSON line when it is ready (its
+    URLs, keys…) and exits when its stdin closes. Yields that line, parsed, and the child's pid; its
+    stderr goes to `log_path`."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", module, flag],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{module} {flag} did not start:\n{log_path.read_text()}")
+        yield json.loads(line), child.pid
+    finally:
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()  # the child exits when its stdin closes
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@contextlib.contextmanager
 def remote_stack(name: str) -> Iterator[RemoteFakes]:
     """Like `stack`, with the fakes in their own process so they never hold this process's GIL."""
     with contextlib.ExitStack() as stack_, tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
         server = start_redis(workdir)
         stack_.callback(server.stop)
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-        with (workdir / "fakes.log").open("ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "bench.common", "--fakes"],
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
-        stack_.callback(_end_child, child)
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the fakes did not start:\n{(workdir / 'fakes.log').read_text()}")
-        yield RemoteFakes(workdir, server, json.loads(line))
-
-
-def _end_child(child: subprocess.Popen[str]) -> None:
-    if child.stdin is not None:
-        with contextlib.suppress(OSError):
-            child.stdin.close()  # the child exits when its stdin closes
-    try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+        info, _ = stack_.enter_context(json_child("bench.common", "--fakes", workdir / "fakes.log"))
+        yield RemoteFakes(workdir, server, info)
 
 
 def _serve_fakes() -> None:

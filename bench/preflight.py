@@ -33,19 +33,18 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
-from bench.common import percentile, print_machine, print_table, spread, verdict
+from bench.common import json_child, percentile, print_machine, print_table, spread, verdict
 from bot.preflight import Preflight
 from tests.fakes.media_server import Item, MediaServer
-from tests.harness import REPO
 from tests.media_samples import mp3, mp4, opus, wav
 
 HEAD_BYTES = 256 * 1024
@@ -162,31 +161,12 @@ async def bare_job(session: aiohttp.ClientSession, pair: tuple[str, str]) -> Non
 
 @contextlib.contextmanager
 def media_server() -> Iterator[str]:
-    """`python -m bench.preflight --serve` as a child; yields its base URL; it exits when its stdin closes."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.preflight", "--serve"],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line:
-            raise RuntimeError("the media server did not start")
-        yield str(json.loads(line)["base_url"])
-    finally:
-        if child.stdin is not None:
-            with contextlib.suppress(OSError):
-                child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    """`python -m bench.preflight --serve` as a child; yields its base URL."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp,
+        json_child("bench.preflight", "--serve", Path(tmp) / "media.log") as (info, _),
+    ):
+        yield str(info["base_url"])
 
 
 def serve() -> None:

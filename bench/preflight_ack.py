@@ -94,6 +94,7 @@ from aiohttp import web
 from bench.common import (
     RemoteFakes,
     cpu_seconds,
+    json_child,
     percentile,
     print_machine,
     print_table,
@@ -456,35 +457,9 @@ def serve_media() -> None:
 
 @contextlib.contextmanager
 def child(flag: str, workdir: Path) -> Iterator[dict[str, Any]]:
-    """`python -m bench.preflight_ack <flag>` as a child; yields the JSON line it prints; it exits when its
-    stdin closes."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-    log_path = workdir / f"{flag.strip('-')}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.preflight_ack", flag],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{flag} did not start:\n{log_path.read_text()}")
-        yield {**json.loads(line), "pid": process.pid}
-    finally:
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`python -m bench.preflight_ack <flag>` as a child; yields the JSON line it prints, with its pid."""
+    with json_child("bench.preflight_ack", flag, workdir / f"{flag.strip('-')}.log") as (info, pid):
+        yield {**info, "pid": pid}
 
 
 # -- report ---------------------------------------------------------------------------------------
