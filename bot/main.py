@@ -39,7 +39,7 @@ from bot.home import Home
 from bot.intake import Intake
 from bot.media_links import MEDIA_PATH, MediaLinks
 from bot.pipeline import Pipeline, Provisions, Timing
-from bot.preflight import Preflight
+from bot.preflight import Preflight, start_parser
 from bot.providers.base import Provider
 from bot.ratelimit import RateLimiter, Seats
 from bot.result_upload import ResultUploader
@@ -240,6 +240,7 @@ class Bot:
         if s.preflight == "on":
             networks = split_list(s.preflight_allowed_networks)
             self.preflight = Preflight(timeout_s=min(10.0, s.http_timeout_seconds), allowed_networks=networks)
+            start_parser()
         rules = MoneyRules(
             confirm_above=parse_amounts(s.confirm_above, "unit=amount"),
             warn_below=parse_amounts(s.balance_warn_below, "unit=amount"),

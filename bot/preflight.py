@@ -30,6 +30,7 @@ import http
 import io
 import ipaddress
 import logging
+import multiprocessing
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -477,14 +478,34 @@ _REPORT = "General;%Duration%|%Format%|%VideoCount%|%AudioCount%|%ImageCount%|%T
 _COUNTED = ("Video", "Audio", "Image", "Text")
 
 
-# One thread parses for the whole process: a burst of checks then takes at most one core from the
-# event loop (and its acks) and queues instead; libmediainfo is also only safe across threads while all
-# callers use the same options.
-_PARSER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-parse")
+# One process parses for the whole bot process: a burst of checks then takes at most one core and never
+# the event loop's interpreter lock (parsing in a thread slowed acks under bursts, BENCHMARKS.md §8), and
+# queues instead. Started on first use; a worker that died is replaced.
+_parser: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _parser_pool() -> concurrent.futures.ProcessPoolExecutor:
+    global _parser
+    if _parser is None:
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process with threads and a loop
+        _parser = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+    return _parser
+
+
+def start_parser() -> None:
+    """Start the parser process now (it takes about half a second), not on the first user's link."""
+    _parser_pool().submit(_probe, 0, [])
 
 
 async def _parsed(size: int, pieces: Sequence[tuple[int, bytes]]) -> _Probe:
-    return await asyncio.get_running_loop().run_in_executor(_PARSER, _probe, size, pieces)
+    global _parser
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(_parser_pool(), _probe, size, list(pieces))
+    except concurrent.futures.BrokenExecutor:
+        _parser = None  # the parser process died (killed, out of memory): the next check starts another
+        log.warning("preflight: the parser process died; the duration is unknown")
+        return _Probe(None, None, frozenset(), (), ())
 
 
 def _probe(size: int, pieces: Sequence[tuple[int, bytes]]) -> _Probe:
