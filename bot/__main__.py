@@ -1,3 +1,5 @@
 from bot.main import main
 
-main()
+# Guarded: the link check's parser process (spawned) imports the main module again.
+if __name__ == "__main__":
+    main()

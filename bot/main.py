@@ -39,7 +39,7 @@ from bot.home import Home
 from bot.intake import Intake
 from bot.media_links import MEDIA_PATH, MediaLinks
 from bot.pipeline import Pipeline, Provisions, Timing
-from bot.preflight import Preflight, start_parser
+from bot.preflight import Preflight, start_parser, stop_parser
 from bot.providers.base import Provider
 from bot.ratelimit import RateLimiter, Seats
 from bot.result_upload import ResultUploader
@@ -377,6 +377,7 @@ class Bot:
             await _bounded("the result upload client", self.uploader.aclose())
         if self.preflight is not None:
             await _bounded("the link checker", self.preflight.aclose())
+            stop_parser()
         for provider in self.providers.values():
             await _bounded(f"the {provider.label} client", provider.aclose())
         if self.slack_client is not None:

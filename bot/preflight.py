@@ -33,6 +33,8 @@ import logging
 import multiprocessing
 import os
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -488,13 +490,34 @@ def _parser_pool() -> concurrent.futures.ProcessPoolExecutor:
     global _parser
     if _parser is None:
         spawn = multiprocessing.get_context("spawn")  # no fork of a process with threads and a loop
-        _parser = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+        _parser = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=spawn, initializer=_follow_parent, initargs=(os.getpid(),)
+        )
     return _parser
+
+
+def _follow_parent(parent: int) -> None:
+    """In the parser process: end when the bot process is gone (a kill -9 leaves no orphan behind)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def start_parser() -> None:
     """Start the parser process now (it takes about half a second), not on the first user's link."""
     _parser_pool().submit(_probe, 0, [])
+
+
+def stop_parser() -> None:
+    """Stop the parser process (the bot is stopping); a later check would start another."""
+    global _parser
+    if _parser is not None:
+        _parser.shutdown(wait=False, cancel_futures=True)
+        _parser = None
 
 
 async def _parsed(size: int, pieces: Sequence[tuple[int, bytes]]) -> _Probe:

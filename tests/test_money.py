@@ -8,6 +8,7 @@ the check ever saw it (tests/test_command.py). Everything after that is the bot 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -477,3 +478,26 @@ def test_a_link_whose_file_changed_is_dubbed_afresh(
     submit(bot, slack, video, audio, "r2")
     second = reply_in_thread(slack, 1)
     assert "From the cache" not in text_of(second) and len(jogg.creates) == 2
+
+
+def test_the_link_checks_parser_process_ends_with_the_bot_even_when_killed(
+    slack: FakeSlack, jogg: FakeJogg, redis_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(slack, jogg, tmp_path, REDIS_URL=redis_url, PREFLIGHT="on")
+    bot = BotProcess(env, tmp_path).start()
+
+    def children() -> set[int]:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == bot.pid:
+                        found.add(int(entry.name))
+        return found
+
+    try:
+        parser = wait_until(children, timeout=20)  # started with the bot, not on the first link
+        bot.kill()
+    finally:
+        bot.stop()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in parser), timeout=20)
