@@ -30,7 +30,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import providers, redis_client
+from bot import logs, providers, redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.budgets import Ledger
 from bot.control import JobControl
@@ -439,9 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "httpx"):  # they log every tick and every request at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     admin_channel: str | None = None  # channel id (C…) for balance warnings
     balance_warn_below: str = "credits=10"  # warn ADMIN_CHANNEL once when a balance falls below, per unit
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the job's fields
 
     @field_validator("slack_api_url")
     @classmethod

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 
 from bot.decisions import Decision, Done, Stay, backoff_ms, finish
 from bot.jobs import Job, PostState, Status
+from bot.logs import job_context
 from bot.pipeline import POLL_FIELDS, Pipeline
 from bot.store import JobStore, Lane, LeaseLost
 
@@ -267,6 +268,10 @@ class Worker:
         claimer.add_done_callback(self._claimers.discard)
 
     async def _run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
+        with job_context(job):
+            await self._run_step(lane, job, token, now_ms)
+
+    async def _run_step(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         try:
             await self.pipeline.run(lane, job, token, now_ms)
             self.steps_done[lane.value] += 1
