@@ -244,6 +244,18 @@ return 1
 """
 )
 
+# KEYS: queue, lease. ARGV: id, token. Hands a claimed job back at once (a stopping process): due now for
+# any process, instead of after its lease. Only if we still hold it.
+_RELEASE = (
+    _NOW_MS
+    + """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return 1
+"""
+)
+
 # KEYS: lock. ARGV: owner. Deletes the lock only if we still hold it.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -402,6 +414,7 @@ class JobStore:
         self._stash = redis.register_script(_STASH)
         self._cancel = redis.register_script(_CANCEL)
         self._confirm = redis.register_script(_CONFIRM)
+        self._release = redis.register_script(_RELEASE)
         # Told (lane, delay in ms) each time this process queues a job in a lane, so that its worker
         # knows when that lane is next due without asking Redis (bot/worker.py).
         self.on_queued: Callable[[Lane, int], None] | None = None
@@ -680,6 +693,10 @@ class JobStore:
             pipe.hdel(INBOX_LEASE, key)
             pipe.delete(_inbox_item_key(key))
             await pipe.execute()
+
+    async def release(self, lane: Lane, job_id: str, token: str) -> bool:
+        """Hand a claimed job back, due now (this process is stopping); False if the claim was lost."""
+        return bool(await self._release(keys=[queue_key(lane), lease_key(lane)], args=[job_id, token]))
 
     async def confirm(self, job_id: str) -> str:
         """The requester agreed to the job's quote. Returns `now` or `confirmed` (it goes on), `already`,

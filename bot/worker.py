@@ -23,6 +23,7 @@ A lane with nothing due is not claimed between ticks: nothing spins, and long-ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -74,6 +75,7 @@ class Worker:
         self._redis_retry_at = 0.0
         self.steps_done: Counter[str] = Counter()  # per lane, for /healthz and for seeing work spread
         self._in_flight: dict[Lane, set[asyncio.Task[None]]] = {lane: set() for lane in Lane}
+        self._claims: dict[asyncio.Task[None], tuple[Lane, str, str]] = {}  # step → (lane, job, token)
         self._tick_lock = asyncio.Lock()
         self._again: set[Lane] = set()  # lanes to claim again once the claim in progress is done
         self._backlog: set[Lane] = set()  # lanes that had more jobs due than free slots at their claim
@@ -120,10 +122,18 @@ class Worker:
             await asyncio.wait(list(self._claimers), timeout=grace_seconds)
         tasks = [t for group in self._in_flight.values() for t in group]
         if tasks:
-            # Let steps that are mid-request finish; the rest come back to someone after their lease.
+            # Let steps that are mid-request finish; the rest are stopped and handed back at once, due
+            # now for another process, as after a crash (every step reconciles what it may have done).
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            claims = [self._claims[task] for task in pending if task in self._claims]
             for task in pending:
                 task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=grace_seconds)
+            for lane, job_id, token in claims:
+                with contextlib.suppress(RedisError):
+                    if await self.store.release(lane, job_id, token):
+                        log.info("job %s: handed back from %s at stop", job_id, lane)
 
     def kick(self) -> None:
         """A new job was just queued (in the submit lane, as every new job is): claim it now."""
@@ -210,11 +220,13 @@ class Worker:
             for job in claimed.jobs[lane]:
                 task = asyncio.create_task(self._run(lane, job, claimed.token, claimed.now_ms))
                 self._in_flight[lane].add(task)
+                self._claims[task] = (lane, job.id, claimed.token)
                 task.add_done_callback(functools.partial(self._step_done, lane))
 
     def _step_done(self, lane: Lane, task: asyncio.Task[None]) -> None:
         group = self._in_flight[lane]
         group.discard(task)
+        self._claims.pop(task, None)
         if (
             lane in self._backlog
             and lane not in self._refill_pending
