@@ -30,7 +30,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import logs, providers, redis_client
+from bot import logs, metrics, providers, redis_client
 from bot.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.budgets import Ledger
 from bot.control import JobControl
@@ -218,7 +218,7 @@ class Bot:
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()
-        routes: list[web.RouteDef] = []
+        routes: list[web.RouteDef] = [web.get(metrics.METRICS_PATH, metrics.handler(store))]
         if media is not None:
             routes.append(web.get(MEDIA_PATH, media.serve))  # GET answers HEAD too
             routes.append(web.post(WEBHOOK_PATH, webhook_handler(self.providers, store)))

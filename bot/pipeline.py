@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from bot import messages, result_upload
+from bot import messages, metrics, result_upload
 from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, finish
 from bot.gate import REFUSALS, Cached, Gate
 from bot.jobs import Job, PostState, Source, Status, short_id
@@ -180,6 +180,7 @@ class Pipeline:
         decision = await step(job, token, now_ms)
         await self.apply(lane, job, token, decision)
         if lane is Lane.SEND and isinstance(decision, Done):
+            metrics.job_ended(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT):
                 await self.store.note_failure(job.id)
             if self.on_job_ended is not None:
@@ -528,6 +529,7 @@ class Pipeline:
         return Stay(delay, {"submit_attempt_ms": attempt_ms, "submit_lookups": lookups})
 
     def _submit_failed(self, job: Job, exc: ProviderError, create_in_doubt: bool) -> Decision:
+        metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
         # A create that may have happened keeps the marker, so the next attempt recovers it. A clear
         # refusal removes it: that create was not made, and any earlier one had settled.
         marker = PostState.ATTEMPTED if create_in_doubt else ""
@@ -562,6 +564,7 @@ class Pipeline:
         try:
             task = await provider.get(job.task_id)
         except ProviderError as exc:
+            metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
             if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
                 return finish(Status.FAILED, error_code=exc.code, error=exc.message)
             errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish

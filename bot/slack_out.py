@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.messages import Message
+from bot.metrics import SLACK_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,23 @@ def make_client(token: str, base_url: str, timeout_s: float = 10.0, shared: bool
             # No cookies kept: the same pool reaches Slack's API and the response_url hosts.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-    return AsyncWebClient(
+    return CountingWebClient(
         token=token, base_url=base_url, timeout=int(timeout), session=session, retry_handlers=[]
     )
+
+
+class CountingWebClient(AsyncWebClient):
+    """Every Web API call goes through `api_call`: failures are counted there, by method (/metrics)."""
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            SLACK_ERRORS.labels(api_method, _error(exc) or f"http_{_status(exc)}").inc()
+            raise
+        except NETWORK_ERRORS:
+            SLACK_ERRORS.labels(api_method, "no_answer").inc()
+            raise
 
 
 async def close_client(client: AsyncWebClient) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from bot.metrics import WEBHOOKS
 from bot.providers.base import Provider
 from bot.store import JobStore
 
@@ -24,12 +25,30 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/{provider}"
 MAX_BODY_BYTES = 1024 * 1024  # a Generation object is a few kB; aiohttp's own cap on a body is the same
 REPLAY_WINDOW_S = 600
+# How /metrics names each answer (a replay is answered 202: accepted, nothing more to do).
+OUTCOMES = {
+    200: "ok",
+    202: "replay",
+    400: "unreadable",
+    401: "refused",
+    404: "unknown",
+    413: "too_large",
+    503: "store_down",
+}
 
 
 def webhook_handler(
     providers: Mapping[str, Provider], store: JobStore
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
+        response = await answer(request)
+        name = request.match_info["provider"]
+        WEBHOOKS.labels(
+            name if name in providers else "unknown", OUTCOMES.get(response.status, "other")
+        ).inc()
+        return response
+
+    async def answer(request: web.Request) -> web.Response:
         provider = providers.get(request.match_info["provider"])
         if provider is None or not provider.accepts_webhook:
             return web.Response(status=404)
@@ -50,7 +69,7 @@ def webhook_handler(
         fingerprint = hashlib.sha256(body).hexdigest()
         try:
             if not await store.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
-                return web.Response(status=200, text="seen\n")
+                return web.Response(status=202, text="seen\n")
             job_id = await store.job_for_task(provider.name, task_id)
             nudged = bool(job_id) and await store.nudge_poll(str(job_id))
         except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway

@@ -9,6 +9,7 @@ httpx). Presigned uploads stay on httpx, which streams a body of declared length
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from bot.metrics import PROVIDER_SECONDS
 from bot.providers.base import ErrorKind, ProviderError
 
 # Connections to one provider's API per process: enough for every poll and submission the worker runs
@@ -83,6 +85,7 @@ class ApiSession:
         """Send one request; transport failures raise ProviderError (TRANSIENT), ambiguous for a POST
         that may have been carried out. Any HTTP status is returned for the caller to read."""
         is_post = method == "POST"
+        started = time.perf_counter()
         try:
             async with self._session().request(
                 method,
@@ -92,7 +95,9 @@ class ApiSession:
                 proxy=self._proxy,
                 **kwargs,
             ) as response:
-                return Answer(response.status, dict(response.headers), await response.read())
+                answer = Answer(response.status, dict(response.headers), await response.read())
+                PROVIDER_SECONDS.labels(self.label, method).observe(time.perf_counter() - started)
+                return answer
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # No connection, or none within the connect timeout: nothing was sent.
             raise ProviderError(
