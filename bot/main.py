@@ -69,7 +69,9 @@ LipSync Bot: a Slack bot that dubs videos with JoggAI, sync.so or LipSync.dev. T
 /lipsync <video_url> <audio_url> [jogg|sync|lipsyncdev] in Slack, or share a video and an audio file
 in one message; /lipsync compare <video_url> <audio_url> tries every provider.
 
-It takes no arguments. Settings come from the environment or a .env file in the current directory:
+Without a command it runs the bot; `doctor` checks a setup instead, and `dub <video_url> <audio_url>
+[options]` makes one dub from the terminal. Settings come from the environment or a .env file in the
+current directory:
   SLACK_BOT_TOKEN       Bot User OAuth Token (xoxb-...)
   SLACK_APP_TOKEN       app-level token (xapp-...) for Socket Mode, the default: no public URL needed
   SLACK_SIGNING_SECRET  instead of SLACK_APP_TOKEN for HTTP mode (Slack calls POST /slack/events)
@@ -109,6 +111,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lipsync-bot {package_version()}")
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="[doctor | dub]")
+    commands.add_parser(
+        "doctor",
+        help="check the setup (Slack tokens and scopes, provider keys, Redis, PUBLIC_URL) and exit",
+        description="Check everything this setup needs and print a checklist, each problem with its fix. "
+        "Exits 0 when every required check passes (warnings do not fail), 1 otherwise, 2 when settings "
+        "are missing or wrong. It starts no bot and prints no secret.",
+    )
+    # Listed for --help only: main() hands `dub …` to bot/terminal_dub.py before parsing, options and all.
+    commands.add_parser("dub", help="one dub from the terminal: dub <video_url> <audio_url> [options]")
     return parser.parse_args(argv)
 
 
@@ -433,7 +445,15 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["dub"]:
+        from bot.terminal_dub import run as dub  # loaded only for this command
+
+        sys.exit(dub(words[1:]))
+    if parse_args(argv).command == "doctor":
+        from bot.doctor import run  # loaded only for this command
+
+        sys.exit(run())
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -109,8 +109,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
+        # One parser for the URL forms (TCP, TLS, unix socket, Sentinel), so a mistake in REDIS_URL is
+        # named at start rather than on the first command.
+        from bot.redis_client import check_url
+
+        if value:
+            check_url(value)
         return value or None
 
     @field_validator("log_level")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,7 +58,7 @@ def test_a_scrape_counts_jobs_costs_errors_webhooks_and_the_queue(
 
     assert delta(before, after, "lipsync_jobs_finished_total", provider="jogg", status="succeeded") == 1
     assert delta(before, after, "lipsync_jobs_finished_total", provider="jogg", status="failed") == 1
-    assert delta(before, after, "lipsync_cost_total", provider="jogg", unit="credits") == 0.1
+    assert delta(before, after, "lipsync_cost_total", provider="jogg", unit="credits") == pytest.approx(0.1)
     assert (
         delta(before, after, "lipsync_slack_errors_total", method="chat.update", error="cant_update_message")
         == 1

@@ -251,6 +251,9 @@ class FakeSlack(BackgroundServer):
         self.missing_scopes: set[str] = set()
         # Tokens an admin revoked: every call made with one answers token_revoked.
         self.revoked_tokens: set[str] = set()
+        # The scopes the bot token was granted: set, Web API answers to bot-token calls carry them (less
+        # `missing_scopes`) in the x-oauth-scopes header, as Slack's do; None (the default), no such header.
+        self.granted_scopes: list[str] | None = None
         # Ids of content_factory files whose downloads misbehave: sent without Content-Length (chunked),
         # or with the connection closed after the body even if it is shorter than Content-Length.
         self.chunked_downloads: set[str] = set()
@@ -635,8 +638,15 @@ class FakeSlack(BackgroundServer):
             return limited
         fault = self._faults.pop(method)
         if fault is None:
-            return _json(self._run(handler, params))
-        return await self._apply_fault(fault, request, handler, params)
+            response = _json(self._run(handler, params))
+        else:
+            response = await self._apply_fault(fault, request, handler, params)
+        with self.lock:
+            granted = self.granted_scopes
+            if granted is not None and request.headers.get("Authorization") == f"Bearer {self.bot_token}":
+                scopes = [scope for scope in granted if scope not in self.missing_scopes]
+                response.headers["x-oauth-scopes"] = ",".join(scopes)
+        return response
 
     async def _apply_fault(
         self, fault: Fault, request: web.Request, handler: MethodHandler, params: dict[str, Any]
