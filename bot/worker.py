@@ -42,6 +42,8 @@ from bot.store import JobStore, Lane, LeaseLost
 
 log = logging.getLogger(__name__)
 
+POLL_GRACE_SECONDS = 1.0  # at stop: how long a poll under way may finish before it is handed back
+
 # Steps in flight at once per lane, per process. Polls are light GETs; submissions are rate limited anyway.
 CAPACITY = {Lane.SUBMIT: 20, Lane.POLL: 200, Lane.SEND: 20}
 MAX_INTERNAL_ERRORS = 10
@@ -120,20 +122,29 @@ class Worker:
         if self._claimers:
             # A claim already sent starts its steps, so they are waited for below like the others.
             await asyncio.wait(list(self._claimers), timeout=grace_seconds)
-        tasks = [t for group in self._in_flight.values() for t in group]
-        if tasks:
-            # Let steps that are mid-request finish; the rest are stopped and handed back at once, due
-            # now for another process, as after a crash (every step reconciles what it may have done).
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            claims = [self._claims[task] for task in pending if task in self._claims]
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=grace_seconds)
-            for lane, job_id, token in claims:
-                with contextlib.suppress(RedisError):
-                    if await self.store.release(lane, job_id, token):
-                        log.info("job %s: handed back from %s at stop", job_id, lane)
+        # A poll only reads, so one still waiting after a moment is stopped and handed back at once; steps
+        # that may be creating or posting get the whole grace to finish. What is stopped is handed back
+        # due now for another process, as after a crash (every step reconciles what it may have done).
+        polls = list(self._in_flight[Lane.POLL])
+        if polls:
+            await self._hand_back(polls, min(POLL_GRACE_SECONDS, grace_seconds))
+        others = [t for lane in (Lane.SUBMIT, Lane.SEND) for t in self._in_flight[lane]]
+        if others:
+            await self._hand_back(others, grace_seconds)
+
+    async def _hand_back(self, tasks: list[asyncio.Task[None]], grace_seconds: float) -> None:
+        """Wait up to `grace_seconds` for these steps; stop the rest and release their claims."""
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        if not pending:
+            return
+        claims = [self._claims[task] for task in pending if task in self._claims]
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=grace_seconds)
+        for lane, job_id, token in claims:
+            with contextlib.suppress(RedisError):
+                if await self.store.release(lane, job_id, token):
+                    log.info("job %s: handed back from %s at stop", job_id, lane)
 
     def kick(self) -> None:
         """A new job was just queued (in the submit lane, as every new job is): claim it now."""
