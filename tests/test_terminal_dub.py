@@ -13,14 +13,12 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.command import Options
 from bot.preflight import Preflight
@@ -35,6 +33,7 @@ from tests.fakes.server import wait_until
 from tests.fakes.sync_api import FakeSync
 from tests.fakes.sync_api import Fault as SyncFault
 from tests.harness import REPO
+from tests.test_preflight import StaticResolver
 
 VIDEO = "https://cdn.example.com/talk.mp4"
 AUDIO = "https://cdn.example.com/voice-fr.mp3"
@@ -382,33 +381,11 @@ def test_progress_on_a_terminal_is_one_line_rewritten_in_place() -> None:
     assert screen(terminal.getvalue()) == ["submitted as task t-1 at JoggAI", ""]
 
 
-class NameTable(AbstractResolver):
-    """Fixed name lookups, as /etc/hosts gives them: a public-looking name for the local media server."""
-
-    def __init__(self, table: dict[str, str]) -> None:
-        self.table = table
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host not in self.table:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-        return [
-            ResolveResult(
-                hostname=host, host=self.table[host], port=port, family=family, proto=0, flags=flags
-            )
-        ]
-
-    async def close(self) -> None:
-        pass
-
-
 def checked_dub(jogg: FakeJogg, media: MediaServer, video_path: str, audio_path: str) -> tuple[int, str]:
     """A dub with the link check on; the media server is reached as media.example.com."""
     base = f"http://media.example.com:{media.port}"
     preflight = Preflight(
-        allowed_networks=["127.0.0.1/32"], resolver=NameTable({"media.example.com": "127.0.0.1"})
+        allowed_networks=["127.0.0.1/32"], resolver=StaticResolver({"media.example.com": ["127.0.0.1"]})
     )
     request = DubRequest(base + video_path, base + audio_path, Options())
     err = io.StringIO()
