@@ -404,15 +404,26 @@ class FakeSlack(BackgroundServer):
             if content is None:
                 raise ValueError("size is required with content_factory")
             size = len(content)
+        file = self._file_object(file_id, name, name, mimetype, filetype, size, user)
+        file.update(extra)
+        with self.lock:
+            self.files[file_id] = file
+            self._file_bodies[file_id] = _FileBody(content, content_factory, size, mimetype, name)
+            return copy.deepcopy(file)
+
+    def _file_object(
+        self, file_id: str, name: str, title: str, mimetype: str, filetype: str, size: int, user: str
+    ) -> dict[str, Any]:
+        """A hosted file as Slack's file objects describe it; its bytes are served at url_private."""
         base = f"{self.base_url}/files-pri/{self.team_id}-{file_id}"
         quoted = quote(name)
         now = int(time.time())
-        file: dict[str, Any] = {
+        return {
             "id": file_id,
             "created": now,
             "timestamp": now,
             "name": name,
-            "title": name,
+            "title": title,
             "mimetype": mimetype,
             "filetype": filetype,
             "pretty_type": filetype.upper(),
@@ -430,11 +441,6 @@ class FakeSlack(BackgroundServer):
             "permalink": f"https://test.slack.com/files/{user}/{file_id}/{quoted}",
             "permalink_public": f"https://slack-files.com/{self.team_id}-{file_id}-0123456789",
         }
-        file.update(extra)
-        with self.lock:
-            self.files[file_id] = file
-            self._file_bodies[file_id] = _FileBody(content, content_factory, size, mimetype, name)
-            return copy.deepcopy(file)
 
     def add_redirect(self, location: str, status: int = 302) -> str:
         """A URL on this fake that answers `status` with `Location: location`, as url_private does when
@@ -985,39 +991,18 @@ class FakeSlack(BackgroundServer):
         mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         extension = name.rsplit(".", 1)[1].lower() if "." in name else ""
         filetype = pending.snippet_type or extension or "binary"
-        base = f"{self.base_url}/files-pri/{self.team_id}-{file_id}"
-        quoted = quote(name)
-        now = int(time.time())
-        file: dict[str, Any] = {
-            "id": file_id,
-            "created": now,
-            "timestamp": now,
-            "name": name,
-            "title": title,
-            "mimetype": mimetype,
-            "filetype": filetype,
-            "pretty_type": filetype.upper(),
-            "user": self.bot_user_id,
-            "user_team": self.team_id,
-            "editable": False,
-            "size": upload.size,
-            "mode": "hosted",
-            "is_external": False,
-            "external_type": "",
-            "is_public": False,
-            "public_url_shared": False,
-            "display_as_bot": False,
-            "username": "",
-            "url_private": f"{base}/{quoted}",
-            "url_private_download": f"{base}/download/{quoted}",
-            "permalink": f"https://test.slack.com/files/{self.bot_user_id}/{file_id}/{quoted}",
-            "permalink_public": f"https://slack-files.com/{self.team_id}-{file_id}-0123456789",
-            "channels": [],
-            "groups": [],
-            "ims": [],
-            "shares": {},
-            "comments_count": 0,
-        }
+        file = self._file_object(file_id, name, title, mimetype, filetype, upload.size, self.bot_user_id)
+        file.update(
+            {
+                "display_as_bot": False,
+                "username": "",
+                "channels": [],
+                "groups": [],
+                "ims": [],
+                "shares": {},
+                "comments_count": 0,
+            }
+        )
         if pending.alt_txt:
             file["alt_txt"] = pending.alt_txt
         self.files[file_id] = file
