@@ -273,7 +273,7 @@ class Gate:
         elif await self.store.mark_once(mark, ttl_s=400 * 24 * 3600):
             log.warning("%s balance is low: %s %s", provider.label, left.amount, left.unit)
             message = messages.balance_low(provider.label, left, threshold)
-            await self.slack.notify(self.rules.admin_channel, "", message)
+            await self.slack.notify(self.rules.admin_channel, None, message)
 
     # -- 6. the go-ahead
 

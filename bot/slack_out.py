@@ -283,8 +283,9 @@ class SlackOut:
             fine_errors=("already_reacted", "no_reaction"),
         )
 
-    async def notify(self, channel: str, thread_ts: str, message: Message) -> bool:
-        """Post an advisory message in a thread (what the bot still needs, why it did nothing).
+    async def notify(self, channel: str, thread_ts: str | None, message: Message) -> bool:
+        """Post an advisory message in a thread (what the bot still needs, why it did nothing), or in the
+        channel itself with thread_ts None (an admins' notice).
 
         Callers mark the Slack message as handled first, so a redelivered event posts nothing: advice
         is at most once. Slack's rate limit is waited out; anything else is logged."""
