@@ -9,10 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# Dependencies first, so a code change does not reinstall them (only pyproject.toml invalidates the layer).
-COPY pyproject.toml README.md ./
+# Dependencies first, so a code change does not reinstall them (only pyproject.toml and the pinned set in
+# constraints.txt invalidate the layer): the same exact versions CI passed with.
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir bot handlers && touch bot/__init__.py handlers/__init__.py \
-    && pip install . && pip uninstall -y lipsync-bot
+    && pip install -c constraints.txt . && pip uninstall -y lipsync-bot
 COPY bot ./bot
 COPY handlers ./handlers
 COPY manifest.yml ./

@@ -213,7 +213,7 @@ def _connect_sentinel(target: SentinelTarget, options: dict[str, Any]) -> Redis:
         "username": target.sentinel_username,
         "password": target.sentinel_password,
     }
-    sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_options)
     client: Redis = sentinel.master_for(
         target.service,
         redis_class=SentinelRedis,
