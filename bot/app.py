@@ -1,9 +1,16 @@
-"""The Bolt app, and the web server: GET /healthz in both modes, POST /slack/events in HTTP mode."""
+"""The Bolt app, and the web server: GET /healthz and /livez in both modes, POST /slack/events in HTTP mode.
+
+/healthz is the readiness check (and Docker's HEALTHCHECK): 503 while Redis is unreachable or, in Socket
+Mode, before the first connection to Slack and once it has been down for minutes. /livez only says the
+process answers, for a liveness probe: restarting the bot would not bring Slack or Redis back sooner.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,23 +29,25 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+LIVE_PATH = "/livez"
 
 
 def build_bolt_app(
     client: AsyncWebClient, intake: Intake, shares: Shares, control: JobControl, home: Home
 ) -> AsyncApp:
-    app = AsyncApp(
-        client=client,
-        # Socket Mode connections are authenticated by the app token; HTTP requests by their signature,
-        # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body. Bolt
-        # never sees the signing secret.
-        signing_secret="",
-        request_verification_enabled=False,
-        raise_error_for_unhandled_request=False,
-        # The ack leaves when the listener returns, so listeners store what they promise first (durable
-        # before acknowledged); slow work goes to lazy listeners. It also skips Bolt's 10 ms ack polling.
-        process_before_response=True,
-    )
+    with _hidden_from_bolt("SLACK_BOT_TOKEN"):
+        app = AsyncApp(
+            client=client,
+            # Socket Mode connections are authenticated by the app token; HTTP requests by their signature,
+            # checked in front of Bolt (bot/slack_requests.py) so that Bolt never logs a forged body. Bolt
+            # never sees the signing secret.
+            signing_secret="",
+            request_verification_enabled=False,
+            raise_error_for_unhandled_request=False,
+            # The ack leaves when the listener returns, so listeners store what they promise first (durable
+            # before acknowledged); slow work goes to lazy listeners. It also skips Bolt's 10 ms ack polling.
+            process_before_response=True,
+        )
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -48,13 +57,26 @@ def build_bolt_app(
     return app
 
 
+@contextlib.contextmanager
+def _hidden_from_bolt(name: str) -> Iterator[None]:
+    """Bolt looks up SLACK_BOT_TOKEN in the environment when it is given no token, and then logs at every
+    start that the client's token wins over it. The client carries the token, so Bolt is built without
+    that variable in sight (put back at once: nothing else runs meanwhile)."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
+
+
 def build_web_app(
     health: Callable[[], Awaitable[dict[str, Any]]],
     bolt: AsyncApp | None = None,
     signing_secret: str = "",
     routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """GET /healthz, and with `bolt` (HTTP mode) POST /slack/events, its requests checked against
+    """GET /healthz and /livez, and with `bolt` (HTTP mode) POST /slack/events, its requests checked against
     `signing_secret`. In Socket Mode Slack's requests come over the WebSocket (bot/socket_mode.py), so
     there is no events route to attack. `routes`: provider webhooks and media links (PUBLIC_URL set)."""
 
@@ -62,8 +84,12 @@ def build_web_app(
         report = await health()
         return web.json_response(report, status=200 if report["status"] == "ok" else 503)
 
+    async def livez(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
     web_app = web.Application()
     web_app.router.add_get(HEALTH_PATH, healthz)
+    web_app.router.add_get(LIVE_PATH, livez)
     if bolt is not None:
         web_app.router.add_post(EVENTS_PATH, slack_events_handler(bolt, signing_secret))
     web_app.router.add_routes(routes)

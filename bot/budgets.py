@@ -5,7 +5,7 @@ Before a job is submitted its quote is checked against every budget that applies
 requester's, in that unit, this month) and, if it fits all of them, reserved in the same Lua script, so
 any number of processes admitting at once can never take a budget past its limit. When the job ends its
 reservation is settled to the real cost (0 releases it). Spending is counted whether or not a budget is
-set, so it can be shown.
+set, so it can be shown. A cost no amount bounds (quote None) is refused wherever a budget applies.
 
 Amounts are integer micro-units (Decimal times 1,000,000) added with HINCRBY: exact, never floats. "This
 month" is the calendar month in UTC by Redis time (`TIME` in the scripts), so every process agrees; a
@@ -59,10 +59,11 @@ local spent_key = ARGV[1] .. ':budget:spent:' .. month .. ':' .. ARGV[2]
 """
 
 # KEYS: limits, reservation. ARGV: prefix, team, now override, channel field, user field, quote (micro),
-# channel, user, unit, reservation ttl, spent ttl. The spent key is built here, since only Redis knows the
-# month; it shares the hash tag with KEYS. Returns {1, month} when admitted, {2, month} when the job was
-# admitted before (nothing changes), {0, month, 1 or 2 (which field refused), limit, spent} when refused.
-# A budget already at or over its limit refuses even a quote of 0: that quote means "unknown", not "free".
+# channel, user, unit, reservation ttl, spent ttl, unbounded ('1': no amount bounds the cost). The spent
+# key is built here, since only Redis knows the month; it shares the hash tag with KEYS. Returns
+# {1, month} when admitted, {2, month} when the job was admitted before (nothing changes),
+# {0, month, 1 or 2 (which field refused), limit, spent} when refused. A budget already at or over its
+# limit refuses even a quote of 0; any budget refuses an unbounded cost (which reserves 0 where none is set).
 _ADMIT = (
     """
 local held = redis.call('HGET', KEYS[2], 'month')
@@ -71,13 +72,14 @@ if held then return {2, held} end
     + _MONTH
     + """
 local quote = tonumber(ARGV[6])
+local unbounded = ARGV[12] == '1'
 local fields = {ARGV[4], ARGV[5]}
 for i, f in ipairs(fields) do
   local limit = redis.call('HGET', KEYS[1], f)
   if limit then
     local spent = redis.call('HGET', spent_key, f) or '0'
     local l, s = tonumber(limit), tonumber(spent)
-    if s >= l or s + quote > l then return {0, month, i, limit, spent} end
+    if unbounded or s >= l or s + quote > l then return {0, month, i, limit, spent} end
   end
 end
 for _, f in ipairs(fields) do redis.call('HINCRBY', spent_key, f, ARGV[6]) end
@@ -218,18 +220,19 @@ class Ledger:
         return _str(month)
 
     async def admit(
-        self, job_id: str, team: str, channel: str, user: str, unit: str, quote: Decimal
+        self, job_id: str, team: str, channel: str, user: str, unit: str, quote: Decimal | None
     ) -> Admission:
         """Admit the job if its quote fits the channel's and the requester's budgets in `unit` this month,
         reserving the quote on both spends (budget or not) in the same step; otherwise change nothing and
-        name the first budget it would overdraw. A quote of 0 means the cost is unknown: it is admitted
-        while there is room, but a budget already used up refuses it, since the job may well cost
-        something. The quote is rounded up to a micro-unit. Admitting the same job again reserves nothing
-        and answers admitted (`repeated`)."""
+        name the first budget it would overdraw. The quote must never be below what the job can cost (the
+        gate quotes a job of unknown length at a ceiling, bot/gate.py); None says no amount bounds it (a
+        provider without a price rule): any budget in `unit` refuses it, and without one it reserves 0.
+        A budget already used up refuses even a quote of 0. The quote is rounded up to a micro-unit.
+        Admitting the same job again reserves nothing and answers admitted (`repeated`)."""
         if not job_id:
             raise ValueError("job id must be non-empty")
         fields = [_field("channel", channel, unit), _field("user", user, unit)]
-        micros = to_micros(quote, round_up=True)
+        micros = to_micros(quote if quote is not None else Decimal(0), round_up=True)
         reply = await self._admit(
             keys=[limits_key(team), reservation_key(job_id)],
             args=[
@@ -243,6 +246,7 @@ class Ledger:
                 unit,
                 RESERVATION_TTL_SECONDS,
                 SPENT_TTL_SECONDS,
+                "1" if quote is None else "0",
             ],
         )
         status, month = int(reply[0]), _str(reply[1])

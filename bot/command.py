@@ -90,6 +90,7 @@ BUDGET_WORD = "budget"
 # What `/lipsync budget` takes as an amount: budgets are money, not astronomy.
 MAX_BUDGET = Decimal(10) ** 9
 _REMOVE_WORDS = ("off", "none", "remove", "clear")
+_BUDGET_AMOUNT = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+")
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,40}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,40}")
 
@@ -211,10 +212,11 @@ def _budget_command(rest: list[str]) -> BudgetCommand:
     amount_word, unit = rest[1], " ".join(rest[2:])
     if amount_word.lower() in _REMOVE_WORDS:
         return BudgetCommand(scope, scope_id, None, unit)
-    try:
-        amount = Decimal(amount_word.removeprefix("$").replace(",", ""))
-    except ArithmeticError:
-        amount = Decimal("NaN")
+    digits = amount_word.removeprefix("$")
+    # ASCII decimals only (Decimal() would also take Arabic-Indic or fullwidth digits, "1e3" and, once
+    # commas are dropped, "1,,,0"); commas only as thousands separators: 1,000.50.
+    valid = _BUDGET_AMOUNT.fullmatch(digits)
+    amount = Decimal(digits.replace(",", "")) if valid else Decimal("NaN")
     if not amount.is_finite() or amount < 0 or amount > MAX_BUDGET:
         raise InvalidCommand(
             f"{_quote(amount_word)} is not an amount: use a number such as `50` or `12.5`, or `off`."

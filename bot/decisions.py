@@ -54,3 +54,9 @@ Decision = Stay | Move | Done
 def finish(status: Status, **fields: object) -> Move:
     """End the job and queue its one reply (the send lane), in a single atomic step."""
     return Move(Lane.SEND, 0, {"status": status, "errors": 0, **fields})
+
+
+def cancelled(decision: Stay | Move) -> Move:
+    """The cancelled end of a job whose step meant it to go on: what the step recorded stays (a task it
+    created, a create in doubt, a slot it reserved), so the reply and the budget say what happened."""
+    return Move(Lane.SEND, 0, {**decision.fields, "status": Status.CANCELLED, "errors": 0})

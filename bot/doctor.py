@@ -7,12 +7,16 @@ fail). The `*_check` functions are pure: what was read → a verdict and its fix
 
 Nothing printed carries a secret: tokens are named by their kind ("xoxb-…"), URLs lose their passwords, and
 `run` removes every configured secret from the text as a last guard.
+
+Missing or wrong settings do not stop the checks: each one is a ✗ line of its own (with where to get the
+value), a harmless stand-in takes its place, and whatever does not depend on it is still checked (Redis,
+whether Slack and the providers can be reached). `run` then exits 2.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import re
 import socket
 import sys
 import textwrap
@@ -25,13 +29,24 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from pydantic import ValidationError
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 
 from bot import providers, redis_client
 from bot.app import HEALTH_PATH
-from bot.providers.base import Provider
-from bot.settings import PROVIDER_KEYS, WHERE_TO_GET, Settings, SettingsError, StartupError, load_settings
+from bot.providers.base import KeyState, Provider
+from bot.providers.http import network_error
+from bot.settings import (
+    MISSING_MARKER,
+    NO_PROVIDER,
+    PROVIDER_KEYS,
+    WHERE_TO_GET,
+    Settings,
+    SettingsError,
+    StartupError,
+    describe_problems,
+)
 from bot.slack_out import NETWORK_ERRORS, REFUSED_TOKEN_ERRORS, close_client, make_client
 
 CHECK_SECONDS = 10.0  # each check as a whole: a hung service gets a ✗, not a hung doctor
@@ -55,6 +70,16 @@ REINSTALL = (
 SLACK_DOWN = "try again; status.slack.com says whether Slack is down"
 NETWORK = "check this machine's network and proxy (HTTPS_PROXY), or"  # + the setting with the URL
 REDIS_SETTINGS = "appendonly yes, maxmemory-policy noeviction, hash-max-listpack-value 512"
+SYNC_PLAN_CAPS = "Hobbyist 1, Creator 3, Growth 6, Scale 15"
+# Stand-ins for settings that are missing or wrong, so that the rest can still be checked. The Slack
+# token's stand-in has the right shape but is never sent (its check is replaced by a reachability check).
+STAND_INS: dict[str, object] = {
+    "slack_bot_token": "xoxb-doctor-stand-in",
+    "slack_signing_secret": "doctor-stand-in",
+    "jogg_api_key": "doctor-stand-in",
+}
+UNSET_PROVIDERS = "provider keys"  # the stand-in name for "no provider key at all"
+SETTING_ROUNDS = 8  # each round of stand-ins may uncover problems the previous ones hid
 
 
 class Status(StrEnum):
@@ -88,30 +113,124 @@ def fail(name: str, detail: str, fix: str) -> Check:
 
 def run() -> int:
     """`lipsync-bot doctor` (parsed by bot.main.parse_args): 0 when every required check passes, 1 when
-    one fails, 2 when settings are missing or wrong (reported as `main` reports them)."""
+    one fails, 2 when settings are missing or wrong (each a ✗ line; the rest is checked all the same)."""
     try:
-        settings = load_settings()
-    except SettingsError as exc:
+        loaded = load_for_doctor()
+    except SettingsError as exc:  # not even stand-ins make the settings usable
         print(exc, file=sys.stderr)
         return 2
-    checks = asyncio.run(diagnose(settings))
-    print(scrub(render(checks), configured_secrets(settings)))
-    return exit_code(checks)
+    checks = asyncio.run(diagnose(loaded.settings, stand_ins=loaded.stand_ins))
+    every = [*loaded.problems, *checks]
+    print(scrub(render(every), configured_secrets(loaded.settings)))
+    return 2 if loaded.problems else exit_code(every)
 
 
-async def diagnose(settings: Settings, timeout_s: float = CHECK_SECONDS) -> list[Check]:
-    """Every check, run at once (none depends on another); the result in a fixed order."""
+@dataclass(frozen=True)
+class Loaded:
+    """The settings, with a stand-in (`STAND_INS` or the field's default) for each one missing or wrong:
+    `problems` says what is wrong, one ✗ line each; `stand_ins` names what the checks must not trust
+    (field names, or UNSET_PROVIDERS)."""
+
+    settings: Settings
+    problems: list[Check]
+    stand_ins: frozenset[str]
+
+
+def load_for_doctor(**overrides: object) -> Loaded:
+    """The settings as the bot reads them (the environment and .env, then `overrides`); SettingsError when
+    even stand-ins cannot make them usable."""
+    values = dict(overrides)
+    problems: list[Check] = []
+    stand_ins: set[str] = set()
+    for _ in range(SETTING_ROUNDS):
+        try:
+            settings = Settings(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            found = setting_problems(exc)
+            fresh = [(field, check) for field, check in found if field not in stand_ins]
+            if not fresh:
+                raise SettingsError(describe_problems(exc)) from None
+            for field, check in fresh:
+                problems.append(check)
+                stand_ins.add(field)
+                if field == UNSET_PROVIDERS:
+                    values["jogg_api_key"] = STAND_INS["jogg_api_key"]
+                else:
+                    values[field] = _stand_in(field)
+            continue
+        return Loaded(settings, problems, frozenset(stand_ins))
+    raise SettingsError("The settings could not be read.")  # not reached: each round stands in a field
+
+
+def setting_problems(exc: ValidationError) -> list[tuple[str, Check]]:
+    """Each missing or wrong setting as (the field to stand in for, its ✗ line)."""
+    found: list[tuple[str, Check]] = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith(MISSING_MARKER):
+            for name in message.removeprefix(MISSING_MARKER).split(","):
+                found.append(_missing(name))
+            continue
+        field = str(error["loc"][0]) if error["loc"] else _named_field(message)
+        if field:
+            name = field.upper()
+            found.append((field, fail(name, message, f"correct {name} (.env.example says what it takes)")))
+    return found
+
+
+def _missing(name: str) -> tuple[str, Check]:
+    if name == NO_PROVIDER:
+        keys = ", ".join(key for key, _ in PROVIDER_KEYS.values())
+        where = "; ".join(f"{key} at {where}" for key, where in PROVIDER_KEYS.values())
+        return UNSET_PROVIDERS, fail("Provider keys", f"none is set ({keys})", f"set at least one: {where}")
+    field = "slack_signing_secret" if name == "SLACK_APP_TOKEN" else name.lower()
+    return field, fail(name, "not set", f"get it at {WHERE_TO_GET[name]}")
+
+
+def _named_field(message: str) -> str:
+    """The setting a whole-model check names ("DEFAULT_PROVIDER is sync, but …"), as a field name."""
+    words: list[str] = re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", message)
+    return next((word.lower() for word in words if word.lower() in Settings.model_fields), "")
+
+
+def _stand_in(field: str) -> object:
+    if field in STAND_INS:
+        return STAND_INS[field]
+    info = Settings.model_fields.get(field)
+    return None if info is None or info.is_required() else info.get_default(call_default_factory=True)
+
+
+async def diagnose(
+    settings: Settings, timeout_s: float = CHECK_SECONDS, stand_ins: frozenset[str] = frozenset()
+) -> list[Check]:
+    """Every check, run at once (none depends on another); the result in a fixed order. Whatever rests on
+    a stand-in (`load_for_doctor`) is not asked: Slack and the providers are then only checked for being
+    reachable."""
     built: dict[str, Provider] = {}
-    groups: list[tuple[str, Coroutine[Any, Any, list[Check]]]] = [
-        ("Slack bot token", check_slack_token(settings)),
-        ("Slack mode", check_mode(settings)),
-    ]
-    try:
-        built = providers.build(settings)
-        groups += [(p.label, check_provider(p, api_url(settings, p.name))) for p in built.values()]
-    except StartupError as exc:  # a provider setting the bot would refuse (SYNC_MODEL)
-        groups.append(("Providers", _constant(fail("Providers", str(exc), "correct that setting"))))
-    groups += [("Redis", check_redis(settings)), ("PUBLIC_URL", check_public_url(settings))]
+    groups: list[tuple[str, Coroutine[Any, Any, list[Check]]]] = []
+    if "slack_bot_token" in stand_ins:
+        groups.append(
+            ("Slack", check_reachable("Slack", settings.slack_api_url + "api.test", "SLACK_API_URL"))
+        )
+    else:
+        groups.append(("Slack bot token", check_slack_token(settings)))
+    if not stand_ins & {"slack_bot_token", "slack_app_token", "slack_signing_secret"}:
+        groups.append(("Slack mode", check_mode(settings)))
+    if UNSET_PROVIDERS in stand_ins:
+        groups += [
+            (label, check_reachable(label, api_url(settings, name), f"{name.upper()}_API_URL"))
+            for name, label in providers.LABELS.items()
+        ]
+    else:
+        try:
+            built = providers.build(settings)
+            groups += [(p.label, check_provider(p, settings)) for p in built.values()]
+        except StartupError as exc:  # a provider setting the bot would refuse (SYNC_MODEL)
+            groups.append(("Providers", _constant(fail("Providers", str(exc), "correct that setting"))))
+    if "redis_url" not in stand_ins:
+        groups.append(("Redis", check_redis(settings)))
+    if "public_url" not in stand_ins:
+        groups.append(("PUBLIC_URL", check_public_url(settings)))
     try:
         results = await asyncio.gather(*(_bounded(name, work, timeout_s) for name, work in groups))
     finally:
@@ -284,17 +403,47 @@ def api_url(settings: Settings, provider: str) -> str:
     return {"jogg": s.jogg_api_url, "sync": s.sync_api_url, "lipsyncdev": s.lipsyncdev_api_url}[provider]
 
 
-async def check_provider(provider: Provider, url: str) -> list[Check]:
-    """The provider's own key check, a plain GET of its API (check_key() answers None both for "accepted"
-    and for "could not ask"), then its balance where it reports one."""
+async def check_provider(provider: Provider, settings: Settings) -> list[Check]:
+    """The provider's own key check (which also says which LipSync.dev API version answered), then its
+    balance where it reports one, and what its settings risk."""
     key, where = PROVIDER_KEYS[provider.name]
-    refusal, answer = await asyncio.gather(provider.check_key(), http_status(url))
-    if refusal:
-        return [fail(provider.label, refusal, f"get a key at {where} and set {key}")]
-    if not isinstance(answer, int):
-        return [unreachable(provider.label, url, answer, f"{provider.name.upper()}_API_URL")]
+    url_setting = f"{provider.name.upper()}_API_URL"
+    check = await provider.key_check()
+    if check.state is KeyState.REFUSED:
+        return [
+            fail(provider.label, check.detail, f"get a key at {where} and set {key}, or fix what it says")
+        ]
+    if check.state is KeyState.UNREACHABLE:
+        return [fail(provider.label, check.detail, f"{NETWORK} {url_setting}")]
+    if check.state is KeyState.UNCLEAR:
+        fix = f"try again in a while; if it stays, check {url_setting} and the provider's status page"
+        return [warn(provider.label, f"{key} not checked: {check.detail}", fix)]
     balance = await provider.balance()
-    return [ok(provider.label, f"{key} accepted" + (f" · {balance}" if balance else ""))]
+    detail = " · ".join(part for part in (f"{key} accepted", check.detail, balance or "") if part)
+    return [ok(provider.label, detail), *concurrency_checks(provider.name, settings)]
+
+
+def concurrency_checks(provider: str, settings: Settings) -> list[Check]:
+    """sync.so without SYNC_MAX_CONCURRENT: jobs past the plan's cap are sent, refused (429) and held."""
+    if provider != "sync" or settings.sync_max_concurrent:
+        return []
+    return [
+        warn(
+            "sync.so concurrency",
+            "SYNC_MAX_CONCURRENT is not set: jobs past your plan's cap are sent anyway, refused by sync.so "
+            "(429) and retried with a growing pause, so they start later than they could",
+            f"set SYNC_MAX_CONCURRENT to your plan's cap ({SYNC_PLAN_CAPS}): jobs past it then wait in line",
+        )
+    ]
+
+
+async def check_reachable(name: str, url: str, setting: str) -> list[Check]:
+    """For a service whose credentials are missing: does anything answer at its address?"""
+    answer = await http_status(url)
+    if not isinstance(answer, int):
+        return [unreachable(name, url, answer, setting)]
+    host = urlsplit(url).hostname
+    return [ok(name, f"{host} answers (HTTP {answer}); nothing more can be checked without its setting")]
 
 
 # -- Redis ---------------------------------------------------------------------------------------
@@ -407,7 +556,7 @@ async def check_public_url(settings: Settings) -> list[Check]:
     answer = await http_status(url + HEALTH_PATH)
     if not isinstance(answer, int):
         fix = f"make {host} accept {parts.scheme} connections and forward them to PORT ({settings.port})"
-        return [fail(name, f"{host} resolves, but {_network_error(answer)}", fix)]
+        return [fail(name, f"{host} resolves, but {network_error(answer, REQUEST_SECONDS)}", fix)]
     return [ok(name, f"{host} resolves and answers {parts.scheme} (HTTP {answer}; any answer will do)")]
 
 
@@ -429,20 +578,5 @@ async def http_status(url: str) -> int | BaseException:
 
 
 def unreachable(name: str, url: str, exc: BaseException, setting: str) -> Check:
-    return fail(name, f"cannot reach {urlsplit(url).hostname}: {_network_error(exc)}", f"{NETWORK} {setting}")
-
-
-def _network_error(exc: BaseException) -> str:
-    """What kind of connection failure this is, in words (not the URL: the caller names the host)."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return "its TLS certificate is not valid here"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "the TLS handshake failed"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "the name does not resolve"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        errno = exc.os_error.errno  # its strerror is asyncio's "Connect call failed (address)"
-        return f"the connection failed ({os.strerror(errno) if errno else type(exc.os_error).__name__})"
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {REQUEST_SECONDS:g} s"
-    return f"the connection failed ({type(exc).__name__})"
+    why = network_error(exc, REQUEST_SECONDS)
+    return fail(name, f"cannot reach {urlsplit(url).hostname}: {why}", f"{NETWORK} {setting}")

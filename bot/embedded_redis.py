@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +34,10 @@ DURABLE_ARGS = [
 # signed result URLs run to about 250 characters), which then takes several times the memory. Redis 7
 # calls it hash-max-listpack-value and still accepts this name.
 COMPACT_ARGS = ["--hash-max-ziplist-value", "512"]
+
+
+class DataDirUnwritable(OSError):
+    """The data directory cannot be made or written by this process's user; `str()` says which and why."""
 
 
 def redis_server_binary() -> str:
@@ -64,8 +69,9 @@ class EmbeddedRedis:
         return self.process.poll() if self.process is not None else None
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        """Start the server, or start it again after it died: same directory, same append-only file."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Start the server, or start it again after it died: same directory, same append-only file.
+        Raises DataDirUnwritable before starting anything when the directory cannot take its files."""
+        self._check_writable()
         if self.port is None and self._ping():
             self.process = None  # a server from an earlier run still holds the socket: share it, not ours
             return self
@@ -103,6 +109,19 @@ class EmbeddedRedis:
         )
         self.stop()
         raise RuntimeError(f"embedded redis-server did not start in {self.data_dir}:\n{log_tail}")
+
+    def _check_writable(self) -> None:
+        # A real write, not a permission check: it also catches a read-only mount or a full disk, and it
+        # speaks for root too. Redis itself would only exit, with its reason in a log it could not write.
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.data_dir):
+                pass
+        except OSError as exc:
+            raise DataDirUnwritable(
+                f"{self.data_dir} is not a directory this user (uid {os.getuid()}) can write "
+                f"({exc.strerror or exc})"
+            ) from None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -2,16 +2,18 @@
 
 In order, at the start of the submit step and until it lets the job through (`checked`):
   1. the links are checked (bot/preflight.py: reachable, media, not too large; their lengths read);
-     shared files use what Slack says of them
+     shared files use what Slack says of them, their lengths measured from Slack's download where it
+     gives none
   2. the result cache: the same inputs on the same provider with the same options were dubbed within
      CACHE_DAYS → answered from that result at no cost (`Cached`); shared files are known by their bytes,
      hashed while they are hosted, so for them the pipeline asks `cached` after hosting
-  3. a quote from the lengths, by the provider's rule
+  3. a quote from the lengths, by the provider's rule, and by the unknown-cost rule (`quote_for`) when a
+     length could not be learnt: an upper estimate
   4. the provider's balance, where it reports one: a quote it cannot cover is refused (and admins are told
-     once when it runs low)
+     once when it runs low); an upper estimate is not held against it
   5. the budgets of the channel and the person (bot/budgets.py): the quote is reserved atomically
-  6. above CONFIRM_ABOVE, the requester's go-ahead (a private quote with Dub it / Cancel); unanswered,
-     it expires and nothing is sent
+  6. above CONFIRM_ABOVE (an unknown or estimated cost included), the requester's go-ahead (a private
+     quote with Dub it / Cancel); unanswered, it expires and nothing is sent
 Each refusal ends the job with a reply that says why and that nothing was charged. `settle` gives back
 what a job reserved, or keeps what it really cost, when the job ends; `remember` files a new result.
 """
@@ -56,9 +58,54 @@ class MoneyRules:
     confirm_above: Mapping[str, Decimal]  # unit → ask first when a quote is above it
     warn_below: Mapping[str, Decimal]  # unit → tell ADMIN_CHANNEL once when a balance falls below it
     cache_ttl_s: int  # 0: no result cache
+    unknown_length_s: Decimal  # an input whose length could not be learnt counts as this long (a ceiling)
     admin_channel: str = ""
     max_input_bytes: int | None = None
     quote_ttl_ms: int = 15 * 60_000  # an unanswered quote expires (QUOTE_EXPIRES_MINUTES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quote:
+    """What a job is counted as costing before it is paid for (reserved, asked about, settled after)."""
+
+    amount: Decimal | None  # None: the provider has no price rule, so no amount bounds the cost
+    unit: str
+    unknown: str = ""  # what the bot could not learn ("the audio's length"); "" for a quote by the rule
+
+    @property
+    def estimated(self) -> bool:
+        """An upper estimate (or no amount at all), not the provider's rule applied to known lengths."""
+        return bool(self.unknown)
+
+
+def quote_for(
+    provider: Provider,
+    video_s: Decimal | None,
+    audio_s: Decimal | None,
+    playback: str,
+    model: str,
+    unknown_length_s: Decimal,
+) -> Quote:
+    """The unknown-cost rule, in one place. By the provider's rule from the inputs' lengths where it gives
+    a quote; otherwise, for each length the bot could not learn, as if that input were `unknown_length_s`
+    long (the ceiling: an upper estimate); a provider with no price rule has no amount at all."""
+    exact = provider.quote(video_s, audio_s, playback, model)
+    if exact is not None:
+        return Quote(amount=exact.amount, unit=exact.unit)
+    missing = [what for what, seconds in (("video", video_s), ("audio", audio_s)) if seconds is None]
+    if missing:
+        ceiling = provider.quote(
+            video_s if video_s is not None else unknown_length_s,
+            audio_s if audio_s is not None else unknown_length_s,
+            playback,
+            model,
+        )
+        if ceiling is not None:
+            what = "the audio's length" if missing == ["audio"] else "the video's length"
+            if len(missing) == 2:
+                what = "the lengths of the video and the audio"
+            return Quote(amount=ceiling.amount, unit=ceiling.unit, unknown=what)
+    return Quote(amount=None, unit=provider.unit, unknown=f"{provider.label}'s price")
 
 
 @dataclass(frozen=True)
@@ -79,21 +126,23 @@ class Gate:
         slack: SlackOut,
         rules: MoneyRules,
         preflight: Preflight | None = None,  # None: PREFLIGHT=off
+        *,
+        slack_files: Preflight | None = None,  # measures shared files with the bot token (HostToken)
     ) -> None:
         self.store = store
         self.ledger = ledger
         self.slack = slack
         self.rules = rules
         self.preflight = preflight
+        self.slack_files = slack_files
 
     async def check(self, job: Job, token: str, now_ms: int, provider: Provider) -> Decision | Cached | None:
         """None once the job may be paid for; otherwise what to do with it instead."""
         if job.checked or job.task_id or job.submit_state is PostState.ATTEMPTED:
             return None  # let through already (or by a bot from before the gate): never refuse a sent job
         if job.confirm_state == "asked" and not job.confirm_ms:  # the question may not have gone out
-            asked = Cost(_decimal(job.quote) or Decimal(0), job.quote_unit)
             above = self.rules.confirm_above.get(job.quote_unit, Decimal(0))
-            return await self._prompt(job, token, provider, asked, above)
+            return await self._prompt(job, token, provider, self._quote_of(job, provider), above)
         if job.confirm_state == "asked":
             return await self._waiting(job, now_ms)
         if job.confirm_state != "confirmed":
@@ -120,36 +169,47 @@ class Gate:
             job.cache_key = self._cache_key(job, video, audio)
             if (hit := await self.cached(job)) is not None:
                 return hit
-        quote = provider.quote(lengths[0], lengths[1], job.playback_type, job.model)
-        job.quote, job.quote_unit = (f"{quote.amount:f}", quote.unit) if quote else ("", provider.unit)
-        if (refusal := await self._balance_refusal(job, provider, quote)) is not None:
-            return refusal
+        quoted = self._quote_of(job, provider)
+        job.quote = f"{quoted.amount:f}" if quoted.amount is not None else ""
+        job.quote_unit = quoted.unit
+        if not quoted.estimated and quoted.amount is not None:
+            # An upper estimate is not held against the balance: it would refuse dubs that fit, and a
+            # provider refuses, without charging, a dub its balance cannot cover.
+            refusal = await self._balance_refusal(job, provider, Cost(quoted.amount, quoted.unit))
+            if refusal is not None:
+                return refusal
         admission = await self.ledger.admit(
-            job.id,
-            job.team_id,
-            job.channel,
-            job.user,
-            provider.unit,
-            quote.amount if quote else Decimal(0),
+            job.id, job.team_id, job.channel, job.user, quoted.unit, quoted.amount
         )
         if not admission.admitted:
             assert admission.refused_by is not None
+            log.info("job %s: refused by a budget (quote %s, %s)", job.id, quoted.amount, quoted.unknown)
             return finish(
                 Status.FAILED,
                 error_code=REFUSED_BUDGET,
-                error=messages.budget_refusal(admission.refused_by, job.quote, provider.unit),
+                error=messages.budget_refusal(
+                    admission.refused_by, quoted.amount, quoted.unit, quoted.unknown
+                ),
             )
-        threshold = self.rules.confirm_above.get(provider.unit)
-        if quote is not None and threshold is not None and quote.amount > threshold:
-            return await self._ask(job, token, provider, quote, threshold)
+        threshold = self.rules.confirm_above.get(quoted.unit)
+        if threshold is not None and (quoted.amount is None or quoted.amount > threshold):
+            return await self._ask(job, token, provider, quoted, threshold)
         return None
+
+    def _quote_of(self, job: Job, provider: Provider) -> Quote:
+        """The job's quote from the lengths found (the same answer each time it is asked)."""
+        video_s, audio_s = (_decimal(text) if text else None for text in (job.video_s, job.audio_s))
+        return quote_for(
+            provider, video_s, audio_s, job.playback_type, job.model, self.rules.unknown_length_s
+        )
 
     # -- 1. the links
 
     async def _measure(self, job: Job) -> tuple[MediaFacts | None, MediaFacts | None] | Decision:
         """What is known of both inputs (None: nothing), or the job's refusal (or retry) for a bad link."""
         if job.source is Source.FILES:
-            return _slack_facts(job.video), _slack_facts(job.audio)
+            video, audio = await asyncio.gather(self._file_facts(job.video), self._file_facts(job.audio))
+            return video, audio
         if self.preflight is None:
             return None, None
         checks = [
@@ -171,6 +231,22 @@ class Gate:
                 raise outcome
             found.append(outcome)
         return found[0], found[1]
+
+    async def _file_facts(self, file: SlackFile | None) -> MediaFacts | None:
+        """What Slack says of a shared file; its length, where Slack gives none, measured from Slack's
+        download as a link is (ranged reads, with the bot token). Unmeasurable: the length stays unknown
+        (the transfer reports a download that fails)."""
+        facts = _slack_facts(file)
+        if file is None or facts is None or facts.duration_s is not None or self.slack_files is None:
+            return facts
+        if file.external or not file.url:
+            return facts
+        try:
+            measured = await self.slack_files.check(file.url)
+        except LinkRefused as exc:
+            log.info("shared file %s: length not measured (%s)", file.id, exc.code)
+            return facts
+        return MediaFacts(facts.size or measured.size, facts.content_type, measured.duration_s)
 
     # -- 2. the result cache
 
@@ -278,7 +354,7 @@ class Gate:
     # -- 6. the go-ahead
 
     async def _ask(
-        self, job: Job, token: str, provider: Provider, quote: Cost, threshold: Decimal
+        self, job: Job, token: str, provider: Provider, quote: Quote, threshold: Decimal
     ) -> Decision:
         # Marked before the question goes out, so a click always finds the job asking; `confirm_ms` is
         # set once it has gone out (a crash in between asks again: at worst a second, equal question).
@@ -287,10 +363,11 @@ class Gate:
         return await self._prompt(job, token, provider, quote, threshold)
 
     async def _prompt(
-        self, job: Job, token: str, provider: Provider, quote: Cost, threshold: Decimal
+        self, job: Job, token: str, provider: Provider, quote: Quote, threshold: Decimal
     ) -> Decision:
         minutes = max(1, round(self.rules.quote_ttl_ms / 60_000))
-        prompt = messages.quote_prompt(job, provider.label, quote, threshold, minutes)
+        asked = Cost(quote.amount, quote.unit) if quote.amount is not None else None
+        prompt = messages.quote_prompt(job, provider.label, asked, threshold, minutes, quote.unknown)
         if job.response_url:
             told = await self.slack.respond(job.response_url, prompt)
         else:

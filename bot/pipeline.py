@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bot import messages, metrics, result_upload
-from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, finish
+from bot.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, cancelled, finish
 from bot.gate import REFUSALS, Cached, Gate
 from bot.jobs import Job, PostState, Source, Status, short_id
 from bot.media_links import MediaLinks
@@ -81,6 +81,9 @@ NEEDS_PUBLIC_URL = "needs_public_url"  # shared files for a provider without upl
 PROVIDER_OFF = "provider_off"  # the job's provider has no key any more
 COMPARE_STOPPED = "compare_stopped"  # a compare's lead was refused before paying: its followers stop too
 
+
+# The lanes where a job waits for its next step; a cancel ends a job there instead of letting it wait.
+WAITING_LANES = (Lane.SUBMIT, Lane.POLL)
 
 # Polling slows down as a task runs long: fresh tasks are answered fast, long ones cost few requests.
 # (task age below, multiple of POLL_INTERVAL_SECONDS); older tasks use POLL_MAX_INTERVAL_SECONDS.
@@ -187,16 +190,33 @@ class Pipeline:
                 self.on_job_ended(job)
 
     async def apply(self, lane: Lane, job: Job, token: str, decision: Decision) -> None:
-        """The one place a step's decision is carried out."""
-        if isinstance(decision, Stay):
-            await self.store.reschedule(lane, job.id, token, decision.delay_ms, decision.fields)
-        elif isinstance(decision, Move):
-            await self.store.move(lane, decision.lane, job.id, token, decision.delay_ms, decision.fields)
-        else:
+        """The one place a step's decision is carried out.
+
+        A cancel that came while the step held the job (it set `cancel_by` and answered "pending") is
+        carried out here, whatever the step: a decision that would put the job back to wait in `submit`
+        or `poll` ends it cancelled instead, at once. The script that would queue it refuses when
+        `cancel_by` is set, so a cancel lands either before it (ended here) or after it (the job then
+        waits unheld, and the cancel script ends it)."""
+        if isinstance(decision, Done):
             if self.gate is not None:
                 # Before the job is marked done: a crash in between settles again, which changes nothing.
                 await self.gate.settle(_ended(job, decision))
             await self.store.finish(lane, job.id, token, decision.fields)
+            return
+        target = decision.lane if isinstance(decision, Move) else lane
+        unless = "cancel_by" if target in WAITING_LANES else ""
+        try:
+            if isinstance(decision, Stay):
+                await self.store.reschedule(
+                    lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
+                )
+            else:
+                await self.store.move(
+                    lane, decision.lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
+                )
+        except Cancelled:
+            log.info("job %s: cancelled while its %s step ran; ending it now", job.id, lane)
+            await self.apply(lane, job, token, cancelled(decision))
 
     def _expired(self, job: Job, now_ms: int) -> bool:
         return now_ms - job.created_ms >= self.timing.job_timeout_ms
@@ -451,8 +471,17 @@ class Pipeline:
             await self.store.update(lane, job.id, token, {slot_field: 0})  # used up
             if now_ms - slot_ms <= SLOT_STALE_MS:
                 return Turn(0)
-        wait_ms, ahead = await limiter.reserve()
+        wait_ms, ahead = await limiter.reserve(job.id)
         return Turn(wait_ms, ahead, new=wait_ms > 0)
+
+    async def _give_back_slot(self, job: Job, limiter: RateLimiter) -> None:
+        """The job ended (cancelled) before the POST slot it had reserved: the jobs waiting behind it in
+        line move up one slot each, so the next one posts when this one would have, not a window later."""
+        moved = await limiter.give_back(job.id)
+        if moved:
+            log.info("job %s: its reserved slot passed on; %d job(s) waiting moved up", job.id, len(moved))
+            if self.store.on_queued is not None:  # this process's worker claims the first of them in time
+                self.store.on_queued(Lane.SUBMIT, min(moved.values()))
 
     def _update_budget(self, team_id: str) -> RateLimiter:
         """The workspace's chat.update budget, shared by every process (see QUEUE_NOTE_SPACING_MS)."""
@@ -596,6 +625,8 @@ class Pipeline:
         provisions = self.providers.get(job.provider)
         if provisions is not None and provisions.seats is not None:
             await provisions.seats.release(job.id)  # the task is over (or was never made)
+        if provisions is not None and job.post_slot_ms > now_ms:
+            await self._give_back_slot(job, provisions.limiter)
         provider = provisions.provider if provisions else None
         if job.parent_state is not PostState.POSTED:
             # The job ended before its message existed: answer privately instead.

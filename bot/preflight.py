@@ -19,6 +19,11 @@ checked is the address used (no DNS-rebinding gap). IP literals, which aiohttp n
 redirect hop (followed here, never by aiohttp) are checked before the request. `allowed_networks` exempts
 given CIDRs: the tests' 127.0.0.1, or an internal media server. The name `localhost` is refused whatever
 is allowed: it always means this machine.
+
+A checker made with a `HostToken` measures files the bot may read with a token instead (shared Slack files,
+with the bot token): the same requests and parser, but it fetches only the URLs the token is for (the
+initial one and every redirect hop), sends the token with each, and skips the address check, since those
+hosts are the bot's own configuration, not a user's choice.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Literal
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
+from pydantic import SecretStr
 from pymediainfo import MediaInfo
 from yarl import URL
 
@@ -60,6 +66,7 @@ Code = Literal[
     "not_media",
     "empty",
     "too_large",
+    "unknown_size",
 ]
 
 USER_AGENT = "lipsync-bot-preflight/1.0"
@@ -78,6 +85,12 @@ _HTML_STARTS = (b"<!doctype html", b"<html")
 _GAP_BUDGET = 4 * 1024 * 1024
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# getaddrinfo's answers that mean "no such name" (NXDOMAIN, or a name without addresses). Any other failure
+# of the lookup (EAI_AGAIN: no DNS server answered, as when the network is down) says nothing of the name.
+_NO_SUCH_NAME = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
+)
 
 
 @dataclass(frozen=True)
@@ -98,12 +111,21 @@ class LinkRefused(Exception):
         self.transient = transient
 
 
+@dataclass(frozen=True, kw_only=True)
+class HostToken:
+    """A bearer token and the URLs it may be sent to (the bot token and Slack's file hosts)."""
+
+    token: SecretStr
+    admits: Callable[[str], bool]  # may the token go to this URL?
+
+
 class Preflight:
     """Checks links; one instance (one connection pool) for the whole process.
 
     `allowed_networks` (CIDRs, e.g. "127.0.0.1/32", "10.20.0.0/16") are exempt from the address check:
     for the tests, or an internal media server. `resolver` is the name lookup the address check wraps
-    (default aiohttp's); the tests give a fixed table.
+    (default aiohttp's); the tests give a fixed table, or one that fails as a dead DNS server does.
+    `host_token`: measure files behind that token instead of users' links (see the module's doc).
     """
 
     def __init__(
@@ -115,6 +137,7 @@ class Preflight:
         max_redirects: int = 3,
         allowed_networks: Sequence[str] = (),
         resolver: AbstractResolver | None = None,
+        host_token: HostToken | None = None,
     ) -> None:
         self._timeout_s = timeout_s
         self._head_bytes = head_bytes
@@ -122,13 +145,16 @@ class Preflight:
         self._max_redirects = max_redirects
         self._allowed = tuple(ipaddress.ip_network(cidr) for cidr in allowed_networks)
         self._inner_resolver = resolver
+        self._host_token = host_token
         # Created on first use: an aiohttp session belongs to the event loop it was made in.
         self._http: aiohttp.ClientSession | None = None
-        self._resolver: _GuardedResolver | None = None
+        self._resolver: AbstractResolver | None = None
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            self._resolver = _GuardedResolver(self._inner_resolver or aiohttp.DefaultResolver(), self.permits)
+            inner = self._inner_resolver or aiohttp.DefaultResolver()
+            # A token's hosts are the bot's own configuration: only users' links get the address check.
+            self._resolver = inner if self._host_token else _GuardedResolver(inner, self.permits)
             connector = aiohttp.TCPConnector(resolver=self._resolver, ssl=httpx.create_ssl_context())
             self._http = aiohttp.ClientSession(
                 connector=connector,
@@ -217,16 +243,18 @@ class Preflight:
             raise LinkRefused("web_page", "answers with a web page, not a media file")
         if size is None and complete:
             size = len(data)  # nobody said, but we have it all
+        if size is None:
+            # No length said, no byte ranges, and more body than the head window (perhaps without end):
+            # neither the size limit nor the duration can be checked, so the link is refused.
+            raise LinkRefused("unknown_size", "does not say how large the file is (its server sends no size)")
         probe, duration = await self._inspect(source, data, size)
         if content_type in _GENERIC_TYPES and probe.not_media:
             raise LinkRefused("not_media", f"is a {probe.format} file, not video or audio")
         return MediaFacts(size, content_type, duration)
 
-    async def _inspect(self, source: URL, head: bytes, size: int | None) -> tuple[_Probe, Decimal | None]:
+    async def _inspect(self, source: URL, head: bytes, size: int) -> tuple[_Probe, Decimal | None]:
         """What the parser makes of the file, and its duration: None unless it rests on real bytes."""
-        probe = await _parsed(size or len(head), [(0, head)])
-        if size is None:
-            return probe, None  # without the real size a duration is a guess (an mp3's is size / bitrate)
+        probe = await _parsed(size, [(0, head)])
         window = self._tail_window(probe, len(head), size)
         if window is None:
             return probe, probe.duration_s
@@ -271,9 +299,12 @@ class Preflight:
         """One request, following at most max_redirects redirects, each target checked before it is
         asked. The body is left unread, and the connection closed if it was not read to the end."""
         session = self._session()
+        sent = dict(headers or {})
+        if self._host_token is not None:
+            sent["Authorization"] = f"Bearer {self._host_token.token.get_secret_value()}"
         for _ in range(self._max_redirects + 1):
-            self._check_target(url)
-            response = await session.request(method, url, headers=headers, allow_redirects=False)
+            self._check_target(url)  # before the token goes anywhere
+            response = await session.request(method, url, headers=sent, allow_redirects=False)
             location = response.headers.get("Location")
             if response.status not in _REDIRECT_STATUSES or not location:
                 break
@@ -292,6 +323,10 @@ class Preflight:
     def _check_target(self, url: URL) -> None:
         if url.scheme not in ("http", "https") or not url.host:
             raise LinkRefused("bad_url", "is not an http or https link to a file")
+        if self._host_token is not None:
+            if not self._host_token.admits(str(url)):
+                raise LinkRefused("bad_url", "leads to a host its token is not for")
+            return
         host = url.host.rstrip(".").lower()
         if host == "localhost" or host.endswith(".localhost"):
             raise LinkRefused("private_address", "points to a private network address")
@@ -309,9 +344,7 @@ class Preflight:
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             if isinstance(exc.os_error, _ForbiddenAddress):
                 return LinkRefused("private_address", "points to a private network address")
-            host = exc.host
-            transient = exc.os_error.errno == socket.EAI_AGAIN  # "try again": the DNS server failed
-            return LinkRefused("unresolvable", f"names a host that does not exist ({host})", transient)
+            return _lookup_failure(exc.host, exc.os_error.errno)
         if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
             return LinkRefused(
                 "unreachable", "could not be reached securely (its TLS certificate is not valid)"
@@ -330,6 +363,16 @@ class Preflight:
 
 
 # -- addresses ----------------------------------------------------------------------------------------
+
+
+def _lookup_failure(host: str, errno: int | None) -> LinkRefused:
+    """A failed name lookup in words: only an answer that the name does not exist says so. Anything else
+    (no DNS server reachable, a timeout, a server failure) means the host could not be reached: transient."""
+    if errno in _NO_SUCH_NAME:
+        return LinkRefused("unresolvable", f"names a host that does not exist ({host})")
+    return LinkRefused(
+        "unreachable", f"could not be reached (looking up {host} got no answer from DNS)", transient=True
+    )
 
 
 class _ForbiddenAddress(OSError):

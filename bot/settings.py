@@ -6,6 +6,7 @@ The upper-case names are a public interface (README, `.env.example`, deployments
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     sync_webhook_secret: SecretStr | None = None  # verifies Sync-Signature on webhook deliveries
     lipsyncdev_api_key: SecretStr | None = None
     lipsyncdev_api_url: str = "https://www.lipsync.dev/api"
+    # Its two published APIs (providers.md §3): a (Bearer, /v1/lipsync/submit), b (X-API-Key,
+    # /v1/lipsync/generate), or auto: ask the server at start which one it speaks.
+    lipsyncdev_api_version: Literal["auto", "a", "b"] = "auto"
     lipsyncdev_video_enhance: int = Field(default=1, ge=0, le=1)
     lipsyncdev_fps: Literal["25", "original"] = "25"
     default_provider: Literal["jogg", "sync", "lipsyncdev"] | None = None  # unset: the first configured
@@ -67,6 +71,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # unset → embedded redis-server under DATA_DIR
     data_dir: Path = Path("./data")
     port: int = Field(default=3000, ge=0, le=65535)  # 0 picks a free port
+    # GET /metrics (spend, job counts, Slack errors) for operators only, on a listener of its own: never on
+    # PORT, which faces Slack (HTTP mode) and the internet (PUBLIC_URL). Unset: no metrics; 0: a free port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # e.g. 0.0.0.0 for a scraper in another container; publish neither
     poll_interval_seconds: float = Field(default=5.0, gt=0)  # for fresh tasks; slower as they run long
     poll_max_interval_seconds: float = Field(default=30.0, gt=0)  # for tasks running 15 min or more
     job_timeout_seconds: float = Field(default=1800.0, gt=0)
@@ -90,8 +98,12 @@ class Settings(BaseSettings):
     preflight: Literal["on", "off"] = "on"
     # Private networks the link check may reach anyway, as CIDRs ("10.1.0.0/16"): an internal media server.
     preflight_allowed_networks: str = ""
-    # Ask before dubbing when the quote is above this, per unit: "credits=2,USD=5". Unset: never ask.
+    # Ask before dubbing when the quote is above this, per unit: "credits=2,USD=5", or a bare amount ("2")
+    # in the default provider's unit. Unset: never ask.
     confirm_above: str = ""
+    # An input whose length the bot could not learn is quoted as if it were this long (bot/gate.py, the
+    # unknown-cost rule): that upper estimate is reserved against budgets until the job ends.
+    unknown_length_seconds: float = Field(default=600.0, gt=0, le=86400)
     # An unanswered quote expires after this; Slack's private reply link lasts 30 minutes.
     quote_expires_minutes: float = Field(default=15.0, gt=0, le=30)
     cache_days: float = Field(default=30.0, ge=0)  # same inputs answered from an earlier result; 0 = off
@@ -155,10 +167,16 @@ class Settings(BaseSettings):
         parse_prices(value)
         return value
 
-    @field_validator("confirm_above", "balance_warn_below")
+    @field_validator("balance_warn_below")
     @classmethod
     def _amounts(cls, value: str) -> str:
         parse_amounts(value, "unit=amount, e.g. credits=2,USD=5")
+        return value
+
+    @field_validator("confirm_above")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        parse_thresholds(value, "the default provider's unit")
         return value
 
     @field_validator("preflight_allowed_networks")
@@ -170,6 +188,11 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not a network, e.g. 10.1.0.0/16") from None
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("admin_channel", mode="before")
     @classmethod
@@ -223,6 +246,15 @@ class Settings(BaseSettings):
             raise ValueError(f"DEFAULT_PROVIDER is {self.default_provider}, but {key} is not set")
         return self
 
+    @model_validator(mode="after")
+    def _metrics_off_the_public_port(self) -> Settings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                f"METRICS_PORT is PORT ({self.port}): /metrics needs a port of its own, kept off the one "
+                "that faces Slack and the internet. Pick another, or leave METRICS_PORT unset."
+            )
+        return self
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
@@ -254,6 +286,22 @@ def parse_amounts(text: str, shape: str) -> dict[str, Decimal]:
         if not name.strip() or not value.is_finite() or value < 0:
             raise ValueError(f"{item!r} is not {shape}")
         amounts[name.strip()] = value
+    return amounts
+
+
+_BARE_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+")
+
+
+def parse_thresholds(text: str, default_unit: str) -> dict[str, Decimal]:
+    """CONFIRM_ABOVE: "credits=2,USD=5" → {unit: amount}; an amount alone ("2", ASCII digits) is in
+    `default_unit` (the default provider's). ValueError naming the item that is neither."""
+    shape = "unit=amount, e.g. credits=2,USD=5, or an amount alone (2) in the default provider's unit"
+    bare = [item for item in split_list(text) if "=" not in item]
+    if len(bare) > 1 or (bare and not _BARE_AMOUNT.fullmatch(bare[0])):
+        raise ValueError(f"{bare[-1]!r} is not {shape}")
+    amounts = parse_amounts(",".join(item for item in split_list(text) if "=" in item), shape)
+    if bare:
+        amounts.setdefault(default_unit, Decimal(bare[0]))  # a unit named explicitly wins
     return amounts
 
 

@@ -234,7 +234,9 @@ class Shares:
         self, message: SharedMessage, wanted: MediaKind, bot_user: str
     ) -> tuple[SlackFile, str] | None:
         """The newest earlier file of the `wanted` kind in the message's thread, with its message's text."""
-        thread = await self.slack.thread_messages(message.channel, message.thread_ts, MAX_THREAD_MESSAGES)
+        thread = await self.slack.thread_messages(
+            message.channel, message.thread_ts, MAX_THREAD_MESSAGES, before_ts=message.ts
+        )
         if thread is None:
             return None
         return partner_in_thread(thread, message.ts, wanted, bot_user)

@@ -63,11 +63,19 @@ def byte_count(value: object) -> int:
         digits = value.lstrip("0") or "0"
         # Compared by length first: int() of thousands of digits is slow, and refused past 4300.
         return MAX_REPORTED_BYTES if len(digits) > 15 else min(int(digits), MAX_REPORTED_BYTES)
-    if isinstance(value, float) and not math.isnan(value):
-        return max(0, int(min(value, MAX_REPORTED_BYTES)))  # JSON's 1e400 is inf
+    if isinstance(value, float):
+        # JSON's 1e400 is inf and -1e400 is -inf: clamped before int(), which refuses both (and NaN).
+        return 0 if math.isnan(value) else int(min(max(value, 0.0), float(MAX_REPORTED_BYTES)))
     if isinstance(value, int) and not isinstance(value, bool):
         return max(0, min(value, MAX_REPORTED_BYTES))
     return 0
+
+
+def _is_stub(raw: Mapping[str, Any]) -> bool:
+    """A file object that says only "ask files.info" (Slack Connect), or has no name to go by."""
+    return (
+        raw.get("file_access") == "check_file_info" or raw.get("mode") == "file_access" or "name" not in raw
+    )
 
 
 @dataclass(frozen=True)
@@ -86,10 +94,11 @@ class SlackFile:
         """A file object from Slack; None for a stub that needs `files.info` first.
 
         Slack Connect channels deliver `{"id": "F…", "mode": "file_access", "file_access":
-        "check_file_info"}` instead of the full object.
+        "check_file_info"}` instead of the full object, and some senders leave out `mode` or add a
+        `name`: `file_access: check_file_info` alone marks a stub.
         """
         file_id = text_field(raw, "id")
-        if not file_id or raw.get("mode") == "file_access" or "name" not in raw:
+        if not file_id or _is_stub(raw):
             return None
         return cls(
             id=file_id,

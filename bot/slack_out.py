@@ -36,8 +36,13 @@ AMBIGUOUS = {"fatal_error", "internal_error", "request_timeout", "service_unavai
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 # Looking for an earlier post: the window around the attempt allows for Slack's clock against Redis's.
 CLOCK_MARGIN_S = 30
-PAGE_SIZE = 200  # Slack's advised page size for history reads
+PAGE_SIZE = 200  # Slack's advised page size for history reads (15 at most for some apps, see below)
 MAX_PAGES = 100  # a guard against a cursor that never ends, far beyond any real window
+# Commercially distributed apps outside the Marketplace read history at Tier 1 (a call a minute) and 15
+# messages a page. A search interrupted by a 429 resumes from its cursor (scans of unclear posts, kept for
+# this many jobs at once), and a thread is read on after Retry-After, up to this long in all.
+MAX_RESUMED_SCANS = 1000
+MAX_THREAD_WAIT_S = 150.0
 
 
 class SlackRetryLater(Exception):
@@ -112,6 +117,8 @@ class SlackOut:
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+        # (job, kind, attempt time) → the cursor of the next page of a search cut short by a 429.
+        self._resume_at: dict[tuple[str, str, int], str] = {}
 
     async def post(
         self, job_id: str, kind: str, channel: str, thread_ts: str | None, build: Callable[[bool], Message]
@@ -154,9 +161,10 @@ class SlackOut:
         """The ts of this job's `kind` message if Slack has it (message metadata carries the job id).
 
         The post was attempted at `since_ms` (Redis time) and, if it landed, landed before the client gave
-        up: every message of that window is read, page by page, however busy the channel. Reading history
-        needs membership, which `chat:write.public` does not give: in a public channel the bot has not
-        joined, it joins first (`channels:join`).
+        up: every message of that window is read, page by page, however busy the channel; a 429 raises
+        SlackRetryLater and the next call goes on from the page it stopped at. Reading history needs
+        membership, which `chat:write.public` does not give: in a public channel the bot has not joined,
+        it joins first (`channels:join`).
         """
         window: dict[str, Any] = {
             "oldest": f"{max(0, since_ms / 1000 - CLOCK_MARGIN_S):.6f}",
@@ -167,7 +175,8 @@ class SlackOut:
         if thread_ts:
             window["ts"] = thread_ts
         joined = False
-        cursor = ""
+        scan = (job_id, kind, since_ms)
+        cursor = self._resume_at.pop(scan, "")
         for _ in range(MAX_PAGES):
             try:
                 if thread_ts:
@@ -178,7 +187,10 @@ class SlackOut:
                 if _error(exc) == "not_in_channel" and not joined and await self._join(channel):
                     joined = True
                     continue
-                if _status(exc) == 429 or _status(exc) >= 500:
+                if _status(exc) == 429:
+                    self._resume_later(scan, cursor)
+                    raise SlackRetryLater(_retry_after(exc)) from exc
+                if _status(exc) >= 500:
                     raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
                 # Without history access we cannot check; posting again risks a duplicate but never a loss.
                 log.warning("job %s: cannot check for an earlier post (%s); posting", job_id, _error(exc))
@@ -195,6 +207,13 @@ class SlackOut:
         # Thousands of messages in the post's own window: give up checking rather than read forever.
         log.warning("job %s: over %d pages to check for an earlier post; posting again", job_id, MAX_PAGES)
         return None
+
+    def _resume_later(self, scan: tuple[str, str, int], cursor: str) -> None:
+        """Keep where a search stopped (Tier 1 allows a page a minute), forgetting the oldest beyond
+        MAX_RESUMED_SCANS; another process, or a restart, starts the search over."""
+        self._resume_at[scan] = cursor
+        while len(self._resume_at) > MAX_RESUMED_SCANS:
+            del self._resume_at[next(iter(self._resume_at))]
 
     async def _join(self, channel: str) -> bool:
         """Join a public channel so its history can be read; False if that is not possible."""
@@ -222,22 +241,35 @@ class SlackOut:
                 found.append(file)
         return found
 
-    async def thread_messages(self, channel: str, thread_ts: str, limit: int) -> list[dict[str, Any]] | None:
-        """Up to `limit` messages of a thread, oldest first; None when Slack would not say."""
+    async def thread_messages(
+        self, channel: str, thread_ts: str, limit: int, before_ts: str = ""
+    ) -> list[dict[str, Any]] | None:
+        """Up to `limit` messages of a thread (the parent, and only replies before `before_ts` if given),
+        oldest first; None when Slack would not say. Slack's rate limit is waited out page by page, up to
+        MAX_THREAD_WAIT_S in all (at Tier 1 a page a minute)."""
         thread: list[dict[str, Any]] = []
         cursor = None
-        try:
-            while len(thread) < limit:
+        waited = 0.0
+        while len(thread) < limit:
+            try:
                 page = await self.client.conversations_replies(
-                    channel=channel, ts=thread_ts, cursor=cursor, limit=200
+                    channel=channel, ts=thread_ts, cursor=cursor, limit=PAGE_SIZE, latest=before_ts or None
                 )
-                thread.extend(m for m in page.get("messages") or [] if isinstance(m, dict))
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
-            log.warning("cannot read thread %s/%s: %s", channel, thread_ts, exc)
-            return None
+            except SlackApiError as exc:
+                delay = _retry_after(exc)
+                if _status(exc) == 429 and waited + delay <= MAX_THREAD_WAIT_S:
+                    waited += delay
+                    await asyncio.sleep(delay)
+                    continue
+                log.warning("cannot read thread %s/%s: %s", channel, thread_ts, _error(exc) or exc)
+                return None
+            except NETWORK_ERRORS as exc:
+                log.warning("cannot read thread %s/%s: %s", channel, thread_ts, exc)
+                return None
+            thread.extend(m for m in page.get("messages") or [] if isinstance(m, dict))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
         return thread
 
     async def tell(self, channel: str, user: str, thread_ts: str, message: Message) -> bool:
@@ -255,15 +287,16 @@ class SlackOut:
             f"App Home for {user}", lambda: self.client.views_publish(user_id=user, view=view)
         )
 
-    async def is_admin(self, user: str) -> bool:
-        """Whether `user` is a workspace admin or owner (`users.info`, scope users:read); False if unknown."""
+    async def user_info(self, user: str) -> dict[str, Any] | None:
+        """`user`'s object from `users.info` (scope users:read), for their roles (bot/control.py decides
+        who is an admin of what); None when Slack did not say."""
         try:
             response = await self.client.users_info(user=user)
         except (SlackApiError, *NETWORK_ERRORS) as exc:
             log.warning("users.info %s failed: %s", user, exc)
-            return False
+            return None
         info = response.get("user")
-        return isinstance(info, dict) and bool(info.get("is_admin") or info.get("is_owner"))
+        return info if isinstance(info, dict) else None
 
     async def update(self, channel: str, ts: str, message: Message) -> bool:
         """Edit a message (idempotent, so a quick retry is safe). False if it did not work."""

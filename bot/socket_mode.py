@@ -3,9 +3,10 @@
 slack_sdk's client reconnects by itself every ping interval forever, logging a traceback each time, and
 does not return while Slack is unreachable (a bot stuck in it ignored SIGTERM). So `connect()` here makes
 one attempt, and `SocketModeConnection` owns the retries: capped exponential backoff, one log line per
-failed attempt, a refused app token stops the start-up, and it knows how long it has been down
-(GET /healthz). `dispatch_to_bolt` is the envelope listener: it drops what Bolt cannot read
-(`payload_problem`) before Bolt builds a request from it, and acks everything so Slack never redelivers.
+failed attempt, a refused app token stops the start-up, and it knows whether it has connected yet and how
+long it has been down (GET /healthz: not ready before the first connection). `dispatch_to_bolt` is the
+envelope listener: it drops what Bolt cannot read (`payload_problem`) before Bolt builds a request from
+it, and acks everything so Slack never redelivers; an ack that meets a closed connection is one warning.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from bot.slack_requests import payload_problem
 log = logging.getLogger(__name__)
 
 # How often to ping, the backoff between connection attempts, the longest one attempt may take
-# (aiohttp's own default is 5 minutes), and how long the socket may be down before /healthz says 503.
+# (aiohttp's own default is 5 minutes), and how long a socket that was connected may be down (a refresh, a
+# network blip) before /healthz says 503. Before the first connection /healthz says 503 at once.
 PING_SECONDS = 10.0
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
@@ -82,6 +84,21 @@ class SingleAttemptSocketModeClient(SocketModeClient):
         # With auto-reconnect off, only Slack's "disconnect" message (e.g. refresh_requested) gets here.
         self.reconnect_requested.set()
 
+    async def send_message(self, message: str) -> None:
+        """Send on the current connection, and once more on a newer one if a refresh replaced it meanwhile.
+        Raises ConnectionError when no open connection takes it; unlike the SDK's, logs nothing itself
+        (`dispatch_to_bolt` says it once)."""
+        session = self.current_session
+        if session is None:
+            raise ConnectionError("no Socket Mode connection")
+        try:
+            await session.send_str(message)
+        except ConnectionError:
+            replaced = self.current_session
+            if replaced is None or replaced is session or not await self.is_connected():
+                raise
+            await replaced.send_str(message)
+
 
 class SocketModeConnection:
     """Keeps the Socket Mode connection open: reconnects with capped exponential backoff and one log
@@ -91,6 +108,7 @@ class SocketModeConnection:
         self.client = client
         self.on_fatal = on_fatal
         self.down_since: float | None = time.monotonic()
+        self.ever_connected = False
         self._keeper: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -106,12 +124,17 @@ class SocketModeConnection:
 
     def describe(self) -> str:
         down = self.down_seconds()
-        return "connected" if down is None else f"disconnected for {down:.0f} s"
+        if down is None:
+            return "connected"
+        if not self.ever_connected:
+            return f"not connected yet (trying for {down:.0f} s)"
+        return f"disconnected for {down:.0f} s"
 
     def healthy(self) -> bool:
-        """False once the connection has been down too long for retries alone to be the answer."""
+        """Ready for Slack's requests: False until the first connection (nothing reaches the bot yet), and
+        once a connection has been down too long for a refresh or a blip."""
         down = self.down_seconds()
-        return down is None or down <= DOWN_UNHEALTHY_SECONDS
+        return down is None or (self.ever_connected and down <= DOWN_UNHEALTHY_SECONDS)
 
     async def close(self) -> None:
         if self._keeper is not None:
@@ -162,7 +185,7 @@ class SocketModeConnection:
             return f"Slack answered {error or exc.response.status_code}"
         except Exception as exc:  # unreachable, timed out, or an odd answer: all worth another try
             return f"{type(exc).__name__}: {exc}".rstrip(": ")
-        self.down_since = None
+        self.down_since, self.ever_connected = None, True
         log.info("connected to Slack in Socket Mode")
         return ""
 
@@ -187,14 +210,27 @@ def dispatch_to_bolt(bolt: AsyncApp) -> EnvelopeListener:
             # The connection is Slack's own, so this is Slack's oddity: dropped in one short line,
             # never logged with its body.
             log.warning("ignored a Slack payload Bolt cannot read: %s", problem)
-            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            await _ack(client, req, None)
             return
         response = await run_async_bolt_app(bolt, req)
-        await client.send_socket_mode_response(
-            SocketModeResponse(envelope_id=req.envelope_id, payload=_ack_payload(response))
-        )
+        await _ack(client, req, _ack_payload(response))
 
     return dispatch
+
+
+async def _ack(
+    client: AsyncBaseSocketModeClient, req: SocketModeRequest, payload: dict[str, Any] | None
+) -> None:
+    try:
+        await client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=payload)
+        )
+    except ConnectionError as exc:
+        # Slack closed the connection first (the end of a refresh): what the envelope asked for is done and
+        # stored, and a copy Slack sends again is recognised. One line, no traceback.
+        log.warning(
+            "could not acknowledge a Slack %s envelope: the connection closed first (%s)", req.type, exc
+        )
 
 
 def _ack_payload(response: BoltResponse) -> dict[str, Any] | None:

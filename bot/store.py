@@ -93,7 +93,8 @@ return now
 
 # KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
 # one waiting in submit or poll (no step running on it) ends at once, queued for its reply; one a step is
-# working on gets `cancel_by`, which that step (or the next) honours. Returns what happened.
+# working on gets `cancel_by`, and ends as soon as that step's decision is applied (the transition refuses
+# to put it back to wait, bot/pipeline.py `Pipeline.apply`). Returns what happened.
 _CANCEL = (
     _NOW_MS
     + """
@@ -179,15 +180,18 @@ return out
 """
 )
 
-# KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, n, n field names to
-# drop, then field/value pairs. mode: 'stay' reschedules in the same lane, 'move' hands over to another
-# lane, 'done' drops it. With fields to drop (a job's end), the hash is rewritten without them and without
-# empty values: a hash that once held a long value keeps Redis's big encoding until it is written afresh.
+# KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, a field that must be
+# empty ('' for none), n, n field names to drop, then field/value pairs. mode: 'stay' reschedules in the
+# same lane, 'move' hands over to another lane, 'done' drops it. Returns 1, 0 if the claim is lost, -1 (and
+# changes nothing) if the field is set: a job cancelled while its step ran does not go back to wait.
+# With fields to drop (a job's end), the hash is rewritten without them and without empty values: a hash
+# that once held a long value keeps Redis's big encoding until it is written afresh.
 _TRANSITION = (
     _NOW_MS
     + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-local mode, ndrop = ARGV[3], tonumber(ARGV[6])
+if ARGV[6] ~= '' and (redis.call('HGET', KEYS[3], ARGV[6]) or '') ~= '' then return -1 end
+local mode, ndrop = ARGV[3], tonumber(ARGV[7])
 local at = now + tonumber(ARGV[4])
 if mode == 'stay' then
   redis.call('ZADD', KEYS[1], 'XX', at, ARGV[1])
@@ -198,10 +202,10 @@ end
 redis.call('HDEL', KEYS[2], ARGV[1])
 -- A job whose hash expired or was deleted only leaves its lane: writing would leave a stub forever.
 if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
-redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 7 + ndrop))
+redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 8 + ndrop))
 if ndrop > 0 then
   local drop, kept, all = {}, {}, redis.call('HGETALL', KEYS[3])
-  for i = 7, 6 + ndrop do drop[ARGV[i]] = true end
+  for i = 8, 7 + ndrop do drop[ARGV[i]] = true end
   for i = 1, #all, 2 do
     if not drop[all[i]] and all[i + 1] ~= '' then
       kept[#kept + 1] = all[i]
@@ -493,9 +497,17 @@ class JobStore:
         return claimed
 
     async def reschedule(
-        self, lane: Lane, job_id: str, token: str, delay_ms: int, fields: Mapping[str, object] | None = None
+        self,
+        lane: Lane,
+        job_id: str,
+        token: str,
+        delay_ms: int,
+        fields: Mapping[str, object] | None = None,
+        unless: str = "",
     ) -> None:
-        await self._apply(lane, lane, job_id, token, "stay", delay_ms, 0, fields)
+        """Come back to `lane` in `delay_ms`. With `unless`, nothing changes and Cancelled is raised if the
+        job's `unless` field is set (e.g. `cancel_by`), in the same script."""
+        await self._apply(lane, lane, job_id, token, "stay", delay_ms, 0, fields, unless=unless)
 
     async def move(
         self,
@@ -505,8 +517,10 @@ class JobStore:
         token: str,
         delay_ms: int = 0,
         fields: Mapping[str, object] | None = None,
+        unless: str = "",
     ) -> None:
-        await self._apply(source, target, job_id, token, "move", delay_ms, 0, fields)
+        """Hand the job over to `target`, due in `delay_ms`; `unless` as for `reschedule`."""
+        await self._apply(source, target, job_id, token, "move", delay_ms, 0, fields, unless=unless)
 
     async def finish(
         self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object] | None = None
@@ -758,6 +772,7 @@ class JobStore:
         ttl_s: int,
         fields: Mapping[str, object] | None,
         drop: Sequence[str] = (),
+        unless: str = "",
     ) -> None:
         keys = [queue_key(source), lease_key(source), job_key(job_id), queue_key(target)]
         delay_ms = max(0, int(delay_ms))
@@ -767,12 +782,16 @@ class JobStore:
             mode,
             delay_ms,
             ttl_s,
+            unless,
             len(drop),
             *drop,
             *_flatten(fields or {}),
         ]
-        if not await self._transition(keys=keys, args=args):
+        done = int(await self._transition(keys=keys, args=args))
+        if not done:
             raise LeaseLost(job_id)
+        if done < 0:
+            raise Cancelled(job_id)
         if mode != "done" and self.on_queued is not None:
             self.on_queued(target, delay_ms)
 

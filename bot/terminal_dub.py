@@ -44,7 +44,17 @@ from bot.pipeline import (
     poll_delay_ms,
 )
 from bot.preflight import LinkRefused, MediaFacts, Preflight, stop_parser
-from bot.providers.base import Cost, ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.providers.base import (
+    Cost,
+    ErrorKind,
+    KeyState,
+    Order,
+    Provider,
+    ProviderError,
+    Recovery,
+    Task,
+    TaskState,
+)
 from bot.settings import PROVIDER_KEYS, Settings, SettingsError, StartupError, load_settings, split_list
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -323,9 +333,7 @@ class Dub:
         self.settle_s = max(settings.create_settle_seconds, 4 * settings.http_timeout_seconds)
 
     async def run(self) -> Task:
-        refusal = await self.provider.check_key()
-        if refusal is not None:
-            raise Stop(EXIT_USAGE, clean(plain(refusal)))
+        await self._check_key()
         if self.preflight is not None:
             await self._check_links(self.preflight)
         order = Order(
@@ -341,6 +349,24 @@ class Dub:
         if task.state is TaskState.FAILED:
             raise Stop(EXIT_FAILED, self._failure_text(task))
         return task
+
+    # -- 0. the provider
+
+    async def _check_key(self) -> None:
+        """A refused key ends the dub (2); a provider that cannot be reached too (1), before the links are
+        checked, so that a machine without network hears "cannot reach", not that the links are bad."""
+        check = await self.provider.key_check()
+        if check.state is KeyState.REFUSED:
+            raise Stop(EXIT_USAGE, clean(plain(check.detail)))
+        if check.state is KeyState.UNREACHABLE:
+            setting = f"{self.provider.name.upper()}_API_URL"
+            raise Stop(
+                EXIT_FAILED,
+                f"{clean(check.detail)[:1].upper()}{clean(check.detail)[1:]}, so nothing was sent. Check "
+                f"this machine's network (DNS, HTTPS_PROXY) and {setting}, then try again.",
+            )
+        if check.state is KeyState.UNCLEAR:
+            self.line.note(f"{self.label} could not check the key ({clean(check.detail)}); going on")
 
     # -- 1. the links
 
@@ -428,7 +454,8 @@ class Dub:
                         f"{self.label} did not take the dub after {errors} tries: {why(exc)}. "
                         "Nothing was submitted. Try again in a few minutes.",
                     ) from None
-                wait_ms = backoff_ms(errors)
+                # A provider holding its creates back (sync.so after a 429) says for how long.
+                wait_ms = max(backoff_ms(errors), math.ceil(exc.retry_after_s * 1000))
                 busy = exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY)
                 what = "says not now" if busy else "did not answer clearly"
                 self.line.status(

@@ -1,9 +1,11 @@
 """POST /webhooks/<provider>: a provider says a task is done. A delivery is only a hint.
 
-Its signature is checked when a secret is configured (the provider's module knows its scheme); then the
-job of that task gets its next poll due now, and the poll step, which re-fetches the task, stays the one
-place that decides. Unknown tasks, bad signatures and replays change nothing; a lost webhook only costs
-time, since polling goes on regardless.
+Its signature is checked when a secret is configured (the provider's module knows its scheme; LipSync.dev's
+version B documents none, so its deliveries come unsigned); then the job of that task gets its next poll
+due now, and the poll step, which re-fetches the task, stays the one place that decides. Unknown tasks,
+bad signatures and replays change nothing; a lost webhook only costs time, since polling goes on
+regardless. One task is nudged at most once per NUDGE_WINDOW_S, so that deliveries anyone could forge (no
+secret) cannot turn into a stream of polls against the provider's rate limit.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/{provider}"
 MAX_BODY_BYTES = 1024 * 1024  # a Generation object is a few kB; aiohttp's own cap on a body is the same
 REPLAY_WINDOW_S = 600
+NUDGE_WINDOW_S = 10
 # How /metrics names each answer (a replay is answered 202: accepted, nothing more to do).
 OUTCOMES = {
     200: "ok",
@@ -70,6 +73,8 @@ def webhook_handler(
         try:
             if not await store.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
                 return web.Response(status=202, text="seen\n")
+            if not await store.mark_once(f"webhook:{provider.name}:task:{task_id}", NUDGE_WINDOW_S):
+                return web.Response(status=202, text="seen\n")  # nudged moments ago: its poll is due
             job_id = await store.job_for_task(provider.name, task_id)
             nudged = bool(job_id) and await store.nudge_poll(str(job_id))
         except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway

@@ -2,8 +2,11 @@
 Cancel), and the Dub again modal.
 
 Each state change (a cancel, a new job) is stored before the listener returns, which is when Bolt acks
-(process_before_response): a click Slack saw acknowledged is never lost. Double clicks and stale messages
-start nothing twice: a retry is keyed by the job it retries, a dub again by its modal.
+(process_before_response): a click Slack saw acknowledged is never lost. Everything else (the private
+answer, a note in the old job's thread, the modal) runs after the ack (`JobControl.after_ack`): a Slack post
+may wait out 429s for seconds, and Slack wants its ack within 3. Double clicks and stale messages start
+nothing twice: a retry is keyed by the job it retries, a dub again by its modal. Who may click what is
+decided in one place, bot/control.py.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
-from bot.control import JobControl
+from bot.control import Answer, JobControl, Person, person_from
 from bot.messages import Message
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,6 @@ def _clicked_job(action: dict[str, Any]) -> str:
     return _text(action.get("value"))[:64]
 
 
-def _user(body: dict[str, Any]) -> str:
-    user = body.get("user")
-    return _text(user.get("id")) if isinstance(user, dict) else ""
-
-
 async def _tell(respond: AsyncRespond, message: Message) -> None:
     """A private answer to the person who clicked (through the action's response_url)."""
     try:
@@ -59,71 +57,99 @@ async def _tell(respond: AsyncRespond, message: Message) -> None:
         log.warning("could not answer a button click: %s", type(exc).__name__)
 
 
-def _clicked(
-    what: str, run: Callable[[dict[str, Any], dict[str, Any]], Awaitable[Message]]
-) -> Callable[..., Awaitable[None]]:
-    """A button whose effect (`run`, given the payload and the action) is stored before the ack, and whose
-    outcome is told privately to the person who clicked."""
+async def _answer(control: JobControl, respond: AsyncRespond, answer: Answer) -> None:
+    """After the ack: the private answer, then the note in the old job's thread."""
+    await _tell(respond, answer.message)
+    await control.post_note(answer.note)
+
+
+Run = Callable[[Person, dict[str, Any], dict[str, Any]], Awaitable[Answer]]
+
+
+def _clicked(control: JobControl, what: str, run: Run) -> Callable[..., Awaitable[None]]:
+    """A button whose effect (`run`, given who clicked, the payload and the action) is stored before the
+    ack, and whose outcome is told privately to the person who clicked, after it."""
 
     async def handle(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         try:
-            answer = await run(body, action)
+            answer = await run(person_from(body), body, action)
         except RedisError as exc:
             log.error("cannot %s: %s", what, exc)
-            answer = messages.store_unavailable_now()
-        await _tell(respond, answer)
+            answer = Answer(message=messages.store_unavailable_now())
         await ack()
+        control.after_ack(_answer(control, respond, answer))
 
     return handle
 
 
 def cancel_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
-    return _clicked("cancel", lambda body, action: control.cancel(_clicked_job(action), _user(body)))
+    async def cancel(person: Person, body: dict[str, Any], action: dict[str, Any]) -> Answer:
+        return Answer(message=await control.cancel(_clicked_job(action), person))
+
+    return _clicked(control, "cancel", cancel)
 
 
 def retry_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
-    return _clicked(
-        "retry",
-        lambda body, action: control.retry(
-            _clicked_job(action), _user(body), _text(body.get("response_url"))
-        ),
-    )
+    async def retry(person: Person, body: dict[str, Any], action: dict[str, Any]) -> Answer:
+        return await control.retry(_clicked_job(action), person, _text(body.get("response_url")))
+
+    return _clicked(control, "retry", retry)
 
 
 def again_anyway_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
-    return _clicked(
-        "dub afresh",
-        lambda body, action: control.again_anyway(
-            _clicked_job(action), _user(body), _text(body.get("response_url"))
-        ),
-    )
+    async def again_anyway(person: Person, body: dict[str, Any], action: dict[str, Any]) -> Answer:
+        return await control.again_anyway(_clicked_job(action), person, _text(body.get("response_url")))
+
+    return _clicked(control, "dub afresh", again_anyway)
+
+
+async def _replace_quote(respond: AsyncRespond, answer: Message) -> None:
+    try:
+        await respond(text=answer.text, blocks=answer.blocks, replace_original=True)
+    except Exception as exc:  # a courtesy: the answer is stored already
+        log.warning("could not replace a quote: %s", type(exc).__name__)
 
 
 def quote_answered(control: JobControl, go: bool) -> Callable[..., Awaitable[None]]:
-    """Dub it / Cancel on a private quote: stored before the ack; the quote is replaced by the outcome."""
+    """Dub it / Cancel on a private quote: stored before the ack; the quote is replaced by the outcome
+    after it."""
 
     async def handle(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         try:
-            answer = await control.answer_quote(_clicked_job(action), _user(body), go)
+            answer = await control.answer_quote(_clicked_job(action), person_from(body), go)
         except RedisError as exc:
             log.error("cannot answer a quote: %s", exc)
-            await _tell(respond, messages.store_unavailable_now())
             await ack()
+            control.after_ack(_tell(respond, messages.store_unavailable_now()))
             return
-        try:
-            await respond(text=answer.text, blocks=answer.blocks, replace_original=True)
-        except Exception as exc:  # a courtesy: the answer is stored already
-            log.warning("could not replace a quote: %s", type(exc).__name__)
         await ack()
+        control.after_ack(_replace_quote(respond, answer))
 
     return handle
 
 
 def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
+    async def open_form(
+        person: Person, job_id: str, trigger_id: str, client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        try:
+            view = await control.dub_again_view(job_id, person)
+        except RedisError as exc:
+            log.error("cannot open Dub again: %s", exc)
+            await _tell(respond, messages.store_unavailable_now())
+            return
+        if view is None:
+            await _tell(respond, messages.no_such_job(job_id))
+            return
+        try:
+            await client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error") if exc.response else exc)
+
     async def handle(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -132,19 +158,8 @@ def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
         respond: AsyncRespond,
     ) -> None:
         await ack()  # nothing to store: the modal's submission starts the job
-        try:
-            view = await control.dub_again_view(_clicked_job(action))
-        except RedisError as exc:
-            log.error("cannot open Dub again: %s", exc)
-            await _tell(respond, messages.store_unavailable_now())
-            return
-        if view is None:
-            await _tell(respond, messages.no_such_job(_clicked_job(action)))
-            return
-        try:
-            await client.views_open(trigger_id=_text(body.get("trigger_id")), view=view)
-        except SlackApiError as exc:
-            log.warning("views.open failed: %s", exc.response.get("error") if exc.response else exc)
+        trigger_id = _text(body.get("trigger_id"))
+        control.after_ack(open_form(person_from(body), _clicked_job(action), trigger_id, client, respond))
 
     return handle
 
@@ -168,10 +183,11 @@ def dub_again_submitted(control: JobControl) -> Callable[..., Awaitable[None]]:
         values = (
             state.get("values") if isinstance(state, dict) and isinstance(state.get("values"), dict) else {}
         )
+        note = None
         try:
-            errors = await control.dub_again(
+            errors, note = await control.dub_again(
                 _text(view.get("private_metadata"))[:64],
-                _user(body),
+                person_from(body),
                 _text(view.get("id"))[:64],
                 _selected(values, messages.DUB_AUDIO_BLOCK)[:2048],
                 _selected(values, messages.DUB_OPTIONS_BLOCK)[:64],
@@ -184,7 +200,9 @@ def dub_again_submitted(control: JobControl) -> Callable[..., Awaitable[None]]:
             }
         if errors:
             await ack(response_action="errors", errors=errors)
-        else:
-            await ack()
+            return
+        await ack()  # the new job is stored; its note in the old thread follows
+        if note is not None:
+            control.after_ack(control.post_note(note))
 
     return handle

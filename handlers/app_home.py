@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from bot.control import person_from
 from bot.home import Home
 
 log = logging.getLogger(__name__)
@@ -22,12 +24,15 @@ async def _nothing() -> None:
 
 
 def home_opened(home: Home) -> Callable[..., Awaitable[None]]:
-    async def handle(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def handle(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         user = event.get("user")
         if event.get("tab") != "home" or not isinstance(user, str) or not user:
             return
+        person = person_from(body)  # the envelope: the workspace's team_id, the event's user
+        if not person.team:
+            person = dataclasses.replace(person, team=context.team_id or "")
         try:
-            await home.publish(context.team_id or "", user)
+            await home.publish(person)
         except Exception as exc:  # a Home view is a courtesy; never a traceback for it
             log.warning("App Home for %s not published: %s", user, exc)
 

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import messages
 from bot.command import BudgetCommand, InvalidCommand, JobCommand, parse_lipsync_text
-from bot.control import JobControl
+from bot.control import JobControl, person_from
 from bot.intake import Intake, OptionRefused
 from bot.messages import Message
 
@@ -25,15 +25,18 @@ def register(app: AsyncApp, intake: Intake, control: JobControl) -> None:
 async def _job_command(
     control: JobControl, command: dict[str, Any], request: JobCommand | BudgetCommand
 ) -> Message:
-    """`list`, `status`, `cancel`, `budget`: answered privately in the ack (a change is stored before it)."""
-    user = str(command.get("user_id", ""))
+    """`list`, `status`, `cancel`, `budget`: answered privately in the ack (a change is stored before it),
+    each for the person and workspace the command comes from."""
+    person = person_from(command)
+    domain = command.get("team_domain")
+    domain = domain if isinstance(domain, str) else ""  # for links to jobs' threads
     if isinstance(request, BudgetCommand):
-        return await control.budget(str(command.get("team_id", "")), user, request)
+        return await control.budget(person, request)
     if request.verb == "list":
-        return await control.list_jobs(str(command.get("team_id", "")), user, request.page)
+        return await control.list_jobs(person, request.page, domain)
     if request.verb == "status":
-        return await control.status(request.job)
-    return await control.cancel(request.job, user)
+        return await control.status(request.job, person, domain)
+    return await control.cancel(request.job, person)
 
 
 def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaitable[None]]:

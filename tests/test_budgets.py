@@ -28,6 +28,7 @@ from bot.budgets import (
     spent_key,
     to_micros,
 )
+from bot.command import BudgetCommand, InvalidCommand, parse_lipsync_text
 from bot.providers.jogg import credits_for
 
 T = TypeVar("T")
@@ -184,7 +185,7 @@ def test_a_quote_that_would_overdraw_either_budget_is_refused_and_changes_nothin
     run(redis_url, body)
 
 
-def test_an_unknown_cost_is_admitted_only_while_there_is_room(redis_url: str) -> None:
+def test_a_quote_of_0_is_admitted_only_while_there_is_room(redis_url: str) -> None:
     async def body(r: Redis) -> None:
         ledger = Ledger(r)
         await ledger.set_limit(TEAM, "user", "U1", "credits", D("5"))
@@ -443,3 +444,49 @@ def test_two_processes_admitting_at_once_never_overdraw(
         return await spends(ledger, "C1", "U1"), len(await r.keys("{lip}:budget:job:p*"))
 
     assert run(redis_url, final) == ((D("20"), D("20")), 20)
+
+
+def test_a_cost_nothing_bounds_is_refused_by_any_budget_and_reserves_nothing_elsewhere(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    async def body(r: Redis) -> None:
+        ledger = Ledger(r)
+        await ledger.set_limit(TEAM, "user", "U1", "credits", D("1000"))
+        before = snapshot(redis_client)
+        refused = await ledger.admit("j1", TEAM, "C1", "U1", "credits", None)
+        assert refused.refused_by == Limit("user", "U1", "credits", D("1000"), D("0"))
+        assert snapshot(redis_client) == before
+        # No budget in that unit, for that channel or person: admitted, reserving nothing.
+        assert (await ledger.admit("j2", TEAM, "C2", "U2", "credits", None)).admitted
+        assert (await ledger.admit("j3", TEAM, "C1", "U1", "USD", None)).admitted
+        assert await spends(ledger, "C2", "U2") == (D("0"), D("0"))
+        assert await ledger.settle("j2", D("7"))  # settled to what it really cost
+        assert await spends(ledger, "C2", "U2") == (D("7"), D("7"))
+
+    run(redis_url, body)
+
+
+@pytest.mark.parametrize(
+    ("typed", "amount"),
+    [
+        ("50", "50"),
+        ("12.5", "12.5"),
+        ("$20", "20"),
+        ("1,000", "1000"),
+        ("1,000.25", "1000.25"),
+        (".5", "0.5"),
+    ],
+)
+def test_budget_amounts_in_ascii_decimals(typed: str, amount: str) -> None:
+    command = parse_lipsync_text(f"budget <#C0DUB|dubbing> {typed}")
+    assert isinstance(command, BudgetCommand) and command.amount == D(amount)
+
+
+# Arabic-Indic 10, fullwidth 10, Arabic-Indic 3.5, superscript 2, and ASCII shapes that are no amount.
+@pytest.mark.parametrize(
+    "typed",
+    ["\u0661\u0660", "\uff11\uff10", "1,,,0", "1,0", "10,00", "1e3", "\u0663.\u0665", "\u00b2", "5,", "$"],
+)
+def test_budget_amounts_in_other_digits_or_shapes_are_refused(typed: str) -> None:
+    with pytest.raises(InvalidCommand, match="is not an amount"):
+        parse_lipsync_text(f"budget <#C0DUB|dubbing> {typed}")

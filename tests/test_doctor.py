@@ -142,6 +142,7 @@ def test_every_provider_in_http_mode_passes_with_its_balance(
     settings = make_settings(
         sync_api_key=sync_api.api_key,
         sync_api_url=sync_api.base_url,
+        sync_max_concurrent=3,
         lipsyncdev_api_key=lipsyncdev_api.api_key,
         lipsyncdev_api_url=lipsyncdev_api.api_url,
         public_url=jogg.base_url,
@@ -151,6 +152,9 @@ def test_every_provider_in_http_mode_passes_with_its_balance(
     assert {check.status for check in checks.values()} == {Status.OK}, text
     assert "HTTP mode" in checks["Slack mode"].detail
     assert "credits" in checks["JoggAI"].detail
+    assert checks["LipSync.dev"].detail.startswith(
+        "LIPSYNCDEV_API_KEY accepted · API version A (Bearer, /v1/lipsync/submit) answered at 127.0.0.1 · "
+    )
     assert "requests used" in checks["LipSync.dev"].detail
     assert checks["sync.so"].detail == "SYNC_API_KEY accepted"
     assert_no_secret(text, doctor.configured_secrets(settings))
@@ -328,18 +332,58 @@ def test_the_command_exits_1_on_failures_and_prints_no_secret(
     assert_no_secret(result.stdout + result.stderr, secrets_of(slack, jogg))
 
 
-def test_settings_errors_are_reported_as_the_bot_reports_them(
+def test_missing_settings_are_failures_and_the_rest_is_still_checked(
+    slack: FakeSlack, jogg: FakeJogg, redis_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(slack, jogg, tmp_path, SLACK_BOT_TOKEN="", LOG_LEVEL="LOUD", REDIS_URL=redis_url)
+    result = run_doctor(env, tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    marks = statuses(result.stdout)
+    assert marks["SLACK_BOT_TOKEN"] == "✗" and marks["LOG_LEVEL"] == "✗", result.stdout
+    assert "api.slack.com/apps → your app → OAuth & Permissions" in result.stdout  # where to get it
+    assert "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in result.stdout
+    # What does not need the missing token is checked all the same.
+    assert marks["Slack"] == "✓" and "127.0.0.1 answers" in result.stdout
+    assert marks["JoggAI"] == "✓" and marks["Redis"] == "✓" and marks["Redis eviction"] == "✓"
+    assert "Slack bot token" not in marks and "Slack mode" not in marks
+    assert slack.calls_to("auth.test") == []  # the stand-in token is never sent
+    assert "Traceback" not in result.stderr
+    assert_no_secret(result.stdout + result.stderr, secrets_of(slack, jogg))
+
+
+def test_without_any_provider_key_each_provider_is_still_checked_for_reachability(
+    slack: FakeSlack, jogg: FakeJogg, sync_api: FakeSync, redis_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(
+        slack,
+        jogg,
+        tmp_path,
+        JOGG_API_KEY="",
+        SYNC_API_URL=sync_api.base_url,
+        LIPSYNCDEV_API_URL=f"http://127.0.0.1:{free_port()}/api",  # nothing listens there
+        REDIS_URL=redis_url,
+    )
+    result = run_doctor(env, tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    marks = statuses(result.stdout)
+    assert marks["Provider keys"] == "✗" and "JOGG_API_KEY at app.jogg.ai" in result.stdout
+    assert marks["JoggAI"] == "✓" and marks["sync.so"] == "✓" and marks["LipSync.dev"] == "✗"
+    assert "cannot reach 127.0.0.1: the connection failed (Connection refused)" in result.stdout
+    assert marks["Slack bot token"] == "✓" and marks["Redis"] == "✓"
+    assert jogg.requests and all("x-api-key" not in r.headers for r in jogg.requests)  # no key to send
+
+
+def test_settings_beyond_repair_are_reported_as_the_bot_reports_them(
     slack: FakeSlack, jogg: FakeJogg, tmp_path: Path
 ) -> None:
-    env = bot_env(slack, jogg, tmp_path, SLACK_BOT_TOKEN="")
+    (tmp_path / ".env").write_text("PORT=not-a-port\n")
+    env = bot_env(slack, jogg, tmp_path, PORT="")
     result = run_doctor(env, tmp_path)
-    bot = subprocess.run(
-        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
 
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == bot.stderr and "SLACK_BOT_TOKEN is not set" in result.stderr
-    assert slack.calls == [] and jogg.requests == []
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert statuses(result.stdout)["PORT"] == "✗" and "Traceback" not in result.stderr
 
 
 def test_help_names_the_command_and_doctor_help_checks_nothing(
@@ -360,3 +404,47 @@ def test_help_names_the_command_and_doctor_help_checks_nothing(
 
 def test_scrub_replaces_every_secret() -> None:
     assert doctor.scrub("a xoxb-1-abc b xoxb-1", ["xoxb-1", "xoxb-1-abc"]) == "a … b …"
+
+
+# -- providers: which API version, concurrency, reachability ------------------------------------
+
+
+def test_sync_without_its_concurrency_cap_warns(make_settings: MakeSettings, sync_api: FakeSync) -> None:
+    checks, _ = diagnose(make_settings(sync_api_key=sync_api.api_key, sync_api_url=sync_api.base_url))
+
+    assert checks["sync.so"].status is Status.OK
+    concurrency = checks["sync.so concurrency"]
+    assert concurrency.status is Status.WARN and "SYNC_MAX_CONCURRENT is not set" in concurrency.detail
+    assert "Hobbyist 1" in concurrency.fix
+    assert doctor.exit_code(list(checks.values())) == 0  # a warning only
+
+
+def test_the_lipsyncdev_line_says_which_api_version_answered(make_settings: MakeSettings) -> None:
+    with FakeLipSyncDev(versions=("b",)) as version_b:
+        settings = make_settings(lipsyncdev_api_key=version_b.api_key, lipsyncdev_api_url=version_b.api_url)
+        checks, _ = diagnose(settings)
+        forced, _ = diagnose(
+            make_settings(
+                lipsyncdev_api_key=version_b.api_key,
+                lipsyncdev_api_url=version_b.api_url,
+                lipsyncdev_api_version="a",
+            )
+        )
+
+    line = checks["LipSync.dev"]
+    assert line.status is Status.OK
+    assert line.detail == (
+        "LIPSYNCDEV_API_KEY accepted · API version B (X-API-Key, /v1/lipsync/generate) answered at 127.0.0.1"
+    )
+    wrong = forced["LipSync.dev"]
+    assert wrong.status is Status.FAIL and "LIPSYNCDEV_API_VERSION=b" in wrong.detail
+
+
+def test_an_unreachable_provider_fails_saying_cannot_reach_it(make_settings: MakeSettings) -> None:
+    checks, _ = diagnose(make_settings(jogg_api_url="http://api.jogg.invalid"))
+
+    line = checks["JoggAI"]
+    assert line.status is Status.FAIL
+    assert line.detail.startswith("cannot reach JoggAI (api.jogg.invalid): its name does not resolve here")
+    assert "JOGG_API_URL" in line.fix and "network" in line.fix
+    assert checks["Redis"].status is Status.OK  # the rest is checked all the same

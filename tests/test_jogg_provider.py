@@ -10,9 +10,9 @@ from pydantic import SecretStr
 
 from bot.providers.base import ErrorKind, Order, ProviderError, Task, TaskState
 from bot.providers.jogg import JoggProvider
-from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
+from tests.fakes.jogg_api import CODE_MESSAGES, FakeJogg, Fault, Outcome
 from tests.harness import free_port
-from tests.provider_calls import Redirector
+from tests.provider_calls import Redirector, run_with
 from tests.provider_calls import call as provider_call
 
 T = TypeVar("T")
@@ -143,3 +143,51 @@ def test_a_redirect_is_not_followed_so_the_key_stays_home(jogg: FakeJogg) -> Non
         call_with(redirector.base_url, jogg.api_key, "get", created.id)
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert len(jogg.requests) == seen_before  # the other host never saw the request (nor the key)
+
+
+# -- the envelope decides, whatever the HTTP status (providers.md §1.2, §1.12) ---------------------
+
+
+def test_a_refused_key_answered_with_http_401_is_a_refused_key(jogg: FakeJogg) -> None:
+    jogg.refusal_status = 401  # {"code": 10105, "msg": "Invalid API key"} under HTTP 401
+    with pytest.raises(ProviderError) as caught:
+        call(jogg, "create", ORDER, key="wrong")
+    refused = caught.value
+    assert (refused.kind, refused.code, refused.message) == (ErrorKind.ADMIN, "10105", "Invalid API key")
+    assert "JOGG_API_KEY" in (JoggProvider(SecretStr("k")).explain(refused.code) or "")
+
+    async def check(provider: JoggProvider) -> str | None:
+        return await provider.check_key()
+
+    sentence = run_with(lambda: JoggProvider(SecretStr("wrong"), jogg.base_url), check)
+    assert sentence is not None and "JoggAI refused JOGG_API_KEY (Invalid API key)" in sentence
+    assert jogg.creates == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "ambiguous"),
+    [
+        (Fault("code", code=18020, envelope_status=402), ErrorKind.ADMIN, False),
+        (Fault("code", code=18025, envelope_status=403), ErrorKind.ADMIN, False),
+        (Fault("code", code=40000, envelope_status=400), ErrorKind.PERMANENT, False),
+        (Fault("code", code=429, envelope_status=429), ErrorKind.RATE_LIMITED, False),
+        (Fault("code", code=50000, envelope_status=500), ErrorKind.TRANSIENT, True),  # may have been made
+    ],
+)
+def test_the_envelopes_code_is_read_under_any_http_status(
+    jogg: FakeJogg, fault: Fault, kind: ErrorKind, ambiguous: bool
+) -> None:
+    jogg.inject("create", fault)
+    with pytest.raises(ProviderError) as caught:
+        call(jogg, "create", ORDER)
+    error = caught.value
+    assert (error.kind, error.code, error.ambiguous) == (kind, str(fault.code), ambiguous)
+    assert error.message == CODE_MESSAGES[fault.code]  # JoggAI's own msg, not "HTTP 4xx"
+
+
+def test_an_unreachable_jogg_is_said_as_cannot_reach_with_its_host() -> None:
+    with pytest.raises(ProviderError) as caught:
+        call_with("http://api.jogg.invalid", "key", "create", ORDER)
+    error = caught.value
+    assert error.kind is ErrorKind.TRANSIENT and not error.ambiguous
+    assert error.message.startswith("cannot reach JoggAI (api.jogg.invalid): its name does not resolve here")

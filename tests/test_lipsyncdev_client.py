@@ -463,3 +463,151 @@ def test_an_input_the_service_cannot_download_fails_the_job(fake: FakeLipSyncDev
     assert failed.state is TaskState.FAILED and failed.error == "could not download audioUrl (HTTP 403)"
     statuses = {f.field: f.status for f in fake.fetches_for(created.id)}
     assert statuses == {"srcVideoUrl": 200, "audioUrl": 403}
+
+
+# -- the two API versions (providers.md §3) --------------------------------------------------------
+
+
+@pytest.fixture
+def fake_b() -> Iterator[FakeLipSyncDev]:
+    with FakeLipSyncDev(versions=("b",)) as server:
+        yield server
+
+
+def run_version(fake: FakeLipSyncDev, version: str, steps: Callable[[LipSyncDevProvider], Awaitable[T]]) -> T:
+    return run(fake, steps, version=version)
+
+
+def probes_and_posts(fake: FakeLipSyncDev) -> tuple[list[str], list[str]]:
+    with fake.lock:
+        gets = [r.path for r in fake.requests if r.method == "GET"]
+        posts = [r.path for r in fake.requests if r.method == "POST"]
+    return gets, posts
+
+
+def test_version_b_speaks_x_api_key_and_generate_and_reads_its_envelope(fake_b: FakeLipSyncDev) -> None:
+    fake_b.default_outcome = Outcome("success", polls=1, credits=Decimal("4.5"))
+    order = Order(key="job-b", video=VIDEO, audio=AUDIO, playback="normal", webhook_url="https://bot/hook")
+
+    async def steps(p: LipSyncDevProvider) -> list[Task]:
+        return [await p.create(order), await p.get("job_101"), await p.get("job_101")]
+
+    created, polled, done = run_version(fake_b, "b", steps)
+    assert (created.id, created.state, created.estimated_cost) == ("job_101", TaskState.RUNNING, "38")
+    assert polled.state is TaskState.RUNNING
+    assert done.state is TaskState.SUCCEEDED and done.result_url == fake_b.output_url("job_101")
+    assert done.cost == "4.5"
+    with fake_b.lock:
+        submit = next(r for r in fake_b.requests if r.method == "POST")
+        seen = list(fake_b.requests)
+    assert submit.path == "/api/v1/lipsync/generate"
+    assert submit.json == {
+        "videoUrl": VIDEO,
+        "audioUrl": AUDIO,
+        "settings": {"fps": 25},
+        "webhookUrl": "https://bot/hook",
+    }
+    assert all(r.headers["x-api-key"] == fake_b.api_key and "authorization" not in r.headers for r in seen)
+
+
+def test_version_b_takes_the_bots_webhook_and_reads_a_delivery_as_a_hint(fake_b: FakeLipSyncDev) -> None:
+    b = LipSyncDevProvider(SecretStr("k"), version="b")
+    a = LipSyncDevProvider(SecretStr("k"), version="a")
+    assert b.accepts_webhook is True and a.accepts_webhook is False
+    assert b.webhook_task_id({}, b'{"jobId": "job_7", "status": "completed"}', 0.0) == "job_7"
+    assert b.webhook_task_id({}, b'{"success": true, "data": {"jobId": 12}}', 0.0) == "12"
+    for body in (b"", b"not json", b'{"jobId": "has spaces"}', b'{"jobId": true}', b"[1]"):
+        assert b.webhook_task_id({}, body, 0.0) is None
+    assert a.webhook_task_id({}, b'{"jobId": "job_7"}', 0.0) is None  # version A has no webhooks
+
+
+def test_version_b_failures_and_refusals_are_read_from_its_envelope(fake_b: FakeLipSyncDev) -> None:
+    fake_b.default_outcome = Outcome("failed", polls=0, error_message="No face in the video")
+    created = run_version(fake_b, "b", lambda p: p.create(ORDER))
+    failed = run_version(fake_b, "b", lambda p: p.get(created.id))
+    assert failed.state is TaskState.FAILED and failed.error == "No face in the video"
+    refused = fails(fake_b, lambda p: p.create(ORDER), key="wrong-key", version="b")
+    assert (refused.kind, refused.message, refused.code) == (ErrorKind.ADMIN, "Invalid API key", "http_401")
+    sentence = run(fake_b, lambda p: p.check_key(), key="wrong-key", version="b")
+    assert sentence is not None and "API version B" in sentence and "`LIPSYNCDEV_API_KEY`" in sentence
+
+
+@pytest.mark.parametrize(
+    ("versions", "answered", "submit_path"),
+    [
+        (("a",), "API version A (Bearer, /v1/lipsync/submit)", "/api/v1/lipsync/submit"),
+        (("b",), "API version B (X-API-Key, /v1/lipsync/generate)", "/api/v1/lipsync/generate"),
+        (("a", "b"), "API version A (Bearer, /v1/lipsync/submit)", "/api/v1/lipsync/submit"),
+    ],
+)
+def test_auto_asks_which_version_answers_by_a_read_and_remembers_it(
+    versions: tuple[Any, ...], answered: str, submit_path: str
+) -> None:
+    with FakeLipSyncDev(versions=versions) as server:
+
+        async def steps(p: LipSyncDevProvider) -> tuple[Any, Task, Task]:
+            check = await p.key_check()
+            return check, await p.create(ORDER), await p.create(ORDER)
+
+        check, first, second = run(server, steps, version="auto")
+        gets, posts = probes_and_posts(server)
+    assert check.state.value == "accepted" and check.detail == f"{answered} answered at 127.0.0.1"
+    assert first.state is TaskState.RUNNING and second.state is TaskState.RUNNING
+    assert posts == [submit_path, submit_path]  # the check read, it never submitted
+    assert len(gets) <= 2  # one read per version at most, once: the answer is remembered
+
+
+def test_auto_asks_before_its_first_submit_when_nobody_asked_yet(fake_b: FakeLipSyncDev) -> None:
+    created = run(fake_b, lambda p: p.create(ORDER), version="auto")
+    gets, posts = probes_and_posts(fake_b)
+    assert created.id in fake_b.jobs and posts == ["/api/v1/lipsync/generate"]
+    assert gets == ["/api/v1/usage", "/api/v1/lipsync/status/lipsync-bot-version-probe"]
+
+
+@pytest.mark.parametrize("versions", [("a",), ("b",)])
+def test_auto_names_a_refused_key_for_whichever_version_answers(versions: tuple[Any, ...]) -> None:
+    with FakeLipSyncDev(versions=versions) as server:
+        check = run(server, lambda p: p.key_check(), key="wrong-key", version="auto")
+        error = fails(server, lambda p: p.create(ORDER), key="wrong-key", version="auto")
+    assert check.state.value == "refused" and "`LIPSYNCDEV_API_KEY`" in check.detail
+    assert error.kind is ErrorKind.ADMIN and server.submits == 0
+
+
+def test_a_configured_version_the_server_does_not_speak_is_refused_naming_the_setting(
+    fake_b: FakeLipSyncDev,
+) -> None:
+    check = run(fake_b, lambda p: p.key_check(), version="a")
+    assert check.state.value == "refused"
+    assert "LIPSYNCDEV_API_VERSION is a" in check.detail and "LIPSYNCDEV_API_VERSION=b" in check.detail
+
+
+def test_auto_with_nothing_answering_says_cannot_reach_and_submits_nothing() -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/api"
+    with FakeLipSyncDev() as server:
+        check = run(server, lambda p: p.key_check(), base_url=nobody, version="auto")
+        error = fails(server, lambda p: p.create(ORDER), base_url=nobody, version="auto")
+    assert check.state.value == "unreachable" and check.detail.startswith(
+        "cannot reach LipSync.dev (127.0.0.1)"
+    )
+    assert error.kind is ErrorKind.TRANSIENT and not error.ambiguous  # only reads were tried
+
+
+def test_the_settings_version_reaches_the_provider() -> None:
+    from bot import providers
+    from bot.settings import load_settings
+
+    def built(**values: str) -> LipSyncDevProvider:
+        settings = load_settings(
+            _env_file=None,
+            slack_bot_token="xoxb-1",
+            slack_signing_secret="s",
+            lipsyncdev_api_key="k",
+            **values,
+        )
+        provider = providers.build(settings)["lipsyncdev"]
+        assert isinstance(provider, LipSyncDevProvider)
+        return provider
+
+    chosen, auto = built(lipsyncdev_api_version="b"), built()
+    assert chosen.version == "b" and chosen.accepts_webhook is True
+    assert auto.version is None and auto.accepts_webhook is False  # asked at start

@@ -20,12 +20,14 @@ from slack_sdk.models.blocks import Block
 
 from bot import messages
 from bot.budgets import Limit
-from bot.command import InvalidCommand, parse_lipsync_text
+from bot.command import InvalidCommand, LipSyncRequest, parse_lipsync_text
 from bot.file_share import Plan
 from bot.jobs import Job, Source, Status
 from bot.messages import Message
 from bot.providers.base import Cost
 from bot.providers.jogg import JoggProvider
+from bot.providers.lipsyncdev import LipSyncDevProvider
+from bot.providers.sync import SyncProvider
 from bot.slack_files import SlackFile
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
 from tests.fakes.server import wait_until
@@ -43,9 +45,10 @@ AUDIO = "https://cdn.example.com/voice-fr.mp3"
 HOSTILE_URL = f"https://cdn.example.com/v.mp4?q={HOSTILE}&x=>|"
 LONG_URL = "https://cdn.example.com/" + "a&b" * 1_700 + ".mp4"  # 5,000+ characters
 
-# What may legitimately stand between < and >: our requester's mention, a channel id, or a clean link.
+# What may legitimately stand between < and >: our requester's mention, a channel id, or a clean link
+# (labelled by us, or by the file name at the end of its path, cut down to letters, digits, `.`, `-`, `_`).
 ALLOWED_CONTROL = re.compile(
-    r"@[A-Z][A-Z0-9]+|#[A-Z][A-Z0-9]+|https?://[^\s|<>]+(?:\|(?:open the video|result|thread))?"
+    r"@[A-Z][A-Z0-9]+|#[A-Z][A-Z0-9]+|https?://[^\s|<>]+(?:\|(?:open the video|result|thread|[\w.\-…]+))?"
 )
 
 
@@ -164,7 +167,6 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     "option refused": ("option_refused", lambda: messages.option_refused(f"{HUGE} is wrong.", [JOGG]), True),
     "store unavailable now": ("store_unavailable_now", messages.store_unavailable_now, False),
     "no such job": ("no_such_job", lambda: messages.no_such_job(HUGE), True),
-    "not yours": ("not_yours", lambda: messages.not_yours(job(user=HOSTILE)), True),
     "cancel outcome": (
         "cancel_outcome",
         lambda: messages.cancel_outcome(job(provider=HOSTILE), "pending"),
@@ -249,7 +251,6 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
         True,
     ),
     "quote answered": ("quote_answered", lambda: messages.quote_answered(job(), "now"), False),
-    "quote not yours": ("not_your_quote", lambda: messages.not_your_quote(job(user=HOSTILE)), False),
     "balance low": (
         "balance_low",
         lambda: messages.balance_low(HOSTILE, Cost(Decimal("0.3"), HOSTILE), Decimal(10)),
@@ -475,3 +476,61 @@ def test_a_cover_url_too_long_for_slack_does_not_get_the_reply_refused(
     # Accepted the first time: Slack never had to refuse an image it would not take.
     assert len([c for c in slack.calls_to("chat.postMessage") if c.params.get("thread_ts")]) == 1
     assert_within_block_kit(Message(reply["text"], reply["blocks"]))
+
+
+# ---------------------------------------------------------------------------------- /lipsync help
+
+SYNC = SyncProvider(SecretStr("sync-key"))
+LIPSYNCDEV = LipSyncDevProvider(SecretStr("lipsyncdev-key"))
+# Names only admins and the providers' APIs use: settings, and API fields such as LipSync.dev's creditsUsed.
+SETTING_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\bcreditsUsed\b")
+
+
+def help_text(providers: list[Any], default: str) -> str:
+    message = messages.usage(providers, default)
+    assert_within_block_kit(message)
+    assert_injects_nothing(message)
+    return "\n".join(mrkdwn_of(message))
+
+
+def example_of(text: str) -> LipSyncRequest:
+    [example] = set(re.findall(r"\*Example:\* `/lipsync ([^`]*)`", text))  # the fallback text repeats it
+    request = parse_lipsync_text(example.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    assert isinstance(request, LipSyncRequest)
+    return request
+
+
+def test_help_on_a_joggai_only_install_names_only_joggai_and_its_example_works() -> None:
+    text = help_text([JOGG], "jogg")
+    assert "JoggAI" in text and "`jogg`" in text
+    for elsewhere in ("sync.so", "`sync`", "LipSync.dev", "lipsyncdev", "model="):
+        assert elsewhere not in text, elsewhere
+    request = example_of(text)
+    assert request.provider in ("", "jogg") and not request.model
+    assert JOGG.options_problem(request.playback_type, request.model) is None  # JoggAI would take it
+
+
+def test_help_with_every_provider_shows_no_setting_or_api_field_names_and_a_working_example() -> None:
+    text = help_text([JOGG, SYNC, LIPSYNCDEV], "jogg")
+    for provider in (JOGG, SYNC, LIPSYNCDEV):
+        assert f"`{provider.name}`: {provider.label}" in text
+    assert not SETTING_NAME.search(text), SETTING_NAME.findall(text)
+    assert "$3.00" in text  # sync.so's lipsync-2 for a minute of output, at the default price
+    request = example_of(text)
+    chosen = {p.name: p for p in (JOGG, SYNC, LIPSYNCDEV)}[request.provider or "jogg"]
+    assert chosen.options_problem(request.playback_type, request.model) is None
+
+
+def test_help_with_sync_only_offers_its_models_and_no_other_provider() -> None:
+    text = help_text([SYNC], "sync")
+    assert "`lipsync-2-pro`" in text and "JoggAI" not in text and "LipSync.dev" not in text
+    request = example_of(text)
+    assert request.provider in ("", "sync")
+    assert SYNC.options_problem(request.playback_type, request.model) is None
+
+
+def test_help_says_how_to_share_files_instead_of_links() -> None:
+    text = help_text([JOGG], "jogg")
+    assert "/invite" in text  # the bot only sees channels it is in
+    assert "share a video and an audio file in one message" in text
+    assert "⋯" in text and "*Lip-sync these files*" in text  # files posted before it joined

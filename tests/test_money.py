@@ -21,6 +21,7 @@ import redis
 
 from bot.command import LipSyncRequest
 from bot.jobs import Job, short_id
+from bot.settings import parse_thresholds
 from tests import media_samples
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_server import Item, MediaServer
@@ -240,7 +241,7 @@ def test_only_the_requester_answers_a_quote_and_an_unanswered_one_expires(
     private(slack, "r1")
 
     click(bot, slack, "quote_ok", job.id, "bob", user="U0BOB")
-    assert "quote is <@U0ALICE>'s to answer" in private(slack, "bob")[0]
+    assert "I have no job" in private(slack, "bob")[0]  # a refusal says what a missing job would
 
     expired = private(slack, "r1", count=2)[1]
     assert "not answered in time" in expired and "nothing was charged" in expired
@@ -501,3 +502,57 @@ def test_the_link_checks_parser_process_ends_with_the_bot_even_when_killed(
     finally:
         bot.stop()
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in parser), timeout=20)
+
+
+# ---------------------------------------------------------------------------- settings and amounts
+
+
+def test_an_endless_link_is_refused_before_anything_is_paid(
+    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaServer
+) -> None:
+    bot = money_bot()
+    # 200 video/mp4, no Content-Length, an ftyp header, then zeros without end.
+    endless = media.add("/live.mp4", Item(media_samples.mp4(3.0, filler=1000), "video/mp4", endless=True))
+
+    submit(bot, slack, endless, voice(media), "r1")
+
+    [answer] = private(slack, "r1")
+    assert "video link does not say how large the file is" in answer and "Nothing was charged" in answer
+    assert jogg.creates == []
+
+
+def test_confirm_above_as_a_bare_number_is_in_the_default_providers_unit(
+    money_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, media: MediaServer
+) -> None:
+    bot = money_bot(confirm_above="0.25")  # JoggAI's credits
+
+    submit(bot, slack, talk(media), voice(media, 62.5), "r1")
+
+    [quote] = private(slack, "r1")
+    assert "0.50 credits" in quote and "more than the 0.25 credits above which I ask first" in quote
+    assert jogg.creates == []
+
+
+def test_confirm_above_amounts_in_units_or_alone() -> None:
+    assert parse_thresholds("2", "credits") == {"credits": Decimal(2)}
+    assert parse_thresholds("0.5, USD=5", "USD") == {"USD": Decimal(5)}  # a unit named wins
+    assert parse_thresholds("1.5,USD=5", "credits") == {"credits": Decimal("1.5"), "USD": Decimal(5)}
+    assert parse_thresholds("", "credits") == {}
+    for bad in ("credits", "2,3", "\u0662", "\uff12", "1e3", "-1", "credits=x"):
+        with pytest.raises(ValueError, match="is not unit=amount"):
+            parse_thresholds(bad, "credits")
+
+
+# Arabic-Indic 10, fullwidth 10, Arabic-Indic 3.5, and ASCII shapes that are no amount.
+@pytest.mark.parametrize(
+    "typed", ["\u0661\u0660", "\uff11\uff10", "1,,,0", "1e3", "1,0", "\u0663.\u0665", "+5"]
+)
+def test_a_budget_in_anything_but_ascii_decimals_is_refused_and_sets_nothing(
+    bot: BotThread, slack: FakeSlack, typed: str
+) -> None:
+    slack.add_user("U0ADMIN", name="ada", is_admin=True)
+
+    answer = bot.command(f"budget <#{CHANNEL}|general> {typed}", response_url="", user_id="U0ADMIN").text
+
+    assert "is not an amount" in answer
+    assert "none set" in bot.command("budget", response_url="", user_id="U0ADMIN").text

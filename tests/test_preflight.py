@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from pydantic import SecretStr
 
-from bot.preflight import LinkRefused, MediaFacts, Preflight
+from bot.preflight import HostToken, LinkRefused, MediaFacts, Preflight
 from tests import media_samples as samples
 from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.server import wait_until
+from tests.fakes.slack_api import FakeSlack
 from tests.harness import free_port
 
 # libmediainfo reads in 64 KiB steps; a head window smaller than one step loses Ogg's sync.
@@ -219,8 +221,10 @@ def test_a_body_of_unsaid_length(server: MediaServer, path: str) -> None:
     cut_url = server.add(path + "-cut", Item(cut, "audio/wav", chunked=True))
 
     assert check(whole_url) == MediaFacts(len(whole), "video/webm", Decimal("3"))
-    # The header says 30 s, but without the file's size no duration is trusted.
-    assert check(cut_url) == MediaFacts(None, "audio/wav", None)
+    # The header says 30 s, but without the file's size neither it nor the size limit can be checked.
+    refusal = refused(cut_url, "unknown_size")
+    assert refusal.reason == "does not say how large the file is (its server sends no size)"
+    assert not refusal.transient
 
 
 def test_media_whose_duration_cannot_be_read_is_not_refused(server: MediaServer, path: str) -> None:
@@ -256,14 +260,14 @@ def test_a_server_ignoring_range(server: MediaServer, path: str, moov_at_end: bo
         assert near(facts.duration_s, 7.2)
 
 
-def test_an_endless_body_is_cut_after_the_head_window(server: MediaServer, path: str) -> None:
-    head = samples.mp4(3.0, filler=1000)
+def test_an_endless_body_is_refused_after_the_head_window(server: MediaServer, path: str) -> None:
+    head = samples.mp4(3.0, filler=1000)  # 200 video/mp4, an ftyp header, no length, then zeros forever
     url = server.add(path, Item(head, "video/mp4", endless=True))
 
-    facts = check(url, timeout_s=30)
-
     # Had it read on, the check would have run into its timeout: the body has no end.
-    assert facts == MediaFacts(size=None, content_type="video/mp4", duration_s=None)
+    refusal = refused(url, "unknown_size", timeout_s=30)
+
+    assert not refusal.transient
     wait_until(lambda: path in server.gone, message="the client closed the endless stream")
     # What the server got out: the head window plus what the sockets' buffers absorbed.
     assert body_bytes(server, path) < 64 * 1024 * 1024
@@ -458,6 +462,75 @@ def test_unresolvable_name() -> None:
     refusal = refused("http://nonexistent.invalid/a.mp4", "unresolvable", allowed_networks=[])
 
     assert refusal.reason == "names a host that does not exist (nonexistent.invalid)"
+
+
+class DeadDns(AbstractResolver):
+    """What getaddrinfo answers when no DNS server can be reached (the network is down): EAI_AGAIN."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_lookup_without_answer_is_unreachable_not_a_missing_host(server: MediaServer, path: str) -> None:
+    server.add(path, Item(samples.wav(1.0), "audio/wav"))
+
+    refusal = refused(f"http://media.example:{server.port}{path}", "unreachable", resolver=DeadDns())
+
+    assert refusal.transient
+    assert refusal.reason == "could not be reached (looking up media.example got no answer from DNS)"
+    assert "does not exist" not in refusal.reason
+    assert server.hits(path) == []
+
+
+def test_a_name_that_does_not_exist_is_said_so_for_good(server: MediaServer) -> None:
+    names = StaticResolver({})  # answers EAI_NONAME, as for NXDOMAIN
+
+    refusal = refused(f"http://gone.example:{server.port}/a.wav", "unresolvable", resolver=names)
+
+    assert refusal.reason == "names a host that does not exist (gone.example)" and not refusal.transient
+
+
+# -- a file behind a token (shared Slack files) ------------------------------------------------------
+
+
+def measure(
+    url: str, admits: Callable[[str], bool], token: str = "xoxb-secret", **options: Any
+) -> MediaFacts:
+    host_token = HostToken(token=SecretStr(token), admits=admits)
+    return check(url, host_token=host_token, allowed_networks=[], **options)
+
+
+def test_a_token_goes_with_every_request_to_its_hosts_only(server: MediaServer, path: str) -> None:
+    with MediaServer() as elsewhere:
+        audio = server.add(path, Item(samples.wav(2.0), "audio/wav"))
+        moved = elsewhere.add(path, Item(samples.wav(2.0), "audio/wav"))
+        server.add(path + "-away", Item(redirect=moved))
+        mine = server.base_url + "/"
+
+        # Reached at 127.0.0.1 with no network allowed: the token's hosts are not users' links.
+        facts = measure(audio, lambda url: url.startswith(mine))
+        with pytest.raises(LinkRefused) as caught:
+            measure(server.base_url + path + "-away", lambda url: url.startswith(mine))
+
+        assert facts.duration_s == Decimal("2")
+        assert caught.value.code == "bad_url"
+        assert elsewhere.requests == []  # the redirect off the token's hosts was never followed
+
+
+def test_a_token_is_sent_as_a_bearer_header(slack: FakeSlack) -> None:
+    body = samples.mp3(10.0)  # within the production head window: the fake Slack ignores Range
+    file = slack.add_file("F1", "voice.mp3", "audio/mpeg", "mp3", body)
+    slack_hosts = lambda url: url.startswith(slack.base_url)  # noqa: E731
+
+    facts = measure(file["url_private_download"], slack_hosts, slack.bot_token, head_bytes=256 * 1024)
+
+    assert facts.size == len(body) and near(facts.duration_s, 10)
+    assert slack.downloads and all(d.had_valid_token for d in slack.downloads)
 
 
 def test_connection_refused_is_transient() -> None:

@@ -266,7 +266,7 @@ def test_help_lists_the_configured_providers_with_their_options(
     assert "`jogg`: JoggAI" in text and "`lipsyncdev`: LipSync.dev" in text
     assert "`sync`: sync.so (default)" in text
     assert "`sync-3` (default)" in text and "`lipsync-2-pro`" in text
-    assert "1 credit per 125 s" in text
+    assert "0.48 credits per minute" in text  # JoggAI's rule (1 per 125 s), in words a user reads
 
 
 def test_the_default_provider_is_the_first_configured_when_unset(

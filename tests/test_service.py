@@ -1,6 +1,7 @@
 """`python -m bot` as a service: it answers --help and --version, refuses a revoked app token at once,
-waits out an unreachable Slack quietly, stops promptly on SIGTERM/SIGINT whatever it is doing, reports
-its health in both modes, and survives the death of its embedded Redis."""
+waits out an unreachable Slack quietly (alive, not ready), stops promptly on SIGTERM/SIGINT whatever it is
+doing, reports its health in both modes, starts and refreshes its Socket Mode connection without noise,
+names a DATA_DIR it cannot write, and survives the death of its embedded Redis."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def socket_mode_env(slack: FakeSlack, jogg: FakeJogg, workdir: Path, **overrides
     return bot_env(
         slack, jogg, workdir, SLACK_APP_TOKEN=slack.app_token, SLACK_SIGNING_SECRET="", **overrides
     )
+
+
+class UnreadyBot(BotProcess):
+    """A bot that cannot reach Slack: /healthz answers 503 (not ready), so it counts as started once its
+    liveness check answers."""
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+        try:
+            return httpx.get(f"{self.url}/livez", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def exit_code_after(bot: BotProcess, signum: int) -> int:
@@ -93,9 +106,10 @@ def test_unreachable_slack_is_retried_quietly_and_a_signal_still_stops_the_bot(
     env = socket_mode_env(
         slack, jogg, tmp_path, REDIS_URL=redis_url, SLACK_API_URL=f"http://127.0.0.1:{closed_port}/api/"
     )
-    bot = BotProcess(env, tmp_path).start()  # it serves /healthz while it waits for Slack
+    bot = UnreadyBot(env, tmp_path).start()  # it serves /healthz while it waits for Slack
     try:
-        assert bot.health()["slack_socket"].startswith("disconnected")
+        answer = httpx.get(f"{bot.url}/healthz", timeout=5)
+        assert answer.status_code == 503 and answer.json()["slack_socket"].startswith("not connected yet")
         # It keeps trying (backing off), one line per attempt.
         wait_until(lambda: bot.log.read_text().count(RETRY_LINE) >= 2, timeout=30)
         assert exit_code_after(bot, signum) == 0
@@ -110,7 +124,7 @@ def test_sigterm_while_slack_is_slow_to_open_the_connection_stops_the_bot(
     slack: FakeSlack, jogg: FakeJogg, redis_url: str, tmp_path: Path
 ) -> None:
     slack.inject("apps.connections.open", Fault("delay", delay=60))
-    bot = BotProcess(socket_mode_env(slack, jogg, tmp_path, REDIS_URL=redis_url), tmp_path).start()
+    bot = UnreadyBot(socket_mode_env(slack, jogg, tmp_path, REDIS_URL=redis_url), tmp_path).start()
     try:
         wait_until(lambda: slack.calls_to("apps.connections.open"))  # the bot is waiting for Slack
         assert exit_code_after(bot, signal.SIGTERM) == 0
@@ -133,8 +147,32 @@ def test_socket_mode_serves_healthz_reconnects_when_asked_and_stops_on_sigterm(
         wait_until(lambda: slack.socket_connected and bot.health()["slack_socket"] == "connected")
 
         assert exit_code_after(bot, signal.SIGTERM) == 0
+        # A quiet start and refresh: no warning from Bolt about how it was built, nothing at ERROR level.
+        log = bot.log.read_text()
+        assert "will be unused" not in log and "ERROR" not in log and "Traceback" not in log, log
     finally:
         bot.stop()
+
+
+def test_a_data_dir_the_bot_cannot_write_is_named_at_start_without_a_traceback(
+    slack: FakeSlack, jogg: FakeJogg, tmp_path: Path
+) -> None:
+    # Running as root, no permission bit stops a write: a DATA_DIR whose parent is a regular file cannot
+    # be made or written by anyone, as /app/data cannot by the image's user.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    data_dir = blocker / "data"
+    env = bot_env(slack, jogg, tmp_path, DATA_DIR=str(data_dir))  # REDIS_URL unset: the embedded Redis
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "DATA_DIR" in line]
+    named = f"DATA_DIR {data_dir} is not a directory this user (uid {os.getuid()}) can write"
+    assert line.startswith(f"The bot cannot start: {named}"), line
+    assert "REDIS_URL" in line and "/data" in line  # what to do instead
+    assert slack.calls == [] and jogg.requests == []  # stopped before anything else
 
 
 def test_the_embedded_redis_is_restarted_when_it_dies_and_commands_still_work(

@@ -1,15 +1,26 @@
-"""Socket Mode: the same `/lipsync` flow over Slack's WebSocket connection instead of HTTP."""
+"""Socket Mode: the same `/lipsync` flow over Slack's WebSocket connection instead of HTTP; /healthz says
+ready only once connected; an ack that meets a closed connection is one warning; a quiet start."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import FakeSlack, Fault
 from tests.harness import BotThread
+
+
+def socket_bot(start_bot: Callable[..., BotThread], slack: FakeSlack) -> BotThread:
+    return start_bot(slack_app_token=slack.app_token, slack_signing_secret=None)
+
+
+def health(bot: BotThread) -> httpx.Response:
+    return httpx.get(f"{bot.url}/healthz", timeout=5)
 
 
 def test_command_over_socket_mode_is_acked_and_answered_in_the_thread(
@@ -74,3 +85,64 @@ def test_an_event_the_bot_has_no_listener_for_is_still_acked(
     ack = slack.wait_ack(slack.send_envelope("events_api", slack.event_payload(event)))
     assert not ack.get("payload")
     assert jogg.work_requests == [] and slack.calls_to("chat.postMessage") == []
+
+
+def test_healthz_says_not_ready_until_the_first_connection_to_slack(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg
+) -> None:
+    slack_port = slack.port
+    slack.stop()  # Slack unreachable: nothing answers at its address
+    bot = socket_bot(start_bot, slack)
+    answer = health(bot)
+    # An orchestrator must neither route to it nor call it healthy: it has never reached Slack.
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["slack_socket"].startswith("not connected yet")
+    # Alive, though: a liveness probe has no reason to restart it (a restart would not reach Slack sooner).
+    assert httpx.get(f"{bot.url}/livez", timeout=5).status_code == 200
+
+    slack.bind_port = slack_port
+    slack.start()  # Slack reachable: the next retry connects
+    wait_until(lambda: health(bot).status_code == 200, timeout=30)
+    assert health(bot).json()["slack_socket"] == "connected"
+
+
+def test_an_ack_that_meets_a_closed_connection_is_one_warning_and_the_bot_carries_on(
+    start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = socket_bot(start_bot, slack)
+    slack_port = slack.port
+    # `/lipsync budget` asks Slack whether its user is an admin before its ack: hold that answer until the
+    # connection is gone, as when Slack closes a connection it asked the bot to refresh.
+    slack.inject("users.info", Fault("delay", delay=30))
+    slack.send_envelope("slash_commands", slack.command_payload("budget"))
+    wait_until(lambda: slack.calls_to("users.info"))
+    slack.stop()
+
+    def ack_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "acknowledge" in r.getMessage()]
+
+    wait_until(ack_lines, timeout=15)
+    slack.bind_port = slack_port
+    slack.start()
+    wait_until(lambda: health(bot).status_code == 200, timeout=30)
+
+    [line] = ack_lines()
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "closing transport" in line.getMessage() and "\n" not in line.getMessage()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    # Connected again, the bot answers the next request as ever.
+    ack = slack.wait_ack(slack.send_envelope("slash_commands", slack.command_payload("list")))
+    assert ack["payload"]["response_type"] == "ephemeral"
+
+
+def test_the_bolt_app_is_built_without_a_token_warning(
+    start_bot: Callable[..., BotThread],
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As deployed: SLACK_BOT_TOKEN is in the environment, where Bolt looks when it is given no token.
+    monkeypatch.setenv("SLACK_BOT_TOKEN", slack.bot_token)
+    socket_bot(start_bot, slack)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("slack_bolt")] == []

@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.providers.base import Cost, ErrorKind, Order, ProviderError, Task, TaskState
+from bot.providers.base import Cost, ErrorKind, KeyState, Order, ProviderError, Task, TaskState
 from bot.providers.sync import SyncProvider, idempotency_key
 from tests.fakes.server import BackgroundServer, lower_headers, wait_until
-from tests.fakes.sync_api import FakeSync, Fault, Outcome, sign_webhook
+from tests.fakes.sync_api import UNEXPLAINED_429_BODY, FakeSync, Fault, Outcome, sign_webhook
 from tests.harness import free_port
 from tests.provider_calls import Redirector, run_with
 
@@ -533,12 +533,30 @@ def test_cost_needs_a_duration_and_a_price() -> None:
 
 def test_check_key_names_the_setting_only_when_the_key_is_refused(fake: FakeSync) -> None:
     assert run(fake, lambda provider: provider.check_key()) is None
-    with fake.lock:
-        assert [(r.path, r.query) for r in fake.requests] == [("/v2/generations", {"limit": "1"})]
     sentence = run(fake, lambda provider: provider.check_key(), key="wrong-key")
     assert sentence is not None and "SYNC_API_KEY" in sentence
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert run(fake, lambda provider: provider.check_key(), base_url=nobody) is None
+
+
+def test_the_key_check_uses_only_documented_query_parameters(fake: FakeSync) -> None:
+    # The fake refuses parameters the API reference does not document (`limit`), as sync.so's validation
+    # does: a key check sending one would read a 400 as "accepted".
+    check = run(fake, lambda provider: provider.key_check())
+    with fake.lock:
+        asked = [(r.path, r.query) for r in fake.requests]
+    assert asked == [("/v2/generations", {"status": "PROCESSING"})]
+    assert check.state is KeyState.ACCEPTED
+
+
+def test_a_key_check_without_an_answer_says_why_instead_of_passing(fake: FakeSync) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = run(fake, lambda provider: provider.key_check(), base_url=nobody)
+    assert unreachable.state is KeyState.UNREACHABLE
+    assert unreachable.detail.startswith("cannot reach sync.so (127.0.0.1): the connection failed")
+    fake.inject("list", Fault("html", status=503))
+    unclear = run(fake, lambda provider: provider.key_check())
+    assert unclear.state is KeyState.UNCLEAR and "HTTP 503" in unclear.detail
 
 
 def test_a_redirect_is_not_followed_so_the_key_stays_home(fake: FakeSync) -> None:
@@ -549,3 +567,83 @@ def test_a_redirect_is_not_followed_so_the_key_stays_home(fake: FakeSync) -> Non
         assert error.kind is ErrorKind.TRANSIENT and not error.ambiguous
         assert failure(fake, create(), base_url=redirector.base_url).ambiguous  # a POST may have been done
     assert len(fake.requests) == seen_before  # the other host never saw the requests (nor the key)
+
+
+# -- a 429 that does not say "concurrency" -----------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_429_without_a_reason_holds_creates_back_instead_of_re_posting(fake: FakeSync) -> None:
+    # The plan's cap is reached and sync.so's 429 does not say "concurrency": the jobs waiting for a
+    # place must not re-POST every few seconds. The client holds its creates back, longer each time.
+    fake.max_concurrent = 1
+    fake.concurrency_body = UNEXPLAINED_429_BODY
+    fake.default_outcome = Outcome("never")
+    clock = Clock()
+
+    async def waiting_jobs(provider: SyncProvider) -> list[ProviderError]:
+        await provider.create(ORDER)  # takes the plan's one place
+        refusals = []
+        for step, advance in enumerate([0, 1, 1, 3, 0, 6, 4]):
+            clock.now += advance
+            try:
+                await provider.create(replace(ORDER, key=f"job-{step + 2}"))
+            except ProviderError as exc:
+                refusals.append(exc)
+        return refusals
+
+    refusals = run(fake, waiting_jobs, clock=clock)
+    # At 0 s a POST (429: held 5 s); 1, 2 s none; 5 s a POST (429: held 10 s); 5, 11 s none; 15 s a POST.
+    assert len(creates(fake)) == 1 + 3
+    assert all(r.kind is ErrorKind.RATE_LIMITED and not r.ambiguous for r in refusals)
+    assert [round(r.retry_after_s) for r in refusals] == [5, 4, 3, 10, 10, 4, 20]
+    assert "asked again in 4 s" in refusals[1].message
+    assert fake.generation_count == 1
+
+
+def test_a_create_that_gets_through_ends_the_hold(fake: FakeSync) -> None:
+    fake.inject("generate", Fault("http", status=429))
+    clock = Clock()
+
+    async def steps(provider: SyncProvider) -> Task:
+        with pytest.raises(ProviderError):
+            await provider.create(ORDER)
+        clock.now += 5
+        await provider.create(ORDER)
+        return await provider.create(replace(ORDER, key="job-2"))  # no hold left: sent at once
+
+    assert run(fake, steps, clock=clock).state is TaskState.RUNNING
+    assert len(creates(fake)) == 3
+
+
+# -- the docs' Python sample signs ASCII-escaped JSON ------------------------------------------------
+
+
+def test_a_signature_over_the_ascii_escaped_payload_is_accepted() -> None:
+    now = 1_750_000_000
+    body = '{"id":"gen-6","status":"FAILED","error":"Visage non détecté"}'.encode()  # sent as is
+    escaped = json.dumps(json.loads(body), separators=(",", ":")).encode()  # the Python sample's \\u00e9
+    assert b"\\u00e9" in escaped and escaped != body
+    assert webhook(SECRET, {"sync-signature": sign_webhook(SECRET, escaped, now)}, body, now) == "gen-6"
+    assert webhook("whsec_other", {"sync-signature": sign_webhook(SECRET, escaped, now)}, body, now) is None
+    assert webhook(SECRET, {}, body, now) is None  # unsigned: never accepted while a secret is set
+    tampered = body.replace(b"gen-6", b"gen-7")
+    assert webhook(SECRET, {"sync-signature": sign_webhook(SECRET, escaped, now)}, tampered, now) is None
+
+
+def test_a_delivery_signed_as_the_python_sample_signs_is_accepted_end_to_end() -> None:
+    with FakeSync(webhook_secret=SECRET) as fake, Receiver() as receiver:
+        fake.webhook_signs = "python"
+        fake.default_outcome = Outcome("failed", ready_after=0.2, error="Aucun visage détecté")
+        created = run(fake, create(replace(ORDER, webhook_url=f"{receiver.base_url}/hook")))
+        wait_until(lambda: len(receiver.deliveries) == 1, message="one webhook delivery")
+        headers, body = receiver.deliveries[0]
+    assert "détecté".encode() in body  # the body carries the text as is; the signature the escaped form
+    assert webhook(SECRET, headers, body, time.time()) == created.id

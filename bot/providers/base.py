@@ -39,18 +39,59 @@ class ProviderError(Exception):
 
     `message` is the provider's own text (outside text: escape before showing); `code` its error code
     as text ("" when it has none); `ambiguous` is True when a POST may have been carried out although
-    no clear answer came back (a timeout after sending, a 5xx, a truncated body).
+    no clear answer came back (a timeout after sending, a 5xx, a truncated body). `retry_after_s`, for
+    RATE_LIMITED/BUSY: the provider client sends no such request again for that long (0: no hold).
     """
 
-    def __init__(self, kind: ErrorKind, message: str, code: str = "", ambiguous: bool = False) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        code: str = "",
+        ambiguous: bool = False,
+        *,
+        retry_after_s: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.code = code
         self.ambiguous = ambiguous
+        self.retry_after_s = retry_after_s
 
     def __str__(self) -> str:
         return f"{self.message} (code {self.code})" if self.code else self.message
+
+
+class ProviderUnreachable(ProviderError):
+    """No connection to the provider at all (its name does not resolve, the connection is refused or
+    times out): nothing was sent, and `message` says "cannot reach <label> (<host>): <why>"."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.TRANSIENT, message)
+
+
+class KeyState(StrEnum):
+    ACCEPTED = "accepted"  # the provider answered and took the key
+    REFUSED = "refused"  # a setting must be fixed first (a refused key, an API version that does not answer)
+    UNREACHABLE = "unreachable"  # no connection to the provider: nothing could be asked
+    UNCLEAR = "unclear"  # it answered, but not clearly (a 5xx, a malformed answer): ask again later
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """What a provider said to the bot's key check. `detail`: REFUSED, the sentence naming the setting to
+    fix; UNREACHABLE/UNCLEAR, why it could not be checked; ACCEPTED, anything worth a line ("API version B
+    answered"), else ""."""
+
+    state: KeyState
+    detail: str = ""
+
+
+def unchecked(exc: ProviderError) -> KeyCheck:
+    """A key check that got no usable answer: UNREACHABLE without a connection, UNCLEAR otherwise."""
+    state = KeyState.UNREACHABLE if isinstance(exc, ProviderUnreachable) else KeyState.UNCLEAR
+    return KeyCheck(state, exc.message)
 
 
 @dataclass(frozen=True)
@@ -64,6 +105,7 @@ class Task:
     cover_url: str = ""
     duration_s: str = ""  # output duration, exact decimal text as the provider sent it
     cost: str = ""  # the cost the provider itself reported (exact decimal text), if it reports one
+    estimated_cost: str = ""  # what the provider expects it to cost (exact decimal text), if it says so
     error: str = ""  # the provider's failure text (outside text)
     error_code: str = ""  # the provider's failure code, if any
 
@@ -162,9 +204,16 @@ class Provider(ABC):
         """Advice for a user (or their admin) about a known error code; None for unknown codes."""
         return None
 
+    async def key_check(self) -> KeyCheck:
+        """Ask the provider, by a harmless read, whether it takes the key (at start-up, in `doctor`, before
+        a terminal dub). Providers without such a read accept every key."""
+        return KeyCheck(KeyState.ACCEPTED)
+
     async def check_key(self) -> str | None:
-        """At start-up: a sentence naming the refused key, or None when it works or cannot be checked."""
-        return None
+        """A sentence naming the refused key (or other setting), or None when it works or cannot be
+        checked now."""
+        check = await self.key_check()
+        return check.detail if check.state is KeyState.REFUSED else None
 
     async def balance(self) -> str | None:
         """What the account has left, in the provider's words ("812.5 credits"), where it reports it; None

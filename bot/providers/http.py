@@ -8,6 +8,7 @@ httpx). Presigned uploads stay on httpx, which streams a body of declared length
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import urllib.parse
@@ -20,7 +21,7 @@ import aiohttp
 import httpx
 
 from bot.metrics import PROVIDER_SECONDS
-from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.base import ErrorKind, ProviderError, ProviderUnreachable
 
 # Connections to one provider's API per process: enough for every poll and submission the worker runs
 # at once (bot/worker.py CAPACITY), so a request never queues for a connection behind slow ones.
@@ -47,6 +48,7 @@ class ApiSession:
     ) -> None:
         self.label = label
         self.base_url = base_url.rstrip("/")
+        self.host = urllib.parse.urlsplit(self.base_url).hostname or self.base_url
         self._headers = {"accept": "application/json", **headers}
         connect_s = min(5.0, timeout_s)
         # Connecting may take up to 5 s, each read up to timeout_s; waiting for a free connection from
@@ -99,14 +101,18 @@ class ApiSession:
                 PROVIDER_SECONDS.labels(self.label, method).observe(time.perf_counter() - started)
                 return answer
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # No connection, or none within the connect timeout: nothing was sent.
-            raise ProviderError(
-                ErrorKind.TRANSIENT, f"cannot connect to {self.label}: {_describe(exc)}"
-            ) from exc
+            # No connection, or none within the connect timeout: nothing was sent. Said as "cannot reach"
+            # with the host, so that a machine without network (DNS down) is told apart from a bad link.
+            why = network_error(exc, self._timeout.sock_connect)
+            raise ProviderUnreachable(f"cannot reach {self.label} ({self.host}): {why}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Read timeouts, resets, a truncated body: the request may have been processed.
+            if isinstance(exc, TimeoutError):
+                why = f" within {self._timeout.sock_read:g} s (ReadTimeout)"
+            else:
+                why = f": {network_error(exc)}"
             raise ProviderError(
-                ErrorKind.TRANSIENT, f"no answer from {self.label}: {_describe(exc)}", ambiguous=is_post
+                ErrorKind.TRANSIENT, f"no answer from {self.label} ({self.host}){why}", ambiguous=is_post
             ) from exc
 
 
@@ -174,15 +180,25 @@ def _env_proxy(url: str) -> str | None:
     return proxy
 
 
-def _describe(exc: BaseException) -> str:
-    """A short reason for a transport failure, without the URL (which is ours, not news)."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "ConnectTimeout"
-    if isinstance(exc, TimeoutError):
-        return "ReadTimeout"
+def network_error(exc: BaseException, timeout_s: float | None = None) -> str:
+    """What kind of transport failure this is, in words, without the URL (the caller names the host):
+    the one reading of it for provider calls, `doctor` and the start-up check."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "its TLS certificate is not valid here"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        # EAI_AGAIN ("Temporary failure in name resolution") is what a machine without DNS gets.
+        return f"its name does not resolve here ({exc.os_error.strerror or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{type(exc).__name__} ({exc.os_error.strerror or exc.os_error})"
-    return type(exc).__name__
+        errno = exc.os_error.errno  # its strerror is asyncio's "Connect call failed (address)"
+        return f"the connection failed ({os.strerror(errno) if errno else type(exc.os_error).__name__})"
+    within = f" within {timeout_s:g} s" if timeout_s else ""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection{within}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer{within} (ReadTimeout)"
+    return f"the connection failed ({type(exc).__name__})"
 
 
 def _storage_code(body: str) -> str:

@@ -1,6 +1,7 @@
 """JoggAI v2 lip-sync: the one place that knows JoggAI's wire format, errors, cost rule and uploads.
 
-Errors arrive as HTTP 200 with `code != 0` (providers.md §1.2); every outcome becomes a `Task` or a
+Errors arrive as `code != 0` in the envelope, usually under HTTP 200 but whatever the status (a 401
+carrying 10105 is a refused key, providers.md §1.2, §1.12); every outcome becomes a `Task` or a
 `ProviderError`. JoggAI has no idempotency key, but it can look a task up by its inputs (§1.5): after a
 create whose answer was lost, the pipeline adopts the task it finds (Recovery.LOOKUP). Uploads are POSTs
 and share the 20 POSTs/min limit with creates (§1.8).
@@ -17,7 +18,19 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.providers.base import Cost, ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.providers.base import (
+    Cost,
+    ErrorKind,
+    KeyCheck,
+    KeyState,
+    Order,
+    Provider,
+    ProviderError,
+    Recovery,
+    Task,
+    TaskState,
+    unchecked,
+)
 from bot.providers.http import ApiSession, StorageUploader, is_http_url
 
 CREATE_PATH = "/v2/create_lip_sync_video"
@@ -39,6 +52,8 @@ BUSINESS_CODES: dict[int, ErrorKind] = {
     40000: ErrorKind.PERMANENT,
     50000: ErrorKind.TRANSIENT,
 }
+
+REFUSED_KEY_CODES = ("10105", "18025")  # the key, or the account behind it, may not call the API
 
 ADVICE = {
     "10105": "The bot's JoggAI API key was refused. An admin needs to check `JOGG_API_KEY`.",
@@ -135,13 +150,18 @@ class JoggProvider(Provider):
     def explain(self, code: str) -> str | None:
         return ADVICE.get(code)
 
-    async def check_key(self) -> str | None:
+    async def key_check(self) -> KeyCheck:
+        """GET /v2/user/whoami (§1.9): cheap, and needs the key."""
         try:
             await self._call("GET", WHOAMI_PATH)
         except ProviderError as exc:
-            if exc.code == "10105":
-                return "JoggAI refused JOGG_API_KEY (Invalid API key). Copy it again from app.jogg.ai → API."
-        return None
+            if exc.code in REFUSED_KEY_CODES:
+                return KeyCheck(
+                    KeyState.REFUSED,
+                    f"JoggAI refused JOGG_API_KEY ({exc.message}). Copy it again from app.jogg.ai → API.",
+                )
+            return unchecked(exc)
+        return KeyCheck(KeyState.ACCEPTED)
 
     async def balance(self) -> str | None:
         left = await self.remaining()
@@ -156,31 +176,56 @@ class JoggProvider(Provider):
         return Cost(Decimal(left), self.unit) if left else None
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The envelope's `data`, or a ProviderError. The `code`/`msg` envelope decides whatever the HTTP
+        status (§1.2: a 401 carrying 10105 is a refused key); the status alone only when there is none."""
         is_post = method == "POST"
         answer = await self._api.request(method, path, **kwargs)
         status = answer.status
-        if status == 429:
-            raise ProviderError(ErrorKind.RATE_LIMITED, "rate limit exceeded", code="429")
-        if status >= 500:
-            raise ProviderError(ErrorKind.TRANSIENT, f"JoggAI answered HTTP {status}", ambiguous=is_post)
-        if status >= 400:
-            kind = ErrorKind.NOT_FOUND if status == 404 else ErrorKind.PERMANENT
-            raise ProviderError(kind, f"JoggAI answered HTTP {status}")
-        try:
-            # Decimal keeps duration_seconds exactly as written on the wire.
-            envelope = json.loads(answer.body, parse_float=Decimal)
-            code = int(envelope["code"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(
-                ErrorKind.TRANSIENT, "JoggAI sent a malformed answer", ambiguous=is_post
-            ) from exc
+        envelope = _envelope(answer.body)
+        if envelope is None:
+            if 200 <= status < 300:
+                raise ProviderError(ErrorKind.TRANSIENT, "JoggAI sent a malformed answer", ambiguous=is_post)
+            raise _status_error(status, is_post)
+        code = envelope["code"]
         if code != 0:
             kind = BUSINESS_CODES.get(code, ErrorKind.PERMANENT)
-            raise ProviderError(kind, str(envelope.get("msg") or "unknown error"), code=str(code))
+            # A 5xx with a code that refuses nothing in particular: a POST may have been carried out.
+            ambiguous = is_post and status >= 500 and kind is ErrorKind.TRANSIENT
+            message = str(envelope.get("msg") or "unknown error")
+            raise ProviderError(kind, message, code=str(code), ambiguous=ambiguous)
+        if not 200 <= status < 300:  # "success" under an error status: believe neither
+            raise _status_error(status, is_post)
         data = envelope.get("data")
         if not isinstance(data, dict):
             raise ProviderError(ErrorKind.TRANSIENT, "JoggAI sent an answer without data", ambiguous=is_post)
         return data
+
+
+def _envelope(body: bytes) -> dict[str, Any] | None:
+    """The `{"code", "msg", "data"}` envelope with an integer code, or None when the body is not one.
+    Decimal keeps duration_seconds exactly as written on the wire."""
+    try:
+        envelope = json.loads(body, parse_float=Decimal)
+    except (ValueError, RecursionError):  # includes UnicodeDecodeError
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    code = envelope.get("code")
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    return {**envelope, "code": code}
+
+
+def _status_error(status: int, is_post: bool) -> ProviderError:
+    """An answer without a JoggAI envelope (a proxy's page, a bare error), read by its HTTP status."""
+    if status == 429:
+        return ProviderError(ErrorKind.RATE_LIMITED, "rate limit exceeded", code="429")
+    if status >= 500 or status < 400:  # a 5xx, or a redirect that was not followed
+        return ProviderError(ErrorKind.TRANSIENT, f"JoggAI answered HTTP {status}", ambiguous=is_post)
+    kind = ErrorKind.NOT_FOUND if status == 404 else ErrorKind.PERMANENT
+    return ProviderError(kind, f"JoggAI answered HTTP {status}")
 
 
 def _task(data: dict[str, Any], status_default: str = "") -> Task:

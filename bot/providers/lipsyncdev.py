@@ -1,54 +1,86 @@
-"""LipSync.dev client: the one place that knows LipSync.dev's wire format (docs/providers.md §3.4).
+"""LipSync.dev client: the one place that knows LipSync.dev's wire formats (docs/providers.md §3).
 
-What it knows, from the vendor's "Bearer" docs (the seed):
-- `Authorization: Bearer <key>` on every call. The docs' code samples use `X-API-Key` instead; a server that
-  wants that header answers 401, which is reported like any refused key (ADMIN).
-- `POST {base}/v1/lipsync/submit` with `srcVideoUrl`, `audioUrl` and the required `videoParams`
-  (`video_width`/`video_height` 0 = keep the original size, `video_enhance` 0|1, `fps` "25"|"original"),
-  answered `{jobId, status, estimatedCredits, createdAt}`. `jobId` is a number in the docs: kept as text.
-- `GET {base}/v1/lipsync/status/{jobId}` → `{jobId, status, createdAt, outputUrl, creditsUsed, errorMessage}`,
-  status pending | processing | completed | failed. The other doc version wraps answers as
-  `{"success": true, "data": {...}}` and says "queued": both are accepted.
-- `GET {base}/v1/usage` is cheap and needs the key: `check_key` uses it.
-- No upload API (the bot serves shared files itself at signed links), no per-request webhook, no lookup by
-  inputs, no idempotency key, no documented duration (read if a field carries one). The cost is the
-  `creditsUsed` the service reports, kept as exact decimal text.
+Two versions of the vendor's docs describe two different APIs; `LIPSYNCDEV_API_VERSION` picks one (`a`,
+`b`) or, `auto` (the default), asks the server which one it speaks and remembers the answer. Everything but
+the wire is shared: one Provider, two small wire adapters (`WireA`, `WireB`) for headers, paths, bodies and
+the harmless documented read that tells them apart.
+
+Version A, the "Bearer" docs (§3.1, §3.4):
+- `Authorization: Bearer <key>`. `POST {base}/v1/lipsync/submit` with `srcVideoUrl`, `audioUrl` and the
+  required `videoParams` (`video_width`/`video_height` 0 = keep the original size, `video_enhance` 0|1, `fps`
+  "25"|"original"), answered `{jobId, status, estimatedCredits, createdAt}` (`jobId` a number: kept as text).
+- `GET {base}/v1/lipsync/status/{jobId}` → `{jobId, status, createdAt, outputUrl, creditsUsed,
+  errorMessage}`, status pending | processing | completed | failed.
+- `GET {base}/v1/usage` is cheap and needs the key: the key check (and the version probe) uses it.
+Version B, the "X-API-Key" docs (§3.2; base `https://lipsync-api-yft3.onrender.com/api`):
+- `X-API-Key: <key>`. `POST {base}/v1/lipsync/generate` with `videoUrl`, `audioUrl`, `settings` (`fps`) and
+  `webhookUrl`, answered `{success, data: {jobId, status: "queued", estimatedCredits, estimatedTime}}`.
+- `GET {base}/v1/lipsync/status/{jobId}` → `{success, data: {jobId, status, outputUrl, processingTime}}`.
+  Its probe reads the status of a job that does not exist: its `{success: false}` answer names the version,
+  its HTTP status says whether the key passed. Webhooks: with PUBLIC_URL the job carries the bot's
+  `/webhooks/lipsyncdev`; no signature is documented, so a delivery is only a hint to poll now.
+
+Both: no upload API (the bot serves shared files itself at signed links), no lookup by inputs, no
+idempotency key, no documented duration (read if a field carries one). The cost is the `creditsUsed` the
+service reports, kept as exact decimal text; the submit's `estimatedCredits` is kept as the task's
+`estimated_cost`.
 
 Errors are read from the HTTP status (the docs give no error vocabulary): 401/403 refused key, 402 credits
 (both ADMIN), 429 RATE_LIMITED, 400/422 PERMANENT, 404 NOT_FOUND (a job) or ADMIN (the submit or usage
 endpoint itself is missing: a wrong `LIPSYNCDEV_API_URL`; so is a redirect, which is never followed), 5xx and
-unreadable answers TRANSIENT (ambiguous for a submit).
+unreadable answers TRANSIENT (ambiguous for a submit). `{"success": false}` inside a 200 is PERMANENT.
 
 Residual risk, for the reader: a submit whose answer is lost (a read timeout after sending, a 5xx, a
 truncated body: `ProviderError.ambiguous`) cannot be reconciled. LipSync.dev documents no lookup and no
 idempotency key, so nothing can tell whether that job exists: `recovery = Recovery.NONE`, and the pipeline
-never repeats such a submit (repeating could pay twice); the job ends and says so.
+never repeats such a submit (repeating could pay twice); the job ends and says so. Version B's statuses
+other than `queued`/`completed`, its webhook body and any `maxDuration` default are unconfirmed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from bot.providers.base import Cost, ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.providers.base import (
+    Cost,
+    ErrorKind,
+    KeyCheck,
+    KeyState,
+    Order,
+    Provider,
+    ProviderError,
+    ProviderUnreachable,
+    Recovery,
+    Task,
+    TaskState,
+    unchecked,
+)
 from bot.providers.http import Answer, ApiSession
 
 DEFAULT_BASE_URL = "https://www.lipsync.dev/api"
-SUBMIT_PATH = "/v1/lipsync/submit"
-STATUS_PATH = "/v1/lipsync/status"
-USAGE_PATH = "/v1/usage"
+SUBMIT_PATH = "/v1/lipsync/submit"  # version A
+GENERATE_PATH = "/v1/lipsync/generate"  # version B
+STATUS_PATH = "/v1/lipsync/status"  # both
+USAGE_PATH = "/v1/usage"  # version A
+PROBE_JOB_ID = "lipsync-bot-version-probe"  # no such job: reading its status changes nothing
 
+Version = Literal["a", "b"]
+VERSION_CHOICES = ("auto", "a", "b")
 FPS_CHOICES = ("25", "original")
-RUNNING = frozenset({"pending", "processing", "queued"})  # "queued": the other doc version's word
+RUNNING = frozenset({"pending", "processing", "queued"})  # "queued": version B's word
 DURATION_FIELDS = ("duration", "outputDuration", "durationSeconds")
 MAX_MESSAGE = 300
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 _KEY_ADVICE = "LipSync.dev refused the API key. An admin needs to check `LIPSYNCDEV_API_KEY`."
 _CREDITS_ADVICE = (
@@ -67,6 +99,79 @@ _CREDIT_WORDS = ("credit", "balance", "payment", "billing", "quota")
 _RATE_WORDS = ("rate_limit", "ratelimit", "too_many")
 
 
+# -- the two wires ---------------------------------------------------------------------------------
+
+
+class WireA:
+    """Version A, the "Bearer" docs."""
+
+    version: Version = "a"
+    name = "API version A"
+    title = f"{name} (Bearer, /v1/lipsync/submit)"
+    submit_path = SUBMIT_PATH
+    probe_path = USAGE_PATH
+    accepts_webhook = False  # its submit documents no webhookUrl
+
+    def __init__(self, *, video_enhance: int, fps: str) -> None:
+        self._video_params: dict[str, int | str] = {
+            "video_width": 0,
+            "video_height": 0,
+            "video_enhance": video_enhance,
+            "fps": fps,
+        }
+
+    def auth(self, secret: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
+
+    def submit_body(self, order: Order) -> dict[str, Any]:
+        return {"srcVideoUrl": order.video, "audioUrl": order.audio, "videoParams": dict(self._video_params)}
+
+    @staticmethod
+    def speaks(answer: Answer) -> bool:
+        """The usage answer (or a refusal of the key): a JSON object, not version B's envelope."""
+        body = _parse(answer.body)
+        if not isinstance(body, dict) or "success" in body:
+            return False
+        return 200 <= answer.status < 300 or answer.status in (401, 403)
+
+
+class WireB:
+    """Version B, the "X-API-Key" docs."""
+
+    version: Version = "b"
+    name = "API version B"
+    title = f"{name} (X-API-Key, /v1/lipsync/generate)"
+    submit_path = GENERATE_PATH
+    probe_path = f"{STATUS_PATH}/{PROBE_JOB_ID}"
+    accepts_webhook = True
+
+    def __init__(self, *, fps: str) -> None:
+        # Its `fps` is a number (24-60); "original" has no equivalent, so the service's default is kept.
+        # `resolution` and `maxDuration` are left to the service too (no setting asks for them).
+        self._settings: dict[str, int] = {"fps": int(fps)} if fps.isdigit() else {}
+
+    def auth(self, secret: str) -> dict[str, str]:
+        return {"X-API-Key": secret}
+
+    def submit_body(self, order: Order) -> dict[str, Any]:
+        body: dict[str, Any] = {"videoUrl": order.video, "audioUrl": order.audio}
+        if self._settings:
+            body["settings"] = dict(self._settings)
+        if order.webhook_url:
+            body["webhookUrl"] = order.webhook_url
+        return body
+
+    @staticmethod
+    def speaks(answer: Answer) -> bool:
+        """Version B's `{"success": …}` envelope, whatever the status (a 404 for the probe's unknown job)."""
+        body = _parse(answer.body)
+        return isinstance(body, dict) and isinstance(body.get("success"), bool)
+
+
+Wire = WireA | WireB
+Probe = Answer | ProviderError
+
+
 class LipSyncDevProvider(Provider):
     name = "lipsyncdev"
     label = "LipSync.dev"
@@ -75,7 +180,7 @@ class LipSyncDevProvider(Provider):
     playback: Mapping[str, str | None] = MappingProxyType({"normal": None})  # it has no playback option
     models = ()
     hosts_uploads = False  # no upload API: the bot serves shared files itself
-    accepts_webhook = False  # the seed's submit documents no webhookUrl
+    accepts_webhook = False  # version B's does (set once the version is known)
     creates_per_minute = 60  # the free plan's 60 requests per minute
 
     def __init__(
@@ -85,29 +190,44 @@ class LipSyncDevProvider(Provider):
         video_enhance: int = 1,
         fps: str = "25",
         timeout_s: float = 10.0,
+        version: str = "a",
     ) -> None:
+        """`version`: "a" or "b" speaks that version; "auto" asks the server first (the setting's default;
+        the class keeps "a", what it spoke before version B existed)."""
         if video_enhance not in (0, 1) or isinstance(video_enhance, bool):
             raise ValueError(f"video_enhance must be 0 or 1, not {video_enhance!r}")
         if fps not in FPS_CHOICES:
             raise ValueError(f"fps must be one of {', '.join(FPS_CHOICES)}, not {fps!r}")
-        secret = api_key.get_secret_value()
+        if version not in VERSION_CHOICES:
+            raise ValueError(f"version must be one of {', '.join(VERSION_CHOICES)}, not {version!r}")
         super().__init__(api_key)
-        self._video_params: dict[str, int | str] = {
-            "video_width": 0,
-            "video_height": 0,
-            "video_enhance": video_enhance,
-            "fps": fps,
+        self._secret = api_key
+        self._configured = version
+        self._wires: dict[Version, Wire] = {
+            "a": WireA(video_enhance=video_enhance, fps=fps),
+            "b": WireB(fps=fps),
         }
-        self._api = ApiSession(self.label, base_url, {"Authorization": f"Bearer {secret}"}, timeout_s)
+        self._wire: Wire | None = None
+        for wire in self._wires.values():
+            if wire.version == version:
+                self._use(wire)
+        self._detecting = asyncio.Lock()
+        self._api = ApiSession(self.label, base_url, {}, timeout_s)
+
+    @property
+    def version(self) -> Version | None:
+        """The API version in use; None while `auto` has not had an answer."""
+        return self._wire.version if self._wire is not None else None
 
     async def create(self, order: Order) -> Task:
-        body = {"srcVideoUrl": order.video, "audioUrl": order.audio, "videoParams": dict(self._video_params)}
-        data = await self._call("POST", SUBMIT_PATH, json=body)
+        wire = await self._current_wire()
+        data = await self._call(wire, "POST", wire.submit_path, json=wire.submit_body(order))
         return _task(data, submitted=True)
 
     async def get(self, task_id: str) -> Task:
+        wire = await self._current_wire()
         path = f"{STATUS_PATH}/{urllib.parse.quote(task_id, safe='')}"
-        return _task(await self._call("GET", path), submitted=False)
+        return _task(await self._call(wire, "GET", path), submitted=False)
 
     def cost(self, task: Task, model: str) -> Cost | None:
         if not task.cost:
@@ -131,22 +251,57 @@ class LipSyncDevProvider(Provider):
             return _INPUT_ADVICE
         return None
 
-    async def check_key(self) -> str | None:
-        try:
-            answer = await self._api.request("GET", USAGE_PATH)
-        except ProviderError:
-            return None  # cannot be checked now: not the key's fault
-        if answer.status in (401, 403):
-            reason = _body_text(_parse(answer.body))
-            return f"LipSync.dev refused `LIPSYNCDEV_API_KEY` (HTTP {answer.status}" + (
-                f": {reason})." if reason else ")."
+    async def key_check(self) -> KeyCheck:
+        """Which version answers at the API URL, by each one's harmless documented read (A's usage first,
+        then B's status of a job that does not exist), and whether it takes the key. A configured version
+        the server does not speak is refused like a key; `auto` remembers a clear answer."""
+        a_probe = await self._probe(self._wires["a"])
+        b_probe: Probe | None = None
+        answered: Version | None = None
+        if isinstance(a_probe, Answer) and 200 <= a_probe.status < 300 and WireA.speaks(a_probe):
+            answered = "a"
+        else:
+            b_probe = await self._probe(self._wires["b"])
+            if isinstance(b_probe, Answer) and WireB.speaks(b_probe):
+                answered = "b"
+            elif isinstance(a_probe, Answer) and WireA.speaks(a_probe):
+                answered = "a"
+        if answered is not None and self._configured not in ("auto", answered):
+            return KeyCheck(
+                KeyState.REFUSED,
+                f"LIPSYNCDEV_API_VERSION is {self._configured}, but {self._api.host} answers "
+                f"{self._wires[answered].title}: set LIPSYNCDEV_API_VERSION={answered} (or auto).",
             )
-        return None
+        chosen: Version | None = answered or (self.version if self._configured != "auto" else None)
+        if chosen is None:
+            return _no_version(self._api.host, a_probe, b_probe)
+        probe = a_probe if chosen == "a" else b_probe
+        wire = self._wires[chosen]
+        if probe is None:  # not reached: B's read is made whenever A's did not answer as A
+            return _no_version(self._api.host, a_probe, b_probe)
+        if isinstance(probe, ProviderError):
+            return unchecked(probe)
+        if answered is not None:
+            self._use(wire)  # a clear answer: remembered (for `auto`)
+        if probe.status in (401, 403):
+            which = "" if chosen == "a" else f" ({wire.name})"
+            reason = _body_text(_parse(probe.body))
+            return KeyCheck(
+                KeyState.REFUSED,
+                f"LipSync.dev{which} refused `LIPSYNCDEV_API_KEY` (HTTP {probe.status}"
+                + (f": {reason})." if reason else ")."),
+            )
+        if answered is None and not 200 <= probe.status < 300:
+            return KeyCheck(KeyState.UNCLEAR, f"LipSync.dev answered HTTP {probe.status} to the key check")
+        return KeyCheck(KeyState.ACCEPTED, f"{wire.title} answered at {self._api.host}")
 
     async def balance(self) -> str | None:
-        """The plan's requests used this period, from /v1/usage (LipSync.dev reports no credit balance)."""
+        """The plan's requests used this period, from version A's /v1/usage (no credit balance is
+        reported; version B reports nothing of the kind)."""
+        if self.version != "a":
+            return None
         try:
-            data = await self._call("GET", USAGE_PATH)
+            data = await self._call(self._wires["a"], "GET", USAGE_PATH)
         except ProviderError:
             return None
         period = data.get("current_period")
@@ -157,11 +312,52 @@ class LipSyncDevProvider(Provider):
             return None
         return f"{used:,} of {limit:,} requests used this period"
 
+    def webhook_task_id(self, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:
+        """Version B's delivery names its job (`jobId`, at the top or under `data`). No signature is
+        documented, so it is taken as the hint it is: the job is polled now, and the poll decides."""
+        if not self.accepts_webhook:
+            return None
+        data = _parse(body)
+        for source in (data, data.get("data") if isinstance(data, dict) else None):
+            if isinstance(source, dict):
+                job_id = source.get("jobId")
+                usable = isinstance(job_id, str | int) and not isinstance(job_id, bool)
+                if usable and _JOB_ID.fullmatch(str(job_id)):
+                    return str(job_id)
+        return None
+
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        answer = await self._api.request(method, path, **kwargs)
+    def _use(self, wire: Wire) -> None:
+        self._wire = wire
+        self.accepts_webhook = wire.accepts_webhook
+
+    async def _current_wire(self) -> Wire:
+        """The version to speak; with `auto` and no answer yet, ask now (once at a time)."""
+        if self._wire is not None:
+            return self._wire
+        async with self._detecting:
+            check = await self.key_check() if self._wire is None else None
+        if self._wire is not None:
+            return self._wire
+        detail = check.detail if check is not None else "no API version answered"
+        if check is not None and check.state is KeyState.UNREACHABLE:
+            raise ProviderUnreachable(detail)
+        # Nothing was sent but the reads: trying again later is safe.
+        raise ProviderError(ErrorKind.TRANSIENT, detail)
+
+    async def _probe(self, wire: Wire) -> Probe:
+        try:
+            return await self._api.request("GET", wire.probe_path, headers=self._auth(wire))
+        except ProviderError as exc:
+            return exc
+
+    def _auth(self, wire: Wire) -> dict[str, str]:
+        return wire.auth(self._secret.get_secret_value())
+
+    async def _call(self, wire: Wire, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        answer = await self._api.request(method, path, headers=self._auth(wire), **kwargs)
         is_post = method == "POST"
         if answer.status >= 300:
             raise _http_error(answer, is_post, job_path=path.startswith(STATUS_PATH))
@@ -179,8 +375,24 @@ class LipSyncDevProvider(Provider):
             )
         data = body.get("data")
         if "jobId" not in body and isinstance(data, dict):
-            return data  # the other doc version: {"success": true, "data": {...}}
+            return data  # version B: {"success": true, "data": {...}}
         return body
+
+
+def _no_version(host: str, a_probe: Probe, b_probe: Probe | None) -> KeyCheck:
+    """Neither version answered clearly: why, for the operator."""
+    probes = [p for p in (a_probe, b_probe) if p is not None]
+    if probes and all(isinstance(p, ProviderUnreachable) for p in probes):
+        return unchecked(next(p for p in probes if isinstance(p, ProviderError)))
+    said = [
+        f"{name}: {p.message if isinstance(p, ProviderError) else f'HTTP {p.status}'}"
+        for name, p in (("version A's usage read", a_probe), ("version B's status read", b_probe))
+        if p is not None
+    ]
+    return KeyCheck(
+        KeyState.UNCLEAR,
+        f"neither LipSync.dev API version answered clearly at {host} ({'; '.join(said)})",
+    )
 
 
 def _task(data: dict[str, Any], submitted: bool) -> Task:
@@ -198,17 +410,28 @@ def _task(data: dict[str, Any], submitted: bool) -> Task:
     task_id = str(job_id)
     created_at = _unix_seconds(data.get("createdAt"))
     cost = _decimal_text(data.get("creditsUsed"))
+    estimate = _decimal_text(data.get("estimatedCredits"))
     if status == "completed" and isinstance(output_url, str) and output_url:
         duration = next((_decimal_text(data[f]) for f in DURATION_FIELDS if f in data), "")
         return Task(
-            task_id, TaskState.SUCCEEDED, created_at, result_url=output_url, duration_s=duration, cost=cost
+            task_id,
+            TaskState.SUCCEEDED,
+            created_at,
+            result_url=output_url,
+            duration_s=duration,
+            cost=cost,
+            estimated_cost=estimate,
         )
     if status == "failed":
-        error = _text(data.get("errorMessage")) or "LipSync.dev reported the job as failed"
+        error = (
+            _text(data.get("errorMessage"))
+            or _body_text({"error": data.get("error")})
+            or "LipSync.dev reported the job as failed"
+        )
         return Task(task_id, TaskState.FAILED, created_at, cost=cost, error=error[:MAX_MESSAGE])
     if submitted or status in RUNNING:
         # The status endpoint will tell more; a submit's answer made the job whatever its status says.
-        return Task(task_id, TaskState.RUNNING, created_at, cost=cost)
+        return Task(task_id, TaskState.RUNNING, created_at, cost=cost, estimated_cost=estimate)
     if status == "completed":
         raise ProviderError(
             ErrorKind.TRANSIENT, "LipSync.dev reported the job completed without an outputUrl"

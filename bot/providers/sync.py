@@ -14,13 +14,19 @@ What it knows:
   TIMED_OUT, `outputUrl` (newer: `outputMediaUrl`), `outputDuration` (read as exact decimal text), `error`,
   `error_code` (newer: `errorCode`).
 - 429 is either the request rate (`errorCode` "rate_limit_exceeded": RATE_LIMITED) or the plan's concurrency
-  cap on PENDING/PROCESSING generations (BUSY); only the body tells them apart (guides/rate-limits).
+  cap on PENDING/PROCESSING generations (BUSY); only the body tells them apart (guides/rate-limits), and
+  its wording for the cap is not documented. So after any 429 to a create, no create is sent for a while
+  (`CreateHold`: 5 s, doubling with each 429 in a row up to 2 min, longer if `Retry-After` says so): jobs
+  waiting for a place then do not re-POST every few seconds. Set SYNC_MAX_CONCURRENT to avoid the 429s.
 - Uploads: `POST /v2/assets/upload` → presigned `uploadUrl` + public `url`; PUT the bytes there (no key);
   `POST /v2/assets` `{url, type}` → `{id}`; the order then names it `asset:<id>`.
 - Webhooks (guides/webhooks): the Generation is POSTed to `webhookUrl` when it ends, signed in
   `Sync-Signature: t=<unix>,v1=<hex HMAC-SHA256>` over `"<t>.<JSON payload>"` with the signing secret
-  (`whsec_…`, used as is). The docs' samples sign the re-serialized compact JSON; the raw body is the same
-  text, and both are accepted. A delivery is only a hint: the pipeline re-fetches the generation.
+  (`whsec_…`, used as is). Accepted: the raw body as received, and the docs' samples' compact
+  re-serialization of the payload, both as JSON.stringify writes it (non-ASCII as is) and as Python's
+  json.dumps does (non-ASCII escaped as \\uXXXX). An unsigned or badly signed delivery is refused when a
+  secret is set. A delivery is only a hint: the pipeline re-fetches the generation.
+- Key check: `GET /v2/generations?status=PROCESSING` (a documented filter only; the list is short).
 - Cost: billed per output frame; per-second prices at 25 fps (the upper end of each plan range, §2.6),
   overridable (SYNC_PRICES). No documented price for `lipsync-1.9.0-beta` or `react-1`: no cost for them.
 
@@ -35,9 +41,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
+import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -46,7 +54,19 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.providers.base import Cost, ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
+from bot.providers.base import (
+    Cost,
+    ErrorKind,
+    KeyCheck,
+    KeyState,
+    Order,
+    Provider,
+    ProviderError,
+    Recovery,
+    Task,
+    TaskState,
+    unchecked,
+)
 from bot.providers.http import Answer, ApiSession, StorageUploader, is_http_url
 
 DEFAULT_BASE_URL = "https://api.sync.so"
@@ -65,6 +85,11 @@ ASSET_PREFIX = "asset:"
 IDEMPOTENCY_PREFIX = "lipsync-bot-"
 MAX_MESSAGE = 300
 SIGNATURE_TOLERANCE_S = 300
+# After a 429 to a create: no create for HOLD_BASE_S, doubling with each 429 in a row, up to HOLD_CAP_S
+# (or what Retry-After asks, up to RETRY_AFTER_CAP_S).
+HOLD_BASE_S = 5.0
+HOLD_CAP_S = 120.0
+RETRY_AFTER_CAP_S = 600.0
 
 RUNNING = frozenset({"PENDING", "PROCESSING"})
 FAILED = frozenset({"FAILED", "REJECTED", "CANCELED", "TIMED_OUT"})
@@ -135,6 +160,7 @@ class SyncProvider(Provider):
         max_concurrent: int = 0,
         webhook_secret: SecretStr | None = None,
         timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
@@ -150,6 +176,7 @@ class SyncProvider(Provider):
         self._webhook_key = webhook_secret.get_secret_value().encode() if webhook_secret is not None else None
         self._api = ApiSession(self.label, base_url, {"x-api-key": secret}, timeout_s)
         self._storage = StorageUploader(self.label, timeout_s)
+        self._hold = CreateHold(clock=clock)
 
     async def aclose(self) -> None:
         try:
@@ -161,6 +188,9 @@ class SyncProvider(Provider):
 
     async def create(self, order: Order) -> Task:
         body = self._generate_body(order)
+        held = self._hold.refusal()
+        if held is not None:
+            raise held  # sync.so said "too many" moments ago: asking again now would only repeat that
         headers = {"Idempotency-Key": idempotency_key(order.key)}
         answer = await self._api.request("POST", GENERATE_PATH, headers=headers, json=body)
         if not 200 <= answer.status < 300:
@@ -168,7 +198,11 @@ class SyncProvider(Provider):
             if error.generation_id and error.names_ours:
                 # "In progress" or "outcome unknown" naming the generation made under this key: it is ours.
                 return Task(id=error.generation_id, state=TaskState.RUNNING)
-            raise _classify(answer.status, error, is_post=True)
+            refusal = _classify(answer.status, error, is_post=True)
+            if answer.status == 429:
+                self._hold.start(refusal, _header(answer.headers, "retry-after"))
+            raise refusal
+        self._hold.clear()
         return _task(_json(answer, is_post=True), status_default="PENDING")
 
     async def get(self, task_id: str) -> Task:
@@ -262,17 +296,22 @@ class SyncProvider(Provider):
             return _CONFLICT_ADVICE
         return None
 
-    async def check_key(self) -> str | None:
-        """Lists at most one generation: the cheapest authenticated GET sync.so documents."""
+    async def key_check(self) -> KeyCheck:
+        """Lists the generations running now: an authenticated read with only a documented query parameter
+        (`status`; `limit` is not in every version of the reference), whose list is short (the plan's cap)."""
         try:
-            answer = await self._api.request("GET", LIST_PATH, params={"limit": "1"})
-        except ProviderError:
-            return None  # cannot tell now; the first real call will
+            answer = await self._api.request("GET", LIST_PATH, params={"status": "PROCESSING"})
+        except ProviderError as exc:
+            return unchecked(exc)
         if answer.status == 401:
-            return (
-                "sync.so refused SYNC_API_KEY (HTTP 401). Copy it again from sync.so → Settings → API Keys."
+            return KeyCheck(
+                KeyState.REFUSED,
+                "sync.so refused SYNC_API_KEY (HTTP 401). Copy it again from sync.so → Settings → API Keys.",
             )
-        return None
+        if 200 <= answer.status < 300:
+            return KeyCheck(KeyState.ACCEPTED)
+        said = _read_error(answer).message
+        return KeyCheck(KeyState.UNCLEAR, f"sync.so answered HTTP {answer.status} to the key check: {said}")
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -295,6 +334,50 @@ class SyncProvider(Provider):
         if not 200 <= answer.status < 300:
             raise _classify(answer.status, _read_error(answer), is_post)
         return _json(answer, is_post)
+
+
+class CreateHold:
+    """Creates held back after sync.so answered one with 429, for this process: HOLD_BASE_S, doubling with
+    each 429 in a row up to HOLD_CAP_S (longer when Retry-After asks, up to RETRY_AFTER_CAP_S); a create
+    that gets through ends it. While held, a create is refused here with the 429's own kind and words."""
+
+    def __init__(self, *, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until = 0.0
+        self._in_a_row = 0
+        self._last: ProviderError | None = None
+
+    def refusal(self) -> ProviderError | None:
+        left = self._until - self._clock()
+        if self._last is None or left <= 0:
+            return None
+        last = self._last
+        message = f"{last.message} (sync.so is asked again in {math.ceil(left)} s)"
+        return ProviderError(last.kind, message, code=last.code, retry_after_s=left)
+
+    def start(self, refusal: ProviderError, retry_after: str | None) -> None:
+        self._in_a_row += 1
+        hold = min(HOLD_CAP_S, HOLD_BASE_S * 2 ** (self._in_a_row - 1))
+        asked = _seconds(retry_after)
+        if asked is not None:
+            hold = max(hold, min(asked, RETRY_AFTER_CAP_S))
+        self._until = self._clock() + hold
+        self._last = refusal
+        refusal.retry_after_s = hold
+
+    def clear(self) -> None:
+        self._in_a_row, self._until, self._last = 0, 0.0, None
+
+
+def _header(headers: Mapping[str, str], wanted: str) -> str | None:
+    return next((value for name, value in headers.items() if name.lower() == wanted), None)
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (the delta form; an HTTP date is not worth the trouble here)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 def idempotency_key(order_key: str) -> str:
@@ -488,10 +571,22 @@ def _signed(key: bytes, header: str, body: bytes, now_s: float) -> bool:
     if abs(now_s - int(stamps[0])) > SIGNATURE_TOLERANCE_S:
         return False
     prefix = stamps[0].encode() + b"."
-    # The raw body, and the compact JSON the docs' samples sign (JSON.stringify of the parsed payload).
-    payloads = [body, json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()]
-    expected = [hmac.new(key, prefix + payload, hashlib.sha256).hexdigest() for payload in payloads]
+    forms = _signed_forms(body)
+    expected = [hmac.new(key, prefix + form, hashlib.sha256).hexdigest() for form in forms]
     return any(hmac.compare_digest(want, got) for want in expected for got in signatures)
+
+
+def _signed_forms(body: bytes) -> list[bytes]:
+    """What a signature may be over: the raw body as received, and the payload re-serialized compactly as
+    the docs' samples do it, by JSON.stringify (non-ASCII as is) and by Python's json.dumps (non-ASCII
+    escaped as \\uXXXX). ValueError for a body that is not JSON."""
+    payload = json.loads(body)
+    forms = [body]
+    for ascii_only in (False, True):
+        form = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+        if form not in forms:
+            forms.append(form)
+    return forms
 
 
 def _delivery_id(data: Any) -> str | None:

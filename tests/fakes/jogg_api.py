@@ -71,7 +71,8 @@ class Fault:
 
     kind:
       "http"           -> HTTP `status` with an HTML body (XML for "put", like a storage bucket).
-      "code"           -> HTTP 200 envelope with business `code` and its usual msg.
+      "code"           -> an envelope with business `code` and its usual msg, under HTTP `envelope_status`
+                          (200 unless given: the envelope, not the status, carries the outcome).
       "malformed"      -> HTTP 200 `<html>upstream error</html>` (not JSON).
       "malformed_json" -> HTTP 200 {"code":0,"msg":"Success","data":null}.
       "delay"          -> sleep `delay` seconds, then answer normally.
@@ -88,6 +89,7 @@ class Fault:
     code: int = 0
     delay: float = 0.0
     after: bool = False
+    envelope_status: int = 200
 
 
 @dataclass
@@ -137,6 +139,9 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         self.post_limit_per_minute: int | None = None
         self.require_content_length = False  # True: chunked PUTs get 411, as S3 presigned URLs do
         self.remaining_quota = 1000.0
+        # The HTTP status of the envelope that refuses a wrong key (code 10105): 200 as the docs show, or
+        # e.g. 401, as an API gateway in front of it may answer; the envelope says the same either way.
+        self.refusal_status = 200
         # Result videos served by this server (127.0.0.1) instead of res.jogg.ai, for the bot's upload
         # of results into Slack: their size, and whether the answer says it (Content-Length).
         self.serve_results = False
@@ -229,7 +234,7 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
 
     def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
         if needs_key and request.headers.get("x-api-key") != self.api_key:
-            return _envelope(10105)
+            return _envelope(10105, status=self.refusal_status)
         return None
 
     async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
@@ -250,7 +255,7 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
                 )
             return html_error_page(fault.status)
         if fault.kind == "code":
-            return _envelope(fault.code)
+            return _envelope(fault.code, status=fault.envelope_status)
         if fault.kind == "malformed":
             return web.Response(text="<html>upstream error</html>", content_type="text/html")
         return web.json_response({"code": 0, "msg": "Success", "data": None})  # malformed_json
@@ -423,8 +428,9 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
 # -- module helpers ------------------------------------------------------------------------------
 
 
-def _envelope(code: int, msg: str | None = None, data: Any = None) -> web.Response:
-    return web.json_response({"code": code, "msg": msg or CODE_MESSAGES.get(code, "Error"), "data": data})
+def _envelope(code: int, msg: str | None = None, data: Any = None, status: int = 200) -> web.Response:
+    body = {"code": code, "msg": msg or CODE_MESSAGES.get(code, "Error"), "data": data}
+    return web.json_response(body, status=status)
 
 
 def _require_object(body: Any) -> dict[str, Any]:

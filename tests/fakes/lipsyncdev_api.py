@@ -1,9 +1,16 @@
-"""A fake LipSync.dev API (docs/providers.md §3.4) over real HTTP.
+"""A fake LipSync.dev API (docs/providers.md §3) over real HTTP, speaking version A, version B, or both
+(`versions=`).
 
 Routes live under `/api`, so the bot is configured with `api_url` (= base_url + "/api") as its
-`LIPSYNCDEV_API_URL`, like the real `https://www.lipsync.dev/api`. Auth is `Authorization: Bearer <key>`;
-anything else (including the docs' `X-API-Key` samples) is answered 401 `{"error": "Invalid API key"}`.
-Errors are plain HTTP statuses with `{"error": "..."}` bodies.
+`LIPSYNCDEV_API_URL`, like the real `https://www.lipsync.dev/api`.
+- Version A (§3.1, §3.4): `Authorization: Bearer <key>`; `POST /api/v1/lipsync/submit`, `GET /api/v1/usage`.
+  Errors are plain HTTP statuses with `{"error": "..."}` bodies; a wrong or missing key is 401
+  `{"error": "Invalid API key"}`.
+- Version B (§3.2): `X-API-Key: <key>`; `POST /api/v1/lipsync/generate` answered `{"success": true, "data":
+  {jobId, status: "queued", inputType, estimatedCredits, estimatedTime}}`; errors `{"success": false,
+  "error": "..."}`. A job with a `webhookUrl` is POSTed `{jobId, status, outputUrl?, error?}` (unsigned: no
+  signature is documented) once it ends (`webhooks_sent`).
+- Both: `GET /api/v1/lipsync/status/{jobId}`. Serving both, the key's header says which version asks.
 
 With `fetch_inputs = True` the fake downloads `srcVideoUrl` and `audioUrl` itself after a submit, as the real
 service does, and records what it got in `fetches`: that is how tests check the signed links the bot serves
@@ -34,7 +41,9 @@ OUTPUT_BASE = "https://cdn.lipsync.dev/out"
 FPS_CHOICES = ("25", "original")
 VIDEO_PARAMS = ("video_width", "video_height", "video_enhance", "fps")
 
-Endpoint = Literal["submit", "status", "usage"]
+Endpoint = Literal["submit", "generate", "status", "usage"]
+Version = Literal["a", "b"]
+RESOLUTIONS = ("480p", "720p", "1080p")
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,14 @@ class Fetch:
     error: str = ""  # the transport failure, when status is 0
 
 
+@dataclass(frozen=True)
+class WebhookDelivery:
+    job_id: str
+    url: str
+    body: dict[str, Any]
+    status: int | None  # the receiver's answer; None when it could not be reached
+
+
 @dataclass
 class Job:
     job_id: str
@@ -104,6 +121,10 @@ class Job:
     forced: bool = False
     fetching: bool = False  # fetch_inputs: downloads still in progress
     fetch_error: str = ""  # the first failed download, which fails the job
+    version: Version = "a"  # the version it was made with
+    settings: dict[str, Any] | None = None  # version B's `settings`, as sent
+    webhook_url: str | None = None  # version B's `webhookUrl`
+    webhook_sent: bool = False
 
 
 class ApiError(Exception):
@@ -116,9 +137,13 @@ class ApiError(Exception):
 
 
 class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
-    def __init__(self, api_key: str = "lipsyncdev-test-key") -> None:
+    def __init__(self, api_key: str = "lipsyncdev-test-key", versions: tuple[Version, ...] = ("a",)) -> None:
         super().__init__()
+        if not versions or not set(versions) <= {"a", "b"}:
+            raise ValueError(f"versions must be some of 'a', 'b', not {versions!r}")
         self.api_key = api_key
+        self.versions = versions
+        self._webhook_session: aiohttp.ClientSession | None = None
         # Configuration.
         self.default_outcome = Outcome()
         self.outcome_for_video: dict[str, Outcome] = {}
@@ -136,7 +161,8 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
     def _init_state(self) -> None:
         super()._init_state()
         self.jobs: dict[str, Job] = {}
-        self.submits = 0  # accepted submits (jobs made)
+        self.submits = 0  # accepted submits (jobs made), either version
+        self.webhooks_sent: list[WebhookDelivery] = []
         self.fetches: list[Fetch] = []
         self.requests_used = 0  # authenticated API requests answered (for /v1/usage)
         self._next_job = 101
@@ -150,11 +176,15 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
         return f"{self.base_url}/api"
 
     def finish(self, job_id: str, outcome: Outcome) -> None:
-        """Force a job to `outcome`'s final state from its next status GET on ("never": processing)."""
+        """Force a job to `outcome`'s final state from its next status GET on ("never": processing); a
+        version B job with a webhookUrl is told at once."""
         with self.lock:
             job = self.jobs[job_id]
             job.outcome = outcome
             job.forced = True
+        loop = self._loop
+        if loop is not None and outcome.kind != "never":
+            loop.call_soon_threadsafe(self._schedule_webhook, job_id)
 
     @staticmethod
     def output_url(job_id: str) -> str:
@@ -168,15 +198,36 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self.record_middleware)
-        app.router.add_post("/api/v1/lipsync/submit", self._endpoint("submit", self._submit))
+        if "a" in self.versions:
+            app.router.add_post("/api/v1/lipsync/submit", self._endpoint("submit", self._submit))
+            app.router.add_get("/api/v1/usage", self._endpoint("usage", self._usage))
+        if "b" in self.versions:
+            app.router.add_post("/api/v1/lipsync/generate", self._endpoint("generate", self._generate))
         app.router.add_get("/api/v1/lipsync/status/{job_id}", self._endpoint("status", self._status))
-        app.router.add_get("/api/v1/usage", self._endpoint("usage", self._usage))
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
+
+    def _version_of(self, request: web.Request) -> Version:
+        """Which version a request speaks: its route, or for the status route (both versions have it)
+        the header its key comes in."""
+        if request.path.endswith(("/submit", "/usage")):
+            return "a"
+        if request.path.endswith("/generate"):
+            return "b"
+        if len(self.versions) == 1:
+            return self.versions[0]
+        return "b" if "X-API-Key" in request.headers else "a"
 
     def _refusal(self, request: web.Request, needs_key: bool) -> web.Response | None:
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        version = self._version_of(request)
+        if version == "a" and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "Invalid API key")
+        if version == "b" and request.headers.get("X-API-Key") != self.api_key:
+            return _error(401, "Invalid API key", version="b")
         if not self._request_window.admit(self.requests_per_minute, self.clock()):
-            return _error(429, "Rate limit exceeded", headers={"Retry-After": "60"})
+            return _error(429, "Rate limit exceeded", headers={"Retry-After": "60"}, version=version)
         return None
 
     async def _run(self, name: Endpoint, handler: Handler, request: web.Request, body: Any) -> web.Response:
@@ -185,7 +236,7 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
         try:
             return await handler(request, body)
         except ApiError as exc:
-            return _error(exc.status, exc.message)
+            return _error(exc.status, exc.message, version=self._version_of(request))
 
     def _fault_response(
         self, name: Endpoint, fault: Fault, request: web.Request, made: web.Response | None
@@ -195,7 +246,8 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
         if fault.body is not None:
             return web.Response(status=fault.status, text=_dumps(fault.body), content_type="application/json")
         if fault.status < 500:
-            return _error(fault.status, web.Response(status=fault.status).reason)
+            reason = web.Response(status=fault.status).reason
+            return _error(fault.status, reason, version=self._version_of(request))
         return html_error_page(fault.status)
 
     # -- endpoint handlers -----------------------------------------------------------------------
@@ -237,14 +289,58 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
         }
         return self._answer(data)
 
+    async def _generate(self, request: web.Request, body: Any) -> web.Response:
+        """Version B's create."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        video_url = body.get("videoUrl") or body.get("imageUrl")
+        if not isinstance(video_url, str) or not video_url:
+            raise ApiError(400, "videoUrl or imageUrl is required")
+        audio_url = _require_str(body, "audioUrl")
+        settings = _require_settings(body.get("settings", {}))
+        webhook_url = body.get("webhookUrl")
+        if webhook_url is not None and not isinstance(webhook_url, str):
+            raise ApiError(400, "webhookUrl must be a string")
+        with self.lock:
+            job_id = f"job_{self._next_job}"
+            self._next_job += 1
+            job = Job(
+                job_id=job_id,
+                src_video_url=video_url,
+                audio_url=audio_url,
+                video_params={},
+                vocal_audio_url=None,
+                outcome=self.outcome_for_video.get(video_url, self.default_outcome),
+                created_at=_iso_now(),
+                version="b",
+                settings=settings,
+                webhook_url=webhook_url,
+            )
+            self.jobs[job_id] = job
+            self.submits += 1
+        data = {
+            "jobId": job_id,
+            "status": "queued",
+            "inputType": "video",
+            "estimatedCredits": self.estimated_credits,
+            "estimatedTime": 120,
+        }
+        return _json({"success": True, "data": data})
+
     async def _status(self, request: web.Request, body: Any) -> web.Response:
         job_id = request.match_info["job_id"]
+        version = self._version_of(request)
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
                 raise ApiError(404, "Job not found")
             job.polls += 1
             view = self._job_view(job)
+            ended = view["status"] in ("completed", "failed")
+        if ended:
+            self._schedule_webhook(job_id)
+        if version == "b":
+            return _json({"success": True, "data": _b_view(view)})
         return self._answer(view)
 
     async def _usage(self, request: web.Request, body: Any) -> web.Response:
@@ -267,6 +363,30 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
     def _answer(self, data: dict[str, Any]) -> web.Response:
         payload: dict[str, Any] = {"success": True, "data": data} if self.wrap_answers else data
         return web.Response(text=_dumps(payload), content_type="application/json")
+
+    # -- version B's webhook ----------------------------------------------------------------------
+
+    def _schedule_webhook(self, job_id: str) -> None:
+        """On the server loop: tell a version B job's webhookUrl once that it ended."""
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.webhook_sent or not job.webhook_url:
+                return
+            job.webhook_sent = True
+            url, body = job.webhook_url, _b_view(self._job_view(job))
+        asyncio.get_running_loop().create_task(self._deliver(job_id, url, body))
+
+    async def _deliver(self, job_id: str, url: str, body: dict[str, Any]) -> None:
+        if self._webhook_session is None:
+            self._webhook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        status: int | None = None
+        try:
+            async with self._webhook_session.post(url, json=body) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = None
+        with self.lock:
+            self.webhooks_sent.append(WebhookDelivery(job_id, url, body, status))
 
     # -- input downloads (fetch_inputs) -----------------------------------------------------------
 
@@ -329,7 +449,7 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
     def _job_view(self, job: Job) -> dict[str, Any]:
         state = self._state(job)
         view: dict[str, Any] = {
-            "jobId": int(job.job_id),
+            "jobId": int(job.job_id) if job.job_id.isdigit() else job.job_id,
             "status": state,
             "createdAt": job.created_at,
             "outputUrl": None,
@@ -351,8 +471,29 @@ class FakeLipSyncDev(ProviderFake[Endpoint, Fault]):
 # -- module helpers ------------------------------------------------------------------------------
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, version: Version = "a"
+) -> web.Response:
+    body: dict[str, Any] = {"error": message} if version == "a" else {"success": False, "error": message}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _json(payload: dict[str, Any]) -> web.Response:
+    return web.Response(text=_dumps(payload), content_type="application/json")
+
+
+def _b_view(view: dict[str, Any]) -> dict[str, Any]:
+    """A job as version B shows it: `queued` for A's `pending`, its own field names, no null fields."""
+    status = "queued" if view["status"] == "pending" else view["status"]
+    shown: dict[str, Any] = {"jobId": str(view["jobId"]), "status": status, "inputType": "video"}
+    shown["createdAt"] = view["createdAt"]
+    if status == "completed":
+        shown.update(outputUrl=view["outputUrl"], processingTime=42)
+        if view.get("creditsUsed") is not None:
+            shown["creditsUsed"] = view["creditsUsed"]
+    if status == "failed":
+        shown["error"] = view["errorMessage"]
+    return shown
 
 
 _DECIMAL_MARK = "\u0000decimal:"
@@ -396,6 +537,22 @@ def _require_video_params(value: Any) -> dict[str, Any]:
         raise ApiError(400, "videoParams.video_enhance must be 0 or 1")
     if value["fps"] not in FPS_CHOICES:
         raise ApiError(400, 'videoParams.fps must be "25" or "original"')
+    return dict(value)
+
+
+def _require_settings(value: Any) -> dict[str, Any]:
+    """Version B's `settings`: resolution 480p|720p|1080p, fps 24-60, maxDuration a positive integer."""
+    if not isinstance(value, dict):
+        raise ApiError(400, "settings must be an object")
+    resolution = value.get("resolution", "720p")
+    if resolution not in RESOLUTIONS:
+        raise ApiError(400, "settings.resolution must be 480p, 720p or 1080p")
+    fps = value.get("fps", 25)
+    if not isinstance(fps, int) or isinstance(fps, bool) or not 24 <= fps <= 60:
+        raise ApiError(400, "settings.fps must be an integer from 24 to 60")
+    max_duration = value.get("maxDuration", 60)
+    if not isinstance(max_duration, int) or isinstance(max_duration, bool) or max_duration < 1:
+        raise ApiError(400, "settings.maxDuration must be a positive integer")
     return dict(value)
 
 

@@ -92,11 +92,13 @@ class Fault:
       "ratelimit" -> HTTP 429, `Retry-After: retry_after`, {"ok": false, "error": "ratelimited"};
                      nothing stored.
       "delay"     -> sleep `delay` seconds, then answer (see `FakeSlack.inject` for `store`).
+      "drop"      -> do the call (store the message, complete the upload…), then close the connection
+                     without an answer: the client sees the server disconnect, the work is done.
     store: for "http"/"error", perform the side effect (e.g. store the message) before failing, like an
       ambiguous `fatal_error`; for "delay", store BEFORE sleeping so a client that times out finds it later.
     """
 
-    kind: Literal["http", "error", "ratelimit", "delay"]
+    kind: Literal["http", "error", "ratelimit", "delay", "drop"]
     status: int = 500
     error: str = ""
     retry_after: int = 1
@@ -179,6 +181,18 @@ class _PendingUpload:
     completed: bool = False
 
 
+@dataclass
+class _PendingShare:
+    """A completed upload whose share has not appeared yet (asynchronous sharing)."""
+
+    file_ids: list[str]
+    targets: list[str]
+    thread_ts: str | None
+    text: str
+    blocks: list[dict[str, Any]] | None
+    due_at: float  # on FakeSlack.clock
+
+
 class _BadUpload(Exception):
     """An upload body the fake cannot read (no file part in a multipart form, malformed form)."""
 
@@ -244,6 +258,10 @@ class FakeSlack(BackgroundServer):
         self.joined: list[str] = []
         # A busy channel: this many people's messages follow each top-level post of the bot at once.
         self.chatter_after_posts = 0
+        # conversations.history/replies answer at most this many messages a page, whatever `limit` asks
+        # (and this many by default): 15 for commercially distributed apps outside the Marketplace, which
+        # also get Tier 1 for both methods (set `tier_limits`). None: `limit` as asked.
+        self.max_page_size: int | None = None
         self.missing_channels: set[str] = set()
         self.unfetchable_image_hosts: set[str] = set()
         # Scopes the app was installed without: "files:read" makes downloads answer the sign-in page
@@ -276,6 +294,19 @@ class FakeSlack(BackgroundServer):
         self.private_channels: set[str] = set()
         # files.getUploadURLExternal answers file_upload_size_restricted past this `length`.
         self.max_upload_size: int | None = None
+        # Asynchronous sharing (bolt-js#2115, python-slack-sdk#1277): files.completeUploadExternal answers
+        # ok, files.info knows the file at once but shows `shares: {}`, and the share (files.info's
+        # `shares` and the file_share message in the channel or thread) appears only once files.info has
+        # been asked about the file `share_after_info_calls` times AND `share_delay_s` seconds of `clock`
+        # have passed since the completion. 0 and 0.0 (the default): shared at once.
+        self.share_after_info_calls = 0
+        self.share_delay_s = 0.0
+        # A second completion of a file whose share is still on its way: Slack documents the method as
+        # once only, so by default it answers file_not_found; True models the race a client must avoid,
+        # where the repeat is taken too and the file is shared twice.
+        self.repeat_completion_shares = False
+        self._unshared: list[_PendingShare] = []  # completions whose share has not appeared yet
+        self._info_calls: Counter[str] = Counter()  # files.info calls per file id
         # External uploads: accepted bodies (size == declared length), and refused ones (HTTP 400).
         self.external_uploads: list[ExternalUpload] = []
         self.refused_uploads: list[ExternalUpload] = []
@@ -339,15 +370,18 @@ class FakeSlack(BackgroundServer):
     def messages(self, channel: str) -> list[dict[str, Any]]:
         """Top-level messages, oldest first (thread replies, even broadcast ones, excluded)."""
         with self.lock:
+            self._share_due()
             return copy.deepcopy([m for m in self._messages[channel] if _is_top_level(m)])
 
     def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """Replies in a thread, oldest first, without the parent."""
         with self.lock:
+            self._share_due()
             return copy.deepcopy(self._thread_replies(channel, thread_ts))
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         with self.lock:
+            self._share_due()
             found = self._find(channel, ts)
             return copy.deepcopy(found) if found is not None else None
 
@@ -434,6 +468,8 @@ class FakeSlack(BackgroundServer):
             "mode": "hosted",
             "is_external": False,
             "external_type": "",
+            "file_access": "visible",
+            "has_rich_preview": False,
             "is_public": False,
             "public_url_shared": False,
             "url_private": f"{base}/{quoted}",
@@ -454,6 +490,7 @@ class FakeSlack(BackgroundServer):
     def thread_files(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """The files shared in a thread (parent included), oldest first, as files.info shows them now."""
         with self.lock:
+            self._share_due()
             found = [
                 self.files.get(f.get("id", ""), f)
                 for m in self._messages[channel]
@@ -461,6 +498,12 @@ class FakeSlack(BackgroundServer):
                 for f in m.get("files", [])
             ]
             return copy.deepcopy(found)
+
+    def unshared(self) -> int:
+        """Completions whose share has not appeared yet (asynchronous sharing)."""
+        with self.lock:
+            self._share_due()
+            return len(self._unshared)
 
     def upload_content(self, file_id: str) -> bytes | None:
         """The bytes of a file's accepted external upload, if `keep_uploads` was on when it arrived."""
@@ -498,13 +541,7 @@ class FakeSlack(BackgroundServer):
             "tz": tz,
             "tz_label": tz,
             "tz_offset": tz_offset,
-            "profile": {
-                "real_name": name.title(),
-                "real_name_normalized": name.title(),
-                "display_name": name,
-                "display_name_normalized": name,
-                "team": self.team_id,
-            },
+            "profile": self._profile(user_id, name, is_bot),
             "is_admin": is_admin,
             "is_owner": is_owner,
             "is_primary_owner": False,
@@ -517,6 +554,33 @@ class FakeSlack(BackgroundServer):
         }
         user.update(extra)
         return user
+
+    def _profile(self, user_id: str, name: str, is_bot: bool) -> dict[str, Any]:
+        """A user's profile as users.info answers it (tests/slack_samples/users.info.json): no email
+        (that needs users:read.email), no custom image; a bot's carries its app and bot ids."""
+        avatar = f"https://avatars.slack-edge.com/{self.team_id}-{user_id}"
+        profile: dict[str, Any] = {
+            "title": "",
+            "phone": "",
+            "skype": "",
+            "real_name": name.title(),
+            "real_name_normalized": name.title(),
+            "display_name": name,
+            "display_name_normalized": name,
+            "first_name": name.title(),
+            "last_name": "",
+            "status_text": "",
+            "status_text_canonical": "",
+            "status_emoji": "",
+            "status_emoji_display_info": [],
+            "status_expiration": 0,
+            "avatar_hash": "g0123456789a",
+            **{f"image_{px}": f"{avatar}_{px}.png" for px in (24, 32, 48, 72, 192, 512)},
+            "team": self.team_id,
+        }
+        if is_bot:
+            profile.update(api_app_id=APP_ID, bot_id=BOT_ID, always_active=True)
+        return profile
 
     # -- Socket Mode (test side) -------------------------------------------------------------------
 
@@ -663,6 +727,11 @@ class FakeSlack(BackgroundServer):
                 status=429,
                 headers={"Retry-After": str(fault.retry_after)},
             )
+        if fault.kind == "drop":
+            self._run(handler, params)
+            if request.transport is not None:
+                request.transport.abort()  # the answer never leaves; aiohttp's write of it goes nowhere
+            return _json({"ok": False, "error": "request_timeout"})
         if fault.kind == "delay":
             if fault.store:
                 body = self._run(handler, params)
@@ -683,6 +752,7 @@ class FakeSlack(BackgroundServer):
     def _run(self, handler: MethodHandler, params: dict[str, Any]) -> dict[str, Any]:
         # Handlers are quick and synchronous; running them under the lock makes each call atomic.
         with self.lock:
+            self._share_due()  # shares whose delay is over appear before any answer that could show them
             try:
                 return copy.deepcopy(handler(params))
             except SlackError as exc:
@@ -845,7 +915,42 @@ class FakeSlack(BackgroundServer):
             raise SlackError("method_not_supported_for_channel_type")
         self.not_joined.discard(channel)
         self.joined.append(channel)
-        return {"ok": True, "channel": {"id": channel, "is_member": True}}
+        return {"ok": True, "channel": self._channel_object(channel)}
+
+    def _channel_object(self, channel: str) -> dict[str, Any]:
+        """A public channel the bot is in, as conversations.join answers it (its documented example)."""
+        created = 1_700_000_000
+        about = {"value": "", "creator": "", "last_set": 0}
+        return {
+            "id": channel,
+            "name": channel.lower(),
+            "name_normalized": channel.lower(),
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": False,
+            "created": created,
+            "creator": "U0ALICE",
+            "updated": created * 1000,
+            "is_archived": False,
+            "is_general": False,
+            "unlinked": 0,
+            "is_shared": False,
+            "is_ext_shared": False,
+            "is_org_shared": False,
+            "is_pending_ext_shared": False,
+            "shared_team_ids": [self.team_id],
+            "pending_shared": [],
+            "pending_connected_team_ids": [],
+            "context_team_id": self.team_id,
+            "is_member": True,
+            "last_read": "0000000000.000000",
+            "topic": dict(about),
+            "purpose": dict(about),
+            "previous_names": [],
+            "priority": 0,
+        }
 
     def _require_member(self, params: dict[str, Any]) -> str:
         channel = self._require_channel(params)
@@ -860,7 +965,7 @@ class FakeSlack(BackgroundServer):
         ]
         selected = [m for m in visible if _in_range(m["ts"], params)]
         selected.reverse()  # newest first
-        page, has_more, cursor = _paginate(selected, params, default_limit=100)
+        page, has_more, cursor = _paginate(selected, params, 100, self.max_page_size)
         with_metadata = _truthy(params.get("include_all_metadata"))
         return {
             "ok": True,
@@ -879,7 +984,7 @@ class FakeSlack(BackgroundServer):
         parent = self._top_level(channel, target.get("thread_ts") or ts) or target
         replies = [m for m in self._thread_replies(channel, parent["ts"]) if _in_range(m["ts"], params)]
         # Slack always returns the parent first, whatever `oldest` says.
-        page, has_more, cursor = _paginate([parent, *replies], params, default_limit=1000)
+        page, has_more, cursor = _paginate([parent, *replies], params, 1000, self.max_page_size)
         with_metadata = _truthy(params.get("include_all_metadata"))
         return {
             "ok": True,
@@ -905,9 +1010,12 @@ class FakeSlack(BackgroundServer):
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         if "files:read" in self.missing_scopes:
             raise SlackError("missing_scope", needed="files:read", provided="chat:write")
-        file = self.files.get(str(params.get("file") or ""))
+        file_id = str(params.get("file") or "")
+        file = self.files.get(file_id)
         if file is None:
             raise SlackError("file_not_found")
+        self._info_calls[file_id] += 1
+        self._share_due()
         return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
 
     def _files_get_upload_url_external(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -954,19 +1062,48 @@ class FakeSlack(BackgroundServer):
         blocks = None if initial_comment else self._validated_blocks(params)
         # Check every file before changing anything: one bad id fails the whole call, nothing shared.
         ids = [str(e["id"]) for e in entries]
-        for file_id in ids:
-            pending = self._pending_uploads.get(file_id)
-            # "This method can only be called once": a completed (or never fully uploaded) id is gone.
-            if pending is None or pending.completed or pending.upload is None or ids.count(file_id) > 1:
-                raise SlackError("file_not_found")
-        created = []
-        for entry in entries:
-            pending = self._pending_uploads[entry["id"]]
-            pending.completed = True
-            created.append(self._completed_file(entry, pending))
-        for channel in targets:
-            self._share_files(channel, thread_ts, created, initial_comment, blocks)
-        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in created]}
+        if self.repeat_completion_shares and all(self._share_pending(file_id) for file_id in ids):
+            created = [self.files[file_id] for file_id in ids]  # the race: taken again, shared again
+        else:
+            for file_id in ids:
+                pending = self._pending_uploads.get(file_id)
+                # "This method can only be called once": a completed (or never fully uploaded) id is gone.
+                if pending is None or pending.completed or pending.upload is None or ids.count(file_id) > 1:
+                    raise SlackError("file_not_found")
+            created = []
+            for entry in entries:
+                pending = self._pending_uploads[entry["id"]]
+                pending.completed = True
+                created.append(self._completed_file(entry, pending))
+        share = _PendingShare(
+            ids, targets, thread_ts, initial_comment, blocks, self.clock() + self.share_delay_s
+        )
+        if self.share_after_info_calls > 0 or self.share_delay_s > 0:
+            self._unshared.append(share)
+        else:
+            self._share(share)
+        # Slack documents `files: [{id, title}]` and answers whole file objects (tests/slack_samples/): as
+        # they are now, so with `shares: {}` while the share is on its way.
+        return {"ok": True, "files": created}
+
+    def _share(self, share: _PendingShare) -> None:
+        files = [self.files[file_id] for file_id in share.file_ids]
+        for channel in share.targets:
+            self._share_files(channel, share.thread_ts, files, share.text, share.blocks)
+
+    def _share_pending(self, file_id: str) -> bool:
+        return any(file_id in share.file_ids for share in self._unshared)
+
+    def _share_due(self) -> None:
+        """Make the shares whose time has come appear (asynchronous sharing); oldest first."""
+        if not self._unshared:
+            return
+        now = self.clock()
+        for share in list(self._unshared):
+            asked = max(self._info_calls[file_id] for file_id in share.file_ids)
+            if asked >= self.share_after_info_calls and now >= share.due_at:
+                self._unshared.remove(share)
+                self._share(share)
 
     def _share_targets(self, params: dict[str, Any]) -> list[str]:
         """Channels to share in: `channel_id` and/or the comma-separated `channels`; none keeps it private."""
@@ -1155,15 +1292,15 @@ class FakeSlack(BackgroundServer):
         return copy.deepcopy(view)
 
     def _view_object(self, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
-        """A view as Slack answers it (views.open's documented response)."""
+        """A view as Slack answers it (views.open's documented response), its blocks as Slack renders them."""
         return {
             "id": view_id,
             "team_id": self.team_id,
             "type": view["type"],
-            "title": view.get("title"),
-            "close": view.get("close"),
-            "submit": view.get("submit"),
-            "blocks": view["blocks"],
+            "title": _rendered(view.get("title")),
+            "close": _rendered(view.get("close")),
+            "submit": _rendered(view.get("submit")),
+            "blocks": [_rendered({"block_id": _block_id(), **block}) for block in view["blocks"]],
             "private_metadata": view.get("private_metadata", ""),
             "callback_id": view.get("callback_id", ""),
             "external_id": view.get("external_id", ""),
@@ -1171,6 +1308,7 @@ class FakeSlack(BackgroundServer):
             "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
             "clear_on_close": bool(view.get("clear_on_close", False)),
             "notify_on_close": bool(view.get("notify_on_close", False)),
+            "submit_disabled": bool(view.get("submit_disabled", False)),
             "previous_view_id": None,
             "root_view_id": view_id,
             "app_id": APP_ID,
@@ -1487,16 +1625,19 @@ def _in_range(ts: str, params: dict[str, Any]) -> bool:
 
 
 def _paginate(
-    items: list[dict[str, Any]], params: dict[str, Any], default_limit: int
+    items: list[dict[str, Any]], params: dict[str, Any], default_limit: int, max_limit: int | None = None
 ) -> tuple[list[dict[str, Any]], bool, str]:
-    """Offset cursors ("offset:N"): enough for clients that follow next_cursor."""
+    """Offset cursors ("offset:N"): enough for clients that follow next_cursor. `max_limit` caps the
+    page (and the default) whatever `limit` asks, as Slack does for apps under stricter limits."""
+    if max_limit is not None:
+        default_limit = min(default_limit, max_limit)
     cursor = str(params.get("cursor") or "")
     start = int(cursor.removeprefix("offset:")) if cursor.startswith("offset:") else 0
     try:
         limit = int(params.get("limit") or default_limit)
     except ValueError:
         limit = default_limit
-    limit = max(1, limit)
+    limit = max(1, limit if max_limit is None else min(limit, max_limit))
     page = items[start : start + limit]
     has_more = start + limit < len(items)
     return page, has_more, f"offset:{start + limit}" if has_more else ""
@@ -1518,6 +1659,23 @@ def _ok_false(error: str, **extra: Any) -> web.Response:
 
 def _view_id() -> str:
     return f"V{uuid.uuid4().hex[:10].upper()}"
+
+
+def _block_id() -> str:
+    """What Slack names a block given without a block_id (a few random letters and digits)."""
+    return uuid.uuid4().hex[:5]
+
+
+def _rendered(value: Any) -> Any:
+    """Block Kit as Slack echoes it: plain_text objects carry `emoji` (true unless given)."""
+    if isinstance(value, list):
+        return [_rendered(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    rendered = {key: _rendered(item) for key, item in value.items()}
+    if rendered.get("type") == "plain_text":
+        rendered.setdefault("emoji", True)
+    return rendered
 
 
 async def _drain(request: web.Request) -> None:

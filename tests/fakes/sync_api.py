@@ -5,7 +5,11 @@ JSON `{"statusCode", "message", "error", "errorCode"?}` with real HTTP statuses.
 behaves like a storage bucket (no API key, Content-Type must match, Content-Length required, XML errors).
 
 Wording the docs do not give is this fake's own assumption, kept in one place (the *_BODY constants):
-the concurrency 429 and the idempotency errors' codes.
+the concurrency 429 and the idempotency errors' codes. `concurrency_body` can be set to a 429 that does
+not say "concurrency" (the docs do not promise it will). `GET /v2/generations` takes only the query
+parameter the API reference documents (`status`); any other is refused 400, as sync.so's validation does.
+Webhook signatures are over the raw body, or (`webhook_signs = "python"`) over the payload as the docs'
+Python sample serializes it: compact, with non-ASCII escaped as \\uXXXX, while the body is sent as is.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ SYNC_MODES = ("bounce", "loop", "cut_off", "silence", "remap")
 ASSET_TYPES = ("VIDEO", "AUDIO", "IMAGE")
 OUTPUT_BASE = "https://cdn.sync.so/generations"
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+LIST_QUERY = ("status",)  # what the API reference documents for GET /v2/generations
+LIST_STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "REJECTED")
 
 # The documented rate-limit body (guides/rate-limits).
 RATE_LIMIT_BODY = {
@@ -185,6 +191,10 @@ class SyncApiError(Exception):
         self.body.update(extra)
 
 
+# A concurrency 429 that says nothing about concurrency: the wording the bot must not depend on.
+UNEXPLAINED_429_BODY = {"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"}
+
+
 def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
     """The `Sync-Signature` value: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the secret as is."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -205,6 +215,8 @@ class FakeSync(ProviderFake[Endpoint, Fault]):
         self.creates_per_minute: int | None = None  # sliding 60 s window over POST /v2/generate
         self.max_concurrent: int | None = None  # generations in PENDING/PROCESSING at once
         self.webhooks_enabled = True  # False: deliveries are lost (nothing is sent)
+        self.webhook_signs: Literal["raw", "python"] = "raw"  # what the signature is over (module doc)
+        self.concurrency_body: dict[str, Any] = CONCURRENCY_BODY  # the 429 past max_concurrent
         self.clock: Callable[[], float] = time.monotonic  # for the rate-limit window
         self._webhook_session: aiohttp.ClientSession | None = None
         self._init_state()
@@ -325,7 +337,7 @@ class FakeSync(ProviderFake[Endpoint, Fault]):
                 view = self._view(self.generations[claim.generation_id])
                 return _json_response(view, status=201, headers={"Idempotent-Replayed": "true"})
             if self.max_concurrent is not None and self._running() >= self.max_concurrent:
-                return web.json_response(CONCURRENCY_BODY, status=429)
+                return web.json_response(self.concurrency_body, status=429)
             if key is not None:
                 claim = self._claims[key] = _Claim(body_hash)
         try:
@@ -424,15 +436,18 @@ class FakeSync(ProviderFake[Endpoint, Fault]):
         return _json_response(view)
 
     async def _list(self, request: web.Request, body: Any) -> web.Response:
-        limit = request.query.get("limit")
+        unknown = [name for name in request.query if name not in LIST_QUERY]
+        if unknown:
+            raise SyncApiError(400, [f"property {name} should not exist" for name in unknown])
+        wanted = [part for part in request.query.get("status", "").split(",") if part]
+        if any(status not in LIST_STATUSES for status in wanted):
+            raise SyncApiError(
+                400, [f"status must be one of the following values: {', '.join(LIST_STATUSES)}"]
+            )
         with self.lock:
-            views = [self._view(g) for g in reversed(self.generations.values())]
-        if limit is not None:
-            if not limit.isdigit() or not 1 <= int(limit) <= 100:
-                raise SyncApiError(
-                    400, ["limit must not be greater than 100", "limit must not be less than 1"]
-                )
-            views = views[: int(limit)]
+            views = [
+                self._view(g) for g in reversed(self.generations.values()) if not wanted or g.status in wanted
+            ]
         return _json_response(views)
 
     # -- generation state (called under self.lock) -----------------------------------------------
@@ -514,7 +529,10 @@ class FakeSync(ProviderFake[Endpoint, Fault]):
     async def _deliver(self, generation_id: str, url: str, body: bytes) -> None:
         headers = {"Content-Type": "application/json"}
         if self.webhook_secret is not None:
-            headers["Sync-Signature"] = sign_webhook(self.webhook_secret, body, int(time.time()))
+            signed = body
+            if self.webhook_signs == "python":
+                signed = json.dumps(json.loads(body), separators=(",", ":")).encode()  # ensure_ascii
+            headers["Sync-Signature"] = sign_webhook(self.webhook_secret, signed, int(time.time()))
         if self._webhook_session is None:
             self._webhook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         status: int | None = None
