@@ -22,9 +22,10 @@ from typing import Any
 import redis
 
 from bench.common import cpu_model, status_kb
-from bot.embedded_redis import EmbeddedRedis
-from bot.jobs import Job, PostState, Status
-from bot.store import Lane, job_key, lease_key, queue_key
+from bot.jobs.keys import job_key, lease_key, queue_key
+from bot.jobs.model import Job, PostState, Status
+from bot.jobs.store import Lane
+from bot.programs.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotProcess, bot_env, free_port

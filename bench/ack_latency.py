@@ -79,11 +79,11 @@ from bench.common import (
     spread,
     verdict,
 )
-from bot.app import EVENTS_PATH, HEALTH_PATH
-from bot.main import main as bot_main
+from bot.jobs.keys import seen_key
+from bot.programs.app import EVENTS_PATH, HEALTH_PATH
+from bot.programs.main import main as bot_main
 from bot.settings import Settings, load_settings
-from bot.slack_out import make_client
-from bot.store import PREFIX
+from bot.slack.out import make_client
 from tests.fakes.server import wait_until
 from tests.harness import BotProcess
 from tests.payloads import form_body, signed_headers, slash_command
@@ -200,7 +200,7 @@ def stored_jobs(redis_url: str, triggers: list[str]) -> int:
     try:
         pipe = client.pipeline(transaction=False)
         for trigger in triggers:
-            pipe.exists(f"{PREFIX}:seen:cmd:{trigger}")
+            pipe.exists(seen_key(f"cmd:{trigger}"))
         return sum(int(found) for found in pipe.execute())
     finally:
         client.close()

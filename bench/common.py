@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import redis
 
-from bot.embedded_redis import EmbeddedRedis
+from bot.programs.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import REPO, bot_env, free_port

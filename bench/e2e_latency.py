@@ -46,8 +46,9 @@ from bench._sweep_setup import (
     wait_for,
 )
 from bench.common import percentile
+from bot.jobs.keys import job_key, lease_key, queue_key
+from bot.jobs.store import Lane
 from bot.settings import Settings
-from bot.store import Lane, job_key, lease_key, queue_key
 from tests.fakes.jogg_api import Outcome
 
 SUCCESS = Outcome("success", polls=0, duration_seconds=12.5)

@@ -17,7 +17,7 @@ has ended, the bot is stopped and we sum `MEMORY USAGE` over every key left in R
 the command dedupe markers; also JoggAI's shared rate-limit window, which is not per job and expires
 within a minute, so it is shown but left out of the total) and divide by F, and show what a finished job
 keeps, its encoding and its TTL. Run twice: with Redis's default compact-hash limit (64-byte values, what a
-production Redis has unless told otherwise) and with the embedded Redis's (bot/embedded_redis.py).
+production Redis has unless told otherwise) and with the embedded Redis's (bot/programs/embedded_redis.py).
 
 Targets: bot RSS under 250 MB with 10,000 jobs tracked; at most 1.5 KB of Redis per finished job.
 
@@ -52,8 +52,9 @@ from bench._sweep_setup import (
     wait_for,
 )
 from bench.common import spread
-from bot.embedded_redis import COMPACT_ARGS
-from bot.store import PREFIX, Lane, queue_key
+from bot.jobs.keys import PREFIX, job_key, queue_key
+from bot.jobs.store import Lane
+from bot.programs.embedded_redis import COMPACT_ARGS
 from tests.fakes.jogg_api import FakeJogg, Outcome
 
 TARGET_MB = 250
@@ -180,7 +181,7 @@ def run_finished(bench: Bench, n: int, value_limit: str) -> Finished:
 
         def all_ended() -> bool:
             lanes = sum(int(r.zcard(queue_key(lane))) for lane in Lane)
-            return lanes == 0 and len(r.keys(f"{PREFIX}:job:*")) == n
+            return lanes == 0 and len(r.keys(job_key("*"))) == n
 
         wait_for(all_ended, timeout=max(120.0, n / 5), interval=0.2)
     finally:

@@ -62,7 +62,8 @@ from bench._sweep_setup import (
     wait_for,
 )
 from bench.common import cpu_seconds, spread
-from bot.store import Lane, lease_key
+from bot.jobs.keys import lease_key
+from bot.jobs.store import Lane
 
 SWEEP_TARGET = 1500  # polls/s
 

@@ -1,4 +1,4 @@
-"""Time the link preflight (bot/preflight.py) adds to a job, against a bare ranged GET in the same run.
+"""Time the link preflight (bot/money/preflight.py) adds to a job, against a bare ranged GET in the same run.
 
 What it measures: per job, the wall time to check both links at once, as the pipeline does
 (`asyncio.gather` of the video and the audio link's `check()`), on one long-lived Preflight with its
@@ -44,7 +44,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import cpu_seconds, json_child, percentile, print_machine, print_table, spread, verdict
-from bot.preflight import Preflight
+from bot.money.preflight import Preflight
 from tests.fakes.media_server import Item, MediaServer
 from tests.media_samples import mp3, mp4, opus, wav
 

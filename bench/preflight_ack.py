@@ -7,7 +7,7 @@ production poll and lease timings of bench/common.py) in two configurations, int
 
   off   PREFLIGHT=off: the worker goes from the ack straight to the job's message and the JoggAI create
   on    PREFLIGHT=on, PREFLIGHT_ALLOWED_NETWORKS=127.0.0.1/32: before that, each job's two links are
-        checked (bot/preflight.py: HEAD + ranged GETs of each link, libmediainfo in a thread)
+        checked (bot/money/preflight.py: HEAD + ranged GETs of each link, libmediainfo in a thread)
 
 Both with JOGG_POSTS_PER_MINUTE=100000 (JoggAI's 20 POSTs/min would otherwise set the pace) and
 CACHE_DAYS=0, and every command's links carry a query string of their own (`?n=123`), so the result cache
@@ -47,7 +47,7 @@ another's interpreter lock (the machine's cores are shared by all of them):
     byte ranges like a CDN) serving files built by tests/media_samples.py: /talk.mp4, a 30 s mp4 of
     ~3 MB whose `moov` index is at the end (HEAD, head GET and a tail GET), and /voice.mp3, a 30 s mp3
     of ~480 KB (HEAD, head GET, tail GET)
-Slack commands refuse IP-address links (bot/command.py), so the links are
+Slack commands refuse IP-address links (bot/parsing/command.py), so the links are
 `http://media.bench.test:<port>/talk.mp4?n=<n>`. The name resolves to 127.0.0.1 in the bot process only,
 through bench/preflight_ack_shim/sitecustomize.py, first on the bot's PYTHONPATH: it wraps
 socket.getaddrinfo for names ending in `.bench.test`, the same as a hosts-file entry; the bot's own code,
@@ -102,8 +102,8 @@ from bench.common import (
     start_redis,
     verdict,
 )
-from bot.app import EVENTS_PATH
-from bot.store import PREFIX, job_key
+from bot.jobs.keys import job_key, seen_key
+from bot.programs.app import EVENTS_PATH
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.slack_api import FakeSlack
@@ -283,7 +283,7 @@ def missing_audio_lengths(redis_url: str, triggers: list[str]) -> int:
     try:
         pipe = client.pipeline(transaction=False)
         for trigger in triggers:
-            pipe.get(f"{PREFIX}:seen:cmd:{trigger}")  # the intake keeps the job's id under its trigger
+            pipe.get(seen_key(f"cmd:{trigger}"))  # the intake keeps the job's id under its trigger
         job_ids = pipe.execute()
         pipe = client.pipeline(transaction=False)
         for job_id in job_ids:

@@ -2,7 +2,7 @@
 
 What it measures: how much the bot process's resident memory grows while a 1 GiB video (1,073,741,824
 bytes; `--quick`: 256 MiB) goes from Slack's file download into JoggAI's signed upload PUT, plus the
-transfer time and throughput. The bot must stream it chunk by chunk (bot/transfer.py), never holding it.
+transfer time and throughput. The bot must stream it chunk by chunk (bot/slack/transfer.py), never holding it.
 
 How: a real Redis and the fake Slack and JoggAI (tests/fakes) on 127.0.0.1, and the real bot as in
 production: `python -m bot` in HTTP mode (tests.harness.BotProcess + bot_env, MAX_FILE_MB=2000). FakeSlack

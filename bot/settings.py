@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
     # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".
     create_settle_seconds: float = Field(default=120.0, gt=0)
-    # Money (bot/gate.py). Before paying, each link is fetched in part (HEAD and small ranged GETs) and
+    # Money (bot/lanes/gate.py). Before paying, each link is fetched in part (HEAD and small ranged GETs) and
     # refused if it is not media; PREFLIGHT=off skips that for deployments whose egress reaches only Slack
     # and the providers (the quote then uses only what Slack says of shared files).
     preflight: Literal["on", "off"] = "on"
@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # Ask before dubbing when the quote is above this, per unit: "credits=2,USD=5", or a bare amount ("2")
     # in the default provider's unit. Unset: never ask.
     confirm_above: str = ""
-    # An input whose length the bot could not learn is quoted as if it were this long (bot/gate.py, the
+    # An input whose length the bot could not learn is quoted as if it were this long (bot/lanes/gate.py, the
     # unknown-cost rule): that upper estimate is reserved against budgets until the job ends.
     unknown_length_seconds: float = Field(default=600.0, gt=0, le=86400)
     # An unanswered quote expires after this; Slack's private reply link lasts 30 minutes.

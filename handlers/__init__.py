@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.control import JobControl
-from bot.home import Home
-from bot.intake import Intake
-from bot.shares import Shares
+from bot.requests.control import JobControl
+from bot.requests.home import Home
+from bot.requests.intake import Intake
+from bot.requests.shares import Shares
 from handlers import actions, app_home, commands, files
 
 

@@ -6,7 +6,7 @@ Each state change (a cancel, a new job) is stored before the listener returns, w
 answer, a note in the old job's thread, the modal) runs after the ack (`JobControl.after_ack`): a Slack post
 may wait out 429s for seconds, and Slack wants its ack within 3. Double clicks and stale messages start
 nothing twice: a retry is keyed by the job it retries, a dub again by its modal. Who may click what is
-decided in one place, bot/control.py.
+decided in one place, bot/requests/control.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import messages
-from bot.control import Answer, JobControl, Person, person_from
-from bot.messages import Message
+from bot.requests.control import Answer, JobControl, Person, person_from
+from bot.views import messages
+from bot.views.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.control import person_from
-from bot.home import Home
+from bot.requests.control import person_from
+from bot.requests.home import Home
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import messages
-from bot.command import BudgetCommand, InvalidCommand, JobCommand, parse_lipsync_text
-from bot.control import JobControl, person_from
-from bot.intake import Intake, OptionRefused
-from bot.messages import Message
+from bot.parsing.command import BudgetCommand, InvalidCommand, JobCommand, parse_lipsync_text
+from bot.requests.control import JobControl, person_from
+from bot.requests.intake import Intake, OptionRefused
+from bot.views import messages
+from bot.views.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Files shared in Slack: a `message` with a video and audio files, or the "Lip-sync these files" shortcut.
 
-Each is two steps (Bolt's lazy listeners): before the ack, the share is stored (bot/shares.py `receive`),
-so an acknowledged delivery is never lost; after the ack, it is worked out (`process`): pairing, jobs,
-reactions, notes. Ordinary conversation stores nothing.
+Each is two steps (Bolt's lazy listeners): before the ack, the share is stored (bot/requests/shares.py
+`receive`), so an acknowledged delivery is never lost; after the ack, it is worked out (`process`): pairing,
+jobs, reactions, notes. Ordinary conversation stores nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 
-from bot.shares import Share, Shares, share_from_event, share_from_shortcut
+from bot.requests.shares import Share, Shares, share_from_event, share_from_shortcut
 
 log = logging.getLogger(__name__)
 

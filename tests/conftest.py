@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from bot.embedded_redis import EmbeddedRedis
+from bot.programs.embedded_redis import EmbeddedRedis
 from bot.settings import Settings, load_settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev

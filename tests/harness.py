@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import httpx
 
-from bot.main import Bot
+from bot.programs.main import Bot
 from bot.settings import Settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.server import wait_until

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from bot.embedded_redis import _die_with_parent, redis_server_binary
+from bot.programs.embedded_redis import _die_with_parent, redis_server_binary
 from tests.fakes.server import wait_until
 from tests.harness import free_port
 

@@ -17,18 +17,17 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bot.budgets import (
+from bot.jobs.keys import budget_reservation_key, budget_spent_key
+from bot.money.budgets import (
     RESERVATION_TTL_SECONDS,
     SPENT_TTL_SECONDS,
     Admission,
     Ledger,
     Limit,
     from_micros,
-    reservation_key,
-    spent_key,
     to_micros,
 )
-from bot.command import BudgetCommand, InvalidCommand, parse_lipsync_text
+from bot.parsing.command import BudgetCommand, InvalidCommand, parse_lipsync_text
 from bot.providers.jogg import credits_for
 
 T = TypeVar("T")
@@ -140,7 +139,7 @@ def test_admission_within_limits_reserves_on_channel_and_person(
         return got
 
     got = run(redis_url, body)
-    record = redis_client.hgetall(reservation_key("j1"))
+    record = redis_client.hgetall(budget_reservation_key("j1"))
     assert record == {
         "month": got.month,
         "team": TEAM,
@@ -149,8 +148,12 @@ def test_admission_within_limits_reserves_on_channel_and_person(
         "unit": "credits",
         "micros": "3200000",
     }
-    assert RESERVATION_TTL_SECONDS - 5 < redis_client.ttl(reservation_key("j1")) <= RESERVATION_TTL_SECONDS
-    assert SPENT_TTL_SECONDS - 5 < redis_client.ttl(spent_key(TEAM, got.month)) <= SPENT_TTL_SECONDS
+    assert (
+        RESERVATION_TTL_SECONDS - 5
+        < redis_client.ttl(budget_reservation_key("j1"))
+        <= RESERVATION_TTL_SECONDS
+    )
+    assert SPENT_TTL_SECONDS - 5 < redis_client.ttl(budget_spent_key(TEAM, got.month)) <= SPENT_TTL_SECONDS
     assert redis_client.ttl(f"{{lip}}:budget:limits:{TEAM}") == -1  # limits stay until removed
 
 
@@ -176,7 +179,7 @@ def test_a_quote_that_would_overdraw_either_budget_is_refused_and_changes_nothin
         assert got.refused_by == Limit(refused_scope, scope_id, "credits", D(budget), D("7.5"))
         assert got.refused_by.left == D("2.5")
         assert snapshot(redis_client) == before
-        assert redis_client.exists(reservation_key("j2")) == 0
+        assert redis_client.exists(budget_reservation_key("j2")) == 0
         assert await spends(ledger, "C1", "U1") == (D("7.5"), D("7.5"))
         # What still fits is admitted.
         assert (await ledger.admit("j3", TEAM, "C1", "U1", "credits", D("2.5"))).admitted
@@ -368,7 +371,7 @@ _ADMITTER = """
 import asyncio, json, sys
 from decimal import Decimal
 import redis
-from bot.budgets import Ledger
+from bot.money.budgets import Ledger
 from bot.redis_client import connect
 
 url, name, count, channel, user = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]

@@ -11,9 +11,10 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bot.jobs import Job
-from bot.ratelimit import RateLimiter
-from bot.store import JobStore, Lane, job_key, queue_key
+from bot.jobs.keys import job_key, queue_key
+from bot.jobs.model import Job
+from bot.jobs.store import JobStore, Lane
+from bot.lanes.ratelimit import RateLimiter
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -112,7 +113,8 @@ def test_a_slot_given_back_moves_the_line_up_by_one_passing_over_a_held_job(redi
         for job_id in line:
             await store.create(Job(id=job_id, video_url="v", audio_url="a"))
         assert await limiter.reserve("made") == (0, 0)
-        token, now_ms, _ = await store.claim(Lane.SUBMIT, 10, lease_ms=WINDOW_MS)
+        claimed = await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=WINDOW_MS)
+        token, now_ms = claimed.token, claimed.now_ms
         slots = {}
         for job_id in line:
             wait_ms, _ = await limiter.reserve(job_id)

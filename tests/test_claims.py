@@ -11,10 +11,10 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from bot.jobs import Job, Status
-from bot.pipeline import Pipeline
-from bot.store import JobStore, Lane
-from bot.worker import Worker
+from bot.jobs.model import Job, Status
+from bot.jobs.store import JobStore, Lane
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.worker import Worker
 
 LONG_TICK_S = 3600.0  # the scheduler never ticks during a test
 CADENCE_MS = 300
@@ -121,7 +121,7 @@ def test_a_job_whose_record_vanished_is_dropped_from_its_lane(redis_url: str) ->
             for job_id in ("a", "gone", "b"):
                 await store.create(Job(id=job_id, status=Status.PROCESSING), Lane.POLL)
             await redis.delete("{lip}:job:gone")
-            _, _, jobs = await store.claim(Lane.POLL, 10, lease_ms=60_000)
+            jobs = (await store.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).jobs[Lane.POLL]
             assert sorted(j.id for j in jobs) == ["a", "b"]
             assert await redis.zscore("{lip}:poll", "gone") is None
             assert not await redis.hexists("{lip}:poll:lease", "gone")

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.command import (
+from bot.parsing.command import (
     DEFAULT_PLAYBACK_TYPE,
     MAX_TEXT_LENGTH,
     MAX_URL_LENGTH,

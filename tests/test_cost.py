@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from bot.providers.jogg import credits_for, format_credits
+from bot.providers.jogg import credits_for, to_decimal
+from bot.views.messages import amount_text, cost_text
 
 # seconds → displayed credits. 17.5 and 35 are the cases a float computation gets wrong (0.15, 0.29).
 KNOWN = [
@@ -29,19 +30,24 @@ KNOWN = [
 ]
 
 
+def shown(credits: Decimal) -> str:
+    """A job's cost as its reply reads: kept as the pipeline keeps it, written as the messages write it."""
+    return cost_text(f"{credits:f}", "credits")
+
+
 @pytest.mark.parametrize(("seconds", "expected"), KNOWN)
 def test_known_values(seconds: float, expected: str) -> None:
     credits = credits_for(seconds)
     assert credits == Decimal(expected)
     assert credits.as_tuple().exponent == -2  # quantized to hundredths, not just numerically equal
-    assert format_credits(credits) == expected
+    assert shown(credits) == f"{expected} credits"
 
 
 @pytest.mark.parametrize(("seconds", "expected"), KNOWN)
 @pytest.mark.parametrize("kind", [float, str, Decimal])
 def test_input_types_agree(seconds: float, expected: str, kind: type) -> None:
     value = kind(repr(seconds)) if kind is not float else float(seconds)
-    assert format_credits(credits_for(value)) == expected
+    assert shown(credits_for(value)) == f"{expected} credits"
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(13, "0.11"), (31, "0.25"), (35, "0.28"), (0, "0.00")])
@@ -77,7 +83,7 @@ def test_string_input_forms() -> None:
 def test_zero_is_zero_without_sign(zero: float | int | str | Decimal) -> None:
     credits = credits_for(zero)
     assert credits == 0
-    assert format_credits(credits) == "0.00"
+    assert shown(credits) == "0.00 credits"
 
 
 @pytest.mark.parametrize(
@@ -122,24 +128,25 @@ def test_non_numeric_types_raise_value_error(bad: object) -> None:
         (Decimal("0.1"), "0.10"),
         (Decimal("1"), "1.00"),
         (Decimal("12.34"), "12.34"),
-        (Decimal("12.341"), "12.35"),
+        (Decimal("12.341"), "12.341"),  # a quote or a budget is shown exactly, never rounded
         (Decimal("1E+2"), "100.00"),
         (Decimal("0.00"), "0.00"),
-        (Decimal("-0.00"), "0.00"),
         (Decimal("1234567.8"), "1234567.80"),
     ],
 )
-def test_format_credits(credits: Decimal, expected: str) -> None:
-    assert format_credits(credits) == expected
+def test_amounts_show_at_least_two_decimals(credits: Decimal, expected: str) -> None:
+    assert amount_text(credits, "credits") == f"{expected} credits"
 
 
 @pytest.mark.parametrize("bad", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity")])
-def test_format_credits_rejects_non_finite(bad: Decimal) -> None:
+def test_non_finite_amounts_are_refused(bad: Decimal) -> None:
     with pytest.raises(ValueError):
-        format_credits(bad)
+        to_decimal(bad)
+    with pytest.raises(ValueError):
+        credits_for(bad)
 
 
-def test_format_credits_reads_a_stray_float_as_written() -> None:
-    # 0.1 as a binary float is 0.1000000000000000055…; rounding that up would show 0.11.
-    assert format_credits(0.1) == "0.10"  # type: ignore[arg-type]
-    assert format_credits(0.29) == "0.29"  # type: ignore[arg-type]
+def test_a_stray_float_is_read_as_written() -> None:
+    # 0.1 as a binary float is 0.1000000000000000055…; read exactly, it would round up past what it says.
+    assert to_decimal(0.1) == Decimal("0.1")
+    assert to_decimal(0.29) == Decimal("0.29")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bot.embedded_redis import EmbeddedRedis
+from bot.programs.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.jogg_api import Fault as JoggFault
 from tests.fakes.server import wait_until

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from bot.app import HEALTH_PATH
+from bot.programs.app import HEALTH_PATH
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import REPO, BotThread, free_port
 
@@ -80,9 +80,8 @@ def test_the_image_is_pinned_runs_as_a_user_and_keeps_secrets_out() -> None:
     assert user_uid() != "0" and user.split(":")[-1] != "0"
     [command] = instructions("CMD")
     script = json.loads(command)[0]
-    assert (
-        script == "lipsync-bot" and 'lipsync-bot = "bot.main:main"' in (REPO / "pyproject.toml").read_text()
-    )
+    entry_point = 'lipsync-bot = "bot.programs.main:main"'
+    assert script == "lipsync-bot" and entry_point in (REPO / "pyproject.toml").read_text()
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", ".venv", "data", ".git"} <= set(ignored)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import doctor
-from bot.doctor import Check, Status
-from bot.embedded_redis import EmbeddedRedis
+from bot.programs import doctor
+from bot.programs.doctor import Check, Status
+from bot.programs.embedded_redis import EmbeddedRedis
 from bot.settings import Settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from bot.slack_files import MAX_REPORTED_BYTES, SlackFile
+from bot.jobs.files import MAX_REPORTED_BYTES, SlackFile
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack

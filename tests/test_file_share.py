@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
-from bot.slack_files import MediaKind, SlackFile
+from bot.jobs.files import MediaKind, SlackFile
+from bot.parsing.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
 
 MB = 1_000_000
 LIMIT = 500 * MB

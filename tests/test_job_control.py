@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from bot.jobs import short_id
+from bot.jobs.model import short_id
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import UPLOAD, FakeSlack

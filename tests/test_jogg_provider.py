@@ -102,7 +102,8 @@ def call_with(base_url: str, api_key: str, action: str, *args: object, timeout_s
 
 
 def test_a_client_made_outside_an_event_loop_works_inside_one(jogg: FakeJogg) -> None:
-    client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)  # as main.py does: no loop running yet
+    # As bot/programs/main.py does: no loop running yet.
+    client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)
 
     async def go() -> Task:
         try:

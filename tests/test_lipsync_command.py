@@ -231,7 +231,7 @@ def test_channel_the_bot_cannot_post_in_gets_a_private_explanation(
 def test_store_down_gets_try_again_and_changes_nothing(
     start_bot: Callable[..., BotThread], slack: FakeSlack, jogg: FakeJogg, tmp_path: Any
 ) -> None:
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.programs.embedded_redis import EmbeddedRedis
     from tests.harness import free_port
 
     own_redis = EmbeddedRedis(tmp_path / "own-redis", port=free_port()).start()

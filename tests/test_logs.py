@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis
 
-from bot.jobs import Job
-from bot.logs import JsonFormatter, job_context
+from bot.jobs.model import Job
+from bot.observe.logs import JsonFormatter, job_context
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -39,7 +39,7 @@ def test_a_running_bot_logs_json_lines_with_the_jobs_fields(
 
 
 def test_a_traceback_stays_on_the_records_one_line() -> None:
-    record = logging.LogRecord("bot.worker", logging.ERROR, __file__, 1, "step failed", (), None)
+    record = logging.LogRecord("bot.lanes.worker", logging.ERROR, __file__, 1, "step failed", (), None)
     try:
         raise ValueError("bad\nvalue")
     except ValueError:

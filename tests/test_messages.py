@@ -18,17 +18,17 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.models.blocks import Block
 
-from bot import messages
-from bot.budgets import Limit
-from bot.command import InvalidCommand, LipSyncRequest, parse_lipsync_text
-from bot.file_share import Plan
-from bot.jobs import Job, Source, Status
-from bot.messages import Message
+from bot.jobs.files import SlackFile
+from bot.jobs.model import Job, Source, Status
+from bot.money.budgets import Limit
+from bot.parsing.command import InvalidCommand, LipSyncRequest, parse_lipsync_text
+from bot.parsing.file_share import Plan
 from bot.providers.base import Cost
 from bot.providers.jogg import JoggProvider
 from bot.providers.lipsyncdev import LipSyncDevProvider
 from bot.providers.sync import SyncProvider
-from bot.slack_files import SlackFile
+from bot.views import messages
+from bot.views.messages import Message
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -213,7 +213,7 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "job list empty": ("job_list", lambda: messages.job_list([], 3, 0, 10), False),
     "upload skipped": ("upload_skipped", lambda: messages.upload_skipped(HUGE), True),
-    # Money (bot/gate.py): refusals carry outside words (a link checker's reason, a budget's numbers).
+    # Money (bot/lanes/gate.py): refusals carry outside words (a link checker's reason, a budget's numbers).
     "refused link": (
         "result",
         lambda: messages.result(job(error_code="link_refused", error=HUGE, error_file="audio link")),

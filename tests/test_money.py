@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from bot.command import LipSyncRequest
-from bot.jobs import Job, short_id
+from bot.jobs.model import Job, short_id
+from bot.parsing.command import LipSyncRequest
 from bot.settings import parse_thresholds
 from tests import media_samples
 from tests.fakes.jogg_api import FakeJogg, Outcome

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs import Job
-from bot.pipeline import Timing, poll_delay_ms
+from bot.jobs.model import Job
+from bot.lanes.pipeline import Timing, poll_delay_ms
 
 S = 1000
 MIN = 60 * S

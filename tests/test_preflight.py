@@ -1,4 +1,4 @@
-"""The link preflight (bot/preflight.py) against real HTTP servers on loopback addresses.
+"""The link preflight (bot/money/preflight.py) against real HTTP servers on loopback addresses.
 
 The media server is reached as 127.0.0.1 with `allowed_networks=["127.0.0.1/32"]`; every other loopback,
 private or link-local address must be refused, including behind a redirect or a name. Media files are
@@ -19,7 +19,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from pydantic import SecretStr
 
-from bot.preflight import HostToken, LinkRefused, MediaFacts, Preflight
+from bot.money.preflight import HostToken, LinkRefused, MediaFacts, Preflight
 from tests import media_samples as samples
 from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.server import wait_until
@@ -570,7 +570,7 @@ def test_logs_never_carry_the_query_string(
     server: MediaServer, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = server.add(path, Item(samples.wav(1.0), "audio/wav"))
-    caplog.set_level(logging.DEBUG, logger="bot.preflight")
+    caplog.set_level(logging.DEBUG, logger="bot.money.preflight")
 
     check(good + "?sig=SECRET-TOKEN")
     refused(server.base_url + "/missing?sig=SECRET-TOKEN", "http_error")

@@ -16,12 +16,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from pydantic import SecretStr
 
 from bot import providers
-from bot.command import Options
-from bot.preflight import Preflight
+from bot.money.preflight import Preflight
+from bot.parsing.command import Options
+from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, dub_async
 from bot.providers.base import ErrorKind, KeyState, ProviderError, ProviderUnreachable
 from bot.providers.sync import SyncProvider
 from bot.settings import load_settings
-from bot.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, dub_async
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.sync_api import FakeSync
 from tests.harness import BotThread, free_port

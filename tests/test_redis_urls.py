@@ -21,11 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from bot import redis_client
-from bot.embedded_redis import EmbeddedRedis
-from bot.jobs import Job
+from bot.jobs.keys import job_key
+from bot.jobs.model import Job
+from bot.jobs.store import JobStore
+from bot.programs.embedded_redis import EmbeddedRedis
 from bot.redis_client import HiredisPacking, SentinelTarget, parse_sentinel_url
 from bot.settings import Settings, SettingsError, load_settings
-from bot.store import JobStore, job_key
 from tests.fakes.server import wait_until
 from tests.harness import free_port
 from tests.redis_tls import OPENSSL, Certificates, TlsProxy, make_ca, make_certificates

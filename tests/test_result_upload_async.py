@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from bot.result_upload import ResultUploader, UploadFailed
-from bot.slack_out import close_client, make_client
+from bot.slack.out import close_client, make_client
+from bot.slack.result_upload import ResultUploader, UploadFailed
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_server import Item, MediaServer
 from tests.fakes.server import wait_until
@@ -142,8 +142,8 @@ def test_a_spooling_upload_cancelled_midway_leaves_no_file(slack: FakeSlack, tmp
 SPOOL_SCRIPT = """
 import asyncio, json, sys
 from pathlib import Path
-from bot.result_upload import ResultUploader
-from bot.slack_out import close_client, make_client
+from bot.slack.result_upload import ResultUploader
+from bot.slack.out import close_client, make_client
 
 def hwm_kb():
     with open("/proc/self/status") as status:

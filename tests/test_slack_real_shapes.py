@@ -23,10 +23,10 @@ import pytest
 import redis
 from slack_sdk import WebClient
 
-from bot import messages
-from bot.file_share import SharedMessage
-from bot.shares import share_from_event, share_from_shortcut
-from bot.slack_requests import payload_problem
+from bot.parsing.file_share import SharedMessage
+from bot.requests.shares import share_from_event, share_from_shortcut
+from bot.slack.requests import payload_problem
+from bot.views import messages
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack

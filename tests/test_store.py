@@ -10,9 +10,9 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from bot.jobs import Job, Status
-from bot.ratelimit import RateLimiter
-from bot.store import JobStore, Lane, LeaseLost
+from bot.jobs.model import Job, Status
+from bot.jobs.store import JobStore, Lane, LeaseLost
+from bot.lanes.ratelimit import RateLimiter
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
         async def drain(store: JobStore) -> list[str]:
             got: list[str] = []
             while True:
-                _, _, jobs = await store.claim(Lane.SUBMIT, 37, lease_ms=60_000)
+                jobs = (await store.claim_lanes({Lane.SUBMIT: 37}, lease_ms=60_000)).jobs[Lane.SUBMIT]
                 if not jobs:
                     return got
                 got += [j.id for j in jobs]
@@ -57,12 +57,12 @@ def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
 def test_a_crashed_owners_job_comes_back_after_its_lease(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="j1"))
-        _, _, first = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        first = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert [j.id for j in first] == ["j1"]
-        _, _, during = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        during = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert during == []  # leased: nobody else gets it
         await asyncio.sleep(0.4)
-        _, _, after = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        after = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert [j.id for j in after] == ["j1"]
 
     run(_with_store(redis_url, body))
@@ -71,9 +71,9 @@ def test_a_crashed_owners_job_comes_back_after_its_lease(redis_url: str) -> None
 def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="j1"))
-        old_token, _, _ = await store.claim(Lane.SUBMIT, 1, lease_ms=100)
+        old_token = (await store.claim_lanes({Lane.SUBMIT: 1}, lease_ms=100)).token
         await asyncio.sleep(0.2)
-        new_token, _, _ = await store.claim(Lane.SUBMIT, 1, lease_ms=60_000)
+        new_token = (await store.claim_lanes({Lane.SUBMIT: 1}, lease_ms=60_000)).token
         with pytest.raises(LeaseLost):
             await store.move(Lane.SUBMIT, Lane.SEND, "j1", old_token, fields={"status": Status.FAILED})
         await store.move(Lane.SUBMIT, Lane.POLL, "j1", new_token, fields={"task_id": "t1"})
@@ -87,7 +87,7 @@ def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> N
 def test_finishing_twice_queues_one_reply(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="j1"), lane=Lane.POLL)
-        token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=60_000)
+        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
         await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
         with pytest.raises(LeaseLost):  # a duplicate finish (e.g. a retried script) is refused
             await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
@@ -145,7 +145,7 @@ def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> No
     async def body(store: JobStore) -> None:
         await store.create(Job(id="gone"))
         await store.redis.delete("{lip}:job:gone")  # e.g. expired, or removed by an operator
-        _, _, jobs = await store.claim(Lane.SUBMIT, 10, lease_ms=60_000)
+        jobs = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=60_000)).jobs[Lane.SUBMIT]
         assert jobs == []
         assert await store.redis.exists("{lip}:job:gone") == 0
         assert await store.counts() == {"submit": 0, "poll": 0, "send": 0}
@@ -159,10 +159,12 @@ def test_polls_may_be_claimed_a_little_early_but_a_lease_is_never_cut_short(redi
 
     async def body(store: JobStore) -> None:
         await store.create(Job(id="held", status=Status.PROCESSING), lane=Lane.POLL)
-        held_token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=20_000)  # another process has it
+        held_token = (
+            await store.claim_lanes({Lane.POLL: 1}, lease_ms=20_000)
+        ).token  # another process has it
         for job_id in ("soon", "later"):
             await store.create(Job(id=job_id, status=Status.PROCESSING), lane=Lane.POLL)
-        token, _, _ = await store.claim(Lane.POLL, 10, lease_ms=60_000)
+        token = (await store.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).token
         await store.reschedule(Lane.POLL, "soon", token, 10_000)
         await store.reschedule(Lane.POLL, "later", token, 60_000)
         claimed = await store.claim_lanes({Lane.POLL: 10}, 60_000, early_ms={Lane.POLL: 30_000})
@@ -185,7 +187,7 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
 
     async def body(store: JobStore) -> None:
         await store.create(Job(id="j1", video_url="https://cdn.example.com/talk.mp4"), lane=Lane.POLL)
-        token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=60_000)
+        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
         outcome = {
             "status": Status.SUCCEEDED,
             "task_id": "task-1",
@@ -194,7 +196,8 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
             **long_fields,
         }
         await store.move(Lane.POLL, Lane.SEND, "j1", token, fields=outcome)
-        token, _, [job] = await store.claim(Lane.SEND, 1, lease_ms=60_000)
+        claimed = await store.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
+        token, [job] = claimed.token, claimed.jobs[Lane.SEND]
         assert job.result_url.startswith("https://res.jogg.ai/")  # the reply has what it needs
         await store.finish(Lane.SEND, "j1", token, {"reply_state": "posted", "reply_ts": "1.2"})
 
@@ -215,11 +218,11 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
 def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="big"))
-        token, _, _ = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        token = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
         assert await store.lock("asset:F1", token, 300)
         async with store.keep_claim(Lane.SUBMIT, "big", token, 300, lock="asset:F1"):
             await asyncio.sleep(1.0)  # three leases long
-            _, _, stolen = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+            stolen = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
             assert stolen == []  # nobody else got the job meanwhile…
             assert not await store.lock("asset:F1", "other", 300)  # …nor the upload
         await store.finish(Lane.SUBMIT, "big", token)  # still ours at the end
@@ -230,7 +233,7 @@ def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None
 def test_a_long_step_whose_claim_was_lost_is_stopped(redis_url: str) -> None:
     async def body(store: JobStore) -> None:
         await store.create(Job(id="big"))
-        token, _, _ = await store.claim(Lane.SUBMIT, 10, lease_ms=300)
+        token = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
         await store.redis.hset("{lip}:submit:lease", "big", "someone-else")  # taken over
         started = time.monotonic()
         with pytest.raises(LeaseLost):

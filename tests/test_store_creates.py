@@ -6,8 +6,8 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.jobs import Job
-from bot.store import JobStore
+from bot.jobs.model import Job
+from bot.jobs.store import JobStore
 
 
 async def _creates(redis_url: str, flush_scripts: bool) -> tuple[list[bool], int]:

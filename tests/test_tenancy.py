@@ -1,6 +1,6 @@
 """Only the owner sees and steers a job: every read and every action on it checks the workspace and the
-person (bot/control.py `may_steer`), and a refusal reads exactly like a missing job. Also: clicks are acked
-before their thread notes are posted, `/lipsync list` shows each job's inputs and thread, and a second
+person (bot/requests/control.py `may_steer`), and a refusal reads exactly like a missing job. Also: clicks are
+acked before their thread notes are posted, `/lipsync list` shows each job's inputs and thread, and a second
 Cancel says the job is cancelled (or being cancelled) already."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
-from bot import messages
-from bot.control import Person, Roles, person_from
-from bot.jobs import Job, Source, Status, short_id
-from bot.slack_files import SlackFile
+from bot.jobs.files import SlackFile
+from bot.jobs.model import Job, Source, Status, short_id
+from bot.requests.control import Person, Roles, person_from
+from bot.views import messages
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_server import MediaServer
 from tests.fakes.server import wait_until

@@ -1,7 +1,8 @@
-"""`lipsync-bot dub` (bot/terminal_dub.py): one dub from the terminal, against the provider stand-ins.
+"""`lipsync-bot dub` (bot/programs/terminal_dub.py): one dub from the terminal, against the provider
+stand-ins.
 
-End to end, the command runs as `python -m bot.terminal_dub` in a child process with only the provider's
-settings (no Slack token, no Redis), as a user would run it; signals are real signals. The progress
+End to end, the command runs as `python -m bot.programs.terminal_dub` in a child process with only the
+provider's settings (no Slack token, no Redis), as a user would run it; signals are real signals. The progress
 display and the link check (which needs a name table pointing a public-looking host at 127.0.0.1) run
 in-process.
 """
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.command import Options
-from bot.preflight import Preflight
+from bot.money.preflight import Preflight
+from bot.parsing.command import Options
+from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, StatusLine, dub_async
 from bot.settings import Settings, load_settings
-from bot.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, StatusLine, dub_async
 from tests import media_samples as samples
 from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev
@@ -59,7 +60,7 @@ def dub_env(jogg: FakeJogg | None, workdir: Path, **overrides: str) -> dict[str,
 def start_dub(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     # cwd: a directory without a .env, so only `env` counts.
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.terminal_dub", *args],
+        [sys.executable, "-m", "bot.programs.terminal_dub", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,

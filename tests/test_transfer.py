@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from bot.jobs.files import SlackFile
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.jogg import JoggProvider
-from bot.slack_files import SlackFile
-from bot.transfer import Transfer, TransferError, is_slack_host
+from bot.slack.transfer import Transfer, TransferError, is_slack_host
 from tests.fakes.jogg_api import FakeJogg, Fault
 from tests.fakes.slack_api import Download, FakeSlack
 from tests.harness import free_port

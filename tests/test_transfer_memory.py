@@ -29,8 +29,8 @@ SCRIPT = """
 import asyncio, json, os, sys
 from pydantic import SecretStr
 from bot.providers.jogg import JoggProvider
-from bot.slack_files import SlackFile
-from bot.transfer import Transfer
+from bot.jobs.files import SlackFile
+from bot.slack.transfer import Transfer
 
 def hwm_kb():
     with open("/proc/self/status") as status:

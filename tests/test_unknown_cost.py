@@ -1,10 +1,10 @@
-"""The unknown-cost rule (bot/gate.py `quote_for`): a job whose length the bot could not learn is quoted at a
-ceiling (as if each unknown input were UNKNOWN_LENGTH_SECONDS long), reserved against budgets, asked about
-above CONFIRM_ABOVE, and settled to its real cost; a provider with no price rule is refused wherever a
+"""The unknown-cost rule (bot/lanes/gate.py `quote_for`): a job whose length the bot could not learn is quoted
+at a ceiling (as if each unknown input were UNKNOWN_LENGTH_SECONDS long), reserved against budgets, asked
+about above CONFIRM_ABOVE, and settled to its real cost; a provider with no price rule is refused wherever a
 budget applies. Budgets are never overdrawn, also by many bot processes admitting at once.
 
 Shared files Slack gives no length for are measured from Slack's download with the bot token, by the link
-check's own code (bot/preflight.py, HostToken).
+check's own code (bot/money/preflight.py, HostToken).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bot.budgets import Ledger
+from bot.money.budgets import Ledger
 from tests import media_samples
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev

@@ -10,11 +10,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot import worker as worker_module
-from bot.jobs import Job, Status
-from bot.pipeline import Pipeline
-from bot.store import Claimed, JobStore, Lane
-from bot.worker import Worker
+from bot.jobs.model import Job, Status
+from bot.jobs.store import Claimed, JobStore, Lane
+from bot.lanes import worker as worker_module
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.worker import Worker
 
 JOBS = 60
 POLL_SLOTS = 8
@@ -156,7 +156,7 @@ def test_a_job_coming_due_between_ticks_is_polled_when_due(redis_url: str) -> No
         redis = Redis.from_url(redis_url)
         store = CountingStore(redis)
         await store.create(Job(id="later", status=Status.PROCESSING, task_id="t-later"), Lane.POLL)
-        token, _, _ = await store.claim(Lane.POLL, 1, lease_ms=60_000)
+        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
         await store.reschedule(Lane.POLL, "later", token, 500)  # as if polled a moment ago
         pipeline = StubPipeline(store)
         worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)

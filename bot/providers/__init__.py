@@ -1,7 +1,9 @@
 """The lip-sync providers, each in its own module behind `base.Provider`; `build` makes the configured ones.
 
 The names here are the words users type (`/lipsync <video> <audio> sync`) and the order in which the
-default provider is chosen when DEFAULT_PROVIDER is unset.
+default provider is chosen when DEFAULT_PROVIDER is unset. `webhooks` receives the providers' callbacks.
+
+May import: bot.settings, bot.redis_client, bot.jobs, bot.observe.
 """
 
 from __future__ import annotations

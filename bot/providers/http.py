@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bot.metrics import PROVIDER_SECONDS
+from bot.observe.metrics import PROVIDER_SECONDS
 from bot.providers.base import ErrorKind, ProviderError, ProviderUnreachable
 
 # Connections to one provider's API per process: enough for every poll and submission the worker runs
-# at once (bot/worker.py CAPACITY), so a request never queues for a connection behind slow ones.
+# at once (bot/lanes/worker.py CAPACITY), so a request never queues for a connection behind slow ones.
 MAX_CONNECTIONS = 250
 
 

@@ -1,0 +1,220 @@
+"""Turning a validated request from Slack into stored, queued jobs: the core's entry point for listeners.
+
+The intake knows the configured providers, so it is where a provider or option the bot cannot honour is
+refused (`OptionRefused`, with a friendly reason) before anything is stored or submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from bot.jobs.model import Job, PostState, Source, new_job_id
+from bot.jobs.store import JobStore
+from bot.parsing.command import LipSyncRequest, Options
+from bot.parsing.file_share import Pair, SharedMessage
+from bot.providers import LABELS
+from bot.providers.base import Provider
+from bot.views import messages
+from bot.views.messages import Message
+
+
+class OptionRefused(Exception):
+    """The request names a provider or option this bot cannot honour; `message` says why, for the user."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.text)
+        self.message = message
+
+
+class Intake:
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, Provider],
+        default_provider: str,
+        job_timeout_seconds: float,
+        on_new_job: Callable[[], None],
+        max_file_bytes: int = 500 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.default_provider = default_provider
+        self.job_timeout_seconds = job_timeout_seconds
+        self.on_new_job = on_new_job  # wakes this process's worker so the job starts at once
+        self.max_file_bytes = max_file_bytes
+
+    def usage(self) -> Message:
+        """How to use the command, with the providers configured here and their options."""
+        return messages.usage(list(self.providers.values()), self.default_provider)
+
+    def choose(self, options: Options) -> tuple[Provider, str]:
+        """The provider and model for these options; raises OptionRefused when they cannot be honoured."""
+        name = options.provider or self.default_provider
+        provider = self.providers.get(name)
+        if provider is None:
+            self._refuse(f"I have no key for {LABELS.get(name, name)} (`{name}`), so I can't use it here.")
+        problem = provider.options_problem(options.playback_type, options.model)
+        if problem is not None:
+            self._refuse(problem)
+        return provider, options.model or provider.default_model
+
+    def _refuse(self, reason: str) -> NoReturn:
+        providers = list(self.providers.values())
+        raise OptionRefused(messages.option_refused(reason, providers, self.default_provider))
+
+    def _job(self, command: dict[str, Any], request: LipSyncRequest, provider: str, model: str) -> Job:
+        return Job(
+            id=new_job_id(),
+            team_id=str(command.get("team_id", "")),
+            channel=str(command.get("channel_id", "")),
+            user=str(command.get("user_id", "")),
+            response_url=str(command.get("response_url", "")),
+            provider=provider,
+            model=model,
+            video_url=request.video_url,
+            audio_url=request.audio_url,
+            playback_type=request.playback_type,
+            timeout_s=int(self.job_timeout_seconds),
+        )
+
+    async def accept_command(self, command: dict[str, Any], request: LipSyncRequest) -> list[Job]:
+        """Store the job(s) of a `/lipsync` command: one, or one per provider for a compare. Returns the
+        jobs that are new ([] if this very command was already accepted).
+
+        Raises OptionRefused (nothing stored) and RedisError when the store is down."""
+        if request.compare:
+            return await self._accept_compare(command, request)
+        provider, model = self.choose(request.options)
+        job = self._job(command, request, provider.name, model)
+        # trigger_id is unique per invocation, so a redelivered request (a proxy retry, a Socket Mode
+        # envelope handed to two processes) maps to the same key and creates nothing.
+        trigger = str(command.get("trigger_id") or "")
+        if not await self.store.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
+            return []
+        self.on_new_job()
+        return [job]
+
+    async def _accept_compare(self, command: dict[str, Any], request: LipSyncRequest) -> list[Job]:
+        """The same dub on every configured provider, answered in one thread (the lead job's message)."""
+        if len(self.providers) < 2:
+            only = ", ".join(p.label for p in self.providers.values())
+            self._refuse(
+                f"Compare needs at least two providers, and I only have {only}. An admin can add "
+                "`SYNC_API_KEY` or `LIPSYNCDEV_API_KEY` (see the README)."
+            )
+        refusing = [p for p in self.providers.values() if request.playback_type not in p.playback]
+        if refusing:
+            names = ", ".join(p.label for p in refusing)
+            self._refuse(
+                f"{names} cannot do `{request.playback_type}` playback, so the dubs would not be comparable: "
+                "compare with `normal` (or leave the playback out)."
+            )
+        jobs = [self._job(command, request, p.name, p.default_model) for p in self.providers.values()]
+        lead = jobs[0]
+        lead.compare_with = ",".join(self.providers)
+        for job in jobs:
+            job.source, job.group, job.group_size = Source.COMPARE, lead.id, len(jobs)
+        trigger = str(command.get("trigger_id") or "")
+        # Created in one event-loop turn, so the store sends them to Redis in one round trip.
+        created = await asyncio.gather(
+            *(
+                self.store.create(job, dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "")
+                for job in jobs
+            )
+        )
+        new = [job for job, made in zip(jobs, created, strict=True) if made]
+        if new:
+            self.on_new_job()
+        return new
+
+    async def accept_again(
+        self,
+        old: Job,
+        who: str,
+        dedupe: str,
+        response_url: str = "",
+        audio_url: str = "",
+        options: Options | None = None,
+        no_cache: bool = False,
+    ) -> tuple[Job, bool]:
+        """A new job with `old`'s inputs (a retry), or with another audio link or options (a dub again), asked
+        for by `who`. Returns the job and True, or the job made earlier for the same `dedupe` key (a double
+        click, a resent modal) and False. Raises OptionRefused and RedisError."""
+        provider_name, model = old.provider, old.model
+        playback = old.playback_type
+        if options is not None:
+            provider, model = self.choose(options)
+            if provider.name == old.provider and not options.model:
+                model = old.model or model
+            provider_name, playback = provider.name, options.playback_type
+        job = Job(
+            id=new_job_id(),
+            team_id=old.team_id,
+            channel=old.channel,
+            user=who,
+            response_url=response_url,
+            provider=provider_name,
+            model=model,
+            playback_type=playback,
+            timeout_s=int(self.job_timeout_seconds),
+            retry_of=old.id,
+            no_cache=int(no_cache),
+        )
+        if old.source is Source.FILES and old.video_file:
+            # Answered in the same thread as the original; the files are hosted again for the provider
+            # (from the cache when they were hosted there already).
+            job.source, job.source_ts = Source.FILES, old.source_ts
+            job.group, job.group_size = f"again:{job.id}", 1
+            job.parent_ts, job.parent_state = old.parent_ts, PostState.POSTED
+            job.video_file = old.video_file
+            job.audio_file = "" if audio_url else old.audio_file
+            job.audio_url = audio_url
+        else:
+            job.video_url, job.audio_url = old.video_url, audio_url or old.audio_url
+        if await self.store.create(job, dedupe=dedupe):
+            self.on_new_job()
+            return job, True
+        earlier = await self.store.dedupe_target(dedupe)
+        existing = await self.store.get(earlier) if earlier else None
+        return existing or job, False
+
+    async def accept_files(
+        self, message: SharedMessage, pairs: list[Pair], options: Options, response_url: str = ""
+    ) -> list[Job]:
+        """Store one job per pair of files shared by `message`; returns the jobs that are new.
+
+        Each job's dedupe key is (channel, message ts, video id, audio id), so a redelivered event (Slack
+        retries, or the same message under another event id) and a shortcut on an already handled
+        message start nothing, across restarts and processes. Raises OptionRefused (nothing stored) and
+        RedisError when the store is down."""
+        provider, model = self.choose(options)
+        created = []
+        for pair in pairs:
+            job = Job(
+                id=new_job_id(),
+                team_id=message.team_id,
+                channel=message.channel,
+                user=message.user,
+                response_url=response_url,
+                source=Source.FILES,
+                source_ts=message.ts,
+                group=f"{message.channel}:{message.ts}",
+                group_size=len(pairs),
+                provider=provider.name,
+                model=model,
+                playback_type=options.playback_type,
+                video_file=pair.video.to_json(),
+                audio_file=pair.audio.to_json(),
+                # The user's message is the thread parent: the bot posts no message of its own.
+                parent_ts=message.root,
+                parent_state=PostState.POSTED,
+                timeout_s=int(self.job_timeout_seconds),
+            )
+            key = f"file:{message.channel}:{message.ts}:{pair.video.id}:{pair.audio.id}"
+            if await self.store.create(job, dedupe=key):
+                created.append(job)
+        if created:
+            self.on_new_job()
+        return created
