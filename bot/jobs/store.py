@@ -461,11 +461,6 @@ class JobStore:
         raw = await self.redis.hgetall(job_key(job_id))
         return Job.from_fields(_decode(raw)) if raw else None
 
-    async def claim(self, lane: Lane, limit: int, lease_ms: int) -> tuple[str, int, list[Job]]:
-        """Claim up to `limit` due jobs. Returns (token, Redis time in ms, jobs)."""
-        claimed = await self.claim_lanes({lane: limit}, lease_ms)
-        return claimed.token, claimed.now_ms, claimed.jobs[lane]
-
     async def claim_lanes(
         self,
         limits: Mapping[Lane, int],

@@ -254,7 +254,6 @@ def _task(data: dict[str, Any], status_default: str = "") -> Task:
 # exact: binary floats get it wrong (35 / 125 * 100 is 28.000000000000004, which rounds up to 0.29).
 
 SECONDS_PER_CREDIT = 125
-_HUNDREDTH = Decimal("0.01")
 # Far beyond any real video; it bounds the work done on hostile input such as "1e999999999".
 _MAX_SECONDS = Decimal(10) ** 9
 
@@ -279,21 +278,6 @@ def credits_for(duration_seconds: float | int | str | Decimal) -> Decimal:
         hundredths = int((seconds * 4 / 5).to_integral_value(rounding=ROUND_CEILING))
     # Built from a string, so no context rounding applies and -0 cannot leak through as "-0.00".
     return Decimal(f"{hundredths}E-2")
-
-
-def format_credits(credits: Decimal) -> str:
-    """Two decimals, rounded up like the cost rule: "0.10", "1.00", "12.34"."""
-    value = to_decimal(credits)
-    if abs(value) > _MAX_SECONDS:
-        raise ValueError(f"credit amount is implausibly large: {credits!r}")
-    with decimal.localcontext() as ctx:
-        ctx.prec = len(value.as_tuple().digits) + 40
-        ctx.Emax = decimal.MAX_EMAX
-        ctx.Emin = decimal.MIN_EMIN
-        shown = value.quantize(_HUNDREDTH, rounding=ROUND_CEILING)
-    if shown.is_zero():
-        shown = abs(shown)
-    return f"{shown:f}"
 
 
 def to_decimal(value: object) -> Decimal:
