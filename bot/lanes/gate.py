@@ -32,7 +32,7 @@ from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
 from bot.jobs.files import SlackFile
 from bot.jobs.model import Job, PostState, Source, Status
 from bot.jobs.store import NOW, JobStore, Lane
-from bot.money.budgets import Ledger
+from bot.money.budgets import Admission, Ledger
 from bot.money.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
 from bot.slack.out import SlackOut
@@ -138,8 +138,10 @@ class Gate:
 
     async def check(self, job: Job, token: str, now_ms: int, provider: Provider) -> Decision | Cached | None:
         """None once the job may be paid for; otherwise what to do with it instead."""
-        if job.checked or job.task_id or job.submit_state is PostState.ATTEMPTED:
-            return None  # let through already (or by a bot from before the gate): never refuse a sent job
+        if job.task_id or job.submit_state is PostState.ATTEMPTED:
+            return None  # sent, or perhaps sent (or by a bot from before the gate): never refuse it
+        if job.checked:
+            return await self._reserve_unquoted(job, token, provider)
         if job.confirm_state == "asked" and not job.confirm_ms:  # the question may not have gone out
             above = self.rules.confirm_above.get(job.quote_unit, Decimal(0))
             return await self._prompt(job, token, provider, self._quote_of(job, provider), above)
@@ -182,18 +184,32 @@ class Gate:
             job.id, job.team_id, job.channel, job.user, quoted.unit, quoted.amount
         )
         if not admission.admitted:
-            assert admission.refused_by is not None
-            log.info("job %s: refused by a budget (quote %s, %s)", job.id, quoted.amount, quoted.unknown)
-            return finish(
-                Status.FAILED,
-                error_code=REFUSED_BUDGET,
-                error=messages.budget_refusal(
-                    admission.refused_by, quoted.amount, quoted.unit, quoted.unknown
-                ),
-            )
+            return _budget_refusal(job, admission, quoted)
         threshold = self.rules.confirm_above.get(quoted.unit)
         if threshold is not None and (quoted.amount is None or quoted.amount > threshold):
             return await self._ask(job, token, provider, quoted, threshold)
+        return None
+
+    async def _reserve_unquoted(self, job: Job, token: str, provider: Provider) -> Decision | None:
+        """A job let through with no quote amount. A bot from before the unknown-cost rule let a job whose
+        length it could not learn through at 0, and it may still wait here (in line for its provider's
+        POST slot) when this version takes over: that 0 is given back and the job's quote by the rule
+        reserved instead, or the job refused, before it is paid for. A quote found is stored, so this
+        happens once; a cost no amount bounds is admitted again each time (0 where no budget applies)."""
+        if job.quote:
+            return None
+        quoted = self._quote_of(job, provider)
+        await self.ledger.settle(job.id, Decimal(0))
+        admission = await self.ledger.admit(
+            job.id, job.team_id, job.channel, job.user, quoted.unit, quoted.amount
+        )
+        if not admission.admitted:
+            return _budget_refusal(job, admission, quoted)
+        if quoted.amount is not None:
+            log.info("job %s: let through unquoted by an older version; %s reserved", job.id, quoted.amount)
+            job.quote, job.quote_unit = f"{quoted.amount:f}", quoted.unit
+            fields = {"quote": job.quote, "quote_unit": job.quote_unit}
+            await self.store.update(Lane.SUBMIT, job.id, token, fields)
         return None
 
     def _quote_of(self, job: Job, provider: Provider) -> Quote:
@@ -392,6 +408,16 @@ class Gate:
     async def settle(self, job: Job) -> None:
         """The job has ended: keep what it cost (or may have cost) against the budgets, give back the rest."""
         await self.ledger.settle(job.id, spent(job))
+
+
+def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:
+    assert admission.refused_by is not None
+    log.info("job %s: refused by a budget (quote %s, %s)", job.id, quoted.amount, quoted.unknown)
+    return finish(
+        Status.FAILED,
+        error_code=REFUSED_BUDGET,
+        error=messages.budget_refusal(admission.refused_by, quoted.amount, quoted.unit, quoted.unknown),
+    )
 
 
 def _findings(job: Job) -> dict[str, object]:

@@ -251,10 +251,11 @@ class Ledger:
     async def settle(self, job_id: str, actual: Decimal) -> bool:
         """Replace the job's reservation by what it actually cost (rounded up to a micro-unit; 0 releases
         it), on the spends of the month it was admitted in. False when there is nothing to settle (never
-        admitted, already settled, or expired): each reservation is settled at most once."""
+        admitted, already settled, or expired): each reservation is settled at most once. A cost beyond
+        MAX_AMOUNT (a provider's answer is outside text) counts as MAX_AMOUNT: every budget used up."""
         if not job_id:
             raise ValueError("job id must be non-empty")
-        micros = to_micros(actual, round_up=True)
+        micros = to_micros(min(actual, MAX_AMOUNT), round_up=True)
         return bool(
             await self._settle(
                 keys=[budget_reservation_key(job_id)], args=[BUDGET_SPENT, micros, SPENT_TTL_SECONDS]

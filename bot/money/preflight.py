@@ -235,17 +235,19 @@ class Preflight:
             size = served_size if served_size is not None else size  # what GET says wins: HEAD may lie
             _refuse_size(size, max_size)
             data, complete = await _read(got, self._head_bytes)
+            # A ranged answer ends where its range does: only a whole-file answer that ended is the file.
+            whole = complete and got.status != 206
             source = got.url  # where the bytes came from, after redirects: the tail comes from there too
 
         if size == 0 or not data:
             raise LinkRefused("empty", "points to an empty file")
         if _looks_like_html(data):
             raise LinkRefused("web_page", "answers with a web page, not a media file")
-        if size is None and complete:
+        if size is None and whole:
             size = len(data)  # nobody said, but we have it all
         if size is None:
-            # No length said, no byte ranges, and more body than the head window (perhaps without end):
-            # neither the size limit nor the duration can be checked, so the link is refused.
+            # No length said (no byte ranges, or ranges of a length "*"), and more body than the head
+            # window, perhaps without end: neither the size limit nor the duration can be checked.
             raise LinkRefused("unknown_size", "does not say how large the file is (its server sends no size)")
         probe, duration = await self._inspect(source, data, size)
         if content_type in _GENERIC_TYPES and probe.not_media:

@@ -211,8 +211,11 @@ def _envelope(body: bytes) -> dict[str, Any] | None:
     if not isinstance(envelope, dict):
         return None
     code = envelope.get("code")
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
-        code = int(code)
+    if isinstance(code, str):
+        digits = code.strip().removeprefix("-")
+        # ASCII digits only, and few: int() takes other scripts' digits, refuses "²" and 4300+ digits.
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            code = int(code)
     if not isinstance(code, int) or isinstance(code, bool):
         return None
     return {**envelope, "code": code}

@@ -375,9 +375,11 @@ def _header(headers: Mapping[str, str], wanted: str) -> str | None:
 
 def _seconds(value: str | None) -> float | None:
     """Retry-After as seconds (the delta form; an HTTP date is not worth the trouble here)."""
-    if value is None or not value.strip().isdigit():
+    digits = (value or "").strip()
+    # ASCII digits only: float() takes other scripts' digits and refuses "²", which isdigit() lets by.
+    if not (digits.isascii() and digits.isdigit()):
         return None
-    return float(value.strip())
+    return float(digits)
 
 
 def idempotency_key(order_key: str) -> str:

@@ -74,9 +74,10 @@ def person_from(payload: Mapping[str, Any]) -> Person:
     if not user_id and isinstance(event, Mapping):
         user_id = _ref(event.get("user"))
     team = payload.get("team")
-    enterprise = _ref(payload.get("enterprise")) or _text(payload.get("enterprise_id"))
-    if not enterprise and isinstance(team, Mapping):
-        enterprise = _text(team.get("enterprise_id"))
+    # The org of the workspace the request names, from that workspace's own object where there is one
+    # (an interactivity payload's `team.enterprise_id`): org admins are trusted by it (`JobControl.is_admin`).
+    enterprise = _text(team.get("enterprise_id")) if isinstance(team, Mapping) else ""
+    enterprise = enterprise or _ref(payload.get("enterprise")) or _text(payload.get("enterprise_id"))
     return Person(
         user=user_id,
         team=_ref(team) or _text(payload.get("team_id")),

@@ -86,7 +86,7 @@ class Fault:
 
     kind: Literal["http", "code", "malformed", "malformed_json", "delay", "late"]
     status: int = 500
-    code: int = 0
+    code: int | str = 0  # a str goes out as a JSON string, as a proxy or another version might send it
     delay: float = 0.0
     after: bool = False
     envelope_status: int = 200
@@ -428,8 +428,9 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
 # -- module helpers ------------------------------------------------------------------------------
 
 
-def _envelope(code: int, msg: str | None = None, data: Any = None, status: int = 200) -> web.Response:
-    body = {"code": code, "msg": msg or CODE_MESSAGES.get(code, "Error"), "data": data}
+def _envelope(code: int | str, msg: str | None = None, data: Any = None, status: int = 200) -> web.Response:
+    known = CODE_MESSAGES.get(code) if isinstance(code, int) else None
+    body = {"code": code, "msg": msg or known or "Error", "data": data}
     return web.json_response(body, status=status)
 
 

@@ -24,6 +24,7 @@ class Item:
     head_status: int | None = None  # HEAD answers this instead (405: "HEAD not allowed")
     head_length: int | None = None  # HEAD claims this Content-Length (a server that lies)
     ranges: bool = True  # False: Range is ignored, the whole body comes with 200
+    total_unknown: bool = False  # ranges answered `Content-Range: bytes a-b/*` (RFC 9110: length not known)
     redirect: str | None = None  # answer 302 to this Location
     chunked: bool = False  # no length said: Range ignored, `body` sent chunked
     endless: bool = False  # chunked, and after `body` zeros without end
@@ -87,7 +88,8 @@ class MediaServer(BackgroundServer):
         if isinstance(span, tuple):
             first, last = span
             body, status = body[first : last + 1], 206
-            headers["Content-Range"] = f"bytes {first}-{last}/{len(item.body)}"
+            total = "*" if item.total_unknown else len(item.body)
+            headers["Content-Range"] = f"bytes {first}-{last}/{total}"
         response = web.Response(status=status, body=body, headers=headers)
         with self.lock:
             self.sent[path] += len(body)

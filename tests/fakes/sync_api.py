@@ -128,6 +128,7 @@ class Fault:
     message: str = ""
     delay: float = 0.0
     after: bool = False
+    retry_after: str = ""  # "http": a Retry-After header, sent as written
 
 
 @dataclass
@@ -305,7 +306,10 @@ class FakeSync(ProviderFake[Endpoint, Fault]):
                 return storage_error(
                     fault.status, "InternalError", "We encountered an internal error. Please try again."
                 )
-            return _error(fault.status, fault.message or _reason(fault.status), fault.code)
+            answer = _error(fault.status, fault.message or _reason(fault.status), fault.code)
+            if fault.retry_after:
+                answer.headers["Retry-After"] = fault.retry_after
+            return answer
         if fault.kind == "html":
             return html_error_page(fault.status)
         # malformed
