@@ -23,8 +23,8 @@ import redis
 
 from bench.common import cpu_model, status_kb
 from bot.jobs.keys import job_key, lease_key, queue_key
+from bot.jobs.lanes import Lane
 from bot.jobs.model import Job, PostState, Status
-from bot.jobs.store import Lane
 from bot.programs.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.slack_api import FakeSlack

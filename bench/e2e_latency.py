@@ -47,7 +47,7 @@ from bench._sweep_setup import (
 )
 from bench.common import percentile
 from bot.jobs.keys import job_key, lease_key, queue_key
-from bot.jobs.store import Lane
+from bot.jobs.lanes import Lane
 from bot.settings import Settings
 from tests.fakes.jogg_api import Outcome
 

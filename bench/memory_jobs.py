@@ -53,7 +53,7 @@ from bench._sweep_setup import (
 )
 from bench.common import spread
 from bot.jobs.keys import PREFIX, job_key, queue_key
-from bot.jobs.store import Lane
+from bot.jobs.lanes import Lane
 from bot.programs.embedded_redis import COMPACT_ARGS
 from tests.fakes.jogg_api import FakeJogg, Outcome
 

@@ -63,7 +63,7 @@ from bench._sweep_setup import (
 )
 from bench.common import cpu_seconds, spread
 from bot.jobs.keys import lease_key
-from bot.jobs.store import Lane
+from bot.jobs.lanes import Lane
 
 SWEEP_TARGET = 1500  # polls/s
 

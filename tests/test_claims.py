@@ -11,8 +11,9 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from bot.jobs.lanes import Lane
 from bot.jobs.model import Job, Status
-from bot.jobs.store import JobStore, Lane
+from bot.jobs.store import Store
 from bot.lanes.pipeline import Pipeline
 from bot.lanes.worker import Worker
 
@@ -23,7 +24,7 @@ CADENCE_MS = 300
 class ReschedulingPipeline:
     """Stands in for Pipeline: a poll reschedules its job CADENCE_MS ahead, a send ends its job."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.polled: list[str] = []
         self.sent: list[str] = []
@@ -31,10 +32,10 @@ class ReschedulingPipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         if lane is Lane.SEND:
             self.sent.append(job.id)
-            await self.store.finish(lane, job.id, token)
+            await self.store.lanes.finish(lane, job.id, token)
         else:
             self.polled.append(job.id)
-            await self.store.reschedule(lane, job.id, token, CADENCE_MS)
+            await self.store.lanes.reschedule(lane, job.id, token, CADENCE_MS)
 
 
 async def _claims_so_far(redis: Redis) -> int:
@@ -56,11 +57,19 @@ def test_between_ticks_only_lanes_with_work_due_are_claimed(redis_url: str) -> N
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = JobStore(redis)
+        store = Store.on(redis)
         for n in range(3):
-            await store.create(Job(id=f"job{n}", status=Status.PROCESSING, task_id=f"t{n}"), Lane.POLL)
+            await store.records.create(
+                Job(id=f"job{n}", status=Status.PROCESSING, task_id=f"t{n}"), Lane.POLL
+            )
         pipeline = ReschedulingPipeline(store)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        worker = Worker(
+            lanes=store.lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             await _wait_for(lambda: len(pipeline.polled) >= 3)  # the start claim is behind us
@@ -86,17 +95,27 @@ def test_a_job_that_cannot_be_read_does_not_stop_the_others(redis_url: str) -> N
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = JobStore(redis)
+        store = Store.on(redis)
         ids = [f"job{n:02d}" for n in range(10)]
         for job_id in ids[:5]:
-            await store.create(Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL)
-        await store.create(Job(id="odd", status=Status.PROCESSING, task_id="t-odd"), Lane.POLL)
+            await store.records.create(
+                Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL
+            )
+        await store.records.create(Job(id="odd", status=Status.PROCESSING, task_id="t-odd"), Lane.POLL)
         await redis.hset("{lip}:job:odd", "polls", "many")  # not a number
         for job_id in ids[5:]:
-            await store.create(Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL)
-        await store.create(Job(id="reply", status=Status.SUCCEEDED), Lane.SEND)
+            await store.records.create(
+                Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL
+            )
+        await store.records.create(Job(id="reply", status=Status.SUCCEEDED), Lane.SEND)
         pipeline = ReschedulingPipeline(store)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        worker = Worker(
+            lanes=store.lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             await _wait_for(lambda: set(pipeline.polled) >= set(ids) and pipeline.sent == ["reply"])
@@ -116,12 +135,12 @@ def test_a_job_whose_record_vanished_is_dropped_from_its_lane(redis_url: str) ->
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = JobStore(redis)
+        store = Store.on(redis)
         try:
             for job_id in ("a", "gone", "b"):
-                await store.create(Job(id=job_id, status=Status.PROCESSING), Lane.POLL)
+                await store.records.create(Job(id=job_id, status=Status.PROCESSING), Lane.POLL)
             await redis.delete("{lip}:job:gone")
-            jobs = (await store.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).jobs[Lane.POLL]
+            jobs = (await store.lanes.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).jobs[Lane.POLL]
             assert sorted(j.id for j in jobs) == ["a", "b"]
             assert await redis.zscore("{lip}:poll", "gone") is None
             assert not await redis.hexists("{lip}:poll:lease", "gone")

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from bot import redis_client
 from bot.jobs.keys import job_key
 from bot.jobs.model import Job
-from bot.jobs.store import JobStore
+from bot.jobs.store import Store
 from bot.programs.embedded_redis import EmbeddedRedis
 from bot.redis_client import HiredisPacking, SentinelTarget, parse_sentinel_url
 from bot.settings import Settings, SettingsError, load_settings
@@ -144,14 +144,14 @@ def test_every_form_keeps_its_connection_kind_and_packs_with_hiredis(url: str, k
 async def _store_round_trip(client: Redis, prefix: str) -> None:
     """What the bot does most: job creates (scripts, batched in one pipeline), reads, a MULTI pipeline."""
     try:
-        store = JobStore(client)
+        store = Store.on(client)
         jobs = [
             Job(id=f"{prefix}{n}", video_url=f"https://example.com/v{n}.mp4", audio_url="https://e.com/a.mp3")
             for n in range(3)
         ]
-        assert await asyncio.gather(*(store.create(job) for job in jobs)) == [True, True, True]
+        assert await asyncio.gather(*(store.records.create(job) for job in jobs)) == [True, True, True]
         for job in jobs:
-            stored = await store.get(job.id)
+            stored = await store.records.get(job.id)
             assert stored is not None and stored.video_url == job.video_url
         async with client.pipeline(transaction=True) as pipe:
             key = f"{{lip}}:{prefix}"
@@ -281,9 +281,9 @@ def test_the_client_follows_a_failover_to_the_promoted_replica(
 
         async def body() -> tuple[Job | None, bool]:
             client = redis_client.connect(f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}/0")
-            store = JobStore(client)
+            store = Store.on(client)
             try:
-                assert await store.create(Job(id="before", video_url="https://example.com/v.mp4"))
+                assert await store.records.create(Job(id="before", video_url="https://example.com/v.mp4"))
                 assert await client.wait(1, 5000) == 1  # the replica has it, so the failover cannot lose it
                 master.kill()
                 # Commands fail while Sentinel sees the master down and promotes the replica; then they
@@ -291,7 +291,7 @@ def test_the_client_follows_a_failover_to_the_promoted_replica(
                 deadline = time.monotonic() + 30
                 while True:
                     try:
-                        before = await store.get("before")
+                        before = await store.records.get("before")
                         break
                     except RedisError:
                         if time.monotonic() > deadline:
@@ -302,7 +302,7 @@ def test_the_client_follows_a_failover_to_the_promoted_replica(
                 pool = client.connection_pool
                 assert isinstance(pool, SentinelConnectionPool)
                 assert pool.master_address == ("127.0.0.1", replica_port)
-                return before, await store.create(Job(id="after"))
+                return before, await store.records.create(Job(id="after"))
             finally:
                 await client.aclose()
 

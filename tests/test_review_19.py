@@ -41,7 +41,7 @@ import redis
 from redis.asyncio import Redis
 
 from bot.jobs.model import Job, new_job_id, short_id
-from bot.jobs.store import JobStore
+from bot.jobs.store import Store
 from bot.money.budgets import MAX_AMOUNT, Ledger
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.sync import HOLD_BASE_S
@@ -80,7 +80,7 @@ def _left_by_the_old_version(redis_url: str, slack: FakeSlack, count: int, budge
     async def store() -> list[str]:
         client = Redis.from_url(redis_url)
         try:
-            jobs, ledger = JobStore(client), Ledger(client)
+            jobs, ledger = Store.on(client), Ledger(client)
             await ledger.set_limit(TEAM, "user", ALICE, "credits", budget)
             ids = []
             for n in range(count):
@@ -97,7 +97,7 @@ def _left_by_the_old_version(redis_url: str, slack: FakeSlack, count: int, budge
                     checked=1,
                     quote_unit="credits",
                 )
-                assert await jobs.create(job)
+                assert await jobs.records.create(job)
                 assert (await ledger.admit(job.id, TEAM, CHANNEL, ALICE, "credits", Decimal(0))).admitted
                 ids.append(job.id)
             return ids

@@ -10,8 +10,9 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from bot.jobs.lanes import Lane, LeaseLost
 from bot.jobs.model import Job, Status
-from bot.jobs.store import JobStore, Lane, LeaseLost
+from bot.jobs.store import Store
 from bot.lanes.ratelimit import RateLimiter
 
 T = TypeVar("T")
@@ -24,22 +25,22 @@ def run(coro: Awaitable[T]) -> T:
 async def _with_store(redis_url: str, body: object) -> object:
     redis = Redis.from_url(redis_url)
     try:
-        return await body(JobStore(redis))  # type: ignore[operator]
+        return await body(Store.on(redis))  # type: ignore[operator]
     finally:
         await redis.aclose()
 
 
 def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
-    async def body(_: JobStore) -> None:
+    async def body(_: Store) -> None:
         clients = [Redis.from_url(redis_url) for _ in range(4)]
-        stores = [JobStore(c, worker_id=f"w{i}") for i, c in enumerate(clients)]
+        stores = [Store.on(c, worker_id=f"w{i}") for i, c in enumerate(clients)]
         for n in range(2000):
-            await stores[0].create(Job(id=f"job{n:05d}", video_url="v", audio_url="a"))
+            await stores[0].records.create(Job(id=f"job{n:05d}", video_url="v", audio_url="a"))
 
-        async def drain(store: JobStore) -> list[str]:
+        async def drain(store: Store) -> list[str]:
             got: list[str] = []
             while True:
-                jobs = (await store.claim_lanes({Lane.SUBMIT: 37}, lease_ms=60_000)).jobs[Lane.SUBMIT]
+                jobs = (await store.lanes.claim_lanes({Lane.SUBMIT: 37}, lease_ms=60_000)).jobs[Lane.SUBMIT]
                 if not jobs:
                     return got
                 got += [j.id for j in jobs]
@@ -55,59 +56,59 @@ def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
 
 
 def test_a_crashed_owners_job_comes_back_after_its_lease(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="j1"))
-        first = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="j1"))
+        first = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert [j.id for j in first] == ["j1"]
-        during = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
+        during = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert during == []  # leased: nobody else gets it
         await asyncio.sleep(0.4)
-        after = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
+        after = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
         assert [j.id for j in after] == ["j1"]
 
     run(_with_store(redis_url, body))
 
 
 def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="j1"))
-        old_token = (await store.claim_lanes({Lane.SUBMIT: 1}, lease_ms=100)).token
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="j1"))
+        old_token = (await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=100)).token
         await asyncio.sleep(0.2)
-        new_token = (await store.claim_lanes({Lane.SUBMIT: 1}, lease_ms=60_000)).token
+        new_token = (await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=60_000)).token
         with pytest.raises(LeaseLost):
-            await store.move(Lane.SUBMIT, Lane.SEND, "j1", old_token, fields={"status": Status.FAILED})
-        await store.move(Lane.SUBMIT, Lane.POLL, "j1", new_token, fields={"task_id": "t1"})
-        job = await store.get("j1")
+            await store.lanes.move(Lane.SUBMIT, Lane.SEND, "j1", old_token, fields={"status": Status.FAILED})
+        await store.lanes.move(Lane.SUBMIT, Lane.POLL, "j1", new_token, fields={"task_id": "t1"})
+        job = await store.records.get("j1")
         assert job is not None and job.task_id == "t1" and job.status is Status.QUEUED
-        assert await store.counts() == {"submit": 0, "poll": 1, "send": 0}
+        assert await store.lanes.counts() == {"submit": 0, "poll": 1, "send": 0}
 
     run(_with_store(redis_url, body))
 
 
 def test_finishing_twice_queues_one_reply(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="j1"), lane=Lane.POLL)
-        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
-        await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="j1"), lane=Lane.POLL)
+        token = (await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
+        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
         with pytest.raises(LeaseLost):  # a duplicate finish (e.g. a retried script) is refused
-            await store.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
-        assert await store.counts() == {"submit": 0, "poll": 0, "send": 1}
+            await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+        assert await store.lanes.counts() == {"submit": 0, "poll": 0, "send": 1}
 
     run(_with_store(redis_url, body))
 
 
 def test_a_job_id_is_created_once(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        assert await store.create(Job(id="j1", video_url="first"))
-        assert not await store.create(Job(id="j1", video_url="second"))
-        job = await store.get("j1")
+    async def body(store: Store) -> None:
+        assert await store.records.create(Job(id="j1", video_url="first"))
+        assert not await store.records.create(Job(id="j1", video_url="second"))
+        job = await store.records.get("j1")
         assert job is not None and job.video_url == "first"
 
     run(_with_store(redis_url, body))
 
 
 def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: str) -> None:
-    async def body(_: JobStore) -> None:
+    async def body(_: Store) -> None:
         a, b = Redis.from_url(redis_url), Redis.from_url(redis_url)
         limiters = [
             RateLimiter(a, "key", limit=3, window_ms=500),
@@ -126,7 +127,7 @@ def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: st
 def test_callers_that_must_wait_for_the_rate_limit_queue_up_in_order(redis_url: str) -> None:
     # Two POSTs per second: six callers at once get now, now, then slots a second apart, each its own,
     # so a waiting job comes back once for its slot instead of racing the others for every freed one.
-    async def body(store: JobStore) -> None:
+    async def body(store: Store) -> None:
         limiter = RateLimiter(store.redis, "key", limit=2, window_ms=1000)
         waits = [await limiter.acquire() for _ in range(6)]
         assert waits[:2] == [0, 0]
@@ -142,13 +143,13 @@ def test_callers_that_must_wait_for_the_rate_limit_queue_up_in_order(redis_url: 
 
 
 def test_a_job_whose_record_vanished_leaves_no_stub_behind(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="gone"))
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="gone"))
         await store.redis.delete("{lip}:job:gone")  # e.g. expired, or removed by an operator
-        jobs = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=60_000)).jobs[Lane.SUBMIT]
+        jobs = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=60_000)).jobs[Lane.SUBMIT]
         assert jobs == []
         assert await store.redis.exists("{lip}:job:gone") == 0
-        assert await store.counts() == {"submit": 0, "poll": 0, "send": 0}
+        assert await store.lanes.counts() == {"submit": 0, "poll": 0, "send": 0}
 
     run(_with_store(redis_url, body))
 
@@ -157,19 +158,19 @@ def test_polls_may_be_claimed_a_little_early_but_a_lease_is_never_cut_short(redi
     """The worker claims polls that are due within a short window (so they go out in batches, none late),
     but a job another claim still holds stays with it until its lease runs out, even within that window."""
 
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="held", status=Status.PROCESSING), lane=Lane.POLL)
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="held", status=Status.PROCESSING), lane=Lane.POLL)
         held_token = (
-            await store.claim_lanes({Lane.POLL: 1}, lease_ms=20_000)
+            await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=20_000)
         ).token  # another process has it
         for job_id in ("soon", "later"):
-            await store.create(Job(id=job_id, status=Status.PROCESSING), lane=Lane.POLL)
-        token = (await store.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).token
-        await store.reschedule(Lane.POLL, "soon", token, 10_000)
-        await store.reschedule(Lane.POLL, "later", token, 60_000)
-        claimed = await store.claim_lanes({Lane.POLL: 10}, 60_000, early_ms={Lane.POLL: 30_000})
+            await store.records.create(Job(id=job_id, status=Status.PROCESSING), lane=Lane.POLL)
+        token = (await store.lanes.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).token
+        await store.lanes.reschedule(Lane.POLL, "soon", token, 10_000)
+        await store.lanes.reschedule(Lane.POLL, "later", token, 60_000)
+        claimed = await store.lanes.claim_lanes({Lane.POLL: 10}, 60_000, early_ms={Lane.POLL: 30_000})
         assert [job.id for job in claimed.jobs[Lane.POLL]] == ["soon"]
-        await store.reschedule(Lane.POLL, "held", held_token, 1000)  # still its owner's
+        await store.lanes.reschedule(Lane.POLL, "held", held_token, 1000)  # still its owner's
 
     run(_with_store(redis_url, body))
 
@@ -185,9 +186,9 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
         "video_file": '{"id": "F1", "name": "talk.mp4", "url": "https://files.slack.com/' + "f" * 90 + '"}',
     }
 
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="j1", video_url="https://cdn.example.com/talk.mp4"), lane=Lane.POLL)
-        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="j1", video_url="https://cdn.example.com/talk.mp4"), lane=Lane.POLL)
+        token = (await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
         outcome = {
             "status": Status.SUCCEEDED,
             "task_id": "task-1",
@@ -195,11 +196,11 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
             "cover_url": "https://res.jogg.ai/lipsync/task-1/cover.jpg" + signed,
             **long_fields,
         }
-        await store.move(Lane.POLL, Lane.SEND, "j1", token, fields=outcome)
-        claimed = await store.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
+        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields=outcome)
+        claimed = await store.lanes.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
         token, [job] = claimed.token, claimed.jobs[Lane.SEND]
         assert job.result_url.startswith("https://res.jogg.ai/")  # the reply has what it needs
-        await store.finish(Lane.SEND, "j1", token, {"reply_state": "posted", "reply_ts": "1.2"})
+        await store.lanes.finish(Lane.SEND, "j1", token, {"reply_state": "posted", "reply_ts": "1.2"})
 
         kept = {k.decode(): v.decode() for k, v in (await store.redis.hgetall("{lip}:job:j1")).items()}
         for name in ("response_url", "result_url", "cover_url"):
@@ -216,28 +217,28 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
 
 
 def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="big"))
-        token = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
-        assert await store.lock("asset:F1", token, 300)
-        async with store.keep_claim(Lane.SUBMIT, "big", token, 300, lock="asset:F1"):
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="big"))
+        token = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
+        assert await store.assets.lock("asset:F1", token, 300)
+        async with store.lanes.keep_claim(Lane.SUBMIT, "big", token, 300, lock="asset:F1"):
             await asyncio.sleep(1.0)  # three leases long
-            stolen = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
+            stolen = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
             assert stolen == []  # nobody else got the job meanwhile…
-            assert not await store.lock("asset:F1", "other", 300)  # …nor the upload
-        await store.finish(Lane.SUBMIT, "big", token)  # still ours at the end
+            assert not await store.assets.lock("asset:F1", "other", 300)  # …nor the upload
+        await store.lanes.finish(Lane.SUBMIT, "big", token)  # still ours at the end
 
     run(_with_store(redis_url, body))
 
 
 def test_a_long_step_whose_claim_was_lost_is_stopped(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        await store.create(Job(id="big"))
-        token = (await store.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
+    async def body(store: Store) -> None:
+        await store.records.create(Job(id="big"))
+        token = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
         await store.redis.hset("{lip}:submit:lease", "big", "someone-else")  # taken over
         started = time.monotonic()
         with pytest.raises(LeaseLost):
-            async with store.keep_claim(Lane.SUBMIT, "big", token, 300):
+            async with store.lanes.keep_claim(Lane.SUBMIT, "big", token, 300):
                 await asyncio.sleep(10)
         assert time.monotonic() - started < 1  # stopped at the next heartbeat, not after the step
 
@@ -245,15 +246,18 @@ def test_a_long_step_whose_claim_was_lost_is_stopped(redis_url: str) -> None:
 
 
 def test_advice_is_marked_once_and_groups_collect_their_outcomes(redis_url: str) -> None:
-    async def body(store: JobStore) -> None:
-        assert await store.mark_once("advice:C1:1.0")
-        assert not await store.mark_once("advice:C1:1.0")
-        assert await store.group_done("C1:1.0", "j1", "succeeded", 2) == ({"j1": "succeeded"}, "")
-        assert await store.group_done("C1:1.0", "j1", "succeeded", 2) == ({"j1": "succeeded"}, "")  # retried
-        entries, owner = await store.group_done("C1:1.0", "j2", "failed", 2)
+    async def body(store: Store) -> None:
+        assert await store.marks.mark_once("advice:C1:1.0")
+        assert not await store.marks.mark_once("advice:C1:1.0")
+        assert await store.marks.group_done("C1:1.0", "j1", "succeeded", 2) == ({"j1": "succeeded"}, "")
+        assert await store.marks.group_done("C1:1.0", "j1", "succeeded", 2) == (
+            {"j1": "succeeded"},
+            "",
+        )  # retried
+        entries, owner = await store.marks.group_done("C1:1.0", "j2", "failed", 2)
         assert entries == {"j1": "succeeded", "j2": "failed"} and owner == "j2"  # j2 completed the group
         # Whoever asks again (a retried step of either job) learns the same owner: one summary only.
-        assert (await store.group_done("C1:1.0", "j1", "succeeded", 2))[1] == "j2"
-        assert (await store.group_done("C1:1.0", "j2", "failed", 2))[1] == "j2"
+        assert (await store.marks.group_done("C1:1.0", "j1", "succeeded", 2))[1] == "j2"
+        assert (await store.marks.group_done("C1:1.0", "j2", "failed", 2))[1] == "j2"
 
     run(_with_store(redis_url, body))

@@ -7,7 +7,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from bot.jobs.model import Job
-from bot.jobs.store import JobStore
+from bot.jobs.store import Store
 
 
 async def _creates(redis_url: str, flush_scripts: bool) -> tuple[list[bool], int]:
@@ -15,12 +15,12 @@ async def _creates(redis_url: str, flush_scripts: bool) -> tuple[list[bool], int
     try:
         if flush_scripts:
             await redis.script_flush()  # as after a Redis restart: the batch must still go through
-        store = JobStore(redis)
+        store = Store.on(redis)
         jobs = [Job(id=f"job{n:03d}", video_url="v", audio_url="a") for n in range(50)]
         # Two deliveries of the same Slack request in the same burst: one job.
         dedupes = [f"cmd:{n}" for n in range(49)] + ["cmd:7"]
         answers = await asyncio.gather(
-            *(store.create(j, dedupe=d) for j, d in zip(jobs, dedupes, strict=True))
+            *(store.records.create(j, dedupe=d) for j, d in zip(jobs, dedupes, strict=True))
         )
         return list(answers), int(await redis.zcard("{lip}:submit"))
     finally:

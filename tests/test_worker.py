@@ -10,8 +10,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.jobs.lanes import Claimed, Lane, Lanes, QueueWatch
 from bot.jobs.model import Job, Status
-from bot.jobs.store import Claimed, JobStore, Lane
+from bot.jobs.records import JobRecords
+from bot.jobs.store import Store
 from bot.lanes import worker as worker_module
 from bot.lanes.pipeline import Pipeline
 from bot.lanes.worker import Worker
@@ -25,8 +27,8 @@ class StubPipeline:
     """Stands in for Pipeline: a poll takes a few ms, then reschedules the job far ahead (one script),
     or with `finish_polls` ends it, handing it to the send lane as a finished render does."""
 
-    def __init__(self, store: JobStore, step_seconds: float = 0.005, finish_polls: bool = False) -> None:
-        self.store = store
+    def __init__(self, lanes: Lanes, step_seconds: float = 0.005, finish_polls: bool = False) -> None:
+        self.lanes = lanes
         self.step_seconds = step_seconds
         self.finish_polls = finish_polls
         self.polled: list[str] = []
@@ -37,7 +39,7 @@ class StubPipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         if lane is Lane.SEND:
             self.sent.append(job.id)
-            await self.store.finish(lane, job.id, token)
+            await self.lanes.finish(lane, job.id, token)
             return
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -45,16 +47,16 @@ class StubPipeline:
             await asyncio.sleep(self.step_seconds)
             self.polled.append(job.id)
             if self.finish_polls:
-                await self.store.move(lane, Lane.SEND, job.id, token, fields={"status": Status.SUCCEEDED})
+                await self.lanes.move(lane, Lane.SEND, job.id, token, fields={"status": Status.SUCCEEDED})
             else:
-                await self.store.reschedule(lane, job.id, token, 3_600_000)
+                await self.lanes.reschedule(lane, job.id, token, 3_600_000)
         finally:
             self.in_flight -= 1
 
 
-class CountingStore(JobStore):
-    def __init__(self, redis: Redis) -> None:
-        super().__init__(redis)
+class CountingLanes(Lanes):
+    def __init__(self, redis: Redis, watch: QueueWatch) -> None:
+        super().__init__(redis=redis, watch=watch)
         self.claims: list[tuple[Lane, int, int]] = []  # lane, limit asked, jobs got
         self.scripts = 0  # claim scripts sent (one claims several lanes)
         self.fail_claims = False
@@ -81,10 +83,10 @@ def small_capacity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(worker_module.CAPACITY, Lane.POLL, POLL_SLOTS)
 
 
-async def _due_poll_jobs(store: JobStore, count: int) -> list[str]:
+async def _due_poll_jobs(records: JobRecords, count: int) -> list[str]:
     ids = [f"job{n:04d}" for n in range(count)]
     for job_id in ids:
-        await store.create(Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL)
+        await records.create(Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL)
     return ids
 
 
@@ -103,10 +105,17 @@ def test_every_due_job_is_polled_without_waiting_for_the_next_tick(redis_url: st
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = CountingStore(redis)
-        ids = await _due_poll_jobs(store, JOBS)
-        pipeline = StubPipeline(store)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        store = Store.on(redis)
+        lanes = CountingLanes(redis, store.watch)
+        ids = await _due_poll_jobs(store.records, JOBS)
+        pipeline = StubPipeline(lanes)
+        worker = Worker(
+            lanes=lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             # Generous: this takes milliseconds; before refills it would have taken 7 hour-long ticks.
@@ -115,7 +124,7 @@ def test_every_due_job_is_polled_without_waiting_for_the_next_tick(redis_url: st
             await _wait_for(lambda: worker.busy == 0, timeout=10)
             assert sorted(pipeline.polled) == ids  # each once
             assert pipeline.most_in_flight <= POLL_SLOTS  # refills never overfill the lane
-            poll_claims = [c for c in store.claims if c[0] is Lane.POLL]
+            poll_claims = [c for c in lanes.claims if c[0] is Lane.POLL]
             # Batched: a refill waits for a quarter of the slots (2 of 8), so at most one claim per
             # two jobs, plus the last, short one; one claim per job would be 60.
             assert len(poll_claims) <= JOBS // 2 + 1
@@ -132,10 +141,17 @@ def test_a_job_handed_to_the_next_lane_does_not_wait_for_a_tick(redis_url: str) 
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = CountingStore(redis)
-        ids = await _due_poll_jobs(store, JOBS)
-        pipeline = StubPipeline(store, finish_polls=True)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        store = Store.on(redis)
+        lanes = CountingLanes(redis, store.watch)
+        ids = await _due_poll_jobs(store.records, JOBS)
+        pipeline = StubPipeline(lanes, finish_polls=True)
+        worker = Worker(
+            lanes=lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             done = await _wait_for(lambda: len(pipeline.sent) >= JOBS, timeout=30)
@@ -154,12 +170,19 @@ def test_a_job_coming_due_between_ticks_is_polled_when_due(redis_url: str) -> No
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = CountingStore(redis)
-        await store.create(Job(id="later", status=Status.PROCESSING, task_id="t-later"), Lane.POLL)
-        token = (await store.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
-        await store.reschedule(Lane.POLL, "later", token, 500)  # as if polled a moment ago
-        pipeline = StubPipeline(store)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        store = Store.on(redis)
+        lanes = CountingLanes(redis, store.watch)
+        await store.records.create(Job(id="later", status=Status.PROCESSING, task_id="t-later"), Lane.POLL)
+        token = (await lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
+        await lanes.reschedule(Lane.POLL, "later", token, 500)  # as if polled a moment ago
+        pipeline = StubPipeline(lanes)
+        worker = Worker(
+            lanes=lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             assert await _wait_for(lambda: pipeline.polled == ["later"], timeout=30)
@@ -176,21 +199,28 @@ def test_nothing_due_means_no_claims_between_ticks(redis_url: str) -> None:
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = CountingStore(redis)
-        await _due_poll_jobs(store, 3)  # fewer than the slots: the first claim comes back short
-        pipeline = StubPipeline(store)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        store = Store.on(redis)
+        lanes = CountingLanes(redis, store.watch)
+        await _due_poll_jobs(store.records, 3)  # fewer than the slots: the first claim comes back short
+        pipeline = StubPipeline(lanes)
+        worker = Worker(
+            lanes=lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             assert await _wait_for(lambda: len(pipeline.polled) == 3, timeout=30)
             await _wait_for(lambda: worker.busy == 0, timeout=10)
             await asyncio.sleep(1.0)
-            settled = len(store.claims)
+            settled = len(lanes.claims)
             # The start kick, and one claim of each lane after the steps ended; the next job is due in
             # an hour, so no claim is set before the next tick.
             assert settled <= 2 * len(Lane)
             await asyncio.sleep(1.0)
-            assert len(store.claims) == settled  # and then nothing until the next tick
+            assert len(lanes.claims) == settled  # and then nothing until the next tick
         finally:
             await worker.stop()
             await redis.aclose()
@@ -204,22 +234,29 @@ def test_stopping_claims_nothing_new_and_redis_down_still_backs_off(redis_url: s
 
     async def body() -> None:
         redis = Redis.from_url(redis_url)
-        store = CountingStore(redis)
-        await _due_poll_jobs(store, JOBS)
-        pipeline = StubPipeline(store, step_seconds=0.2)
-        worker = Worker(store, cast(Pipeline, pipeline), lease_ms=60_000, tick_seconds=LONG_TICK_S)
+        store = Store.on(redis)
+        lanes = CountingLanes(redis, store.watch)
+        await _due_poll_jobs(store.records, JOBS)
+        pipeline = StubPipeline(lanes, step_seconds=0.2)
+        worker = Worker(
+            lanes=lanes,
+            watch=store.watch,
+            pipeline=cast(Pipeline, pipeline),
+            lease_ms=60_000,
+            tick_seconds=LONG_TICK_S,
+        )
         await worker.start()
         try:
             assert await _wait_for(lambda: pipeline.most_in_flight == POLL_SLOTS, timeout=30)
-            store.fail_claims = True
+            lanes.fail_claims = True
             await worker.tick()  # a failing claim: Redis is marked down and claims back off
-            assert not worker.redis_ok and store.failed_claims == 1
+            assert not worker.redis_ok and lanes.failed_claims == 1
             await _wait_for(lambda: worker.busy == 0, timeout=30)
             await asyncio.sleep(1.0)
             # Eight steps ended meanwhile, each of which would refill or quick-tick; the backoff (0.5 s,
             # then 1 s, 2 s...) lets one or two more attempts through in this second and a bit.
-            assert store.failed_claims <= 3
-            store.fail_claims = False
+            assert lanes.failed_claims <= 3
+            lanes.fail_claims = False
         finally:
             await worker.stop()
         polled = len(pipeline.polled)
@@ -238,7 +275,14 @@ def test_the_redis_client_may_open_a_connection_for_every_step_in_flight(redis_u
     async def body() -> None:
         redis = Redis.from_url(redis_url)
         try:
-            Worker(JobStore(redis), cast(Pipeline, None), lease_ms=60_000, tick_seconds=1)
+            store = Store.on(redis)
+            Worker(
+                lanes=store.lanes,
+                watch=store.watch,
+                pipeline=cast(Pipeline, None),
+                lease_ms=60_000,
+                tick_seconds=1,
+            )
             # REDIS_CONNECTIONS is sized from the real CAPACITY (this module shrinks the poll lane).
             assert worker_module.REDIS_CONNECTIONS > 200
             assert redis.connection_pool.max_connections >= worker_module.REDIS_CONNECTIONS

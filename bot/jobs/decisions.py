@@ -11,8 +11,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.jobs.lanes import Lane
 from bot.jobs.model import Status
-from bot.jobs.store import Lane
 
 
 def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:

@@ -28,10 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from bot.jobs.caches import ResultCache, SharedValues
 from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
 from bot.jobs.files import SlackFile
+from bot.jobs.lanes import NOW, Lane, Lanes
+from bot.jobs.marks import Marks
 from bot.jobs.model import Job, PostState, Source, Status
-from bot.jobs.store import NOW, JobStore, Lane
 from bot.money.budgets import Admission, Ledger
 from bot.money.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
@@ -121,15 +123,21 @@ class Cached:
 class Gate:
     def __init__(
         self,
-        store: JobStore,
+        *,
+        lanes: Lanes,
+        results: ResultCache,
+        values: SharedValues,
+        marks: Marks,
         ledger: Ledger,
         slack: SlackOut,
         rules: MoneyRules,
-        preflight: Preflight | None = None,  # None: PREFLIGHT=off
-        *,
-        slack_files: Preflight | None = None,  # measures shared files with the bot token (HostToken)
+        preflight: Preflight | None,  # None: PREFLIGHT=off
+        slack_files: Preflight,  # measures shared files with the bot token (HostToken)
     ) -> None:
-        self.store = store
+        self.lanes = lanes
+        self.results = results
+        self.values = values
+        self.marks = marks
         self.ledger = ledger
         self.slack = slack
         self.rules = rules
@@ -151,7 +159,7 @@ class Gate:
             verdict = await self._appraise(job, token, provider)
             if verdict is not None:
                 return verdict
-        await self.store.update(Lane.SUBMIT, job.id, token, {"checked": 1, **_findings(job)})
+        await self.lanes.update(Lane.SUBMIT, job.id, token, {"checked": 1, **_findings(job)})
         job.checked = 1
         return None
 
@@ -209,7 +217,7 @@ class Gate:
             log.info("job %s: let through unquoted by an older version; %s reserved", job.id, quoted.amount)
             job.quote, job.quote_unit = f"{quoted.amount:f}", quoted.unit
             fields = {"quote": job.quote, "quote_unit": job.quote_unit}
-            await self.store.update(Lane.SUBMIT, job.id, token, fields)
+            await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
         return None
 
     def _quote_of(self, job: Job, provider: Provider) -> Quote:
@@ -253,7 +261,7 @@ class Gate:
         download as a link is (ranged reads, with the bot token). Unmeasurable: the length stays unknown
         (the transfer reports a download that fails)."""
         facts = _slack_facts(file)
-        if file is None or facts is None or facts.duration_s is not None or self.slack_files is None:
+        if file is None or facts is None or facts.duration_s is not None:
             return facts
         if file.external or not file.url:
             return facts
@@ -280,7 +288,7 @@ class Gate:
         """The earlier result for the job's `cache_key`, if there is one and its video is still there."""
         if not job.cache_key:
             return None
-        raw = await self.store.cached_result(job.cache_key)
+        raw = await self.results.cached_result(job.cache_key)
         if raw is None:
             return None
         try:
@@ -322,7 +330,7 @@ class Gate:
             "task_id": job.task_id,
             "made_ms": now_ms,
         }
-        await self.store.save_result(job.cache_key, json.dumps(payload), self.rules.cache_ttl_s)
+        await self.results.save_result(job.cache_key, json.dumps(payload), self.rules.cache_ttl_s)
 
     # -- 4. the provider's balance
 
@@ -343,14 +351,14 @@ class Gate:
         """The provider's balance, read at most every BALANCE_FRESH_MS by any process; warns the admins'
         channel once when it is below BALANCE_WARN_BELOW (and again after it has been topped up)."""
         key = f"balance:{provider.name}:{provider.key_id}"
-        shared = await self.store.shared_value(key)
+        shared = await self.values.shared_value(key)
         if shared is not None:
             try:
                 return Cost(Decimal(shared), provider.unit) if shared != "-" else None
             except InvalidOperation:
                 pass
         left = await provider.remaining()
-        await self.store.share_value(key, f"{left.amount:f}" if left else "-", BALANCE_FRESH_MS)
+        await self.values.share_value(key, f"{left.amount:f}" if left else "-", BALANCE_FRESH_MS)
         if left is not None:
             await self._warn_when_low(provider, left)
         return left
@@ -361,8 +369,8 @@ class Gate:
             return
         mark = f"balance-low:{provider.name}:{provider.key_id}"
         if left.amount >= threshold:
-            await self.store.unmark(mark)
-        elif await self.store.mark_once(mark, ttl_s=400 * 24 * 3600):
+            await self.marks.unmark(mark)
+        elif await self.marks.mark_once(mark, ttl_s=400 * 24 * 3600):
             log.warning("%s balance is low: %s %s", provider.label, left.amount, left.unit)
             message = messages.balance_low(provider.label, left, threshold)
             await self.slack.notify(self.rules.admin_channel, None, message)
@@ -375,7 +383,7 @@ class Gate:
         # Marked before the question goes out, so a click always finds the job asking; `confirm_ms` is
         # set once it has gone out (a crash in between asks again: at worst a second, equal question).
         fields = {"confirm_state": "asked", "confirm_ms": 0, **_findings(job)}
-        await self.store.update(Lane.SUBMIT, job.id, token, fields)
+        await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
         return await self._prompt(job, token, provider, quote, threshold)
 
     async def _prompt(
@@ -390,7 +398,7 @@ class Gate:
             told = await self.slack.tell(job.channel, job.user, job.parent_ts, prompt)
         if not told:
             log.warning("job %s: could not ask %s to confirm the quote", job.id, job.user)
-        await self.store.update(Lane.SUBMIT, job.id, token, {"confirm_ms": NOW})
+        await self.lanes.update(Lane.SUBMIT, job.id, token, {"confirm_ms": NOW})
         log.info(
             "job %s: quote %s %s is above %s; asked to confirm", job.id, quote.amount, quote.unit, threshold
         )

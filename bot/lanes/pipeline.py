@@ -24,10 +24,16 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
+from bot.jobs.caches import AssetCache, SharedValues
 from bot.jobs.decisions import Decision, Done, Fields, Move, Stay, backoff_ms, cancelled, finish
 from bot.jobs.files import SlackFile
+from bot.jobs.indexes import Indexes
+from bot.jobs.lanes import NOW, Cancelled, Lane, Lanes, QueueWatch
+from bot.jobs.marks import Marks
 from bot.jobs.model import Job, PostState, Source, Status, short_id
-from bot.jobs.store import NOW, Cancelled, JobStore, Lane
+from bot.jobs.records import JobRecords
 from bot.lanes.gate import REFUSALS, Cached, Gate
 from bot.lanes.ratelimit import RateLimiter, Seats
 from bot.observe import metrics
@@ -155,18 +161,33 @@ class Provisions:
 class Pipeline:
     def __init__(
         self,
-        store: JobStore,
+        *,
+        redis: Redis,
+        lanes: Lanes,
+        watch: QueueWatch,
+        records: JobRecords,
+        indexes: Indexes,
+        assets: AssetCache,
+        values: SharedValues,
+        marks: Marks,
         providers: Mapping[str, Provisions],
         slack: SlackOut,
         timing: Timing,
         transfer: Transfer,
+        gate: Gate,
         media: MediaLinks | None = None,
         webhook_base: str = "",
         uploader: ResultUploader | None = None,
         updates_per_minute: int = UPDATES_PER_MINUTE,
-        gate: Gate | None = None,
     ) -> None:
-        self.store = store
+        self.redis = redis  # the workspaces' chat.update budgets
+        self.lanes = lanes
+        self.watch = watch
+        self.records = records
+        self.indexes = indexes
+        self.assets = assets
+        self.values = values
+        self.marks = marks
         self.providers = providers
         self.slack = slack
         self.timing = timing
@@ -187,7 +208,7 @@ class Pipeline:
         if lane is Lane.SEND and isinstance(decision, Done):
             metrics.job_ended(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT):
-                await self.store.note_failure(job.id)
+                await self.indexes.note_failure(job.id)
             if self.on_job_ended is not None:
                 self.on_job_ended(job)
 
@@ -200,20 +221,19 @@ class Pipeline:
         `cancel_by` is set, so a cancel lands either before it (ended here) or after it (the job then
         waits unheld, and the cancel script ends it)."""
         if isinstance(decision, Done):
-            if self.gate is not None:
-                # Before the job is marked done: a crash in between settles again, which changes nothing.
-                await self.gate.settle(_ended(job, decision))
-            await self.store.finish(lane, job.id, token, decision.fields)
+            # Before the job is marked done: a crash in between settles again, which changes nothing.
+            await self.gate.settle(_ended(job, decision))
+            await self.lanes.finish(lane, job.id, token, decision.fields)
             return
         target = decision.lane if isinstance(decision, Move) else lane
         unless = "cancel_by" if target in WAITING_LANES else ""
         try:
             if isinstance(decision, Stay):
-                await self.store.reschedule(
+                await self.lanes.reschedule(
                     lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
                 )
             else:
-                await self.store.move(
+                await self.lanes.move(
                     lane, decision.lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
                 )
         except Cancelled:
@@ -240,7 +260,7 @@ class Pipeline:
             return finish(Status.TIMED_OUT, error_code="timeout", **await self._last_look(job, provider))
         # Before the job's message: a refused link or budget is told privately and leaves no trace in the
         # channel; an earlier result still answers in a thread of its own.
-        verdict = await self.gate.check(job, token, now_ms, provider) if self.gate else None
+        verdict = await self.gate.check(job, token, now_ms, provider)
         if verdict is not None and not isinstance(verdict, Cached):
             return verdict
         if job.source is Source.FILES:
@@ -284,7 +304,7 @@ class Pipeline:
             try:
                 # Refused if someone cancelled meanwhile: a cancel either lands before this mark (nothing is
                 # ever sent) or after it (the reply says the provider may have it).
-                await self.store.update(Lane.SUBMIT, job.id, token, attempt, unless="cancel_by")
+                await self.lanes.update(Lane.SUBMIT, job.id, token, attempt, unless="cancel_by")
             except Cancelled:
                 return finish(Status.CANCELLED)
             try:
@@ -295,7 +315,7 @@ class Pipeline:
                 return self._submit_failed(job, exc, create_in_doubt=exc.ambiguous)
         log.info("job %s: %s task %s created", job.id, provider.label, task.id)
         if provider.accepts_webhook:
-            await self.store.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
+            await self.indexes.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
         job.status, job.task_id, job.queue_note = Status.PROCESSING, task.id, ""
         # Skipped when the workspace's update budget is spent (a burst): the final update corrects it.
         if job.source is Source.COMMAND and await self._update_budget(job.team_id).try_acquire(
@@ -336,11 +356,11 @@ class Pipeline:
             return None
         # created_ms is always stored: without it, the lead is gone (fields at their default are not stored).
         names = ("created_ms", "parent_state", "parent_ts", "status", "error_code")
-        lead = await self.store.get_fields(job.group, names)
+        lead = await self.records.get_fields(job.group, names)
         if lead.get("parent_state") == PostState.POSTED and lead.get("parent_ts"):
             job.parent_state, job.parent_ts = PostState.POSTED, lead["parent_ts"]
             fields = {"parent_state": PostState.POSTED, "parent_ts": job.parent_ts}
-            await self.store.update(Lane.SUBMIT, job.id, token, fields)
+            await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
             return None
         if lead.get("error_code") in REFUSALS:
             # The lead was refused before paying (a link, a budget): the compare stops, and says so.
@@ -354,14 +374,14 @@ class Pipeline:
 
     async def _cached_files(self, job: Job, token: str) -> Cached | None:
         """Shared files are known to the result cache by their bytes, hashed while they were hosted."""
-        if self.gate is None or job.checked != 1 or job.no_cache or job.cache_key == "-":
+        if job.checked != 1 or job.no_cache or job.cache_key == "-":
             return None
         if not job.cache_key:
             files = [f for f in (job.video, job.audio) if f]
-            digests = [d for f in files if (d := await self.store.shared_value(_digest_key(job, f)))]
+            digests = [d for f in files if (d := await self.values.shared_value(_digest_key(job, f)))]
             key = self.gate.files_cache_key(job, digests[0], digests[1]) if len(digests) == 2 else ""
             job.cache_key = key or "-"  # "-": cannot be known; never looked up again
-            await self.store.update(Lane.SUBMIT, job.id, token, {"cache_key": job.cache_key})
+            await self.lanes.update(Lane.SUBMIT, job.id, token, {"cache_key": job.cache_key})
         return await self.gate.cached(job) if job.cache_key != "-" else None
 
     async def _host_files(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
@@ -380,14 +400,14 @@ class Pipeline:
                 url = await self.media.link(file, self.timing.job_timeout_ms)
             else:
                 cache_key = f"{provider.name}:{provider.key_id}:{job.team_id}:{file.id}"
-                found = await self.store.asset_url(cache_key)
+                found = await self.assets.asset_url(cache_key)
                 if found is None:
                     uploaded = await self._upload(job, token, file, cache_key, now_ms, provisions)
                     if not isinstance(uploaded, str):
                         return uploaded
                     found = uploaded
                 url = found
-            await self.store.update(Lane.SUBMIT, job.id, token, {url_field: url})
+            await self.lanes.update(Lane.SUBMIT, job.id, token, {url_field: url})
             setattr(job, url_field, url)
         return None
 
@@ -396,7 +416,7 @@ class Pipeline:
     ) -> str | Decision:
         """Stream one Slack file to the provider; its reference, or what to do with the job instead."""
         lock = f"asset:{cache_key}"
-        if not await self.store.lock(lock, token, self.timing.lease_ms):
+        if not await self.assets.lock(lock, token, self.timing.lease_ms):
             # A sibling job is uploading the same file (one video, several audio tracks): wait for it.
             return Stay(1000)
         provider = provisions.provider
@@ -408,10 +428,10 @@ class Pipeline:
             log.info(
                 "job %s: hosting Slack file %s (%d bytes) at %s", job.id, file.id, file.size, provider.label
             )
-            async with self.store.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):
+            async with self.lanes.keep_claim(Lane.SUBMIT, job.id, token, self.timing.lease_ms, lock):
                 reference, digest = await self.transfer.rehost(file, provider)
-            await self.store.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
-            await self.store.save_asset(cache_key, reference)
+            await self.values.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
+            await self.assets.save_asset(cache_key, reference)
             return reference
         except TransferError as exc:
             return self._upload_failed(job, file, exc.code, exc.detail, not exc.permanent)
@@ -422,20 +442,20 @@ class Pipeline:
                 job, file, exc.code or "upload", exc.message, exc.kind is ErrorKind.TRANSIENT
             )
         finally:
-            await self.store.unlock(lock, token)
+            await self.assets.unlock(lock, token)
 
     async def _digest(self, job: Job, file: SlackFile) -> Decision | None:
         """For providers the bot serves files to (no upload to hash along): read the file once to hash it,
         when the result cache may use it."""
-        if self.gate is None or not self.gate.rules.cache_ttl_s or job.no_cache:
+        if not self.gate.rules.cache_ttl_s or job.no_cache:
             return None
-        if await self.store.shared_value(_digest_key(job, file)) is not None:
+        if await self.values.shared_value(_digest_key(job, file)) is not None:
             return None
         try:
             digest = await self.transfer.digest(file)
         except TransferError as exc:
             return self._upload_failed(job, file, exc.code, exc.detail, not exc.permanent)
-        await self.store.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
+        await self.values.share_value(_digest_key(job, file), digest, DIGEST_KEPT_MS)
         return None
 
     def _upload_failed(self, job: Job, file: SlackFile, code: str, detail: str, transient: bool) -> Decision:
@@ -470,7 +490,7 @@ class Pipeline:
             if now_ms < slot_ms:
                 return Turn(slot_ms - now_ms)
             setattr(job, slot_field, 0)
-            await self.store.update(lane, job.id, token, {slot_field: 0})  # used up
+            await self.lanes.update(lane, job.id, token, {slot_field: 0})  # used up
             if now_ms - slot_ms <= SLOT_STALE_MS:
                 return Turn(0)
         wait_ms, ahead = await limiter.reserve(job.id)
@@ -482,14 +502,14 @@ class Pipeline:
         moved = await limiter.give_back(job.id)
         if moved:
             log.info("job %s: its reserved slot passed on; %d job(s) waiting moved up", job.id, len(moved))
-            if self.store.on_queued is not None:  # this process's worker claims the first of them in time
-                self.store.on_queued(Lane.SUBMIT, min(moved.values()))
+            # This process's worker claims the first of them in time.
+            self.watch.queued(Lane.SUBMIT, min(moved.values()))
 
     def _update_budget(self, team_id: str) -> RateLimiter:
         """The workspace's chat.update budget, shared by every process (see QUEUE_NOTE_SPACING_MS)."""
         budget = self._update_budgets.get(team_id)
         if budget is None:
-            budget = RateLimiter(self.store.redis, f"slack:chat.update:{team_id}", self.updates_per_minute)
+            budget = RateLimiter(self.redis, f"slack:chat.update:{team_id}", self.updates_per_minute)
             self._update_budgets[team_id] = budget
         return budget
 
@@ -622,8 +642,7 @@ class Pipeline:
     # ------------------------------------------------------------------- send
 
     async def send(self, job: Job, token: str, now_ms: int) -> Decision:
-        if self.gate is not None:
-            await self.gate.remember(job, now_ms)
+        await self.gate.remember(job, now_ms)
         provisions = self.providers.get(job.provider)
         if provisions is not None and provisions.seats is not None:
             await provisions.seats.release(job.id)  # the task is over (or was never made)
@@ -671,7 +690,7 @@ class Pipeline:
 
     async def _react_when_group_done(self, job: Job) -> None:
         """Swap the "working" reaction for the outcome once every job of the message has answered."""
-        entries, _ = await self.store.group_done(job.group, job.id, job.status, job.group_size)
+        entries, _ = await self.marks.group_done(job.group, job.id, job.status, job.group_size)
         statuses = list(entries.values())
         if len(statuses) < job.group_size:
             return
@@ -695,7 +714,7 @@ class Pipeline:
             result_url=job.result_url,
             order=job.id,
         )
-        entries, owner = await self.store.group_done(
+        entries, owner = await self.marks.group_done(
             job.group, job.id, json.dumps(entry.__dict__), job.group_size
         )
         if owner != job.id:
@@ -732,21 +751,21 @@ class Pipeline:
                 if shared is None:
                     return Stay(backoff_ms(job.errors + 1), {"errors": job.errors + 1})
                 if shared:
-                    await self.store.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
+                    await self.lanes.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
                     return None
                 state = "sent"
             if state != "sent":
                 name = result_upload.file_name(job.id, job.result_url)
-                async with self.store.keep_claim(Lane.SEND, job.id, token, self.timing.lease_ms):
+                async with self.lanes.keep_claim(Lane.SEND, job.id, token, self.timing.lease_ms):
                     file_id = await self.uploader.upload(job.result_url, name)
-                await self.store.update(
+                await self.lanes.update(
                     Lane.SEND, job.id, token, {"upload_state": "sent", "upload_file_id": file_id}
                 )
             # Marked first: an unclear answer is reconciled with files.info before completing again.
-            await self.store.update(Lane.SEND, job.id, token, {"upload_state": "completing"})
+            await self.lanes.update(Lane.SEND, job.id, token, {"upload_state": "completing"})
             title = f"Dubbed video ({self._label(job.provider)}, job {short_id(job.id)})"
             await self.uploader.complete(file_id, job.channel, job.parent_ts, title)
-            await self.store.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
+            await self.lanes.update(Lane.SEND, job.id, token, {"upload_state": "posted"})
             log.info("job %s: result uploaded into the thread as %s", job.id, file_id)
             return None
         except UploadFailed as exc:
@@ -757,7 +776,7 @@ class Pipeline:
             log.warning("job %s: result not uploaded: %s", job.id, exc.reason)
             # Marked before the note: the note is at most once, the link in the reply stays either way.
             fields = {"upload_state": "skipped", "upload_note": exc.reason, "errors": 0}
-            await self.store.update(Lane.SEND, job.id, token, fields)
+            await self.lanes.update(Lane.SEND, job.id, token, fields)
             await self.slack.notify(job.channel, job.parent_ts, messages.upload_skipped(exc.reason))
             return None
 
@@ -815,7 +834,7 @@ class Pipeline:
             fields[f"{kind}_attempt_ms"] = NOW
         if ts:
             fields[f"{kind}_ts"] = ts
-        now = await self.store.update(lane, job.id, token, fields)
+        now = await self.lanes.update(lane, job.id, token, fields)
         setattr(job, f"{kind}_state", state)
         if state is PostState.ATTEMPTED:
             setattr(job, f"{kind}_attempt_ms", now)

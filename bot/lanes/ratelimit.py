@@ -16,7 +16,7 @@ import secrets
 from redis.asyncio import Redis
 
 from bot.jobs.keys import JOB, lease_key, queue_key, ratelimit_key, seats_key
-from bot.jobs.store import Lane
+from bot.jobs.lanes import Lane
 
 # KEYS: log zset. ARGV: limit, window_ms, member, now_only. Takes the earliest slot that keeps every window
 # within the limit, now or later (a reservation), and returns {ms until it (0: now), reservations ahead of

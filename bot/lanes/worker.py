@@ -11,7 +11,7 @@ Between ticks a lane is claimed only when work is known to be waiting in it, alw
     waiting for the next tick, which would cap a lane at CAPACITY steps per tick.
   * when due: the worker knows when each lane is next due: every claim returns the lane's earliest
     score, and every step that queues a job (a reschedule, or a finished render handed to "send") tells
-    the worker the lane and the delay (`JobStore.on_queued`). One timer claims the lanes that are due,
+    the worker the lane and the delay (`bot.jobs.lanes.QueueWatch`). One timer claims the lanes that are due,
     at the earliest such time, so a reply queued at 12:00:05.3 is sent then, not at the next whole tick.
     A lane is claimed at most every FAST_TICK_SECONDS, so jobs coming due one after another are claimed
     together. Polls are claimed up to `Timing.poll_early_ms` early (0.5 s by default) and the poll lane
@@ -32,11 +32,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.jobs.decisions import Decision, Done, Stay, backoff_ms, finish
+from bot.jobs.lanes import Lane, Lanes, LeaseLost, QueueWatch
 from bot.jobs.model import Job, PostState, Status
-from bot.jobs.store import JobStore, Lane, LeaseLost
 from bot.lanes.pipeline import POLL_FIELDS, Pipeline
 from bot.observe.logs import job_context
 
@@ -67,9 +68,16 @@ REDIS_CONNECTIONS = sum(CAPACITY.values()) + CAPACITY[Lane.SUBMIT] + 64
 
 class Worker:
     def __init__(
-        self, store: JobStore, pipeline: Pipeline, lease_ms: int, tick_seconds: float, poll_early_ms: int = 0
+        self,
+        *,
+        lanes: Lanes,
+        watch: QueueWatch,
+        pipeline: Pipeline,
+        lease_ms: int,
+        tick_seconds: float,
+        poll_early_ms: int = 0,
     ) -> None:
-        self.store = store
+        self.lanes = lanes
         self.pipeline = pipeline
         self.lease_ms = lease_ms
         self.tick_seconds = tick_seconds
@@ -96,8 +104,8 @@ class Worker:
         self.recover_shares: Callable[[int], Awaitable[int]] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._recovered_at = 0.0
-        store.on_queued = self._queued
-        _ensure_redis_connections(store, REDIS_CONNECTIONS)
+        watch.listen(self._queued)
+        _ensure_redis_connections(lanes.redis, REDIS_CONNECTIONS)
 
     async def start(self) -> None:
         self._scheduler = AsyncIOScheduler()
@@ -144,7 +152,7 @@ class Worker:
         await asyncio.wait(pending, timeout=grace_seconds)
         for lane, job_id, token in claims:
             with contextlib.suppress(RedisError):
-                if await self.store.release(lane, job_id, token):
+                if await self.lanes.release(lane, job_id, token):
                     log.info("job %s: handed back from %s at stop", job_id, lane)
 
     def kick(self) -> None:
@@ -204,7 +212,7 @@ class Worker:
             self._claimed_at[lane] = loop.time()
             limits[lane] = CAPACITY[lane] - len(self._in_flight[lane])  # 0: only learn when it is due
         try:
-            claimed = await self.store.claim_lanes(limits, self.lease_ms, CLAIM_FIELDS, self._early_ms)
+            claimed = await self.lanes.claim_lanes(limits, self.lease_ms, CLAIM_FIELDS, self._early_ms)
         except RedisError as exc:
             if self.redis_ok:
                 log.error("Redis is unreachable (%s); will keep retrying", exc)
@@ -249,7 +257,7 @@ class Worker:
             self._spawn_claim((lane,))
 
     def _queued(self, lane: Lane, delay_ms: int) -> None:
-        """A step of this process queued a job in `lane`, due in `delay_ms` (JobStore.on_queued)."""
+        """A step of this process queued a job in `lane`, due in `delay_ms` (heard through QueueWatch)."""
         self._due(lane, asyncio.get_running_loop().time() + delay_ms / 1000)
 
     def _due(self, lane: Lane, at: float) -> None:
@@ -324,9 +332,9 @@ class Worker:
             log.warning("job %s: could not record the error: %s", job.id, exc)
 
 
-def _ensure_redis_connections(store: JobStore, needed: int) -> None:
+def _ensure_redis_connections(redis: Redis, needed: int) -> None:
     """Let the Redis client open a connection for every step that may be waiting on it at once."""
-    pool = store.redis.connection_pool
+    pool = redis.connection_pool
     current = getattr(pool, "max_connections", None)
     if isinstance(current, int) and current < needed:
         pool.max_connections = needed

@@ -22,8 +22,8 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 
+from bot.jobs.lanes import Lanes
 from bot.jobs.model import Job, Status
-from bot.jobs.store import JobStore
 from bot.settings import StartupError
 
 METRICS_PATH = "/metrics"
@@ -73,10 +73,10 @@ def job_ended(job: Job) -> None:
             COST.labels(job.provider, job.cost_unit).inc(float(job.cost))
 
 
-def handler(store: JobStore) -> Callable[[web.Request], Awaitable[web.Response]]:
+def handler(*, lanes: Lanes) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def serve(request: web.Request) -> web.Response:
         try:
-            for lane, depth in (await store.counts()).items():
+            for lane, depth in (await lanes.counts()).items():
                 QUEUE.labels(lane).set(depth)
         except RedisError:
             pass  # the counters still answer; the gauge keeps its last reading
@@ -85,11 +85,11 @@ def handler(store: JobStore) -> Callable[[web.Request], Awaitable[web.Response]]
     return serve
 
 
-async def listen(store: JobStore, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def listen(host: str, port: int, *, lanes: Lanes) -> tuple[web.AppRunner, int]:
     """Serve GET /metrics, and nothing else, on `host`:`port` (0: a free port); the runner (to clean up)
     and the port it got. Raises StartupError naming the settings when it cannot listen there."""
     app = web.Application()
-    app.router.add_get(METRICS_PATH, handler(store))
+    app.router.add_get(METRICS_PATH, handler(lanes=lanes))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import providers, redis_client
-from bot.jobs.store import JobStore
+from bot.jobs.store import Store
 from bot.lanes.gate import Gate, MoneyRules
 from bot.lanes.pipeline import Pipeline, Provisions, Timing
 from bot.lanes.ratelimit import RateLimiter, Seats
@@ -181,7 +181,7 @@ class Bot:
             log.info("using embedded Redis under %s", s.data_dir.resolve())
             self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
         self.redis = redis_client.connect(url)
-        store = JobStore(self.redis)
+        store = Store.on(self.redis)
         slack_client = self.slack_client = make_client(
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
@@ -214,46 +214,82 @@ class Bot:
         ledger = Ledger(self.redis)
         gate = self._gate(store, ledger, slack_out, max_file_bytes)
         pipeline = Pipeline(
-            store,
-            provisions,
-            slack_out,
-            timing,
-            self.transfer,
-            media,
-            webhook_base,
-            self.uploader,
-            s.slack_updates_per_minute,
-            gate,
+            redis=self.redis,
+            lanes=store.lanes,
+            watch=store.watch,
+            records=store.records,
+            indexes=store.indexes,
+            assets=store.assets,
+            values=store.values,
+            marks=store.marks,
+            providers=provisions,
+            slack=slack_out,
+            timing=timing,
+            transfer=self.transfer,
+            gate=gate,
+            media=media,
+            webhook_base=webhook_base,
+            uploader=self.uploader,
+            updates_per_minute=s.slack_updates_per_minute,
         )
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(
-            store, pipeline, lease_ms=timing.lease_ms, tick_seconds=tick, poll_early_ms=timing.poll_early_ms
+            lanes=store.lanes,
+            watch=store.watch,
+            pipeline=pipeline,
+            lease_ms=timing.lease_ms,
+            tick_seconds=tick,
+            poll_early_ms=timing.poll_early_ms,
         )
         intake = Intake(
-            store,
-            self.providers,
-            s.chosen_default_provider,
-            s.job_timeout_seconds,
-            self.worker.kick,
-            max_file_bytes,
+            records=store.records,
+            indexes=store.indexes,
+            providers=self.providers,
+            default_provider=s.chosen_default_provider,
+            job_timeout_seconds=s.job_timeout_seconds,
+            on_new_job=self.worker.kick,
+            max_file_bytes=max_file_bytes,
         )
         self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
-        control = self.control = JobControl(store, slack_out, intake, ledger)
-        home = self.home = Home(store, slack_out, control, self.providers, self.redis)
+        control = self.control = JobControl(
+            records=store.records, indexes=store.indexes, slack=slack_out, intake=intake, ledger=ledger
+        )
+        home = self.home = Home(
+            lanes=store.lanes,
+            indexes=store.indexes,
+            slack=slack_out,
+            control=control,
+            providers=self.providers,
+            redis=self.redis,
+        )
         pipeline.on_job_ended = home.job_ended
-        shares = Shares(store, intake, slack_out, timing.lease_ms, s.max_jobs_per_message)
+        shares = Shares(
+            inbox=store.inbox,
+            marks=store.marks,
+            intake=intake,
+            slack=slack_out,
+            grace_ms=timing.lease_ms,
+            max_jobs_per_message=s.max_jobs_per_message,
+        )
         self.worker.recover_shares = shares.recover
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()
         if s.metrics_port is not None:  # never on PORT: it faces Slack and the internet
-            listening = await metrics.listen(store, s.metrics_host, s.metrics_port)
+            listening = await metrics.listen(s.metrics_host, s.metrics_port, lanes=store.lanes)
             self.metrics_runner, self.metrics_port = listening
             log.info("metrics on http://%s:%s%s", s.metrics_host, self.metrics_port, metrics.METRICS_PATH)
         routes: list[web.RouteDef] = []
         if media is not None:
             routes.append(web.get(MEDIA_PATH, media.serve))  # GET answers HEAD too
-            routes.append(web.post(WEBHOOK_PATH, webhook_handler(self.providers, store)))
+            routes.append(
+                web.post(
+                    WEBHOOK_PATH,
+                    webhook_handler(
+                        self.providers, marks=store.marks, indexes=store.indexes, records=store.records
+                    ),
+                )
+            )
         if s.slack_app_token is not None:
             await self._listen(build_web_app(self.health, routes=routes))
             log.info("health checks on http://0.0.0.0:%s%s", self.port, HEALTH_PATH)
@@ -267,7 +303,7 @@ class Bot:
             log.info("webhooks and media links at %s (served on port %s)", s.public_url, self.port)
         log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
 
-    def _gate(self, store: JobStore, ledger: Ledger, slack_out: SlackOut, max_input_bytes: int) -> Gate:
+    def _gate(self, store: Store, ledger: Ledger, slack_out: SlackOut, max_input_bytes: int) -> Gate:
         s = self.settings
         if s.preflight == "on":
             networks = split_list(s.preflight_allowed_networks)
@@ -276,7 +312,7 @@ class Bot:
         # Shared files Slack gives no length for are measured from Slack's download, also with PREFLIGHT
         # off: the bot token goes only to Slack's file hosts.
         slack_api_url = s.slack_api_url
-        self.slack_file_meter = Preflight(
+        slack_files = self.slack_file_meter = Preflight(
             timeout_s=min(10.0, s.http_timeout_seconds),
             host_token=HostToken(
                 token=s.slack_bot_token, admits=lambda url: is_slack_host(url, slack_api_url)
@@ -291,7 +327,17 @@ class Bot:
             quote_ttl_ms=int(s.quote_expires_minutes * 60_000),
             unknown_length_s=Decimal(str(s.unknown_length_seconds)),
         )
-        return Gate(store, ledger, slack_out, rules, self.preflight, slack_files=self.slack_file_meter)
+        return Gate(
+            lanes=store.lanes,
+            results=store.results,
+            values=store.values,
+            marks=store.marks,
+            ledger=ledger,
+            slack=slack_out,
+            rules=rules,
+            preflight=self.preflight,
+            slack_files=slack_files,
+        )
 
     def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
         """A provider with its limits, shared by every process using the same key."""

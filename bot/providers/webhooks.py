@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from bot.jobs.store import JobStore
+from bot.jobs.indexes import Indexes
+from bot.jobs.marks import Marks
+from bot.jobs.records import JobRecords
 from bot.observe.metrics import WEBHOOKS
 from bot.providers.base import Provider
 
@@ -41,7 +43,7 @@ OUTCOMES = {
 
 
 def webhook_handler(
-    providers: Mapping[str, Provider], store: JobStore
+    providers: Mapping[str, Provider], *, marks: Marks, indexes: Indexes, records: JobRecords
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         response = await answer(request)
@@ -71,12 +73,12 @@ def webhook_handler(
         # The same delivery twice (a replay, or the provider's retry of one we answered) does nothing more.
         fingerprint = hashlib.sha256(body).hexdigest()
         try:
-            if not await store.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
+            if not await marks.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
                 return web.Response(status=202, text="seen\n")
-            if not await store.mark_once(f"webhook:{provider.name}:task:{task_id}", NUDGE_WINDOW_S):
+            if not await marks.mark_once(f"webhook:{provider.name}:task:{task_id}", NUDGE_WINDOW_S):
                 return web.Response(status=202, text="seen\n")  # nudged moments ago: its poll is due
-            job_id = await store.job_for_task(provider.name, task_id)
-            nudged = bool(job_id) and await store.nudge_poll(str(job_id))
+            job_id = await indexes.job_for_task(provider.name, task_id)
+            nudged = bool(job_id) and await records.nudge_poll(str(job_id))
         except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway
             log.warning(
                 "%s webhook for %s: store unavailable (%s)", provider.label, task_id, type(exc).__name__

@@ -20,8 +20,9 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.jobs.indexes import Indexes
 from bot.jobs.model import Job, Status
-from bot.jobs.store import JobStore
+from bot.jobs.records import JobRecords
 from bot.money.budgets import Ledger
 from bot.parsing.command import BudgetCommand, Options, public_url_problem
 from bot.requests.intake import Intake, OptionRefused
@@ -138,12 +139,13 @@ class Answer:
 
 class JobControl:
     def __init__(
-        self, store: JobStore, slack: SlackOut, intake: Intake, ledger: Ledger | None = None
+        self, *, records: JobRecords, indexes: Indexes, slack: SlackOut, intake: Intake, ledger: Ledger
     ) -> None:
-        self.store = store
+        self.records = records
+        self.indexes = indexes
         self.slack = slack
         self.intake = intake
-        self.ledger = ledger or Ledger(store.redis)
+        self.ledger = ledger
         self._roles: dict[str, tuple[Roles, float]] = {}
         # Workspace → its Enterprise Grid org, as Slack's requests said (a job's end refreshes a Home
         # without a request, and an org admin is known by the org).
@@ -186,13 +188,14 @@ class JobControl:
     async def _job_for(self, typed: str, person: Person) -> Job | None:
         """The job `typed` (full or short id) if `person` may see and steer it; None when there is no such
         job or they may not (told alike)."""
-        job_id = await self.store.find_job_id(typed)
-        job = await self.store.get(job_id) if job_id else None
+        job_id = await self.indexes.find_job_id(typed)
+        job = await self.records.get(job_id) if job_id else None
         return job if job is not None and await self.may_steer(job, person) else None
 
     async def own_jobs(self, person: Person, start: int, count: int) -> tuple[list[Job], int]:
         """The person's own jobs in the workspace they ask from, newest first, and how many in all."""
-        jobs, total = await self.store.recent_jobs(person.team, person.user, start, count)
+        ids, total = await self.indexes.recent_ids(person.team, person.user, start, count)
+        jobs = await self.records.get_many(ids)
         return [job for job in jobs if await self.may_steer(job, person)], total
 
     # -- after the ack
@@ -234,11 +237,11 @@ class JobControl:
         job = await self._job_for(typed, person)
         if job is None:
             return messages.no_such_job(typed)
-        outcome = await self.store.cancel(job.id, person.user)
+        outcome = await self.records.cancel(job.id, person.user)
         log.info("job %s: cancel by %s: %s", job.id, person.user, outcome)
         # Told from the job as it is now: a second Cancel (or one racing the first) finds it cancelled, or
         # still being cancelled, which the job as read before this cancel cannot say.
-        now = await self.store.get(job.id) or job
+        now = await self.records.get(job.id) or job
         return messages.cancel_outcome(now, outcome, asked_before=bool(job.cancel_by))
 
     async def status(self, typed: str, person: Person, domain: str = "") -> Message:
@@ -307,10 +310,10 @@ class JobControl:
         if job is None:
             return messages.no_such_job(job_id)
         if not go:
-            outcome = await self.store.cancel(job.id, person.user)
+            outcome = await self.records.cancel(job.id, person.user)
             log.info("job %s: quote declined by %s: %s", job.id, person.user, outcome)
             return messages.quote_answered(job, "cancelled" if outcome.startswith("cancelled") else outcome)
-        outcome = await self.store.confirm(job.id)
+        outcome = await self.records.confirm(job.id)
         log.info("job %s: quote confirmed by %s: %s", job.id, person.user, outcome)
         return messages.quote_answered(job, outcome)
 

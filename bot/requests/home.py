@@ -19,8 +19,9 @@ from decimal import Decimal, InvalidOperation
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.jobs.indexes import USER_JOBS_KEPT, Indexes
+from bot.jobs.lanes import Lanes
 from bot.jobs.model import Job, Status
-from bot.jobs.store import USER_JOBS_KEPT, JobStore
 from bot.lanes.ratelimit import RateLimiter
 from bot.providers.base import Provider
 from bot.requests.control import JobControl, Person
@@ -55,13 +56,16 @@ def month_costs(jobs: list[Job], now_ms: int) -> dict[str, Decimal]:
 class Home:
     def __init__(
         self,
-        store: JobStore,
+        *,
+        lanes: Lanes,
+        indexes: Indexes,
         slack: SlackOut,
         control: JobControl,
         providers: Mapping[str, Provider],
         redis: Redis,
     ) -> None:
-        self.store = store
+        self.lanes = lanes
+        self.indexes = indexes
         self.slack = slack
         self.control = control
         self.providers = providers
@@ -126,8 +130,8 @@ class Home:
     async def _admin_facts(self) -> messages.AdminFacts:
         balances = await asyncio.gather(*(p.balance() for p in self.providers.values()))
         try:
-            lanes = await self.store.counts()
-            failures = await self.store.failures_today()
+            lanes = await self.lanes.counts()
+            failures = await self.indexes.failures_today()
         except RedisError:
             lanes, failures = {}, -1
         return messages.AdminFacts(

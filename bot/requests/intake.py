@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from bot.jobs.indexes import Indexes
 from bot.jobs.model import Job, PostState, Source, new_job_id
-from bot.jobs.store import JobStore
+from bot.jobs.records import JobRecords
 from bot.parsing.command import LipSyncRequest, Options
 from bot.parsing.file_share import Pair, SharedMessage
 from bot.providers import LABELS
@@ -31,14 +32,17 @@ class OptionRefused(Exception):
 class Intake:
     def __init__(
         self,
-        store: JobStore,
+        *,
+        records: JobRecords,
+        indexes: Indexes,
         providers: Mapping[str, Provider],
         default_provider: str,
         job_timeout_seconds: float,
         on_new_job: Callable[[], None],
         max_file_bytes: int = 500 * 1024 * 1024,
     ) -> None:
-        self.store = store
+        self.records = records
+        self.indexes = indexes
         self.providers = providers
         self.default_provider = default_provider
         self.job_timeout_seconds = job_timeout_seconds
@@ -91,7 +95,7 @@ class Intake:
         # trigger_id is unique per invocation, so a redelivered request (a proxy retry, a Socket Mode
         # envelope handed to two processes) maps to the same key and creates nothing.
         trigger = str(command.get("trigger_id") or "")
-        if not await self.store.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
+        if not await self.records.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
             return []
         self.on_new_job()
         return [job]
@@ -120,7 +124,7 @@ class Intake:
         # Created in one event-loop turn, so the store sends them to Redis in one round trip.
         created = await asyncio.gather(
             *(
-                self.store.create(job, dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "")
+                self.records.create(job, dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "")
                 for job in jobs
             )
         )
@@ -173,11 +177,11 @@ class Intake:
             job.audio_url = audio_url
         else:
             job.video_url, job.audio_url = old.video_url, audio_url or old.audio_url
-        if await self.store.create(job, dedupe=dedupe):
+        if await self.records.create(job, dedupe=dedupe):
             self.on_new_job()
             return job, True
-        earlier = await self.store.dedupe_target(dedupe)
-        existing = await self.store.get(earlier) if earlier else None
+        earlier = await self.indexes.dedupe_target(dedupe)
+        existing = await self.records.get(earlier) if earlier else None
         return existing or job, False
 
     async def accept_files(
@@ -213,7 +217,7 @@ class Intake:
                 timeout_s=int(self.job_timeout_seconds),
             )
             key = f"file:{message.channel}:{message.ts}:{pair.video.id}:{pair.audio.id}"
-            if await self.store.create(job, dedupe=key):
+            if await self.records.create(job, dedupe=key):
                 created.append(job)
         if created:
             self.on_new_job()

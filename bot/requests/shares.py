@@ -21,8 +21,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot.jobs.files import MediaKind, SlackFile
+from bot.jobs.inbox import Inbox
+from bot.jobs.marks import Marks
 from bot.jobs.model import Job
-from bot.jobs.store import JobStore
 from bot.parsing.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
 from bot.requests.intake import Intake, OptionRefused
 from bot.slack.out import SlackOut
@@ -127,9 +128,17 @@ class Outcome:
 
 class Shares:
     def __init__(
-        self, store: JobStore, intake: Intake, slack: SlackOut, grace_ms: int, max_jobs_per_message: int
+        self,
+        *,
+        inbox: Inbox,
+        marks: Marks,
+        intake: Intake,
+        slack: SlackOut,
+        grace_ms: int,
+        max_jobs_per_message: int,
     ) -> None:
-        self.store = store
+        self.inbox = inbox
+        self.marks = marks
         self.intake = intake
         self.slack = slack
         self.grace_ms = grace_ms  # how long a stored share waits for its lazy listener before recovery
@@ -137,7 +146,7 @@ class Shares:
 
     async def receive(self, share: Share) -> None:
         """Store the share durably; called before Slack's delivery is acknowledged. Raises RedisError."""
-        await self.store.stash(share.key, share.to_json(), self.grace_ms)
+        await self.inbox.stash(share.key, share.to_json(), self.grace_ms)
 
     async def process(self, share: Share) -> None:
         """Start the jobs the share asks for and tell the user; then forget the stored share."""
@@ -153,12 +162,12 @@ class Shares:
                 await self.slack.tell(message.channel, message.user, message.root, started)
             else:
                 await self._advise(share, message, outcome)
-            await self.store.unstash(share.key)
+            await self.inbox.unstash(share.key)
         except RedisError as exc:
             log.error("cannot store jobs for %s/%s: %s", message.channel, message.ts, exc)
             # Still in the inbox if it got there: a worker retries once Redis is back. If it did not, the
             # delivery is acked and Slack will not resend it: say so, so the user can try again.
-            if not await self.store.is_stashed(share.key):
+            if not await self.inbox.is_stashed(share.key):
                 reply = messages.store_unavailable() if share.via_shortcut else None
                 if reply is not None:
                     await self.slack.respond(share.response_url, reply)
@@ -172,13 +181,13 @@ class Shares:
 
     async def recover(self, lease_ms: int) -> int:
         """Process shares whose lazy listener never finished (the process died); returns how many."""
-        entries = await self.store.claim_stashed(RECOVER_BATCH, lease_ms)
+        entries = await self.inbox.claim_stashed(RECOVER_BATCH, lease_ms)
         for key, payload in entries:
             try:
                 share = Share.from_json(payload)
             except (ValueError, TypeError) as exc:
                 log.error("dropping an unreadable stored share %s: %s", key, exc)
-                await self.store.unstash(key)
+                await self.inbox.unstash(key)
                 continue
             log.info("recovering shared files %s (their first handling did not finish)", key)
             await self.process(share)
@@ -190,7 +199,7 @@ class Shares:
         if outcome.advice is None or not (share.asked or outcome.advice_unasked):
             return
         # Marked first, so a redelivered event cannot post the same advice twice.
-        if await self.store.mark_once(f"advice:{message.channel}:{message.ts}"):
+        if await self.marks.mark_once(f"advice:{message.channel}:{message.ts}"):
             await self.slack.notify(message.channel, message.root, outcome.advice)
 
     async def _dub(self, message: SharedMessage, share: Share) -> Outcome:

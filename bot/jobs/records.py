@@ -1,0 +1,247 @@
+"""Job records: a new job written whole and queued, a job read, and the changes made to a job from outside
+a claim (a person's cancel or confirm, a webhook's nudge).
+
+A new job is written in one script with everything that finds it later: its lane, its dedupe marker (a
+Slack request delivered twice makes one job), its requester's index and its short id (bot.jobs.indexes
+reads those). Steps change a job only under their claim (bot.jobs.lanes); the scripts here check the
+job's lanes and leases themselves, so they never race a step.
+Every key is named in bot.jobs.keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from bot.jobs.indexes import USER_JOBS_KEPT
+from bot.jobs.keys import job_key, lease_key, queue_key, seen_key, short_key, user_jobs_key
+from bot.jobs.lanes import FINISHED_JOB_TTL_SECONDS, Lane, QueueWatch
+from bot.jobs.marks import DEDUPE_TTL_SECONDS
+from bot.jobs.model import Job, short_id
+from bot.jobs.scripts import NOW_MS, Batched, decode, flatten, text
+
+# KEYS: job, submit queue, dedupe marker, the requester's job index, the short id. ARGV: id, dedupe ttl,
+# index ttl, jobs kept per index, then field/value pairs. The marker makes a second delivery of the same
+# Slack request a no-op, in the same atomic step that writes the job, so there is no moment where a
+# request is marked seen but has no job. The index (newest last) serves `/lipsync list` and App Home; the
+# short id (`jobs.short_id`) finds the job when someone types it.
+_CREATE = (
+    NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'created_ms', now, 'updated_ms', now)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[4]) - 1)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
+redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[3]))
+return now
+"""
+)
+
+# KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
+# one waiting in submit or poll (no step running on it) ends at once, queued for its reply; one a step is
+# working on gets `cancel_by`, and ends as soon as that step's decision is applied (the transition refuses
+# to put it back to wait, bot/lanes/pipeline.py `Pipeline.apply`). Returns what happened.
+_CANCEL = (
+    NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if (status ~= 'queued' and status ~= 'processing') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'cancel_by', ARGV[2], 'updated_ms', now)
+for q = 2, 4, 2 do
+  if redis.call('ZSCORE', KEYS[q], ARGV[1]) and redis.call('HEXISTS', KEYS[q + 1], ARGV[1]) == 0 then
+    local sent = redis.call('HGET', KEYS[1], 'submit_state') == 'attempted' or q == 4
+    redis.call('ZREM', KEYS[q], ARGV[1])
+    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'errors', 0)
+    redis.call('ZADD', KEYS[6], now, ARGV[1])
+    if sent then return 'cancelled_at_provider' end
+    return 'cancelled'
+  end
+end
+return 'pending'
+"""
+)
+
+# KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
+# one waiting in submit or poll (no step running on it) ends at once, queued for its reply; one a step is
+# working on gets `cancel_by`, and ends as soon as that step's decision is applied (the transition refuses
+# to put it back to wait, bot/lanes/pipeline.py `Pipeline.apply`). Returns what happened.
+_CANCEL = (
+    NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if (status ~= 'queued' and status ~= 'processing') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'cancel_by', ARGV[2], 'updated_ms', now)
+for q = 2, 4, 2 do
+  if redis.call('ZSCORE', KEYS[q], ARGV[1]) and redis.call('HEXISTS', KEYS[q + 1], ARGV[1]) == 0 then
+    local sent = redis.call('HGET', KEYS[1], 'submit_state') == 'attempted' or q == 4
+    redis.call('ZREM', KEYS[q], ARGV[1])
+    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'errors', 0)
+    redis.call('ZADD', KEYS[6], now, ARGV[1])
+    if sent then return 'cancelled_at_provider' end
+    return 'cancelled'
+  end
+end
+return 'pending'
+"""
+)
+
+# KEYS: poll queue, poll lease. ARGV: job id. A webhook said the job's task is done: make its next poll
+# due now, unless it is being polled right now (leased) or is not waiting in the poll lane at all.
+_NUDGE = (
+    NOW_MS
+    + """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due then return 0 end
+if tonumber(due) > now then redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1]) end
+return 1
+"""
+)
+
+# KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
+# make the job due now unless a step holds it (that step looks again within seconds, bot/lanes/gate.py).
+_CONFIRM = (
+    NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local state = redis.call('HGET', KEYS[1], 'confirm_state') or ''
+if state == 'confirmed' then return 'already' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if state ~= 'asked' or status ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'cancel_by') == 1 then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'confirm_state', 'confirmed', 'updated_ms', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+  return 'now'
+end
+return 'confirmed'
+"""
+)
+
+# KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
+# make the job due now unless a step holds it (that step looks again within seconds, bot/lanes/gate.py).
+_CONFIRM = (
+    NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local state = redis.call('HGET', KEYS[1], 'confirm_state') or ''
+if state == 'confirmed' then return 'already' end
+local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
+if state ~= 'asked' or status ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'cancel_by') == 1 then
+  return 'over'
+end
+redis.call('HSET', KEYS[1], 'confirm_state', 'confirmed', 'updated_ms', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+  return 'now'
+end
+return 'confirmed'
+"""
+)
+
+
+_CREATE_DEFAULTS = Job(id="").to_fields()  # what a new job need not write (Redis sets its two times)
+
+
+class JobRecords:
+    """Jobs written, read, and changed from outside a claim."""
+
+    def __init__(self, *, redis: Redis, watch: QueueWatch) -> None:
+        self.redis = redis
+        self.watch = watch
+        # The ack path: a burst of commands stores its jobs in one round trip.
+        self._create = Batched(redis, redis.register_script(_CREATE))
+        self._cancel = redis.register_script(_CANCEL)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._nudge = redis.register_script(_NUDGE)
+
+    async def create(self, job: Job, lane: Lane = Lane.SUBMIT, dedupe: str = "") -> bool:
+        """Store a new job and queue it now. False, with nothing changed, if a job with that id exists or
+        a job was already created for the same `dedupe` key (a Slack request delivered twice)."""
+        # Fields at their default are left out: they read back as the default, and a create with fewer
+        # arguments costs less CPU on the ack path (bench/ack_latency.py) and less memory in Redis.
+        fields = {k: v for k, v in job.to_fields().items() if _CREATE_DEFAULTS.get(k) != v}
+        args: list[str | int] = [
+            job.id,
+            DEDUPE_TTL_SECONDS if dedupe else 0,
+            FINISHED_JOB_TTL_SECONDS,
+            USER_JOBS_KEPT,
+            *flatten(fields),
+        ]
+        keys = [
+            job_key(job.id),
+            queue_key(lane),
+            seen_key(dedupe),
+            user_jobs_key(job.team_id, job.user),
+            short_key(short_id(job.id)),
+        ]
+        created = await self._create(keys=keys, args=args)
+        if created:
+            job.created_ms = job.updated_ms = int(created)
+        return bool(created)
+
+    async def get(self, job_id: str) -> Job | None:
+        raw = await self.redis.hgetall(job_key(job_id))
+        return Job.from_fields(decode(raw)) if raw else None
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that still exist, in the order asked."""
+        if not job_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            raws = await pipe.execute()
+        return [Job.from_fields(decode(raw)) for raw in raws if raw]
+
+    async def get_fields(self, job_id: str, names: Sequence[str]) -> dict[str, str]:
+        """Some fields of a job, read without a claim (those it has); {} when the job does not exist."""
+        values = await self.redis.hmget(job_key(job_id), list(names))
+        return {name: text(v) for name, v in zip(names, values, strict=True) if v is not None}
+
+    async def cancel(self, job_id: str, who: str) -> str:
+        """Cancel a job on behalf of `who`: "cancelled" (never sent to its provider), "cancelled_at_provider"
+        (stopped; the provider may have it), "pending" (a step is working on it and will stop it), "over"
+        (it had ended) or "gone"."""
+        keys = [
+            job_key(job_id),
+            queue_key(Lane.SUBMIT),
+            lease_key(Lane.SUBMIT),
+            queue_key(Lane.POLL),
+            lease_key(Lane.POLL),
+            queue_key(Lane.SEND),
+        ]
+        outcome = text(await self._cancel(keys=keys, args=[job_id, who]))
+        if outcome.startswith("cancelled"):
+            self.watch.queued(Lane.SEND, 0)
+        return outcome
+
+    async def confirm(self, job_id: str) -> str:
+        """The requester agreed to the job's quote. Returns `now` or `confirmed` (it goes on), `already`,
+        `over` (expired, cancelled, not asked) or `gone`."""
+        keys = [job_key(job_id), queue_key(Lane.SUBMIT), lease_key(Lane.SUBMIT)]
+        outcome = text(await self._confirm(keys=keys, args=[job_id]))
+        if outcome == "now":
+            self.watch.queued(Lane.SUBMIT, 0)
+        return outcome
+
+    async def nudge_poll(self, job_id: str) -> bool:
+        """Make a polled job's next poll due now; False when it is not waiting in the poll lane."""
+        nudged = bool(await self._nudge(keys=[queue_key(Lane.POLL), lease_key(Lane.POLL)], args=[job_id]))
+        if nudged:
+            self.watch.queued(Lane.POLL, 0)
+        return nudged
