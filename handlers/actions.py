@@ -22,21 +22,33 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.requests.control import Answer, JobControl, Person, person_from
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.actions import (
+    ACTION_AGAIN_ANYWAY,
+    ACTION_CANCEL,
+    ACTION_DUB_AGAIN,
+    ACTION_QUOTE_CANCEL,
+    ACTION_QUOTE_OK,
+    ACTION_RETRY,
+    DUB_AGAIN_CALLBACK,
+    DUB_AUDIO_BLOCK,
+    DUB_OPTIONS_BLOCK,
+    DUB_PROVIDER_BLOCK,
+)
+from bot.views.control import no_such_job, store_unavailable_now
+from bot.views.text import Message
 
 log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, control: JobControl) -> None:
     # Several Cancel buttons in one message (the note listing a share's dubs) need distinct action ids.
-    app.action(re.compile(rf"^{messages.ACTION_CANCEL}(:\d+)?$"))(cancel_clicked(control))
-    app.action(messages.ACTION_RETRY)(retry_clicked(control))
-    app.action(messages.ACTION_DUB_AGAIN)(dub_again_clicked(control))
-    app.action(messages.ACTION_AGAIN_ANYWAY)(again_anyway_clicked(control))
-    app.action(messages.ACTION_QUOTE_OK)(quote_answered(control, go=True))
-    app.action(messages.ACTION_QUOTE_CANCEL)(quote_answered(control, go=False))
-    app.view(messages.DUB_AGAIN_CALLBACK)(dub_again_submitted(control))
+    app.action(re.compile(rf"^{ACTION_CANCEL}(:\d+)?$"))(cancel_clicked(control))
+    app.action(ACTION_RETRY)(retry_clicked(control))
+    app.action(ACTION_DUB_AGAIN)(dub_again_clicked(control))
+    app.action(ACTION_AGAIN_ANYWAY)(again_anyway_clicked(control))
+    app.action(ACTION_QUOTE_OK)(quote_answered(control, go=True))
+    app.action(ACTION_QUOTE_CANCEL)(quote_answered(control, go=False))
+    app.view(DUB_AGAIN_CALLBACK)(dub_again_submitted(control))
 
 
 def _text(value: object) -> str:
@@ -77,7 +89,7 @@ def _clicked(control: JobControl, what: str, run: Run) -> Callable[..., Awaitabl
             answer = await run(person_from(body), body, action)
         except RedisError as exc:
             log.error("cannot %s: %s", what, exc)
-            answer = Answer(message=messages.store_unavailable_now())
+            answer = Answer(message=store_unavailable_now())
         await ack()
         control.after_ack(_answer(control, respond, answer))
 
@@ -124,7 +136,7 @@ def quote_answered(control: JobControl, go: bool) -> Callable[..., Awaitable[Non
         except RedisError as exc:
             log.error("cannot answer a quote: %s", exc)
             await ack()
-            control.after_ack(_tell(respond, messages.store_unavailable_now()))
+            control.after_ack(_tell(respond, store_unavailable_now()))
             return
         await ack()
         control.after_ack(_replace_quote(respond, answer))
@@ -140,10 +152,10 @@ def dub_again_clicked(control: JobControl) -> Callable[..., Awaitable[None]]:
             view = await control.dub_again_view(job_id, person)
         except RedisError as exc:
             log.error("cannot open Dub again: %s", exc)
-            await _tell(respond, messages.store_unavailable_now())
+            await _tell(respond, store_unavailable_now())
             return
         if view is None:
-            await _tell(respond, messages.no_such_job(job_id))
+            await _tell(respond, no_such_job(job_id))
             return
         try:
             await client.views_open(trigger_id=trigger_id, view=view)
@@ -189,15 +201,13 @@ def dub_again_submitted(control: JobControl) -> Callable[..., Awaitable[None]]:
                 _text(view.get("private_metadata"))[:64],
                 person_from(body),
                 _text(view.get("id"))[:64],
-                _selected(values, messages.DUB_AUDIO_BLOCK)[:2048],
-                _selected(values, messages.DUB_OPTIONS_BLOCK)[:64],
-                _selected(values, messages.DUB_PROVIDER_BLOCK)[:64],
+                _selected(values, DUB_AUDIO_BLOCK)[:2048],
+                _selected(values, DUB_OPTIONS_BLOCK)[:64],
+                _selected(values, DUB_PROVIDER_BLOCK)[:64],
             )
         except RedisError as exc:
             log.error("cannot start Dub again: %s", exc)
-            errors = {
-                messages.DUB_AUDIO_BLOCK: "I can't reach my job database; nothing was started. Try again."
-            }
+            errors = {DUB_AUDIO_BLOCK: "I can't reach my job database; nothing was started. Try again."}
         if errors:
             await ack(response_action="errors", errors=errors)
             return

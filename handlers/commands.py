@@ -12,8 +12,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot.parsing.command import BudgetCommand, InvalidCommand, JobCommand, parse_lipsync_text
 from bot.requests.control import JobControl, person_from
 from bot.requests.intake import Intake, OptionRefused
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.control import store_unavailable_now
+from bot.views.help import store_unavailable, usage_error
+from bot.views.text import Message
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
         try:
             request = parse_lipsync_text(str(command.get("text") or ""))
         except InvalidCommand as exc:
-            await _ack_with(ack, messages.usage_error(exc.reason))
+            await _ack_with(ack, usage_error(exc.reason))
             return
         if request is None:
             await _ack_with(ack, intake.usage())
@@ -56,7 +57,7 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
                 await _ack_with(ack, await _job_command(control, command, request))
             except RedisError as exc:
                 log.error("cannot answer /lipsync %s: %s", type(request).__name__, exc)
-                await _ack_with(ack, messages.store_unavailable_now())
+                await _ack_with(ack, store_unavailable_now())
             return
         try:
             jobs = await intake.accept_command(command, request)
@@ -65,7 +66,7 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
             return
         except RedisError as exc:
             log.error("cannot store a /lipsync job: %s", exc)
-            await _ack_with(ack, messages.store_unavailable())
+            await _ack_with(ack, store_unavailable())
             return
         await ack()
         if not jobs:

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from bot.providers.jogg import credits_for, to_decimal
-from bot.views.messages import amount_text, cost_text
+from bot.views.formats import amount_text, cost_text
 
 # seconds → displayed credits. 17.5 and 35 are the cases a float computation gets wrong (0.15, 0.29).
 KNOWN = [

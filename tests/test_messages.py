@@ -7,8 +7,10 @@ or break the bot's own markup, and no block may exceed Block Kit's limits (Slack
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import pkgutil
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -18,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.models.blocks import Block
 
+from bot import views
 from bot.jobs.files import SlackFile
 from bot.jobs.model import Job, Source, Status
 from bot.money.budgets import Limit
@@ -27,8 +30,42 @@ from bot.providers.base import Cost
 from bot.providers.jogg import JoggProvider
 from bot.providers.lipsyncdev import LipSyncDevProvider
 from bot.providers.sync import SyncProvider
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.compare import CompareEntry, compare_parent, compare_summary
+from bot.views.control import (
+    already_retried,
+    cancel_outcome,
+    cannot_retry,
+    job_list,
+    job_status,
+    no_such_job,
+    retry_note,
+    retry_started,
+    store_unavailable_now,
+)
+from bot.views.help import option_refused, store_unavailable, usage, usage_error
+from bot.views.jobs import cannot_post_here, parent, result, upload_skipped
+from bot.views.money import (
+    admins_only,
+    balance_low,
+    budget_set,
+    budget_usage,
+    budgets_view,
+    quote_answered,
+    quote_prompt,
+)
+from bot.views.shares import (
+    ambiguous_files,
+    external_files,
+    file_help,
+    files_already_started,
+    files_started,
+    files_too_large,
+    needs_partner,
+    no_media_in_message,
+    store_unavailable_for_files,
+    too_many_dubs,
+)
+from bot.views.text import Message
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -99,41 +136,41 @@ def command_reason(text: str) -> str:
 
 # name → (the public builder it exercises, the message built from hostile input, whether that input shows)
 CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
-    "usage": ("usage", messages.usage, False),
-    "usage_error raw": ("usage_error", lambda: messages.usage_error(f"{HUGE} is wrong"), True),
+    "usage": ("usage", usage, False),
+    "usage_error raw": ("usage_error", lambda: usage_error(f"{HUGE} is wrong"), True),
     "usage_error from a command": (
         "usage_error",
-        lambda: messages.usage_error(command_reason(f"{VIDEO} {AUDIO} &lt;!channel&gt;")),
+        lambda: usage_error(command_reason(f"{VIDEO} {AUDIO} &lt;!channel&gt;")),
         True,
     ),
-    "parent queued": ("parent", lambda: messages.parent(job(status=Status.QUEUED, task_id="")), False),
+    "parent queued": ("parent", lambda: parent(job(status=Status.QUEUED, task_id="")), False),
     "parent hostile": (
         "parent",
-        lambda: messages.parent(job(status=Status.PROCESSING, video_url=HOSTILE_URL, audio_url=LONG_URL)),
+        lambda: parent(job(status=Status.PROCESSING, video_url=HOSTILE_URL, audio_url=LONG_URL)),
         True,
     ),
     "parent hostile user": (
         "parent",
-        lambda: messages.parent(job(user=HOSTILE, status=Status.TIMED_OUT)),
+        lambda: parent(job(user=HOSTILE, status=Status.TIMED_OUT)),
         True,
     ),
     "success with cover": (
         "result",
-        lambda: messages.result(
+        lambda: result(
             job(status=Status.SUCCEEDED, result_url=HOSTILE_URL, cover_url=HOSTILE_URL, duration_s="12.5")
         ),
         True,
     ),
     "success long urls": (
         "result",
-        lambda: messages.result(
+        lambda: result(
             job(status=Status.SUCCEEDED, result_url=LONG_URL, cover_url=LONG_URL, duration_s="12.5")
         ),
         True,
     ),
     "success without cover": (
         "result",
-        lambda: messages.result(
+        lambda: result(
             job(status=Status.SUCCEEDED, result_url=HOSTILE, cover_url=LONG_URL, duration_s="1"),
             with_cover=False,
         ),
@@ -141,49 +178,49 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "success from files": (
         "result",
-        lambda: messages.result(files_job(status=Status.SUCCEEDED, result_url=VIDEO, duration_s="3")),
+        lambda: result(files_job(status=Status.SUCCEEDED, result_url=VIDEO, duration_s="3")),
         True,
     ),
-    "failure provider text": ("result", lambda: messages.result(job(error=HUGE)), True),
+    "failure provider text": ("result", lambda: result(job(error=HUGE)), True),
     "failure known code": (
         "result",
-        lambda: messages.result(job(error_code="18020", error=HUGE), JOGG),
+        lambda: result(job(error_code="18020", error=HUGE), JOGG),
         True,
     ),
     "failure our own code": (
         "result",
-        lambda: messages.result(job(error_code="submit_unknown", error=HUGE)),
+        lambda: result(job(error_code="submit_unknown", error=HUGE)),
         True,
     ),
     "success at another provider": (
         "result",
-        lambda: messages.result(
+        lambda: result(
             job(status=Status.SUCCEEDED, provider=HOSTILE, model=HOSTILE, cost=HOSTILE, cost_unit=HOSTILE),
             JOGG,
         ),
         True,
     ),
-    "usage with providers": ("usage", lambda: messages.usage([JOGG], "jogg"), False),
-    "option refused": ("option_refused", lambda: messages.option_refused(f"{HUGE} is wrong.", [JOGG]), True),
-    "store unavailable now": ("store_unavailable_now", messages.store_unavailable_now, False),
-    "no such job": ("no_such_job", lambda: messages.no_such_job(HUGE), True),
+    "usage with providers": ("usage", lambda: usage([JOGG], "jogg"), False),
+    "option refused": ("option_refused", lambda: option_refused(f"{HUGE} is wrong.", [JOGG]), True),
+    "store unavailable now": ("store_unavailable_now", store_unavailable_now, False),
+    "no such job": ("no_such_job", lambda: no_such_job(HUGE), True),
     "cancel outcome": (
         "cancel_outcome",
-        lambda: messages.cancel_outcome(job(provider=HOSTILE), "pending"),
+        lambda: cancel_outcome(job(provider=HOSTILE), "pending"),
         True,
     ),
     "cancel over": (
         "cancel_outcome",
-        lambda: messages.cancel_outcome(job(status=Status.SUCCEEDED), "over"),
+        lambda: cancel_outcome(job(status=Status.SUCCEEDED), "over"),
         False,
     ),
-    "retry started": ("retry_started", lambda: messages.retry_started(job(), "0190abcdef9999"), False),
-    "already retried": ("already_retried", lambda: messages.already_retried(job(), "0190abcdef9999"), False),
-    "cannot retry": ("cannot_retry", lambda: messages.cannot_retry(job(status=Status.SUCCEEDED)), False),
-    "retry note": ("retry_note", lambda: messages.retry_note(job(), "0190abcdef9999", HOSTILE, True), True),
+    "retry started": ("retry_started", lambda: retry_started(job(), "0190abcdef9999"), False),
+    "already retried": ("already_retried", lambda: already_retried(job(), "0190abcdef9999"), False),
+    "cannot retry": ("cannot_retry", lambda: cannot_retry(job(status=Status.SUCCEEDED)), False),
+    "retry note": ("retry_note", lambda: retry_note(job(), "0190abcdef9999", HOSTILE, True), True),
     "job status": (
         "job_status",
-        lambda: messages.job_status(
+        lambda: job_status(
             job(
                 status=Status.PROCESSING,
                 queue_note=HUGE,
@@ -196,14 +233,14 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "job status of files": (
         "job_status",
-        lambda: messages.job_status(
+        lambda: job_status(
             files_job(status=Status.SUCCEEDED, cost="1.5", cost_unit=HOSTILE, parent_ts="1.2")
         ),
         True,
     ),
     "job list": (
         "job_list",
-        lambda: messages.job_list(
+        lambda: job_list(
             [job(status=s, result_url=HOSTILE_URL, cost=HOSTILE, parent_ts="17.5") for s in Status] * 5,
             1,
             300,
@@ -211,54 +248,54 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
         ),
         True,
     ),
-    "job list empty": ("job_list", lambda: messages.job_list([], 3, 0, 10), False),
-    "upload skipped": ("upload_skipped", lambda: messages.upload_skipped(HUGE), True),
+    "job list empty": ("job_list", lambda: job_list([], 3, 0, 10), False),
+    "upload skipped": ("upload_skipped", lambda: upload_skipped(HUGE), True),
     # Money (bot/lanes/gate.py): refusals carry outside words (a link checker's reason, a budget's numbers).
     "refused link": (
         "result",
-        lambda: messages.result(job(error_code="link_refused", error=HUGE, error_file="audio link")),
+        lambda: result(job(error_code="link_refused", error=HUGE, error_file="audio link")),
         True,
     ),
     "refused budget for files": (
         "result",
-        lambda: messages.result(files_job(error_code="refused_budget", error=HOSTILE)),
+        lambda: result(files_job(error_code="refused_budget", error=HOSTILE)),
         True,
     ),
     "from the cache": (
         "result",
-        lambda: messages.result(
+        lambda: result(
             files_job(status=Status.SUCCEEDED, result_url=HOSTILE_URL, cached_from=HOSTILE, cost="0")
         ),
         True,
     ),
     "quote expired": (
         "result",
-        lambda: messages.result(job(status=Status.CANCELLED, error_code="quote_expired", user=HOSTILE)),
+        lambda: result(job(status=Status.CANCELLED, error_code="quote_expired", user=HOSTILE)),
         False,
     ),
     "quote": (
         "quote_prompt",
-        lambda: messages.quote_prompt(
+        lambda: quote_prompt(
             job(video_s=HOSTILE, audio_s="62.5"), "JoggAI", Cost(Decimal("0.5"), "credits"), Decimal(1), 15
         ),
         False,
     ),
     "status waiting for a quote": (
         "job_status",
-        lambda: messages.job_status(
+        lambda: job_status(
             job(status=Status.QUEUED, quote=HOSTILE, quote_unit=HOSTILE, confirm_state="asked")
         ),
         True,
     ),
-    "quote answered": ("quote_answered", lambda: messages.quote_answered(job(), "now"), False),
+    "quote answered": ("quote_answered", lambda: quote_answered(job(), "now"), False),
     "balance low": (
         "balance_low",
-        lambda: messages.balance_low(HOSTILE, Cost(Decimal("0.3"), HOSTILE), Decimal(10)),
+        lambda: balance_low(HOSTILE, Cost(Decimal("0.3"), HOSTILE), Decimal(10)),
         True,
     ),
     "budgets": (
         "budgets_view",
-        lambda: messages.budgets_view(
+        lambda: budgets_view(
             [
                 Limit("channel", "C0GENERAL", "credits", Decimal(50), Decimal("12.5")),
                 Limit("user", HOSTILE, HUGE, Decimal(10) ** 9, Decimal(10) ** 10),
@@ -271,86 +308,82 @@ CASES: dict[str, tuple[str, Callable[[], Message], bool]] = {
     ),
     "budget set": (
         "budget_set",
-        lambda: messages.budget_set("user", HOSTILE, HOSTILE, Decimal(20), Decimal(0)),
+        lambda: budget_set("user", HOSTILE, HOSTILE, Decimal(20), Decimal(0)),
         True,
     ),
-    "budget usage": ("budget_usage", lambda: messages.budget_usage(HUGE), True),
-    "admins only": ("admins_only", messages.admins_only, False),
+    "budget usage": ("budget_usage", lambda: budget_usage(HUGE), True),
+    "admins only": ("admins_only", admins_only, False),
     "cancelled job": (
         "result",
-        lambda: messages.result(files_job(status=Status.CANCELLED, cancel_by=HOSTILE, task_id=HOSTILE)),
+        lambda: result(files_job(status=Status.CANCELLED, cancel_by=HOSTILE, task_id=HOSTILE)),
         True,
     ),
     "compare parent": (
         "compare_parent",
-        lambda: messages.compare_parent(job(user=HOSTILE), [HOSTILE] * 3),
+        lambda: compare_parent(job(user=HOSTILE), [HOSTILE] * 3),
         True,
     ),
     "compare summary": (
         "compare_summary",
-        lambda: messages.compare_summary(
+        lambda: compare_summary(
             [
-                messages.CompareEntry(
-                    HOSTILE, HOSTILE, status, 61_000, "12.5", HOSTILE, "USD", HOSTILE_URL, str(n)
-                )
+                CompareEntry(HOSTILE, HOSTILE, status, 61_000, "12.5", HOSTILE, "USD", HOSTILE_URL, str(n))
                 for n, status in enumerate([Status.SUCCEEDED, Status.FAILED] * 10)
             ]
         ),
         True,
     ),
-    "failure no reason": ("result", lambda: messages.result(job(task_id="")), False),
+    "failure no reason": ("result", lambda: result(job(task_id="")), False),
     "failure of a file": (
         "result",
-        lambda: messages.result(
-            files_job(error_code="file_too_large", error=HUGE, error_file=HUGE, task_id="")
-        ),
+        lambda: result(files_job(error_code="file_too_large", error=HUGE, error_file=HUGE, task_id="")),
         True,
     ),
-    "timeout at the provider": ("result", lambda: messages.result(job(status=Status.TIMED_OUT)), True),
+    "timeout at the provider": ("result", lambda: result(job(status=Status.TIMED_OUT)), True),
     "timeout before submitting": (
         "result",
-        lambda: messages.result(job(status=Status.TIMED_OUT, task_id="", last_error=f"{HUGE}.mp4: HTTP 503")),
+        lambda: result(job(status=Status.TIMED_OUT, task_id="", last_error=f"{HUGE}.mp4: HTTP 503")),
         True,
     ),
-    "timeout from files": ("result", lambda: messages.result(files_job(status=Status.TIMED_OUT)), True),
-    "cannot post here": ("cannot_post_here", lambda: messages.cannot_post_here(HOSTILE), True),
-    "cannot post in a channel": ("cannot_post_here", lambda: messages.cannot_post_here(CHANNEL), False),
-    "file help": ("file_help", messages.file_help, False),
-    "needs audio": ("needs_partner", lambda: messages.needs_partner(Plan(videos=[HOSTILE_VIDEO])), True),
+    "timeout from files": ("result", lambda: result(files_job(status=Status.TIMED_OUT)), True),
+    "cannot post here": ("cannot_post_here", lambda: cannot_post_here(HOSTILE), True),
+    "cannot post in a channel": ("cannot_post_here", lambda: cannot_post_here(CHANNEL), False),
+    "file help": ("file_help", file_help, False),
+    "needs audio": ("needs_partner", lambda: needs_partner(Plan(videos=[HOSTILE_VIDEO])), True),
     "needs video": (
         "needs_partner",
-        lambda: messages.needs_partner(Plan(audios=[file(f"{HOSTILE} {i}.mp3", "audio") for i in range(30)])),
+        lambda: needs_partner(Plan(audios=[file(f"{HOSTILE} {i}.mp3", "audio") for i in range(30)])),
         True,
     ),
     "ambiguous": (
         "ambiguous_files",
-        lambda: messages.ambiguous_files(Plan(videos=[HOSTILE_VIDEO] * 40, audios=[HOSTILE_AUDIO] * 40)),
+        lambda: ambiguous_files(Plan(videos=[HOSTILE_VIDEO] * 40, audios=[HOSTILE_AUDIO] * 40)),
         False,
     ),
     "too large": (
         "files_too_large",
-        lambda: messages.files_too_large([HOSTILE_VIDEO, *[HOSTILE_AUDIO] * 30], 500_000_000),
+        lambda: files_too_large([HOSTILE_VIDEO, *[HOSTILE_AUDIO] * 30], 500_000_000),
         True,
     ),
     "external": (
         "external_files",
-        lambda: messages.external_files([file(HUGE, "video", external=True)] * 12),
+        lambda: external_files([file(HUGE, "video", external=True)] * 12),
         True,
     ),
     "started": (
         "files_started",
-        lambda: messages.files_started([files_job(id=f"0190abcdef{n:04d}") for n in range(10)]),
+        lambda: files_started([files_job(id=f"0190abcdef{n:04d}") for n in range(10)]),
         True,
     ),
-    "already started": ("files_already_started", messages.files_already_started, False),
-    "no media": ("no_media_in_message", messages.no_media_in_message, False),
-    "store unavailable": ("store_unavailable", messages.store_unavailable, False),
+    "already started": ("files_already_started", files_already_started, False),
+    "no media": ("no_media_in_message", no_media_in_message, False),
+    "store unavailable": ("store_unavailable", store_unavailable, False),
     "store unavailable for files": (
         "store_unavailable_for_files",
-        messages.store_unavailable_for_files,
+        store_unavailable_for_files,
         False,
     ),
-    "too many dubs": ("too_many_dubs", lambda: messages.too_many_dubs(99, 10), False),
+    "too many dubs": ("too_many_dubs", lambda: too_many_dubs(99, 10), False),
 }
 
 
@@ -404,23 +437,25 @@ def test_message_is_valid_block_kit_and_injects_nothing(case: str) -> None:
 
 
 def test_every_public_builder_is_checked() -> None:
+    modules = [importlib.import_module(f"bot.views.{m.name}") for m in pkgutil.iter_modules(views.__path__)]
     builders = {
         name
-        for name, function in inspect.getmembers(messages, inspect.isfunction)
+        for module in modules
+        for name, function in inspect.getmembers(module, inspect.isfunction)
         if not name.startswith("_")
-        and function.__module__ == messages.__name__
+        and function.__module__ == module.__name__
         and inspect.signature(function).return_annotation in ("Message", Message)
     }
     assert builders == {builder for builder, _, _ in CASES.values()}
 
 
 def test_provider_error_is_shown_verbatim_without_breaking_the_markup() -> None:
-    reply = messages.result(job(error="bad *audio* _track_ `x`.wav"))
+    reply = result(job(error="bad *audio* _track_ `x`.wav"))
     assert "JoggAI said: `bad *audio* _track_ 'x'.wav`" in reply.blocks[0]["text"]["text"]
 
 
 def test_an_overlong_provider_error_is_shortened_not_cut_open() -> None:
-    reply = messages.result(job(error="fetch failed " + "<x> " * 5_000))
+    reply = result(job(error="fetch failed " + "<x> " * 5_000))
     section = reply.blocks[0]["text"]["text"]
     assert "JoggAI said: `fetch failed &lt;x&gt;" in section and "…`" in section
     assert ":bulb:" in section  # the hint after it is still there
@@ -428,7 +463,7 @@ def test_an_overlong_provider_error_is_shortened_not_cut_open() -> None:
 
 def test_cover_url_too_long_for_an_image_is_a_note_and_the_result_link_stays() -> None:
     cover = f"{RESULT_BASE}/c.jpg?sig=" + "a" * 3_500
-    reply = messages.result(
+    reply = result(
         job(status=Status.SUCCEEDED, result_url=f"{RESULT_BASE}/r.mp4", cover_url=cover, duration_s="2")
     )
     assert [b for b in reply.blocks if b["type"] == "image"] == []
@@ -438,7 +473,7 @@ def test_cover_url_too_long_for_an_image_is_a_note_and_the_result_link_stays() -
 
 
 def test_too_many_dubs_says_how_many_and_the_cap() -> None:
-    note = messages.too_many_dubs(99, 10)
+    note = too_many_dubs(99, 10)
     assert "99 dubs" in note.text and "at most 10" in note.text and "nothing was started" in note.text
 
 
@@ -447,8 +482,8 @@ def test_too_many_dubs_says_how_many_and_the_cap() -> None:
 
 def thread_reply(slack: FakeSlack) -> dict[str, Any]:
     """The job's reply, as Slack stored it, in the thread of the job's message."""
-    parent = wait_until(lambda: next(iter(slack.messages(CHANNEL)), None), timeout=10)
-    return wait_until(lambda: next(iter(slack.replies(CHANNEL, parent["ts"])), None), timeout=15)
+    posted = wait_until(lambda: next(iter(slack.messages(CHANNEL)), None), timeout=10)
+    return wait_until(lambda: next(iter(slack.replies(CHANNEL, posted["ts"])), None), timeout=15)
 
 
 def shown_in(reply: dict[str, Any]) -> str:
@@ -487,7 +522,7 @@ SETTING_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\bcreditsUsed\b")
 
 
 def help_text(providers: list[Any], default: str) -> str:
-    message = messages.usage(providers, default)
+    message = usage(providers, default)
     assert_within_block_kit(message)
     assert_injects_nothing(message)
     return "\n".join(mrkdwn_of(message))

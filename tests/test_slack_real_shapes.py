@@ -26,7 +26,8 @@ from slack_sdk import WebClient
 from bot.parsing.file_share import SharedMessage
 from bot.requests.shares import share_from_event, share_from_shortcut
 from bot.slack.requests import payload_problem
-from bot.views import messages
+from bot.views.actions import ACTION_CANCEL, DUB_AGAIN_CALLBACK, DUB_AUDIO_BLOCK
+from bot.views.control import no_such_job
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
@@ -581,7 +582,7 @@ def test_a_recorded_button_click_is_read_and_answered(bot: BotThread, slack: Fak
     payload["container"].update(type="message", message_ts="1700000000.000100", channel_id="C0GENERAL")
     payload["message"].update(type="message", user=slack.bot_user_id, ts="1700000000.000100", text="Lip-sync")
     payload["actions"][0].update(
-        action_id=messages.ACTION_CANCEL,
+        action_id=ACTION_CANCEL,
         block_id="job_actions",
         value=job_id,
         type="button",
@@ -591,7 +592,7 @@ def test_a_recorded_button_click_is_read_and_answered(bot: BotThread, slack: Fak
     assert_recorded_shape("BlockActionPayload.json", payload)
     assert bot.shortcut(payload).status_code == 200
     [answer] = wait_until(lambda: slack.responses.get("recorded-click"), timeout=10)
-    assert answer["text"] == messages.no_such_job(job_id).text
+    assert answer["text"] == no_such_job(job_id).text
 
 
 def test_a_recorded_modal_submission_is_read_and_answered(bot: BotThread, slack: FakeSlack) -> None:
@@ -609,7 +610,7 @@ def test_a_recorded_modal_submission_is_read_and_answered(bot: BotThread, slack:
         id="V0DUBAGAIN1",
         team_id=slack.team_id,
         type="modal",
-        callback_id=messages.DUB_AGAIN_CALLBACK,
+        callback_id=DUB_AGAIN_CALLBACK,
         private_metadata="0123456789abcdef0123",  # a job that does not exist (any more)
         root_view_id="V0DUBAGAIN1",
         app_id="A0TEST",
@@ -627,7 +628,7 @@ def test_a_recorded_modal_submission_is_read_and_answered(bot: BotThread, slack:
     )
     assert response.status_code == 200
     answer = response.json()
-    assert answer["response_action"] == "errors" and messages.DUB_AUDIO_BLOCK in answer["errors"]
+    assert answer["response_action"] == "errors" and DUB_AUDIO_BLOCK in answer["errors"]
 
 
 def test_a_recorded_app_home_opened_event_publishes_the_home_tab(bot: BotThread, slack: FakeSlack) -> None:

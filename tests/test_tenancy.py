@@ -14,7 +14,7 @@ import redis
 from bot.jobs.files import SlackFile
 from bot.jobs.model import Job, Source, Status, short_id
 from bot.requests.control import Person, Roles, person_from
-from bot.views import messages
+from bot.views.control import cancel_outcome, job_list, no_such_job
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.media_server import MediaServer
 from tests.fakes.server import wait_until
@@ -71,7 +71,7 @@ def press(
 
 def reads_as_missing(answer: dict[str, Any], typed: str) -> bool:
     """Whether a private answer is, word for word, the one a job that does not exist gets."""
-    missing = messages.no_such_job(typed)
+    missing = no_such_job(typed)
     return answer.get("text") == missing.text and answer.get("blocks") == missing.blocks
 
 
@@ -402,7 +402,7 @@ def test_a_full_page_of_jobs_with_huge_links_stays_within_block_kit_limits() -> 
     jobs = [listed_job(n, video_url=long_url, audio_url=long_url, result_url=long_url) for n in range(9)]
     jobs.append(listed_job(9, **files))
 
-    message = messages.job_list(jobs, 1, 25, 10, "acme")
+    message = job_list(jobs, 1, 25, 10, "acme")
 
     assert len(message.blocks) <= 50 and len(message.text) <= 4000
     sections = [b["text"]["text"] for b in message.blocks if b["type"] == "section"]
@@ -456,8 +456,8 @@ def test_a_cancel_that_finds_the_job_stopped_by_another_tells_its_real_state() -
     # Two Cancels at once: both read the job while it was processing; the second one's store step finds it
     # over. Told from the job as it is after that step, never from the stale read.
     job = Job(id="0190abcdef12345678", provider="jogg", status=Status.PROCESSING, cancel_by="U0ALICE")
-    assert "being cancelled" in messages.cancel_outcome(job, "over").text
+    assert "being cancelled" in cancel_outcome(job, "over").text
     job.status = Status.CANCELLED
-    assert "already cancelled" in messages.cancel_outcome(job, "over").text
+    assert "already cancelled" in cancel_outcome(job, "over").text
     done = Job(id="0190abcdef12345678", status=Status.TIMED_OUT)
-    assert "has already ended (timed out)" in messages.cancel_outcome(done, "over").text
+    assert "has already ended (timed out)" in cancel_outcome(done, "over").text

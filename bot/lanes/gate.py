@@ -38,7 +38,7 @@ from bot.money.budgets import Admission, Ledger
 from bot.money.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
 from bot.slack.out import SlackOut
-from bot.views import messages
+from bot.views.money import balance_low, balance_refusal, budget_refusal, quote_prompt
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 QUOTE_RECHECK_MS = 15_000
 MAX_CHECK_TRIES = 4  # a link that times out or answers 5xx is tried again, then refused
 BALANCE_FRESH_MS = 30_000  # a provider's balance is read at most this often, by one process for all
-# Our refusal codes, for messages.result.
+# Our refusal codes, for the job's reply (bot/views/jobs.py).
 LINK_REFUSED = "link_refused"
 REFUSED_BALANCE = "refused_balance"
 REFUSED_BUDGET = "refused_budget"
@@ -344,7 +344,7 @@ class Gate:
         return finish(
             Status.FAILED,
             error_code=REFUSED_BALANCE,
-            error=messages.balance_refusal(provider.label, left, quote),
+            error=balance_refusal(provider.label, left, quote),
         )
 
     async def remaining(self, provider: Provider) -> Cost | None:
@@ -372,7 +372,7 @@ class Gate:
             await self.marks.unmark(mark)
         elif await self.marks.mark_once(mark, ttl_s=400 * 24 * 3600):
             log.warning("%s balance is low: %s %s", provider.label, left.amount, left.unit)
-            message = messages.balance_low(provider.label, left, threshold)
+            message = balance_low(provider.label, left, threshold)
             await self.slack.notify(self.rules.admin_channel, None, message)
 
     # -- 6. the go-ahead
@@ -391,7 +391,7 @@ class Gate:
     ) -> Decision:
         minutes = max(1, round(self.rules.quote_ttl_ms / 60_000))
         asked = Cost(quote.amount, quote.unit) if quote.amount is not None else None
-        prompt = messages.quote_prompt(job, provider.label, asked, threshold, minutes, quote.unknown)
+        prompt = quote_prompt(job, provider.label, asked, threshold, minutes, quote.unknown)
         if job.response_url:
             told = await self.slack.respond(job.response_url, prompt)
         else:
@@ -424,7 +424,7 @@ def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:
     return finish(
         Status.FAILED,
         error_code=REFUSED_BUDGET,
-        error=messages.budget_refusal(admission.refused_by, quoted.amount, quoted.unit, quoted.unknown),
+        error=budget_refusal(admission.refused_by, quoted.amount, quoted.unit, quoted.unknown),
     )
 
 

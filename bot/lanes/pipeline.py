@@ -43,8 +43,10 @@ from bot.slack.media_links import MediaLinks
 from bot.slack.out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
 from bot.slack.result_upload import ResultUploader, UploadFailed
 from bot.slack.transfer import Transfer, TransferError
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.compare import CompareEntry, compare_parent, compare_summary
+from bot.views.jobs import cannot_post_here, parent, result, upload_skipped
+from bot.views.shares import REACTION_DONE, REACTION_FAILED, REACTION_WORKING
+from bot.views.text import Message
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +323,7 @@ class Pipeline:
         if job.source is Source.COMMAND and await self._update_budget(job.team_id).try_acquire(
             COSMETIC_SHARE
         ):
-            await self.slack.update(job.channel, job.parent_ts, messages.parent(job, provider.label))
+            await self.slack.update(job.channel, job.parent_ts, parent(job, provider.label))
         fields = {
             "status": Status.PROCESSING,
             "task_id": task.id,
@@ -335,15 +337,15 @@ class Pipeline:
         """Post the job's message in the channel once. A decision when the job cannot go on now."""
         if job.source is Source.COMPARE:
             labels = [self._label(name) for name in (job.compare_with or job.provider).split(",")]
-            build: Callable[[bool], Message] = lambda _: messages.compare_parent(job, labels)  # noqa: E731
+            build: Callable[[bool], Message] = lambda _: compare_parent(job, labels)  # noqa: E731
         else:
-            build = lambda _: messages.parent(job, self._label(job.provider))  # noqa: E731
+            build = lambda _: parent(job, self._label(job.provider))  # noqa: E731
         try:
             await self._post_once(job, "parent", Lane.SUBMIT, token, job.channel, None, build)
             return None
         except SlackUnreachable as exc:
             log.info("job %s: cannot post in %s (%s)", job.id, job.channel, exc)
-            await self.slack.respond(job.response_url, messages.cannot_post_here(job.channel))
+            await self.slack.respond(job.response_url, cannot_post_here(job.channel))
             return Done(
                 {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}
             )
@@ -524,9 +526,7 @@ class Pipeline:
         shown = due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED
         if shown and await self._update_budget(job.team_id).try_acquire(COSMETIC_SHARE):
             job.queue_note = note
-            await self.slack.update(
-                job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
-            )
+            await self.slack.update(job.channel, job.parent_ts, parent(job, self._label(job.provider)))
             values["queue_note_ms"] = now_ms
         return Stay(delay_ms, values)
 
@@ -651,7 +651,7 @@ class Pipeline:
         provider = provisions.provider if provisions else None
         if job.parent_state is not PostState.POSTED:
             # The job ended before its message existed: answer privately instead.
-            await self.slack.respond(job.response_url, messages.result(job, provider))
+            await self.slack.respond(job.response_url, result(job, provider))
             return Done({"reply_state": PostState.SKIPPED})
         try:
             await self._post_once(
@@ -661,11 +661,11 @@ class Pipeline:
                 token,
                 job.channel,
                 job.parent_ts,
-                lambda rich: messages.result(job, provider, with_cover=rich),
+                lambda rich: result(job, provider, with_cover=rich),
             )
         except SlackUnreachable as exc:
             log.warning("job %s: cannot reply in %s (%s)", job.id, job.channel, exc)
-            await self.slack.respond(job.response_url, messages.result(job, provider))
+            await self.slack.respond(job.response_url, result(job, provider))
             return Done({"reply_state": PostState.SKIPPED})
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             return self._send_setback(job, "reply", exc)
@@ -679,9 +679,7 @@ class Pipeline:
             turn = await self._turn(job, token, now_ms, Lane.SEND, budget, "update_slot_ms")
             if turn.wait_ms:
                 return Stay(turn.wait_ms, {"update_slot_ms": now_ms + turn.wait_ms} if turn.new else {})
-            await self.slack.update(
-                job.channel, job.parent_ts, messages.parent(job, self._label(job.provider))
-            )
+            await self.slack.update(job.channel, job.parent_ts, parent(job, self._label(job.provider)))
         elif job.source is Source.FILES:
             await self._react_when_group_done(job)
         else:
@@ -696,14 +694,14 @@ class Pipeline:
             return
         channel, ts = job.channel, job.source_ts
         if Status.SUCCEEDED in statuses:
-            await self.slack.react(channel, ts, messages.REACTION_DONE)
+            await self.slack.react(channel, ts, REACTION_DONE)
         if any(status != Status.SUCCEEDED for status in statuses):
-            await self.slack.react(channel, ts, messages.REACTION_FAILED)
-        await self.slack.react(channel, ts, messages.REACTION_WORKING, remove=True)
+            await self.slack.react(channel, ts, REACTION_FAILED)
+        await self.slack.react(channel, ts, REACTION_WORKING, remove=True)
 
     async def _summary_when_group_done(self, job: Job, token: str) -> Decision:
         """The job that completes a compare posts its summary table (once), then marks the message done."""
-        entry = messages.CompareEntry(
+        entry = CompareEntry(
             provider=self._label(job.provider),
             model=job.model,
             status=job.status,
@@ -719,9 +717,7 @@ class Pipeline:
         )
         if owner != job.id:
             return Done()
-        rows = sorted(
-            (messages.CompareEntry(**json.loads(v)) for v in entries.values()), key=lambda e: e.order
-        )
+        rows = sorted((CompareEntry(**json.loads(v)) for v in entries.values()), key=lambda e: e.order)
         try:
             await self._post_once(
                 job,
@@ -730,14 +726,14 @@ class Pipeline:
                 token,
                 job.channel,
                 job.parent_ts,
-                lambda _: messages.compare_summary(rows),
+                lambda _: compare_summary(rows),
             )
         except SlackUnreachable:
             return Done()
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             return self._send_setback(job, "summary", exc)
         labels = [row.provider for row in rows]
-        await self.slack.update(job.channel, job.parent_ts, messages.compare_parent(job, labels, done=True))
+        await self.slack.update(job.channel, job.parent_ts, compare_parent(job, labels, done=True))
         return Done()
 
     async def _upload_result(self, job: Job, token: str) -> Decision | None:
@@ -777,7 +773,7 @@ class Pipeline:
             # Marked before the note: the note is at most once, the link in the reply stays either way.
             fields = {"upload_state": "skipped", "upload_note": exc.reason, "errors": 0}
             await self.lanes.update(Lane.SEND, job.id, token, fields)
-            await self.slack.notify(job.channel, job.parent_ts, messages.upload_skipped(exc.reason))
+            await self.slack.notify(job.channel, job.parent_ts, upload_skipped(exc.reason))
             return None
 
     def _send_setback(self, job: Job, kind: str, exc: Exception) -> Decision:

@@ -56,7 +56,8 @@ from bot.providers.base import (
     TaskState,
 )
 from bot.settings import PROVIDER_KEYS, Settings, SettingsError, StartupError, load_settings, split_list
-from bot.views import messages
+from bot.views import formats
+from bot.views.jobs import OWN_ERRORS, failure_hint
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LINK_CHECK_TRIES = 3  # a link that does not answer now (timeout, 5xx) gets this many tries
@@ -233,7 +234,7 @@ def elapsed_text(seconds: float) -> str:
 
 
 def plain(text: str) -> str:
-    """A message written for Slack (bot/parsing/command.py, bot/views/messages.py) as terminal text: without
+    """A message written for Slack (bot/parsing/command.py, bot/views/) as terminal text: without
     the backticks of code spans and with the entities Slack needs turned back into characters."""
     return html.unescape(text.replace("`", ""))
 
@@ -250,7 +251,7 @@ def why(exc: ProviderError) -> str:
 
 
 def cost_text(cost: Cost | None) -> str:
-    return plain(messages.cost_text(f"{cost.amount:f}", cost.unit)) if cost else "unknown"
+    return plain(formats.cost_text(f"{cost.amount:f}", cost.unit)) if cost else "unknown"
 
 
 def duration_text(seconds: Decimal | str | None) -> str:
@@ -540,9 +541,9 @@ class Dub:
         reason = clean(task.error) or "no reason given"
         code = f" (code {clean(task.error_code)})" if task.error_code else ""
         text = f"The dub failed at {self.label} (task {clean(task.id)}): {reason}{code}"
-        advice = (
-            self.provider.explain(task.error_code) if task.error_code else None
-        ) or messages.failure_hint(task.error)
+        advice = (self.provider.explain(task.error_code) if task.error_code else None) or failure_hint(
+            task.error
+        )
         return f"{text}\n{plain(advice)}" if advice else text
 
     def _refusal_text(self, exc: ProviderError) -> str:
@@ -557,7 +558,7 @@ class Dub:
         )
 
     def _unknown_text(self) -> str:
-        return plain(messages.OWN_ERRORS["submit_unknown"].format(label=self.label))
+        return plain(OWN_ERRORS["submit_unknown"].format(label=self.label))
 
     def _in_doubt_text(self, exc: ProviderError) -> str:
         return (

@@ -27,8 +27,20 @@ from bot.money.budgets import Ledger
 from bot.parsing.command import BudgetCommand, Options, public_url_problem
 from bot.requests.intake import Intake, OptionRefused
 from bot.slack.out import SlackOut
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.actions import DUB_AUDIO_BLOCK, DUB_OPTIONS_BLOCK
+from bot.views.actions import dub_again_view as dub_again_modal
+from bot.views.control import (
+    already_retried,
+    cancel_outcome,
+    cannot_retry,
+    job_list,
+    job_status,
+    no_such_job,
+    retry_note,
+    retry_started,
+)
+from bot.views.money import admins_only, budget_set, budget_usage, budgets_view, quote_answered
+from bot.views.text import Message, plain
 
 log = logging.getLogger(__name__)
 
@@ -236,47 +248,45 @@ class JobControl:
         Raises RedisError when the store is down."""
         job = await self._job_for(typed, person)
         if job is None:
-            return messages.no_such_job(typed)
+            return no_such_job(typed)
         outcome = await self.records.cancel(job.id, person.user)
         log.info("job %s: cancel by %s: %s", job.id, person.user, outcome)
         # Told from the job as it is now: a second Cancel (or one racing the first) finds it cancelled, or
         # still being cancelled, which the job as read before this cancel cannot say.
         now = await self.records.get(job.id) or job
-        return messages.cancel_outcome(now, outcome, asked_before=bool(job.cancel_by))
+        return cancel_outcome(now, outcome, asked_before=bool(job.cancel_by))
 
     async def status(self, typed: str, person: Person, domain: str = "") -> Message:
         """`/lipsync status <job>`; `domain` (the workspace's, from the command) makes the thread's link."""
         job = await self._job_for(typed, person)
-        return messages.job_status(job, domain) if job is not None else messages.no_such_job(typed)
+        return job_status(job, domain) if job is not None else no_such_job(typed)
 
     async def list_jobs(self, person: Person, page: int, domain: str = "") -> Message:
         page = max(1, page)
         jobs, total = await self.own_jobs(person, (page - 1) * LIST_PAGE_SIZE, LIST_PAGE_SIZE)
-        return messages.job_list(jobs, page, total, LIST_PAGE_SIZE, domain)
+        return job_list(jobs, page, total, LIST_PAGE_SIZE, domain)
 
     async def retry(self, job_id: str, person: Person, response_url: str = "") -> Answer:
         """Start a failed or timed-out job again with the same inputs; once per job, however often the
         button is clicked. Checked before anything is created or the retry used up. Raises RedisError."""
         old = await self._job_for(job_id, person)
         if old is None:
-            return Answer(message=messages.no_such_job(job_id))
+            return Answer(message=no_such_job(job_id))
         if old.status not in (Status.FAILED, Status.TIMED_OUT):
-            return Answer(message=messages.cannot_retry(old))
+            return Answer(message=cannot_retry(old))
         try:
             job, new = await self.intake.accept_again(old, person.user, f"retry:{old.id}", response_url)
         except OptionRefused as refused:  # its provider has no key any more
             return Answer(message=refused.message)
         if not new:
-            return Answer(message=messages.already_retried(old, job.id))
+            return Answer(message=already_retried(old, job.id))
         log.info("job %s: retry of %s by %s", job.id, old.id, person.user)
-        return Answer(
-            message=messages.retry_started(old, job.id), note=_note(old, job, person.user, again=False)
-        )
+        return Answer(message=retry_started(old, job.id), note=_note(old, job, person.user, again=False))
 
     async def dub_again_view(self, job_id: str, person: Person) -> dict[str, Any] | None:
         """The modal for Dub again, or None when the job is gone (or not theirs to dub again)."""
         old = await self._job_for(job_id, person)
-        return messages.dub_again_view(old, list(self.intake.providers.values())) if old else None
+        return dub_again_modal(old, list(self.intake.providers.values())) if old else None
 
     async def dub_again(
         self, job_id: str, person: Person, view_id: str, audio_url: str, playback: str, provider: str
@@ -286,17 +296,17 @@ class JobControl:
         note for the old job's thread when it was started now."""
         old = await self._job_for(job_id, person)
         if old is None:
-            return {messages.DUB_AUDIO_BLOCK: "That job is gone (jobs are kept a week)."}, None
+            return {DUB_AUDIO_BLOCK: "That job is gone (jobs are kept a week)."}, None
         audio_url = audio_url.strip()
         if audio_url and (problem := public_url_problem(audio_url)):
-            return {messages.DUB_AUDIO_BLOCK: problem.replace("`", "")}, None
+            return {DUB_AUDIO_BLOCK: problem.replace("`", "")}, None
         options = Options(playback or old.playback_type, provider or old.provider, "")
         try:
             job, new = await self.intake.accept_again(
                 old, person.user, f"dub:{view_id}", audio_url=audio_url, options=options
             )
         except OptionRefused as refused:
-            return {messages.DUB_OPTIONS_BLOCK: messages.plain(refused.message.text)[:150]}, None
+            return {DUB_OPTIONS_BLOCK: plain(refused.message.text)[:150]}, None
         if not new:
             return {}, None
         log.info("job %s: dub again of %s by %s", job.id, old.id, person.user)
@@ -308,20 +318,20 @@ class JobControl:
         """ "Dub it" (`go`) or "Cancel" on a private quote. Raises RedisError."""
         job = await self._job_for(job_id, person)
         if job is None:
-            return messages.no_such_job(job_id)
+            return no_such_job(job_id)
         if not go:
             outcome = await self.records.cancel(job.id, person.user)
             log.info("job %s: quote declined by %s: %s", job.id, person.user, outcome)
-            return messages.quote_answered(job, "cancelled" if outcome.startswith("cancelled") else outcome)
+            return quote_answered(job, "cancelled" if outcome.startswith("cancelled") else outcome)
         outcome = await self.records.confirm(job.id)
         log.info("job %s: quote confirmed by %s: %s", job.id, person.user, outcome)
-        return messages.quote_answered(job, outcome)
+        return quote_answered(job, outcome)
 
     async def again_anyway(self, job_id: str, person: Person, response_url: str = "") -> Answer:
         """A result came from the cache; dub the same inputs afresh (and pay). Once per job."""
         old = await self._job_for(job_id, person)
         if old is None:
-            return Answer(message=messages.no_such_job(job_id))
+            return Answer(message=no_such_job(job_id))
         try:
             job, new = await self.intake.accept_again(
                 old, person.user, f"anyway:{old.id}", response_url, no_cache=True
@@ -329,10 +339,10 @@ class JobControl:
         except OptionRefused as refused:
             return Answer(message=refused.message)
         if not new:
-            return Answer(message=messages.already_retried(old, job.id))
+            return Answer(message=already_retried(old, job.id))
         log.info("job %s: dub afresh of cached %s by %s", job.id, old.id, person.user)
         return Answer(
-            message=messages.retry_started(old, job.id, again=True),
+            message=retry_started(old, job.id, again=True),
             note=_note(old, job, person.user, again=True),
         )
 
@@ -355,19 +365,19 @@ class JobControl:
             limits = await self.ledger.limits(team)
             if not admin:
                 limits = [b for b in limits if b.scope == "channel" or b.id == who]
-            return messages.budgets_view(limits, await self.ledger.month(), admin)
+            return budgets_view(limits, await self.ledger.month(), admin)
         if not admin:
-            return messages.admins_only()
+            return admins_only()
         unit = self.budget_unit(request.unit)
         if unit is None:
             units = ", ".join(sorted({f"`{p.unit}`" for p in self.intake.providers.values()}))
-            return messages.budget_usage(f"I keep no costs in {request.unit!r}; units here: {units}.")
+            return budget_usage(f"I keep no costs in {request.unit!r}; units here: {units}.")
         await self.ledger.set_limit(team, request.scope, request.scope_id, unit, request.amount)
         spent = await self.ledger.spent(team, request.scope, request.scope_id, unit)
         log.info(
             "budget %s %s set to %s %s by %s", request.scope, request.scope_id, request.amount, unit, who
         )
-        return messages.budget_set(request.scope, request.scope_id, unit, request.amount, spent)
+        return budget_set(request.scope, request.scope_id, unit, request.amount, spent)
 
 
 def _note(old: Job, new: Job, who: str, again: bool) -> ThreadNote | None:
@@ -375,5 +385,5 @@ def _note(old: Job, new: Job, who: str, again: bool) -> ThreadNote | None:
     if not (old.channel and old.parent_ts):
         return None
     return ThreadNote(
-        channel=old.channel, thread_ts=old.parent_ts, message=messages.retry_note(old, new.id, who, again)
+        channel=old.channel, thread_ts=old.parent_ts, message=retry_note(old, new.id, who, again)
     )

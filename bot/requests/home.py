@@ -26,7 +26,7 @@ from bot.lanes.ratelimit import RateLimiter
 from bot.providers.base import Provider
 from bot.requests.control import JobControl, Person
 from bot.slack.out import SlackOut
-from bot.views import messages
+from bot.views.home import AdminFacts, home_view
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +124,17 @@ class Home:
         limits = await self.control.ledger.limits(team_id)
         if admin is None:
             limits = [b for b in limits if b.scope == "channel" or b.id == user]
-        view = messages.home_view(user, jobs[:HOME_JOBS], total, month_costs(jobs, now_ms), admin, limits)
+        view = home_view(user, jobs[:HOME_JOBS], total, month_costs(jobs, now_ms), admin, limits)
         await self.slack.publish_home(user, view)
 
-    async def _admin_facts(self) -> messages.AdminFacts:
+    async def _admin_facts(self) -> AdminFacts:
         balances = await asyncio.gather(*(p.balance() for p in self.providers.values()))
         try:
             lanes = await self.lanes.counts()
             failures = await self.indexes.failures_today()
         except RedisError:
             lanes, failures = {}, -1
-        return messages.AdminFacts(
+        return AdminFacts(
             providers=[(p.label, b) for p, b in zip(self.providers.values(), balances, strict=True)],
             in_flight=sum(lanes.values()),
             failures_today=failures,

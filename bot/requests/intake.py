@@ -17,8 +17,9 @@ from bot.parsing.command import LipSyncRequest, Options
 from bot.parsing.file_share import Pair, SharedMessage
 from bot.providers import LABELS
 from bot.providers.base import Provider
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.help import option_refused
+from bot.views.help import usage as usage_message
+from bot.views.text import Message
 
 
 class OptionRefused(Exception):
@@ -51,7 +52,7 @@ class Intake:
 
     def usage(self) -> Message:
         """How to use the command, with the providers configured here and their options."""
-        return messages.usage(list(self.providers.values()), self.default_provider)
+        return usage_message(list(self.providers.values()), self.default_provider)
 
     def choose(self, options: Options) -> tuple[Provider, str]:
         """The provider and model for these options; raises OptionRefused when they cannot be honoured."""
@@ -66,7 +67,7 @@ class Intake:
 
     def _refuse(self, reason: str) -> NoReturn:
         providers = list(self.providers.values())
-        raise OptionRefused(messages.option_refused(reason, providers, self.default_provider))
+        raise OptionRefused(option_refused(reason, providers, self.default_provider))
 
     def _job(self, command: dict[str, Any], request: LipSyncRequest, provider: str, model: str) -> Job:
         return Job(

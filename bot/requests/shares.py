@@ -27,8 +27,21 @@ from bot.jobs.model import Job
 from bot.parsing.file_share import SharedMessage, options_in, partner_in_thread, plan_jobs
 from bot.requests.intake import Intake, OptionRefused
 from bot.slack.out import SlackOut
-from bot.views import messages
-from bot.views.messages import Message
+from bot.views.help import store_unavailable
+from bot.views.shares import (
+    REACTION_WORKING,
+    ambiguous_files,
+    external_files,
+    file_help,
+    files_already_started,
+    files_started,
+    files_too_large,
+    needs_partner,
+    no_media_in_message,
+    store_unavailable_for_files,
+    too_many_dubs,
+)
+from bot.views.text import Message
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +171,7 @@ class Shares:
             elif outcome.jobs:
                 # Only the person who shared sees it: the jobs' ids, and a Cancel button for each, while
                 # the thread holds nothing of the bot's until a dub ends.
-                started = messages.files_started(outcome.jobs)
+                started = files_started(outcome.jobs)
                 await self.slack.tell(message.channel, message.user, message.root, started)
             else:
                 await self._advise(share, message, outcome)
@@ -168,13 +181,11 @@ class Shares:
             # Still in the inbox if it got there: a worker retries once Redis is back. If it did not, the
             # delivery is acked and Slack will not resend it: say so, so the user can try again.
             if not await self.inbox.is_stashed(share.key):
-                reply = messages.store_unavailable() if share.via_shortcut else None
+                reply = store_unavailable() if share.via_shortcut else None
                 if reply is not None:
                     await self.slack.respond(share.response_url, reply)
                 else:
-                    await self.slack.notify(
-                        message.channel, message.root, messages.store_unavailable_for_files()
-                    )
+                    await self.slack.notify(message.channel, message.root, store_unavailable_for_files())
             return
         for job in outcome.jobs:
             log.info("job %s queued from files shared in %s/%s", job.id, job.channel, job.source_ts)
@@ -195,7 +206,7 @@ class Shares:
 
     async def _advise(self, share: Share, message: SharedMessage, outcome: Outcome) -> None:
         if outcome.no_media:
-            outcome.advice = messages.file_help()  # they mentioned the bot: say how it works
+            outcome.advice = file_help()  # they mentioned the bot: say how it works
         if outcome.advice is None or not (share.asked or outcome.advice_unasked):
             return
         # Marked first, so a redelivered event cannot post the same advice twice.
@@ -218,17 +229,17 @@ class Shares:
         if not plan.has_media:
             return Outcome(no_media=True)
         if plan.ambiguous:
-            return Outcome(advice=messages.ambiguous_files(plan), advice_unasked=True)
+            return Outcome(advice=ambiguous_files(plan), advice_unasked=True)
         if plan.missing is not None:
-            return Outcome(advice=messages.needs_partner(plan))
+            return Outcome(advice=needs_partner(plan))
         if len(plan.pairs) > self.max_jobs_per_message:
             return Outcome(
-                advice=messages.too_many_dubs(len(plan.pairs), self.max_jobs_per_message), advice_unasked=True
+                advice=too_many_dubs(len(plan.pairs), self.max_jobs_per_message), advice_unasked=True
             )
         if plan.external:
-            return Outcome(advice=messages.external_files(plan.external), advice_unasked=True)
+            return Outcome(advice=external_files(plan.external), advice_unasked=True)
         if plan.too_large:
-            return Outcome(advice=messages.files_too_large(plan.too_large, limit), advice_unasked=True)
+            return Outcome(advice=files_too_large(plan.too_large, limit), advice_unasked=True)
         try:
             jobs = await self.intake.accept_files(
                 message, plan.pairs, options_in(message.text, partner_text), share.response_url
@@ -236,7 +247,7 @@ class Shares:
         except OptionRefused as refused:
             return Outcome(advice=refused.message, advice_unasked=True)
         if jobs:
-            await self.slack.react(message.channel, message.ts, messages.REACTION_WORKING)
+            await self.slack.react(message.channel, message.ts, REACTION_WORKING)
         return Outcome(jobs=jobs, duplicate=not jobs)
 
     async def _partner_in_thread(
@@ -253,7 +264,7 @@ class Shares:
 
 def _shortcut_answer(outcome: Outcome) -> Message:
     if outcome.jobs:
-        return messages.files_started(outcome.jobs)
+        return files_started(outcome.jobs)
     if outcome.duplicate:
-        return messages.files_already_started()
-    return outcome.advice or messages.no_media_in_message()
+        return files_already_started()
+    return outcome.advice or no_media_in_message()

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.observe.metrics import SLACK_ERRORS
-from bot.views.messages import Message
+from bot.views.text import Message
 
 log = logging.getLogger(__name__)
 
