@@ -14,8 +14,8 @@ from bot.jobs.model import Job, PostState, Source, new_job_id
 from bot.jobs.store import JobStore
 from bot.parsing.command import LipSyncRequest, Options
 from bot.parsing.file_share import Pair, SharedMessage
-from bot.providers import LABELS
 from bot.providers.base import Provider
+from bot.providers.registry import Registry
 from bot.views import messages
 from bot.views.messages import Message
 
@@ -31,7 +31,9 @@ class OptionRefused(Exception):
 class Intake:
     def __init__(
         self,
+        *,
         store: JobStore,
+        registry: Registry,
         providers: Mapping[str, Provider],
         default_provider: str,
         job_timeout_seconds: float,
@@ -39,6 +41,7 @@ class Intake:
         max_file_bytes: int = 500 * 1024 * 1024,
     ) -> None:
         self.store = store
+        self.registry = registry  # every provider this bot knows; `providers` are the configured ones
         self.providers = providers
         self.default_provider = default_provider
         self.job_timeout_seconds = job_timeout_seconds
@@ -54,7 +57,8 @@ class Intake:
         name = options.provider or self.default_provider
         provider = self.providers.get(name)
         if provider is None:
-            self._refuse(f"I have no key for {LABELS.get(name, name)} (`{name}`), so I can't use it here.")
+            label = self.registry.labels.get(name, name)
+            self._refuse(f"I have no key for {label} (`{name}`), so I can't use it here.")
         problem = provider.options_problem(options.playback_type, options.model)
         if problem is not None:
             self._refuse(problem)
@@ -100,9 +104,12 @@ class Intake:
         """The same dub on every configured provider, answered in one thread (the lead job's message)."""
         if len(self.providers) < 2:
             only = ", ".join(p.label for p in self.providers.values())
+            keys = " or ".join(
+                f"`{e.key_setting}`" for e in self.registry.entries if e.name not in self.providers
+            )
             self._refuse(
-                f"Compare needs at least two providers, and I only have {only}. An admin can add "
-                "`SYNC_API_KEY` or `LIPSYNCDEV_API_KEY` (see the README)."
+                f"Compare needs at least two providers, and I only have {only}. An admin can add {keys} "
+                "(see the README)."
             )
         refusing = [p for p in self.providers.values() if request.playback_type not in p.playback]
         if refusing:

@@ -21,8 +21,8 @@ from bot.jobs.files import MediaKind, SlackFile
 from bot.jobs.model import Job, PostState, Source, Status, short_id
 from bot.money.budgets import Limit
 from bot.parsing.file_share import Plan
-from bot.providers import LABELS
 from bot.providers.base import Cost, Provider
+from bot.providers.registry import REGISTRY
 
 Block = dict[str, Any]
 
@@ -318,11 +318,11 @@ def store_unavailable_for_files() -> Message:
 
 def _label(name: str) -> str:
     """How messages name a provider: its label, or the stored name shown as code if it is unknown."""
-    return LABELS.get(name) or _code(name, 40)
+    return REGISTRY.labels.get(name) or _code(name, 40)
 
 
-def _provider_model(job: Job) -> str:
-    return _label(job.provider) + (f" {_code(job.model, 64)}" if job.model else "")
+def _provider_model(job: Job, label: str = "") -> str:
+    return (label or _label(job.provider)) + (f" {_code(job.model, 64)}" if job.model else "")
 
 
 def parent(job: Job, label: str = "") -> Message:
@@ -449,13 +449,13 @@ def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
     cost = cost_text(job.cost, job.cost_unit)
     duration = _duration(job.duration_s)
     link = _link(job.result_url, "open the video")
-    label = _label(job.provider)
+    label = provider.label if provider else _label(job.provider)
     blocks: list[Block] = [
         _section(f":white_check_mark: {_mention(job.user)} your dubbed video is ready: {link}"),
         _fields(
             f"*Duration*\n{duration}",
             f"*Cost*\n{cost}",
-            f"*Provider*\n{_provider_model(job)}",
+            f"*Provider*\n{_provider_model(job, label)}",
             f"*Time to result*\n{took_text(job.took_ms)}",
         ),
     ]
@@ -491,7 +491,7 @@ def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
 
 
 def _failure(job: Job, provider: Provider | None) -> Message:
-    label = _label(job.provider)
+    label = provider.label if provider else _label(job.provider)
     known = provider.explain(job.error_code) if provider and job.error_code else None
     own = OWN_ERRORS.get(job.error_code)
     lines = [f":x: {_mention(job.user)} the lip-sync failed."]
