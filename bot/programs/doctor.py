@@ -38,6 +38,7 @@ from bot.programs.app import HEALTH_PATH
 from bot.providers.base import KeyState, Provider
 from bot.providers.http import network_error
 from bot.providers.registry import REGISTRY, Registry
+from bot.providers.sync import SyncProvider
 from bot.settings import (
     MISSING_MARKER,
     NO_PROVIDER,
@@ -427,7 +428,7 @@ async def check_provider(provider: Provider, settings: Settings, registry: Regis
 
 def concurrency_checks(provider: str, settings: Settings) -> list[Check]:
     """sync.so without SYNC_MAX_CONCURRENT: jobs past the plan's cap are sent, refused (429) and held."""
-    if provider != "sync" or settings.sync_max_concurrent:
+    if provider != SyncProvider.name or settings.sync_max_concurrent:
         return []
     return [
         warn(
