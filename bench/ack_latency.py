@@ -82,7 +82,8 @@ from bench.common import (
 from bot.jobs.keys import seen_key
 from bot.programs.app import EVENTS_PATH, HEALTH_PATH
 from bot.programs.main import main as bot_main
-from bot.settings import Settings, load_settings
+from bot.providers.registry import REGISTRY
+from bot.settings import Settings
 from bot.slack.out import make_client
 from tests.fakes.server import wait_until
 from tests.harness import BotProcess
@@ -254,7 +255,7 @@ def measure(kind: str, mode: Mode, fakes: RemoteFakes, profile: Path | None) -> 
 def reference_app(kind: str) -> web.Application:
     """POST /slack/events answered by plain aiohttp (`raw`) or a bare Bolt app (`bare`), and GET /healthz
     (the harness waits for it)."""
-    settings = load_settings()
+    settings = REGISTRY.load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = web.Application()
     app.router.add_post(EVENTS_PATH, raw_events if kind == "raw" else bare_bolt_events(settings))
@@ -291,7 +292,7 @@ async def serve_reference(kind: str) -> None:
     app = reference_app(kind)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host="0.0.0.0", port=load_settings().port)
+    site = web.TCPSite(runner, host="0.0.0.0", port=REGISTRY.load_settings().port)
     await site.start()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

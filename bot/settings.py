@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,12 +24,6 @@ WHERE_TO_GET = {
     "public URL; for HTTP mode set SLACK_SIGNING_SECRET instead (README, Socket Mode or HTTP mode)",
 }
 
-# Each provider is enabled by its key; any one is enough. In the order the default provider is chosen.
-PROVIDER_KEYS = {
-    "jogg": ("JOGG_API_KEY", "app.jogg.ai → API → API Keys"),
-    "sync": ("SYNC_API_KEY", "sync.so → Dashboard → API Keys"),
-    "lipsyncdev": ("LIPSYNCDEV_API_KEY", "lipsync.dev → Dashboard → API"),
-}
 NO_PROVIDER = "no provider"
 
 # sync.so bills per second of output by model and plan (providers.md §2.6): the top of each published
@@ -39,10 +34,29 @@ DEFAULT_SYNC_PRICES = "lipsync-2=0.05,lipsync-2-pro=0.083,sync-3=0.133"
 MISSING_MARKER = "missing settings: "
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProviderKey:
+    """The setting that enables one provider (any one is enough), and where to get its value. The providers
+    and their keys are listed in bot/providers/registry.py, which hands them to Settings as
+    `provider_keys`."""
+
+    provider: str  # the word users type
+    setting: str  # e.g. JOGG_API_KEY
+    where: str
+
+    @property
+    def field(self) -> str:
+        return self.setting.lower()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+    # Which settings enable which provider, in the order the default is chosen. Empty here: settings are
+    # read through a registry (bot/providers/registry.py, `Registry.load_settings`), whose subclass of
+    # this one fills it in, so this module never imports the providers.
+    provider_keys: ClassVar[tuple[ProviderKey, ...]] = ()
 
     slack_bot_token: SecretStr
     slack_signing_secret: SecretStr | None = None
@@ -64,7 +78,7 @@ class Settings(BaseSettings):
     lipsyncdev_api_version: Literal["auto", "a", "b"] = "auto"
     lipsyncdev_video_enhance: int = Field(default=1, ge=0, le=1)
     lipsyncdev_fps: Literal["25", "original"] = "25"
-    default_provider: Literal["jogg", "sync", "lipsyncdev"] | None = None  # unset: the first configured
+    default_provider: str | None = None  # a provider's name (`provider_keys`); unset: the first configured
     # Where the bot is reachable from the internet (https): provider webhooks and the signed links that
     # serve shared files to providers without an upload API. Unset: polling only, and no such links.
     public_url: str | None = None
@@ -161,6 +175,15 @@ class Settings(BaseSettings):
     def _blank_default(cls, value: object) -> object:
         return value.strip().lower() or None if isinstance(value, str) else value
 
+    @field_validator("default_provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        names = [f"'{key.provider}'" for key in cls.provider_keys]
+        if value is not None and value not in [key.provider for key in cls.provider_keys]:
+            choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+            raise ValueError(f"Input should be {choices}")
+        return value
+
     @field_validator("sync_prices")
     @classmethod
     def _prices(cls, value: str) -> str:
@@ -201,7 +224,7 @@ class Settings(BaseSettings):
             return value.strip().lstrip("#")
         return None if isinstance(value, str) else value
 
-    @field_validator("jogg_api_key", "sync_api_key", "lipsyncdev_api_key", "sync_webhook_secret")
+    @field_validator("sync_webhook_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
@@ -228,12 +251,17 @@ class Settings(BaseSettings):
         # One report naming every missing variable, rather than one per start attempt.
         if not isinstance(values, dict):
             return values
+        if not cls.provider_keys:
+            raise TypeError("read the settings through a provider registry (bot/providers/registry.py)")
+        # A provider key that is empty or blank is unset: that provider is off.
+        keys = {key.field for key in cls.provider_keys}
+        values = {k: v for k, v in values.items() if not (k.lower() in keys and _blank(v))}
         present = {k.lower() for k, v in values.items() if v not in (None, "")}
         required = ["slack_bot_token"]
         if not present & {"slack_app_token", "slack_signing_secret"}:
             required.append("slack_app_token")  # Socket Mode, the default; a signing secret means HTTP
         missing = [name.upper() for name in required if name not in present]
-        if not present & {key.lower() for key, _ in PROVIDER_KEYS.values()}:
+        if not present & keys:
             missing.append(NO_PROVIDER)
         if missing:
             raise ValueError(MISSING_MARKER + ",".join(missing))
@@ -242,7 +270,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_is_configured(self) -> Settings:
         if self.default_provider and self.default_provider not in self.configured_providers:
-            key = PROVIDER_KEYS[self.default_provider][0]
+            key = next(k.setting for k in self.provider_keys if k.provider == self.default_provider)
             raise ValueError(f"DEFAULT_PROVIDER is {self.default_provider}, but {key} is not set")
         return self
 
@@ -261,13 +289,23 @@ class Settings(BaseSettings):
 
     @property
     def configured_providers(self) -> list[str]:
-        """Providers with a key, in the order of PROVIDER_KEYS."""
-        keys = {"jogg": self.jogg_api_key, "sync": self.sync_api_key, "lipsyncdev": self.lipsyncdev_api_key}
-        return [name for name in PROVIDER_KEYS if keys[name] is not None]
+        """Providers with a key, in the order of `provider_keys`."""
+        return [key.provider for key in self.provider_keys if getattr(self, key.field, None) is not None]
+
+    @property
+    def provider_secrets(self) -> list[SecretStr]:
+        """The providers' keys that are set."""
+        found = (getattr(self, key.field, None) for key in self.provider_keys)
+        return [value for value in found if isinstance(value, SecretStr)]
 
     @property
     def chosen_default_provider(self) -> str:
         return self.default_provider or self.configured_providers[0]
+
+
+def _blank(value: object) -> bool:
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return isinstance(text, str) and not text.strip()
 
 
 def split_list(text: str) -> list[str]:
@@ -319,14 +357,19 @@ class SettingsError(Exception):
     """Settings are missing or wrong; `str()` is a message for a human, without a traceback."""
 
 
-def load_settings(**overrides: object) -> Settings:
+AnySettings = TypeVar("AnySettings", bound=Settings)
+
+
+def load_settings(kind: type[AnySettings], **overrides: object) -> AnySettings:
+    """`kind` from the environment and .env, then `overrides`. `kind` knows the providers' keys: callers
+    use bot/providers/registry.py's `Registry.load_settings`."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(describe_problems(exc)) from None
+        raise SettingsError(describe_problems(exc, kind.provider_keys)) from None
 
 
-def describe_problems(exc: ValidationError) -> str:
+def describe_problems(exc: ValidationError, provider_keys: tuple[ProviderKey, ...]) -> str:
     lines = ["The bot cannot start: some settings are missing or wrong.", ""]
     for error in exc.errors():
         message = error["msg"].removeprefix("Value error, ")
@@ -334,7 +377,7 @@ def describe_problems(exc: ValidationError) -> str:
             for name in message.removeprefix(MISSING_MARKER).split(","):
                 if name == NO_PROVIDER:
                     lines.append("  No lip-sync provider is set up: set at least one of these keys.")
-                    lines += [f"    {key}: get it at {where}" for key, where in PROVIDER_KEYS.values()]
+                    lines += [f"    {key.setting}: get it at {key.where}" for key in provider_keys]
                 else:
                     lines.append(f"  {name} is not set. Get it at: {WHERE_TO_GET[name]}")
         else:

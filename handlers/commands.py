@@ -45,7 +45,7 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
         # The app runs with process_before_response: the ack goes out when this returns, so the job is in
         # Redis before Slack hears "accepted" (Slack never re-sends an acknowledged command).
         try:
-            request = parse_lipsync_text(str(command.get("text") or ""))
+            request = parse_lipsync_text(str(command.get("text") or ""), providers=intake.registry.names)
         except InvalidCommand as exc:
             await _ack_with(ack, usage_error(exc.reason))
             return

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from bot.programs.embedded_redis import EmbeddedRedis
-from bot.settings import Settings, load_settings
+from bot.providers.registry import REGISTRY
+from bot.settings import Settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev
 from tests.fakes.slack_api import FakeSlack
@@ -90,7 +91,7 @@ def make_settings(
             "preflight": "off",
         }
         values.update(overrides)
-        return load_settings(_env_file=None, **values)
+        return REGISTRY.load_settings(_env_file=None, **values)
 
     return make
 

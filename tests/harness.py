@@ -16,6 +16,7 @@ from typing import Any, Self
 import httpx
 
 from bot.programs.main import Bot
+from bot.providers.registry import REGISTRY, Registry
 from bot.settings import Settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.server import wait_until
@@ -55,9 +56,9 @@ def free_port() -> int:
 class BotThread:
     """`Bot` as `python -m bot` runs it, on a private event loop so tests stay synchronous."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, registry: Registry = REGISTRY) -> None:
         self.settings = settings
-        self.bot = Bot(settings)
+        self.bot = Bot(settings, registry=registry)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

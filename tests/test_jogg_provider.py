@@ -21,7 +21,7 @@ T = TypeVar("T")
 def call(jogg: FakeJogg, action: str, *args: object, key: str | None = None) -> Task | None:
     """`action` on a fresh JoggProvider for the fake (with `key` instead of the fake's, if given)."""
     api_key = SecretStr(key or jogg.api_key)
-    result: Task | None = provider_call(lambda: JoggProvider(api_key, jogg.base_url), action, *args)
+    result: Task | None = provider_call(lambda: JoggProvider(api_key, base_url=jogg.base_url), action, *args)
     return result
 
 
@@ -77,11 +77,11 @@ def test_wrong_api_key_is_for_the_admin_and_named_at_start(jogg: FakeJogg) -> No
     with pytest.raises(ProviderError) as caught:
         call(jogg, "create", ORDER, key="wrong")
     assert caught.value.kind is ErrorKind.ADMIN and caught.value.code == "10105"
-    provider = JoggProvider(SecretStr("wrong"), jogg.base_url)
+    provider = JoggProvider(SecretStr("wrong"), base_url=jogg.base_url)
     assert "JOGG_API_KEY" in (provider.explain("10105") or "")
 
     async def check(key: str) -> str | None:
-        client = JoggProvider(SecretStr(key), jogg.base_url)
+        client = JoggProvider(SecretStr(key), base_url=jogg.base_url)
         try:
             return await client.check_key()
         finally:
@@ -98,12 +98,14 @@ def test_unknown_task_is_not_found(jogg: FakeJogg) -> None:
 
 
 def call_with(base_url: str, api_key: str, action: str, *args: object, timeout_s: float = 10.0) -> object:
-    return provider_call(lambda: JoggProvider(SecretStr(api_key), base_url, timeout_s), action, *args)
+    return provider_call(
+        lambda: JoggProvider(SecretStr(api_key), base_url=base_url, timeout_s=timeout_s), action, *args
+    )
 
 
 def test_a_client_made_outside_an_event_loop_works_inside_one(jogg: FakeJogg) -> None:
     # As bot/programs/main.py does: no loop running yet.
-    client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)
+    client = JoggProvider(SecretStr(jogg.api_key), base_url=jogg.base_url)
 
     async def go() -> Task:
         try:
@@ -160,7 +162,7 @@ def test_a_refused_key_answered_with_http_401_is_a_refused_key(jogg: FakeJogg) -
     async def check(provider: JoggProvider) -> str | None:
         return await provider.check_key()
 
-    sentence = run_with(lambda: JoggProvider(SecretStr("wrong"), jogg.base_url), check)
+    sentence = run_with(lambda: JoggProvider(SecretStr("wrong"), base_url=jogg.base_url), check)
     assert sentence is not None and "JoggAI refused JOGG_API_KEY (Invalid API key)" in sentence
     assert jogg.creates == []
 

@@ -41,7 +41,7 @@ def run(
 ) -> T:
     """Run `steps` with a fresh provider on a fresh event loop, as one worker turn would."""
     api_key = SecretStr(key or fake.api_key)
-    return run_with(lambda: LipSyncDevProvider(api_key, base_url or fake.api_url, **options), steps)
+    return run_with(lambda: LipSyncDevProvider(api_key, base_url=base_url or fake.api_url, **options), steps)
 
 
 def create(fake: FakeLipSyncDev, order: Order = ORDER, **options: Any) -> Task:
@@ -593,18 +593,17 @@ def test_auto_with_nothing_answering_says_cannot_reach_and_submits_nothing() -> 
 
 
 def test_the_settings_version_reaches_the_provider() -> None:
-    from bot import providers
-    from bot.settings import load_settings
+    from bot.providers.registry import REGISTRY
 
     def built(**values: str) -> LipSyncDevProvider:
-        settings = load_settings(
+        settings = REGISTRY.load_settings(
             _env_file=None,
             slack_bot_token="xoxb-1",
             slack_signing_secret="s",
             lipsyncdev_api_key="k",
             **values,
         )
-        provider = providers.build(settings)["lipsyncdev"]
+        provider = REGISTRY.build(settings)["lipsyncdev"]
         assert isinstance(provider, LipSyncDevProvider)
         return provider
 

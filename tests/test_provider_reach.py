@@ -20,8 +20,8 @@ from bot.money.preflight import Preflight
 from bot.parsing.command import Options
 from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, dub_async
 from bot.providers.base import ErrorKind, KeyState, ProviderError, ProviderUnreachable
+from bot.providers.registry import REGISTRY
 from bot.providers.sync import SyncProvider
-from bot.settings import load_settings
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.sync_api import FakeSync
 from tests.harness import BotThread, free_port
@@ -108,7 +108,7 @@ def test_a_provider_unreachable_at_start_is_asked_again_until_it_answers(
 def test_a_dub_without_network_says_it_cannot_reach_the_provider_not_that_the_links_are_bad(
     jogg: FakeJogg,
 ) -> None:
-    settings = load_settings(
+    settings = REGISTRY.load_settings(
         _env_file=None,
         **UNUSED_SETTINGS,
         jogg_api_key=jogg.api_key,

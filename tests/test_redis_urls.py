@@ -25,8 +25,9 @@ from bot.jobs.keys import job_key
 from bot.jobs.model import Job
 from bot.jobs.store import Store
 from bot.programs.embedded_redis import EmbeddedRedis
+from bot.providers.registry import REGISTRY
 from bot.redis_client import HiredisPacking, SentinelTarget, parse_sentinel_url
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError
 from tests.fakes.server import wait_until
 from tests.harness import free_port
 from tests.redis_tls import OPENSSL, Certificates, TlsProxy, make_ca, make_certificates
@@ -40,7 +41,7 @@ needs_openssl = pytest.mark.skipif(
 
 
 def _settings(redis_url: str) -> Settings:
-    return load_settings(
+    return REGISTRY.load_settings(
         _env_file=None,
         slack_bot_token="xoxb-1",
         slack_signing_secret="s",

@@ -80,7 +80,7 @@ def test_env_example_documents_every_setting() -> None:
 
 
 def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: Path) -> None:
-    from bot.settings import load_settings
+    from bot.providers.registry import REGISTRY
 
     env_file = tmp_path / ".env"
     env_file.write_text(
@@ -90,7 +90,7 @@ def test_a_filled_in_env_example_starts_with_the_documented_defaults(tmp_path: P
         .replace("JOGG_API_KEY=\n", "JOGG_API_KEY=k\n")
         .replace("SLACK_APP_TOKEN=\n", "SLACK_APP_TOKEN=xapp-1\n")
     )
-    settings = load_settings(_env_file=env_file)
+    settings = REGISTRY.load_settings(_env_file=env_file)
     assert settings.socket_mode and settings.redis_url in (None, "")  # the default path
     assert (
         settings.poll_interval_seconds == 5

@@ -24,7 +24,8 @@ import pytest
 from bot.money.preflight import Preflight
 from bot.parsing.command import Options
 from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, StatusLine, dub_async
-from bot.settings import Settings, load_settings
+from bot.providers.registry import REGISTRY
+from bot.settings import Settings
 from tests import media_samples as samples
 from tests.fakes.jogg_api import FakeJogg, Fault, Outcome
 from tests.fakes.lipsyncdev_api import FakeLipSyncDev
@@ -317,7 +318,7 @@ def settings_for(jogg: FakeJogg, **overrides: object) -> Settings:
         "preflight": "off",
         **overrides,
     }
-    return load_settings(_env_file=None, **values)
+    return REGISTRY.load_settings(_env_file=None, **values)
 
 
 def without_seconds(lines: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ def rehost(
     digests = [] if digests is None else digests
 
     async def go() -> str:
-        client = JoggProvider(SecretStr(jogg.api_key), jogg.base_url)
+        client = JoggProvider(SecretStr(jogg.api_key), base_url=jogg.base_url)
         transfer = Transfer(
             SecretStr(token or slack.bot_token),
             slack_api_url or slack.api_url,

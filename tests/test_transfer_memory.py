@@ -37,7 +37,7 @@ def hwm_kb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 async def main(cfg):
-    jogg = JoggProvider(SecretStr(cfg["jogg_key"]), cfg["jogg_url"])
+    jogg = JoggProvider(SecretStr(cfg["jogg_key"]), base_url=cfg["jogg_url"])
     token = SecretStr(os.environ["TEST_SLACK_TOKEN"])
     transfer = Transfer(token, cfg["slack_api_url"], cfg["max_bytes"])
     try:

@@ -11,16 +11,18 @@ import html
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import SplitResult, urlsplit
+
+from bot.providers.registry import REGISTRY
 
 __all__ = [
     "DEFAULT_PLAYBACK_TYPE",
     "MAX_TEXT_LENGTH",
     "MAX_URL_LENGTH",
     "PLAYBACK_TYPES",
-    "PROVIDER_NAMES",
     "BudgetCommand",
     "InvalidCommand",
     "JobCommand",
@@ -32,8 +34,8 @@ __all__ = [
 
 PLAYBACK_TYPES: tuple[str, ...] = ("normal", "normal_reverse", "normal_reverse_by_audio")
 DEFAULT_PLAYBACK_TYPE = "normal"
-# The words that choose a provider (bot/providers); which of them are configured is checked by the intake.
-PROVIDER_NAMES: tuple[str, ...] = ("jogg", "sync", "lipsyncdev")
+# The words that choose a provider are the registry's names (bot/providers/registry.py), passed in as
+# `providers` (REGISTRY's by default); which of them are configured is checked by the intake.
 COMPARE_WORD = "compare"
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _JOB_ID = re.compile(r"[0-9a-fA-F]{6,40}")
@@ -132,8 +134,10 @@ class InvalidCommand(ValueError):
         self.reason = reason
 
 
-def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | BudgetCommand | None:
-    """Turn the slash-command text into a request.
+def parse_lipsync_text(
+    text: str, *, providers: Collection[str] = REGISTRY.names
+) -> LipSyncRequest | JobCommand | BudgetCommand | None:
+    """Turn the slash-command text into a request; `providers` are the words that choose a provider.
 
     None means the user asked for help: empty/whitespace-only text, or `help` (any case, also `-h`,
     `--help`, `?`) as the first word. Raises InvalidCommand with a user-facing reason otherwise.
@@ -164,11 +168,11 @@ def parse_lipsync_text(text: str) -> LipSyncRequest | JobCommand | BudgetCommand
             )
     video_url = _expect_url(words[0], "video")
 
-    if len(words) < 2 or _is_option(words[1]):
+    if len(words) < 2 or _is_option(words[1], providers):
         raise InvalidCommand("The audio URL is missing: send the video link first, then the audio link.")
     audio_url = _expect_url(words[1], "audio")
 
-    options = parse_options(words[2:])
+    options = parse_options(words[2:], providers=providers)
     if compare and (options.provider or options.model):
         raise InvalidCommand(
             "Compare runs the dub on every provider I have, each with its default model, so it takes no "
@@ -226,33 +230,35 @@ def _budget_command(rest: list[str]) -> BudgetCommand:
     return BudgetCommand(scope, scope_id, amount, unit)
 
 
-def option(word: str) -> tuple[str, str] | None:
-    """What an option word sets: ("playback", …), ("provider", …) or ("model", …); None if it is none."""
+def option(word: str, providers: Collection[str] = REGISTRY.names) -> tuple[str, str] | None:
+    """What an option word sets: ("playback", …), ("provider", …) or ("model", …); None if it is none.
+    `providers`: the words that choose a provider."""
     lowered = word.lower()
     if lowered in PLAYBACK_TYPES:
         return "playback", lowered
-    if lowered in PROVIDER_NAMES:
+    if lowered in providers:
         return "provider", lowered
     if lowered.startswith("model=") and _MODEL.fullmatch(word[len("model=") :]):
         return "model", word[len("model=") :]
     return None
 
 
-def parse_options(words: list[str]) -> Options:
-    """A playback type, a provider name and `model=<name>`, each at most once, in any order."""
+def parse_options(words: list[str], *, providers: Collection[str] = REGISTRY.names) -> Options:
+    """A playback type, a provider name (one of `providers`) and `model=<name>`, each at most once, in any
+    order."""
     found: dict[str, str] = {}
     for word in words:
         if _looks_like_url(word):
             raise InvalidCommand(
                 f"{_quote(word)} is one link too many: send exactly one video link and one audio link."
             )
-        chosen = option(word)
+        chosen = option(word, providers)
         if chosen is None:
             if word.lower().startswith("model="):
                 raise InvalidCommand(f"{_quote(word)} is not a model name, e.g. `model=lipsync-2-pro`.")
             raise InvalidCommand(
                 f"I don't know what to do with {_quote(word)}: after the two links I take a playback type "
-                f"({_choices(PLAYBACK_TYPES)}), a provider ({_choices(PROVIDER_NAMES)}) and `model=<name>`, "
+                f"({_choices(PLAYBACK_TYPES)}), a provider ({_choices(providers)}) and `model=<name>`, "
                 "in any order."
             )
         what, value = chosen
@@ -264,8 +270,8 @@ def parse_options(words: list[str]) -> Options:
     )
 
 
-def _is_option(word: str) -> bool:
-    return option(word) is not None or word.lower().startswith("model=")
+def _is_option(word: str, providers: Collection[str]) -> bool:
+    return option(word, providers) is not None or word.lower().startswith("model=")
 
 
 def public_url_problem(url: str) -> str | None:
@@ -445,7 +451,7 @@ def _is_host_char(ch: str) -> bool:
     return unicodedata.category(ch)[0] in ("L", "M", "N")
 
 
-def _choices(names: tuple[str, ...]) -> str:
+def _choices(names: Collection[str]) -> str:
     quoted = [f"`{name}`" for name in names]
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 

@@ -11,12 +11,13 @@ Pure functions over Slack payloads, so every rule here is testable without Slack
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.jobs.files import MediaKind, SlackFile, text_field
 from bot.parsing.command import DEFAULT_PLAYBACK_TYPE, Options, option
+from bot.providers.registry import REGISTRY
 
 # What may wrap an option word in a message: punctuation and Slack formatting (`code`, *bold*, _italic_).
 _AROUND_WORD = ".,;:!?()[]{}\"'`*_~"
@@ -134,17 +135,17 @@ def plan_jobs(files: Sequence[SlackFile], max_bytes: int, partner: SlackFile | N
     )
 
 
-def options_in(*texts: str) -> Options:
+def options_in(*texts: str, providers: Collection[str] = REGISTRY.names) -> Options:
     """The options (playback type, provider, `model=`) written in a message's text, or else in the next
-    text (the partner file's message); the first of each kind counts. Other words are conversation, and
-    so are two that read as plain English: "normal" (the default needs no mention) and the "sync" of
-    "lip sync"."""
+    text (the partner file's message); the first of each kind counts; `providers` are the words that choose
+    a provider. Other words are conversation, and so are two that read as plain English: "normal" (the
+    default needs no mention) and the "sync" of "lip sync"."""
     found: dict[str, str] = {}
     for text in texts:
         previous = ""
         for raw in text.split():
             word = raw.strip(_AROUND_WORD)
-            chosen = option(word)
+            chosen = option(word, providers)
             plain_english = word.lower() == "normal" or (word.lower() == "sync" and previous == "lip")
             if chosen is not None and not plain_english:
                 found.setdefault(*chosen)

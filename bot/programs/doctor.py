@@ -33,14 +33,15 @@ from pydantic import ValidationError
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from slack_sdk.errors import SlackApiError
 
-from bot import providers, redis_client
+from bot import redis_client
 from bot.programs.app import HEALTH_PATH
 from bot.providers.base import KeyState, Provider
 from bot.providers.http import network_error
+from bot.providers.registry import REGISTRY, Registry
+from bot.providers.sync import SyncProvider
 from bot.settings import (
     MISSING_MARKER,
     NO_PROVIDER,
-    PROVIDER_KEYS,
     WHERE_TO_GET,
     Settings,
     SettingsError,
@@ -72,12 +73,13 @@ NETWORK = "check this machine's network and proxy (HTTPS_PROXY), or"  # + the se
 REDIS_SETTINGS = "appendonly yes, maxmemory-policy noeviction, hash-max-listpack-value 512"
 SYNC_PLAN_CAPS = "Hobbyist 1, Creator 3, Growth 6, Scale 15"
 # Stand-ins for settings that are missing or wrong, so that the rest can still be checked. The Slack
-# token's stand-in has the right shape but is never sent (its check is replaced by a reachability check).
+# token's stand-in has the right shape but is never sent (its check is replaced by a reachability check);
+# with no provider key at all, the first provider's key gets PROVIDER_KEY_STAND_IN.
 STAND_INS: dict[str, object] = {
     "slack_bot_token": "xoxb-doctor-stand-in",
     "slack_signing_secret": "doctor-stand-in",
-    "jogg_api_key": "doctor-stand-in",
 }
+PROVIDER_KEY_STAND_IN = "doctor-stand-in"
 UNSET_PROVIDERS = "provider keys"  # the stand-in name for "no provider key at all"
 SETTING_ROUNDS = 8  # each round of stand-ins may uncover problems the previous ones hid
 
@@ -136,25 +138,26 @@ class Loaded:
     stand_ins: frozenset[str]
 
 
-def load_for_doctor(**overrides: object) -> Loaded:
-    """The settings as the bot reads them (the environment and .env, then `overrides`); SettingsError when
-    even stand-ins cannot make them usable."""
+def load_for_doctor(*, registry: Registry = REGISTRY, **overrides: object) -> Loaded:
+    """The settings as the bot reads them (the environment and .env, then `overrides`), with `registry`'s
+    providers; SettingsError when even stand-ins cannot make them usable."""
+    kind = registry.settings_type()
     values = dict(overrides)
     problems: list[Check] = []
     stand_ins: set[str] = set()
     for _ in range(SETTING_ROUNDS):
         try:
-            settings = Settings(**values)  # type: ignore[arg-type]
+            settings = kind(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
-            found = setting_problems(exc)
+            found = setting_problems(exc, registry)
             fresh = [(field, check) for field, check in found if field not in stand_ins]
             if not fresh:
-                raise SettingsError(describe_problems(exc)) from None
+                raise SettingsError(describe_problems(exc, registry.keys)) from None
             for field, check in fresh:
                 problems.append(check)
                 stand_ins.add(field)
                 if field == UNSET_PROVIDERS:
-                    values["jogg_api_key"] = STAND_INS["jogg_api_key"]
+                    values[registry.keys[0].field] = PROVIDER_KEY_STAND_IN
                 else:
                     values[field] = _stand_in(field)
             continue
@@ -162,14 +165,14 @@ def load_for_doctor(**overrides: object) -> Loaded:
     raise SettingsError("The settings could not be read.")  # not reached: each round stands in a field
 
 
-def setting_problems(exc: ValidationError) -> list[tuple[str, Check]]:
+def setting_problems(exc: ValidationError, registry: Registry) -> list[tuple[str, Check]]:
     """Each missing or wrong setting as (the field to stand in for, its ✗ line)."""
     found: list[tuple[str, Check]] = []
     for error in exc.errors():
         message = error["msg"].removeprefix("Value error, ")
         if message.startswith(MISSING_MARKER):
             for name in message.removeprefix(MISSING_MARKER).split(","):
-                found.append(_missing(name))
+                found.append(_missing(name, registry))
             continue
         field = str(error["loc"][0]) if error["loc"] else _named_field(message)
         if field:
@@ -178,10 +181,10 @@ def setting_problems(exc: ValidationError) -> list[tuple[str, Check]]:
     return found
 
 
-def _missing(name: str) -> tuple[str, Check]:
+def _missing(name: str, registry: Registry) -> tuple[str, Check]:
     if name == NO_PROVIDER:
-        keys = ", ".join(key for key, _ in PROVIDER_KEYS.values())
-        where = "; ".join(f"{key} at {where}" for key, where in PROVIDER_KEYS.values())
+        keys = ", ".join(key.setting for key in registry.keys)
+        where = "; ".join(f"{key.setting} at {key.where}" for key in registry.keys)
         return UNSET_PROVIDERS, fail("Provider keys", f"none is set ({keys})", f"set at least one: {where}")
     field = "slack_signing_secret" if name == "SLACK_APP_TOKEN" else name.lower()
     return field, fail(name, "not set", f"get it at {WHERE_TO_GET[name]}")
@@ -201,7 +204,11 @@ def _stand_in(field: str) -> object:
 
 
 async def diagnose(
-    settings: Settings, timeout_s: float = CHECK_SECONDS, stand_ins: frozenset[str] = frozenset()
+    settings: Settings,
+    timeout_s: float = CHECK_SECONDS,
+    stand_ins: frozenset[str] = frozenset(),
+    *,
+    registry: Registry = REGISTRY,
 ) -> list[Check]:
     """Every check, run at once (none depends on another); the result in a fixed order. Whatever rests on
     a stand-in (`load_for_doctor`) is not asked: Slack and the providers are then only checked for being
@@ -218,19 +225,19 @@ async def diagnose(
         groups.append(("Slack mode", check_mode(settings)))
     if UNSET_PROVIDERS in stand_ins:
         groups += [
-            (label, check_reachable(label, api_url(settings, name), f"{name.upper()}_API_URL"))
-            for name, label in providers.LABELS.items()
+            (e.label, check_reachable(e.label, getattr(settings, e.url_setting.lower()), e.url_setting))
+            for e in registry.entries
         ]
     else:
         try:
-            built = providers.build(settings)
-            groups += [(p.label, check_provider(p, settings)) for p in built.values()]
+            built = registry.build(settings)
+            groups += [(p.label, check_provider(p, settings, registry)) for p in built.values()]
         except StartupError as exc:  # a provider setting the bot would refuse (SYNC_MODEL)
             groups.append(("Providers", _constant(fail("Providers", str(exc), "correct that setting"))))
     if "redis_url" not in stand_ins:
         groups.append(("Redis", check_redis(settings)))
     if "public_url" not in stand_ins:
-        groups.append(("PUBLIC_URL", check_public_url(settings)))
+        groups.append(("PUBLIC_URL", check_public_url(settings, registry)))
     try:
         results = await asyncio.gather(*(_bounded(name, work, timeout_s) for name, work in groups))
     finally:
@@ -264,7 +271,7 @@ def exit_code(checks: Sequence[Check]) -> int:
 def configured_secrets(settings: Settings) -> list[str]:
     s = settings
     values = [s.slack_bot_token, s.slack_app_token, s.slack_signing_secret, s.sync_webhook_secret]
-    values += [s.jogg_api_key, s.sync_api_key, s.lipsyncdev_api_key]
+    values += s.provider_secrets
     found = [value.get_secret_value() for value in values if value is not None]
     return [secret for secret in [*found, urlsplit(s.redis_url or "").password or ""] if secret]
 
@@ -398,16 +405,12 @@ def _header(headers: Mapping[str, str], wanted: str) -> str | None:
 # -- providers -----------------------------------------------------------------------------------
 
 
-def api_url(settings: Settings, provider: str) -> str:
-    s = settings
-    return {"jogg": s.jogg_api_url, "sync": s.sync_api_url, "lipsyncdev": s.lipsyncdev_api_url}[provider]
-
-
-async def check_provider(provider: Provider, settings: Settings) -> list[Check]:
+async def check_provider(provider: Provider, settings: Settings, registry: Registry) -> list[Check]:
     """The provider's own key check (which also says which LipSync.dev API version answered), then its
     balance where it reports one, and what its settings risk."""
-    key, where = PROVIDER_KEYS[provider.name]
-    url_setting = f"{provider.name.upper()}_API_URL"
+    entry = registry.entry(provider.name)
+    assert entry is not None  # built from this registry
+    key, where, url_setting = entry.key_setting, entry.where, entry.url_setting
     check = await provider.key_check()
     if check.state is KeyState.REFUSED:
         return [
@@ -425,7 +428,7 @@ async def check_provider(provider: Provider, settings: Settings) -> list[Check]:
 
 def concurrency_checks(provider: str, settings: Settings) -> list[Check]:
     """sync.so without SYNC_MAX_CONCURRENT: jobs past the plan's cap are sent, refused (429) and held."""
-    if provider != "sync" or settings.sync_max_concurrent:
+    if provider != SyncProvider.name or settings.sync_max_concurrent:
         return []
     return [
         warn(
@@ -537,13 +540,15 @@ def hash_check(config: Mapping[str, str]) -> Check:
 # -- PUBLIC_URL ----------------------------------------------------------------------------------
 
 
-async def check_public_url(settings: Settings) -> list[Check]:
+async def check_public_url(settings: Settings, registry: Registry) -> list[Check]:
     """The bot is not running during doctor, so: does the host resolve, and does anything answer there?"""
     name, url = "PUBLIC_URL", settings.public_url
     if not url:
-        if "lipsyncdev" in settings.configured_providers:
+        configured = [registry.entry(provider) for provider in settings.configured_providers]
+        link_only = [e.label for e in configured if e is not None and not e.kind.hosts_uploads]
+        if link_only:
             fix = "set PUBLIC_URL to the https address where the internet reaches PORT (README, PUBLIC_URL)"
-            return [warn(name, "not set: files shared in Slack cannot go to LipSync.dev", fix)]
+            return [warn(name, f"not set: files shared in Slack cannot go to {' or '.join(link_only)}", fix)]
         return [ok(name, "not set: jobs are followed by polling (no webhooks)")]
     parts = urlsplit(url)
     host = parts.hostname or ""

@@ -42,6 +42,7 @@ from bot.money.preflight import HostToken, Preflight, start_parser, stop_parser
 from bot.observe import logs, metrics
 from bot.programs.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.providers.base import KeyState, Provider
+from bot.providers.registry import REGISTRY, Registry
 from bot.providers.webhooks import WEBHOOK_PATH, webhook_handler
 from bot.requests.control import JobControl
 from bot.requests.home import Home
@@ -51,7 +52,6 @@ from bot.settings import (
     Settings,
     SettingsError,
     StartupError,
-    load_settings,
     parse_amounts,
     parse_thresholds,
     split_list,
@@ -67,9 +67,11 @@ if TYPE_CHECKING:  # imported where used: each mode loads only what it needs (st
 
 log = logging.getLogger("bot")
 
-USAGE = """\
-LipSync Bot: a Slack bot that dubs videos with JoggAI, sync.so or LipSync.dev. Type
-/lipsync <video_url> <audio_url> [jogg|sync|lipsyncdev] in Slack, or share a video and an audio file
+_LABELS = [entry.label for entry in REGISTRY.entries]
+_LINK_ONLY = " or ".join(entry.label for entry in REGISTRY.entries if not entry.kind.hosts_uploads)
+USAGE = f"""\
+LipSync Bot: a Slack bot that dubs videos with {", ".join(_LABELS[:-1])} or {_LABELS[-1]}. Type
+/lipsync <video_url> <audio_url> [{"|".join(REGISTRY.names)}] in Slack, or share a video and an audio file
 in one message; /lipsync compare <video_url> <audio_url> tries every provider.
 
 Without a command it runs the bot; `doctor` checks a setup instead, and `dub <video_url> <audio_url>
@@ -78,9 +80,9 @@ current directory:
   SLACK_BOT_TOKEN       Bot User OAuth Token (xoxb-...)
   SLACK_APP_TOKEN       app-level token (xapp-...) for Socket Mode, the default: no public URL needed
   SLACK_SIGNING_SECRET  instead of SLACK_APP_TOKEN for HTTP mode (Slack calls POST /slack/events)
-  JOGG_API_KEY, SYNC_API_KEY, LIPSYNCDEV_API_KEY
+  {", ".join(entry.key_setting for entry in REGISTRY.entries)}
                         provider keys: each enables its provider; at least one is needed
-  PUBLIC_URL            optional https address of this bot: webhooks, and shared files for LipSync.dev
+  PUBLIC_URL            optional https address of this bot: webhooks, and shared files for {_LINK_ONLY}
   REDIS_URL             unset: an embedded Redis keeps its data under DATA_DIR (default ./data)
   PORT                  GET /healthz in both modes, POST /slack/events in HTTP mode (default 3000)
   METRICS_PORT          GET /metrics for operators, on METRICS_HOST (default 127.0.0.1); unset: none
@@ -132,8 +134,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Bot:
     """One running bot process. `start()` then `stop()`; tests drive it the same way `main()` does."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, registry: Registry = REGISTRY) -> None:
+        """`registry`: the providers this bot knows (`settings` read through the same registry)."""
         self.settings = settings
+        self.registry = registry
         self.embedded: EmbeddedRedis | None = None
         self.redis: Redis | None = None
         self.providers: dict[str, Provider] = {}
@@ -186,7 +190,7 @@ class Bot:
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
         await self._check_slack_token(slack_client)
-        self.providers = providers.build(s)
+        self.providers = self.registry.build(s)
         await self._check_provider_keys()
         timing = Timing(
             poll_interval_ms=int(s.poll_interval_seconds * 1000),
@@ -244,6 +248,7 @@ class Bot:
         intake = Intake(
             records=store.records,
             indexes=store.indexes,
+            registry=self.registry,
             providers=self.providers,
             default_provider=s.chosen_default_provider,
             job_timeout_seconds=s.job_timeout_seconds,
@@ -561,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(run())
     try:
-        settings = load_settings()
+        settings = REGISTRY.load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)

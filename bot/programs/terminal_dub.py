@@ -32,7 +32,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TextIO
 
-from bot import providers
 from bot.jobs.decisions import backoff_ms
 from bot.jobs.model import new_job_id
 from bot.lanes.pipeline import (
@@ -55,7 +54,8 @@ from bot.providers.base import (
     Task,
     TaskState,
 )
-from bot.settings import PROVIDER_KEYS, Settings, SettingsError, StartupError, load_settings, split_list
+from bot.providers.registry import REGISTRY
+from bot.settings import Settings, SettingsError, StartupError, split_list
 from bot.views import formats
 from bot.views.jobs import OWN_ERRORS, failure_hint
 
@@ -63,15 +63,20 @@ EXIT_DONE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LINK_CHECK_TRIES = 3  # a link that does not answer now (timeout, 5xx) gets this many tries
 CLOSE_SECONDS = 5.0  # each client's close, bounded: a stuck close must not keep the command alive
 
-USAGE = """\
+_MODELS = "; ".join(
+    f"for {entry.label} ({', '.join(entry.kind.models[:2])}, ...)"
+    for entry in REGISTRY.entries
+    if entry.kind.models
+)
+USAGE = f"""\
 usage: lipsync-bot dub <video_url> <audio_url> [options]
 
 Dubs one video with the new audio through a configured provider, without Slack, and prints the result's
 link, duration and cost. Options, in any order, as in Slack's /lipsync:
   normal | normal_reverse | normal_reverse_by_audio   what plays when the video is shorter than the audio
-  jogg | sync | lipsyncdev                            the provider (default: DEFAULT_PROVIDER, else the
+  {" | ".join(REGISTRY.names):<52}the provider (default: DEFAULT_PROVIDER, else the
                                                       first configured)
-  model=<name>                                        the model, for sync.so (lipsync-2, sync-3, ...)
+  model=<name>                                        the model, {_MODELS}
 
 Settings come from the environment or .env, as for the bot; the Slack tokens are not needed.
 Exit status: 0 done, 1 failed or timed out, 2 bad input or settings, 130 after Ctrl-C.
@@ -284,7 +289,7 @@ def parse_args(argv: list[str]) -> DubRequest:
 def load_dub_settings() -> Settings:
     """The bot's settings from the environment and .env, without the Slack tokens (UNUSED_SETTINGS)."""
     try:
-        return load_settings(**UNUSED_SETTINGS)
+        return REGISTRY.load_settings(**UNUSED_SETTINGS)
     except SettingsError as exc:
         raise Stop(EXIT_USAGE, str(exc).replace("The bot cannot start", "Cannot dub", 1)) from None
 
@@ -294,8 +299,12 @@ def choose(built: dict[str, Provider], settings: Settings, options: Options) -> 
     name = options.provider or settings.chosen_default_provider
     provider = built.get(name)
     if provider is None:
-        key, where = PROVIDER_KEYS[name]
-        raise Stop(EXIT_USAGE, f"{providers.LABELS[name]} is not set up here: set {key} (get it at {where}).")
+        entry = REGISTRY.entry(name)
+        assert entry is not None  # the parser takes only the registry's names
+        raise Stop(
+            EXIT_USAGE,
+            f"{entry.label} is not set up here: set {entry.key_setting} (get it at {entry.where}).",
+        )
     problem = provider.options_problem(options.playback_type, options.model)
     if problem is not None:
         raise Stop(EXIT_USAGE, plain(problem))
@@ -607,7 +616,7 @@ async def dub_async(
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         try:
-            built = providers.build(settings)
+            built = REGISTRY.build(settings)
         except StartupError as exc:
             raise Stop(EXIT_USAGE, f"Cannot dub: {exc}") from None
         provider, model = choose(built, settings, request.options)

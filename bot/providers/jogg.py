@@ -81,6 +81,7 @@ class JoggProvider(Provider):
     def __init__(
         self,
         api_key: SecretStr,
+        *,
         base_url: str = "https://api.jogg.ai",
         timeout_s: float = 10.0,
         posts_per_minute: int = 20,

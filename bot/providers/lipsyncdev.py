@@ -186,6 +186,7 @@ class LipSyncDevProvider(Provider):
     def __init__(
         self,
         api_key: SecretStr,
+        *,
         base_url: str = DEFAULT_BASE_URL,
         video_enhance: int = 1,
         fps: str = "25",

@@ -154,6 +154,7 @@ class SyncProvider(Provider):
     def __init__(
         self,
         api_key: SecretStr,
+        *,
         base_url: str = DEFAULT_BASE_URL,
         model: str = "lipsync-2",
         prices: Mapping[str, Decimal] | None = None,

@@ -15,8 +15,8 @@ from bot.jobs.model import Job, PostState, Source, new_job_id
 from bot.jobs.records import JobRecords
 from bot.parsing.command import LipSyncRequest, Options
 from bot.parsing.file_share import Pair, SharedMessage
-from bot.providers import LABELS
 from bot.providers.base import Provider
+from bot.providers.registry import Registry
 from bot.views.help import option_refused
 from bot.views.help import usage as usage_message
 from bot.views.text import Message
@@ -36,6 +36,7 @@ class Intake:
         *,
         records: JobRecords,
         indexes: Indexes,
+        registry: Registry,
         providers: Mapping[str, Provider],
         default_provider: str,
         job_timeout_seconds: float,
@@ -44,6 +45,7 @@ class Intake:
     ) -> None:
         self.records = records
         self.indexes = indexes
+        self.registry = registry  # every provider this bot knows; `providers` are the configured ones
         self.providers = providers
         self.default_provider = default_provider
         self.job_timeout_seconds = job_timeout_seconds
@@ -59,7 +61,8 @@ class Intake:
         name = options.provider or self.default_provider
         provider = self.providers.get(name)
         if provider is None:
-            self._refuse(f"I have no key for {LABELS.get(name, name)} (`{name}`), so I can't use it here.")
+            label = self.registry.labels.get(name, name)
+            self._refuse(f"I have no key for {label} (`{name}`), so I can't use it here.")
         problem = provider.options_problem(options.playback_type, options.model)
         if problem is not None:
             self._refuse(problem)
@@ -105,9 +108,12 @@ class Intake:
         """The same dub on every configured provider, answered in one thread (the lead job's message)."""
         if len(self.providers) < 2:
             only = ", ".join(p.label for p in self.providers.values())
+            keys = " or ".join(
+                f"`{e.key_setting}`" for e in self.registry.entries if e.name not in self.providers
+            )
             self._refuse(
-                f"Compare needs at least two providers, and I only have {only}. An admin can add "
-                "`SYNC_API_KEY` or `LIPSYNCDEV_API_KEY` (see the README)."
+                f"Compare needs at least two providers, and I only have {only}. An admin can add {keys} "
+                "(see the README)."
             )
         refusing = [p for p in self.providers.values() if request.playback_type not in p.playback]
         if refusing:

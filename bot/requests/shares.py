@@ -242,7 +242,10 @@ class Shares:
             return Outcome(advice=files_too_large(plan.too_large, limit), advice_unasked=True)
         try:
             jobs = await self.intake.accept_files(
-                message, plan.pairs, options_in(message.text, partner_text), share.response_url
+                message,
+                plan.pairs,
+                options_in(message.text, partner_text, providers=self.intake.registry.names),
+                share.response_url,
             )
         except OptionRefused as refused:
             return Outcome(advice=refused.message, advice_unasked=True)

@@ -6,17 +6,17 @@ from decimal import Decimal
 
 from bot.jobs.files import SlackFile
 from bot.jobs.model import Job
-from bot.providers import LABELS
+from bot.providers.registry import REGISTRY
 from bot.views.text import NAME_MAX, _code, _escape, _shorten
 
 
 def _label(name: str) -> str:
     """How messages name a provider: its label, or the stored name shown as code if it is unknown."""
-    return LABELS.get(name) or _code(name, 40)
+    return REGISTRY.labels.get(name) or _code(name, 40)
 
 
-def _provider_model(job: Job) -> str:
-    return _label(job.provider) + (f" {_code(job.model, 64)}" if job.model else "")
+def _provider_model(job: Job, label: str = "") -> str:
+    return (label or _label(job.provider)) + (f" {_code(job.model, 64)}" if job.model else "")
 
 
 def _name(file: SlackFile) -> str:

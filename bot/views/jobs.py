@@ -186,13 +186,13 @@ def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
     cost = cost_text(job.cost, job.cost_unit)
     duration = _duration(job.duration_s)
     link = _link(job.result_url, "open the video")
-    label = _label(job.provider)
+    label = provider.label if provider else _label(job.provider)
     blocks: list[Block] = [
         _section(f":white_check_mark: {_mention(job.user)} your dubbed video is ready: {link}"),
         _fields(
             f"*Duration*\n{duration}",
             f"*Cost*\n{cost}",
-            f"*Provider*\n{_provider_model(job)}",
+            f"*Provider*\n{_provider_model(job, label)}",
             f"*Time to result*\n{took_text(job.took_ms)}",
         ),
     ]
@@ -228,7 +228,7 @@ def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
 
 
 def _failure(job: Job, provider: Provider | None) -> Message:
-    label = _label(job.provider)
+    label = provider.label if provider else _label(job.provider)
     known = provider.explain(job.error_code) if provider and job.error_code else None
     own = OWN_ERRORS.get(job.error_code)
     lines = [f":x: {_mention(job.user)} the lip-sync failed."]
