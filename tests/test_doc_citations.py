@@ -35,7 +35,7 @@ RELIABILITY = ROOT / "RELIABILITY.md"
 
 # A repository path (a top folder, then path characters; braces for alternatives, `*` for a glob) or a
 # Markdown file name. Not after a word, a slash or a dot, so URLs and longer paths do not match from inside.
-PATH = re.compile(r"(?<![\w/.~-])((?:bot|handlers|bench|tests)/[\w./{},*-]*|[\w./-]*\.md\b)")
+PATH = re.compile(r"(?<![\w/.~-])((?:bot|handlers|bench|tests)/[\w./{},*-]*|[\w./-]*[\w-]\.md\b)")
 # A dotted module path under one of the code folders, e.g. bot.jobs.model or tests.harness.BotProcess.
 DOTTED = re.compile(r"(?<![\w/.-])((?:bot|handlers|bench|tests)(?:\.\w+)+)")
 DOCS = r"\b(README|RELIABILITY|BENCHMARKS|CONTRIBUTING)(?:\.md)?"
