@@ -157,7 +157,7 @@ def start_bot(bench: Bench, profile_to: Path | None = None, **env_overrides: str
 
 
 def job_ids(n: int, base_ms: int) -> list[str]:
-    # Time-ordered like bot.jobs.new_job_id, and unique without randomness.
+    # Time-ordered like bot.jobs.model.new_job_id, and unique without randomness.
     return [f"{base_ms:012x}{i:08x}" for i in range(n)]
 
 

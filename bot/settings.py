@@ -26,8 +26,9 @@ WHERE_TO_GET = {
 
 NO_PROVIDER = "no provider"
 
-# sync.so bills per second of output by model and plan (providers.md §2.6): the top of each published
-# range, so a reply never understates; set SYNC_PRICES to your plan's ("lipsync-2=0.04,sync-3=0.107").
+# sync.so bills per second of output by model and plan (the team's provider notes, shared/docs/providers.md
+# §2.6): the top of each published range, so a reply never understates; set SYNC_PRICES to your plan's
+# ("lipsync-2=0.04,sync-3=0.107").
 DEFAULT_SYNC_PRICES = "lipsync-2=0.05,lipsync-2-pro=0.083,sync-3=0.133"
 
 
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
     sync_webhook_secret: SecretStr | None = None  # verifies Sync-Signature on webhook deliveries
     lipsyncdev_api_key: SecretStr | None = None
     lipsyncdev_api_url: str = "https://www.lipsync.dev/api"
-    # Its two published APIs (providers.md §3): a (Bearer, /v1/lipsync/submit), b (X-API-Key,
+    # Its two published APIs (shared/docs/providers.md §3): a (Bearer, /v1/lipsync/submit), b (X-API-Key,
     # /v1/lipsync/generate), or auto: ask the server at start which one it speaks.
     lipsyncdev_api_version: Literal["auto", "a", "b"] = "auto"
     lipsyncdev_video_enhance: int = Field(default=1, ge=0, le=1)
@@ -104,7 +105,7 @@ class Settings(BaseSettings):
     slack_updates_per_minute: int = Field(default=45, ge=1)
     http_timeout_seconds: float = Field(default=10.0, gt=0)  # per request to Slack and providers
     # After a JoggAI create whose answer was lost: how long to keep looking for its task before creating
-    # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "Never paid twice".
+    # again (at least 4 times HTTP_TIMEOUT_SECONDS). RELIABILITY.md, "The create-recovery rule".
     create_settle_seconds: float = Field(default=120.0, gt=0)
     # Money (bot/lanes/gate.py). Before paying, each link is fetched in part (HEAD and small ranged GETs) and
     # refused if it is not media; PREFLIGHT=off skips that for deployments whose egress reaches only Slack

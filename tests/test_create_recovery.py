@@ -1,7 +1,7 @@
 """Never paid twice: a JoggAI create whose answer was lost is recovered before anything is created again.
 
-JoggAI's lookup by inputs cannot tell "never made" from "still being made", so after an unanswered create
-the bot keeps looking until the create has settled (RELIABILITY.md, "Never paid twice"). These run the
+JoggAI's lookup by inputs cannot tell "never made" from "still being made", so after an unanswered create the
+bot keeps looking until the create has settled (RELIABILITY.md, "The create-recovery rule"). These run the
 real bot against the fake JoggAI, whose "late" fault finishes a create after the client has given up.
 """
 

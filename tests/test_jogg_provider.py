@@ -148,7 +148,7 @@ def test_a_redirect_is_not_followed_so_the_key_stays_home(jogg: FakeJogg) -> Non
     assert len(jogg.requests) == seen_before  # the other host never saw the request (nor the key)
 
 
-# -- the envelope decides, whatever the HTTP status (providers.md §1.2, §1.12) ---------------------
+# -- the envelope decides, whatever the HTTP status (shared/docs/providers.md §1.2, §1.12) ---------
 
 
 def test_a_refused_key_answered_with_http_401_is_a_refused_key(jogg: FakeJogg) -> None:

@@ -465,7 +465,7 @@ def test_an_input_the_service_cannot_download_fails_the_job(fake: FakeLipSyncDev
     assert statuses == {"srcVideoUrl": 200, "audioUrl": 403}
 
 
-# -- the two API versions (providers.md §3) --------------------------------------------------------
+# -- the two API versions (shared/docs/providers.md §3) --------------------------------------------
 
 
 @pytest.fixture

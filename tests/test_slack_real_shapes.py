@@ -644,8 +644,8 @@ def test_a_recorded_app_home_opened_event_publishes_the_home_tab(bot: BotThread,
 def test_a_recorded_file_shared_event_starts_nothing(
     bot: BotThread, slack: FakeSlack, redis_client: redis.Redis
 ) -> None:
-    """The bot subscribes to `message` events only (slack-platform.md §2.1): a `file_shared` event starts
-    nothing, and is refused without a 5xx (Bolt answers 404 for an event no listener takes)."""
+    """The bot subscribes to `message` events only (shared/docs/slack-platform.md §2.1): a `file_shared`
+    event starts nothing, and is refused without a 5xx (Bolt answers 404 for an event no listener takes)."""
     payload = filled_envelope(recorded("FileSharedPayload.json"), slack)
     payload["event"].update(file_id="F0TALK", user_id=ALICE, channel_id=CHANNEL, event_ts="1700000000.000400")
     payload["event"]["file"]["id"] = "F0TALK"

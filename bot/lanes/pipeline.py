@@ -54,7 +54,7 @@ MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user 
 MAX_SEND_ERRORS = 30  # Slack refusals (auth, scopes) an admin may still fix: keep trying for a while
 # A task the lookup finds counts as ours when it was created after our job started, give or take this.
 CLOCK_SKEW_S = 120
-# The create-recovery rule for lookup providers (RELIABILITY.md, "Never paid twice"). After a create whose
+# The create-recovery rule for lookup providers (RELIABILITY.md, guarantee 2). After a create whose
 # answer was lost, JoggAI may still be making the task, and its lookup cannot tell "never made" from "not
 # made yet". So no new create until this long after the attempt; until then the lookup is repeated and a
 # task adopted as soon as it appears. bot/programs/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS,

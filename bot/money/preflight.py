@@ -525,9 +525,9 @@ _REPORT = "General;%Duration%|%Format%|%VideoCount%|%AudioCount%|%ImageCount%|%T
 _COUNTED = ("Video", "Audio", "Image", "Text")
 
 
-# One process parses for the whole bot process: a burst of checks then takes at most one core and never
-# the event loop's interpreter lock (parsing in a thread slowed acks under bursts, BENCHMARKS.md §8), and
-# queues instead. Started on first use; a worker that died is replaced.
+# One process parses for the whole bot process: a burst of checks then takes at most one core and never the
+# event loop's interpreter lock (parsing in a thread slowed acks under bursts: BENCHMARKS.md, "The link check
+# before paying"), and queues instead. Started on first use; a worker that died is replaced.
 _parser: concurrent.futures.ProcessPoolExecutor | None = None
 
 

@@ -52,7 +52,7 @@ from bot.slack.out import NETWORK_ERRORS, REFUSED_TOKEN_ERRORS, close_client, ma
 
 CHECK_SECONDS = 10.0  # each check as a whole: a hung service gets a ✗, not a hung doctor
 REQUEST_SECONDS = 8.0  # each request within a check, so that its own error shows before CHECK_SECONDS
-HASH_VALUE_MIN = 512  # README, "What Redis must be": a job's links then fit Redis's compact hash encoding
+HASH_VALUE_MIN = 512  # RELIABILITY.md, "What Redis must be": a job's links then fit the compact hash encoding
 
 # Next to the package in a checkout (pip install -e .), else in the current directory (the Docker image's
 # WORKDIR, where the Dockerfile copies it). Read at run time: manifest.yml stays the one list of scopes.

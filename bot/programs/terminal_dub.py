@@ -10,8 +10,8 @@ settings or account (nothing was made); 128 + the signal after Ctrl-C (130) or S
 
 Nothing is left half-done. Before the create nothing was sent. A signal while a create is on the wire
 waits for its answer (a second one stops at once), so that the task id is known and printed. A create
-whose answer was lost is reconciled the provider's way, as the pipeline does (RELIABILITY.md, "Never paid
-twice"): looked up by its inputs (Recovery.LOOKUP), repeated with the same key (IDEMPOTENT), or never
+whose answer was lost is reconciled the provider's way, as the pipeline does (RELIABILITY.md, "No second
+paid task"): looked up by its inputs (Recovery.LOOKUP), repeated with the same key (IDEMPOTENT), or never
 repeated (NONE).
 """
 

@@ -123,7 +123,7 @@ class Order:
 
 
 class Recovery(StrEnum):
-    """What the pipeline may do after a create whose answer was lost (RELIABILITY.md, "Never paid twice")."""
+    """What may follow a create whose answer was lost (RELIABILITY.md, "No second paid task")."""
 
     LOOKUP = "lookup"  # `find(order)` finds a task made with these inputs; create again only once settled
     IDEMPOTENT = "idempotent"  # the create carries a key derived from `Order.key`: repeating it is safe

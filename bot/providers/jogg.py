@@ -1,7 +1,8 @@
 """JoggAI v2 lip-sync: the one place that knows JoggAI's wire format, errors, cost rule and uploads.
 
 Errors arrive as `code != 0` in the envelope, usually under HTTP 200 but whatever the status (a 401
-carrying 10105 is a refused key, providers.md §1.2, §1.12); every outcome becomes a `Task` or a
+carrying 10105 is a refused key: the team's provider notes, shared/docs/providers.md §1.2, §1.12); every
+outcome becomes a `Task` or a
 `ProviderError`. JoggAI has no idempotency key, but it can look a task up by its inputs (§1.5): after a
 create whose answer was lost, the pipeline adopts the task it finds (Recovery.LOOKUP). Uploads are POSTs
 and share the 20 POSTs/min limit with creates (§1.8).
@@ -41,7 +42,7 @@ QUOTA_PATH = "/v2/user/remaining_quota"
 
 PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
 
-# Business code → what it means for the bot (providers.md §1.2); msg from JoggAI is kept alongside.
+# Business code → what it means for the bot (shared/docs/providers.md §1.2); JoggAI's msg is kept too.
 BUSINESS_CODES: dict[int, ErrorKind] = {
     429: ErrorKind.RATE_LIMITED,
     10104: ErrorKind.NOT_FOUND,
@@ -136,8 +137,8 @@ class JoggProvider(Provider):
     def quote(
         self, video_s: Decimal | None, audio_s: Decimal | None, playback: str, model: str
     ) -> Cost | None:
-        # Every playback type plays the video for as long as the new audio runs (providers.md, JoggAI):
-        # the audio's length is the output's.
+        # Every playback type plays the video for as long as the new audio runs (shared/docs/providers.md
+        # §1.10): the audio's length is the output's.
         if audio_s is None:
             return None
         try:
@@ -254,8 +255,9 @@ def _task(data: dict[str, Any], status_default: str = "") -> Task:
 
 
 # --------------------------------------------------------------------------------------- cost rule
-# 1 credit per 125 s of output, shown rounded up to 2 decimals (providers.md §1.10). All arithmetic is
-# exact: binary floats get it wrong (35 / 125 * 100 is 28.000000000000004, which rounds up to 0.29).
+# 1 credit per 125 s of output, shown rounded up to 2 decimals (shared/docs/providers.md §1.10). All
+# arithmetic is exact: binary floats get it wrong (35 / 125 * 100 is 28.000000000000004, which rounds up to
+# 0.29).
 
 SECONDS_PER_CREDIT = 125
 # Far beyond any real video; it bounds the work done on hostile input such as "1e999999999".

@@ -1,4 +1,5 @@
-"""LipSync.dev client: the one place that knows LipSync.dev's wire formats (docs/providers.md §3).
+"""LipSync.dev client: the one place that knows LipSync.dev's wire formats (the team's provider notes,
+shared/docs/providers.md §3).
 
 Two versions of the vendor's docs describe two different APIs; `LIPSYNCDEV_API_VERSION` picks one (`a`,
 `b`) or, `auto` (the default), asks the server which one it speaks and remembers the answer. Everything but

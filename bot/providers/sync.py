@@ -1,4 +1,5 @@
-"""sync.so (Sync Labs) lip-sync: the one place that knows sync.so's wire format (docs/providers.md §2).
+"""sync.so (Sync Labs) lip-sync: the one place that knows sync.so's wire format (the team's provider
+notes, shared/docs/providers.md §2).
 
 What it knows:
 - `x-api-key` on every API call; answers are plain JSON with real HTTP statuses. Errors carry
@@ -76,7 +77,7 @@ UPLOAD_REQUEST_PATH = "/v2/assets/upload"
 ASSETS_PATH = "/v2/assets"
 
 MODELS = ("lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta", "sync-3", "react-1")
-# USD per second of output at 25 fps, the upper end of each plan's range (providers.md §2.6).
+# USD per second of output at 25 fps, the upper end of each plan's range (shared/docs/providers.md §2.6).
 DEFAULT_PRICES: Mapping[str, Decimal] = MappingProxyType(
     {"lipsync-2": Decimal("0.05"), "lipsync-2-pro": Decimal("0.083"), "sync-3": Decimal("0.133")}
 )
@@ -270,7 +271,7 @@ class SyncProvider(Provider):
         if price is None or not known:
             return None
         # cut_off (our `normal`) stops at the shorter input; bounce runs as long as the audio
-        # (providers.md, sync.so). With one length unknown, the known one bounds a cut_off from above.
+        # (shared/docs/providers.md §2). With one length unknown, the known one bounds a cut_off from above.
         if self.playback.get(playback) == "cut_off":
             seconds = min(known)
         elif audio_s is not None:

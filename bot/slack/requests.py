@@ -1,9 +1,9 @@
 """What reaches Bolt from Slack: signed requests first, then only payloads shaped as Slack sends them.
 
-HTTP mode: `SlackRequestGuard.admit` reads the body (capped), checks the timestamp and the signature over
-the raw bytes before decoding anything (docs/slack-platform.md §4.2), then decodes and parses the body the
-way Bolt will, and checks the payload's shape. It is the only place that verifies signatures: Bolt's own
-check is off (bot/programs/app.py), so no forged request is ever logged with its body.
+HTTP mode: `SlackRequestGuard.admit` reads the body (capped), checks the timestamp and the signature over the
+raw bytes before decoding anything (the team's Slack notes, shared/docs/slack-platform.md §4.2), then decodes
+and parses the body the way Bolt will, and checks the payload's shape. It is the only place that verifies
+signatures: Bolt's own check is off (bot/programs/app.py), so no forged request is ever logged with its body.
 
 Both modes: `payload_problem` names what Bolt or our handlers cannot read (an `event` that is not an
 object, an id that is not a string…). In HTTP mode such a request gets 400; over Socket Mode, where Slack

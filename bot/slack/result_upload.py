@@ -1,16 +1,16 @@
 """The result video, streamed from the provider into the job's thread with Slack's external upload, so it
 plays inline and outlives the provider's link.
 
-Slack's flow (slack-platform.md §2.5): `files.getUploadURLExternal` (name, length) → the bytes to the
-upload URL → `files.completeUploadExternal` (file id, channel, thread). A file appears in the thread only
-when it is completed, so exactly-once rests on the last step: the pipeline records `upload_state=sent`
-with the file id once the bytes are up, `completing` before the completion call, and after an unclear
-answer asks `files.info` whether the file is shared in the thread before completing again. Slack shares
-asynchronously (bolt-js#2115, python-slack-sdk#1277): `files.info` may show no share, or no file, for a
-while after a completion that took. So "not shared" counts only after SHARE_SETTLE_S of looking (the
-pipeline looks again with backoff meanwhile), and a repeated completion answered `file_not_found` for a
-file Slack knows means the first one took. A crash mid-upload leaves an uncompleted file that never
-shows; the next attempt starts afresh.
+Slack's flow (the team's Slack notes, shared/docs/slack-platform.md §2.5): `files.getUploadURLExternal` (name,
+length) → the bytes to the upload URL → `files.completeUploadExternal` (file id, channel, thread). A file
+appears in the thread only when it is completed, so exactly-once rests on the last step: the pipeline records
+`upload_state=sent` with the file id once the bytes are up, `completing` before the completion call, and after
+an unclear answer asks `files.info` whether the file is shared in the thread before completing again. Slack
+shares asynchronously (bolt-js#2115, python-slack-sdk#1277): `files.info` may show no share, or no file, for a
+while after a completion that took. So "not shared" counts only after SHARE_SETTLE_S of looking (the pipeline
+looks again with backoff meanwhile), and a repeated completion answered `file_not_found` for a file Slack
+knows means the first one took. A crash mid-upload leaves an uncompleted file that never shows; the next
+attempt starts afresh.
 
 The bytes are never held whole: each chunk read from the provider is written to Slack before the next.
 Slack wants the length before the bytes, so a result link that does not say it (chunked) is first

@@ -1,9 +1,9 @@
 """Stream one Slack file somewhere: to a provider's upload (`rehost`), or to whoever fetches the bot's
 signed media link (bot/slack/media_links.py), chunk by chunk.
 
-Slack files are private (slack-platform.md §2.3), so no provider can fetch them; the bot downloads them
-with its token. The bytes are never held in memory or on disk: each chunk read from Slack is written on
-before the next is read.
+Slack files are private (the team's Slack notes, shared/docs/slack-platform.md §2.3), so no provider can fetch
+them; the bot downloads them with its token. The bytes are never held in memory or on disk: each chunk read
+from Slack is written on before the next is read.
 
 Order of work: open the Slack download and check it (status, type, first bytes, size) BEFORE asking the
 provider for an upload URL. A failed download then costs no provider POST (JoggAI allows 20 per minute),

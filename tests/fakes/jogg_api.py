@@ -1,7 +1,7 @@
 """A fake JoggAI OpenAPI v2 (lip-sync tasks, lookup, asset upload) over real HTTP.
 
-Follows docs/providers.md §1: every API answer is HTTP 200 with the envelope
-{"code", "msg", "data"}; business errors are non-zero codes. The signed upload URL behaves like a
+Follows the team's provider notes (shared/docs/providers.md §1): every API answer is HTTP 200 with the
+envelope {"code", "msg", "data"}; business errors are non-zero codes. The signed upload URL behaves like a
 storage bucket (no API key, Content-Type must match, XML errors).
 """
 
@@ -35,7 +35,7 @@ from .server import (
 PLAYBACK_TYPES = ("normal", "normal_reverse", "normal_reverse_by_audio")
 RESULT_BASE = "https://res.jogg.ai/lipsync"
 
-# msg texts for the business codes of providers.md §1.2 / §1.8.
+# msg texts for the business codes of shared/docs/providers.md §1.2 / §1.8.
 CODE_MESSAGES: dict[int, str] = {
     0: "Success",
     429: "Rate limit exceeded. Please try again later.",
@@ -164,7 +164,7 @@ class FakeJogg(ProviderFake[Endpoint, Fault]):
         self.assets: dict[str, dict[str, Any]] = {}
         self.uploads: list[Upload] = []
         self.put_had_api_key = False
-        self._post_window = SlidingWindow()  # over accepted POSTs (providers.md §1.8)
+        self._post_window = SlidingWindow()  # over accepted POSTs (shared/docs/providers.md §1.8)
         # Counters for benchmarks: status GETs answered, tasks polled at least once, and when (wall
         # clock, time.time()) each task's final status was first reported.
         self.gets_answered = 0

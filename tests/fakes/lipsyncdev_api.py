@@ -1,5 +1,5 @@
-"""A fake LipSync.dev API (docs/providers.md §3) over real HTTP, speaking version A, version B, or both
-(`versions=`).
+"""A fake LipSync.dev API (the team's provider notes, shared/docs/providers.md §3) over real HTTP, speaking
+version A, version B, or both (`versions=`).
 
 Routes live under `/api`, so the bot is configured with `api_url` (= base_url + "/api") as its
 `LIPSYNCDEV_API_URL`, like the real `https://www.lipsync.dev/api`.

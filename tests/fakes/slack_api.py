@@ -1,7 +1,7 @@
 """A fake Slack: Web API, private file downloads, response_url and Socket Mode, over real HTTP.
 
-Shapes and error codes follow docs/slack-platform.md and Slack's method reference. Point a client at it
-with `WebClient(token=slack.bot_token, base_url=slack.api_url)`.
+Shapes and error codes follow the team's Slack notes (shared/docs/slack-platform.md) and Slack's method
+reference. Point a client at it with `WebClient(token=slack.bot_token, base_url=slack.api_url)`.
 
 Also: the external file upload (`files.getUploadURLExternal`, a POST of the bytes to the upload URL,
 `files.completeUploadExternal`, i.e. what `files_upload_v2` does), App Home and modal views
@@ -50,7 +50,7 @@ _TRUE_STRINGS = {"1", "true", "True", "TRUE"}
 UPLOAD = "upload"
 
 # Slack's rate-limit tiers, in calls per minute per method per workspace per app
-# (https://docs.slack.dev/apis/web-api/rate-limits; docs/slack-platform.md §6).
+# (https://docs.slack.dev/apis/web-api/rate-limits; shared/docs/slack-platform.md §6).
 TIER_1, TIER_2, TIER_3, TIER_4 = 1, 20, 50, 100
 
 # The tier of each method the bot (or this fake) uses, from each method's reference page. Assign it (or a

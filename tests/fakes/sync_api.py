@@ -1,8 +1,9 @@
 """A fake sync.so API (generations, idempotency, assets, webhooks) over real HTTP.
 
-Follows docs/providers.md §2 and sync.so's guides: `x-api-key` on every API call; errors are NestJS-style
-JSON `{"statusCode", "message", "error", "errorCode"?}` with real HTTP statuses. The presigned upload URL
-behaves like a storage bucket (no API key, Content-Type must match, Content-Length required, XML errors).
+Follows the team's provider notes (shared/docs/providers.md §2) and sync.so's guides: `x-api-key` on every API
+call; errors are NestJS-style JSON `{"statusCode", "message", "error", "errorCode"?}` with real HTTP statuses.
+The presigned upload URL behaves like a storage bucket (no API key, Content-Type must match, Content-Length
+required, XML errors).
 
 Wording the docs do not give is this fake's own assumption, kept in one place (the *_BODY constants):
 the concurrency 429 and the idempotency errors' codes. `concurrency_body` can be set to a 429 that does
