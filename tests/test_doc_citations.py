@@ -35,7 +35,8 @@ RELIABILITY = ROOT / "RELIABILITY.md"
 
 # A repository path (a top folder, then path characters; braces for alternatives, `*` for a glob) or a
 # Markdown file name. Not after a word, a slash or a dot, so URLs and longer paths do not match from inside.
-PATH = re.compile(r"(?<![\w/.~-])((?:bot|handlers|bench|tests)/[\w./{},*-]*|[\w./-]*[\w-]\.md\b)")
+# A path that runs into a placeholder (`tests/test_<name>_client.py`) is a pattern, not a citation.
+PATH = re.compile(r"(?<![\w/.~-])((?:bot|handlers|bench|tests)/[\w./{},*-]*+(?!<)|[\w./-]*[\w-]\.md\b)")
 # A dotted module path under one of the code folders, e.g. bot.jobs.model or tests.harness.BotProcess.
 DOTTED = re.compile(r"(?<![\w/.-])((?:bot|handlers|bench|tests)(?:\.\w+)+)")
 DOCS = r"\b(README|RELIABILITY|BENCHMARKS|CONTRIBUTING)(?:\.md)?"

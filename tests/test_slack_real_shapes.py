@@ -25,7 +25,7 @@ from slack_sdk import WebClient
 
 from bot.parsing.file_share import SharedMessage
 from bot.requests.shares import share_from_event, share_from_shortcut
-from bot.slack.requests import payload_problem
+from bot.slack.inbound import payload_problem
 from bot.views.actions import ACTION_CANCEL, DUB_AGAIN_CALLBACK, DUB_AUDIO_BLOCK
 from bot.views.control import no_such_job
 from tests.fakes.jogg_api import FakeJogg

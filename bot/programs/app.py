@@ -23,7 +23,7 @@ from bot.requests.control import JobControl
 from bot.requests.home import Home
 from bot.requests.intake import Intake
 from bot.requests.shares import Shares
-from bot.slack.requests import Refusal, SlackRequestGuard, refusal_response
+from bot.slack.inbound import Refusal, SlackRequestGuard, refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def build_bolt_app(
         app = AsyncApp(
             client=client,
             # Socket Mode connections are authenticated by the app token; HTTP requests by their signature,
-            # checked in front of Bolt (bot/slack/requests.py) so that Bolt never logs a forged body. Bolt
+            # checked in front of Bolt (bot/slack/inbound.py) so that Bolt never logs a forged body. Bolt
             # never sees the signing secret.
             signing_secret="",
             request_verification_enabled=False,

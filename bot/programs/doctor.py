@@ -487,7 +487,10 @@ async def redis_checks(url: str, where: str) -> list[Check]:
                 answer = await client.config_get(pattern)
                 config.update((str(key), str(value)) for key, value in answer.items())
         except ResponseError as exc:  # CONFIG renamed or forbidden: usual on managed Redis
-            fix = f"check in your Redis provider's console: {REDIS_SETTINGS} (README, What Redis must be)"
+            fix = (
+                f"check in your Redis provider's console: {REDIS_SETTINGS} "
+                "(RELIABILITY.md, section 'What Redis must be')"
+            )
             return [
                 reached,
                 warn("Redis settings", f"not readable: CONFIG GET refused ({str(exc)[:60]})", fix),

@@ -1,4 +1,4 @@
-"""Slack I/O: posting and its errors (`out`), guarding incoming requests (`requests`), Socket Mode
+"""Slack I/O: posting and its errors (`out`), guarding incoming requests (`inbound`), Socket Mode
 (`socket_mode`), streaming Slack files to providers (`transfer`), serving them at links providers fetch
 (`media_links`) and uploading results into threads (`result_upload`).
 

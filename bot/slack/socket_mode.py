@@ -31,8 +31,8 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import StartupError
+from bot.slack.inbound import payload_problem
 from bot.slack.out import REFUSED_TOKEN_ERRORS
-from bot.slack.requests import payload_problem
 
 log = logging.getLogger(__name__)
 
