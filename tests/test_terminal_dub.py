@@ -23,7 +23,8 @@ import pytest
 
 from bot.money.preflight import Preflight
 from bot.parsing.command import Options
-from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, StatusLine, dub_async
+from bot.programs.dub_display import StatusLine
+from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, dub_async
 from bot.providers.registry import REGISTRY
 from bot.settings import Settings
 from tests import media_samples as samples
