@@ -68,20 +68,40 @@ class Claimed:
 
 
 class QueueWatch:
-    """This process's news of the jobs it queues: each time a write of this process makes a job due in a
-    lane (a step's reschedule or hand-over, a cancel, a confirm, a webhook's nudge, a rate turn passed on),
-    its listeners hear the lane and the delay in ms. The worker listens, so it knows when a lane is next
-    due without asking Redis (bot/lanes/worker.py); a program without a worker has no listener."""
+    """This process's news of its jobs, made first by the composition root and handed to whoever tells or
+    listens, so that no part is wired into another after construction:
+    - `queued`: a write of this process made a job due in a lane (a step's reschedule or hand-over, a
+      cancel, a confirm, a webhook's nudge, a rate turn passed on), with the delay in ms. The worker
+      listens, so it knows when a lane is next due without asking Redis (bot/lanes/worker.py);
+    - `new_job`: the intake stored a new job: the worker claims the submit lane at once;
+    - `ended`: a job's end was applied and its reply sent: App Home refreshes its requester's tab.
+    A program without a worker (or without a Home) has no listener for those."""
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[Lane, int], None]] = []
+        self._new_job: list[Callable[[], None]] = []
+        self._ended: list[Callable[[Job], None]] = []
 
     def listen(self, listener: Callable[[Lane, int], None]) -> None:
         self._listeners.append(listener)
 
+    def listen_new_job(self, listener: Callable[[], None]) -> None:
+        self._new_job.append(listener)
+
+    def listen_ended(self, listener: Callable[[Job], None]) -> None:
+        self._ended.append(listener)
+
     def queued(self, lane: Lane, delay_ms: int) -> None:
         for listener in self._listeners:
             listener(lane, delay_ms)
+
+    def new_job(self) -> None:
+        for listener in self._new_job:
+            listener()
+
+    def ended(self, job: Job) -> None:
+        for listener in self._ended:
+            listener(job)
 
 
 # KEYS: queue and lease of each lane, in pairs. ARGV: lease_ms, token, job key prefix, then per lane: limit,

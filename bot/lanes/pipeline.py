@@ -199,7 +199,6 @@ class Pipeline:
         self.uploader = uploader  # the result video into the thread; None when MAX_RESULT_UPLOAD_MB is 0
         self.gate = gate  # what a job must pass before it is paid for (bot/lanes/gate.py)
         # Told of each job that has ended and answered (App Home refreshes its requester's view).
-        self.on_job_ended: Callable[[Job], None] | None = None
         self._update_budgets: dict[str, RateLimiter] = {}
         self.updates_per_minute = updates_per_minute
 
@@ -211,8 +210,7 @@ class Pipeline:
             metrics.job_ended(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT):
                 await self.indexes.note_failure(job.id)
-            if self.on_job_ended is not None:
-                self.on_job_ended(job)
+            self.watch.ended(job)
 
     async def apply(self, lane: Lane, job: Job, token: str, decision: Decision) -> None:
         """The one place a step's decision is carried out.

@@ -76,6 +76,7 @@ class Worker:
         lease_ms: int,
         tick_seconds: float,
         poll_early_ms: int = 0,
+        recover_shares: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self.lanes = lanes
         self.pipeline = pipeline
@@ -100,11 +101,13 @@ class Worker:
         self._due_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
-        # Set by the wiring: process shares left in the inbox by a process that died (bot/requests/shares.py).
-        self.recover_shares: Callable[[int], Awaitable[int]] | None = None
+        # Process shares left in the inbox by a process that died (bot/requests/shares.py); None: a
+        # program (or test) that takes no shares.
+        self.recover_shares = recover_shares
         self._recovering: asyncio.Task[None] | None = None
         self._recovered_at = 0.0
         watch.listen(self._queued)
+        watch.listen_new_job(self.kick)
         _ensure_redis_connections(lanes.redis, REDIS_CONNECTIONS)
 
     async def start(self) -> None:

@@ -217,6 +217,37 @@ class Bot:
             self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
         ledger = Ledger(self.redis)
         gate = self._gate(store, ledger, slack_out, max_file_bytes)
+        intake = Intake(
+            records=store.records,
+            indexes=store.indexes,
+            registry=self.registry,
+            providers=self.providers,
+            default_provider=s.chosen_default_provider,
+            job_timeout_seconds=s.job_timeout_seconds,
+            watch=store.watch,
+            max_file_bytes=max_file_bytes,
+        )
+        self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
+        control = self.control = JobControl(
+            records=store.records, indexes=store.indexes, slack=slack_out, intake=intake, ledger=ledger
+        )
+        home = self.home = Home(
+            lanes=store.lanes,
+            indexes=store.indexes,
+            slack=slack_out,
+            control=control,
+            providers=self.providers,
+            redis=self.redis,
+            watch=store.watch,
+        )
+        shares = Shares(
+            inbox=store.inbox,
+            marks=store.marks,
+            intake=intake,
+            slack=slack_out,
+            grace_ms=timing.lease_ms,
+            max_jobs_per_message=s.max_jobs_per_message,
+        )
         pipeline = Pipeline(
             redis=self.redis,
             lanes=store.lanes,
@@ -244,39 +275,8 @@ class Bot:
             lease_ms=timing.lease_ms,
             tick_seconds=tick,
             poll_early_ms=timing.poll_early_ms,
+            recover_shares=shares.recover,
         )
-        intake = Intake(
-            records=store.records,
-            indexes=store.indexes,
-            registry=self.registry,
-            providers=self.providers,
-            default_provider=s.chosen_default_provider,
-            job_timeout_seconds=s.job_timeout_seconds,
-            on_new_job=self.worker.kick,
-            max_file_bytes=max_file_bytes,
-        )
-        self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
-        control = self.control = JobControl(
-            records=store.records, indexes=store.indexes, slack=slack_out, intake=intake, ledger=ledger
-        )
-        home = self.home = Home(
-            lanes=store.lanes,
-            indexes=store.indexes,
-            slack=slack_out,
-            control=control,
-            providers=self.providers,
-            redis=self.redis,
-        )
-        pipeline.on_job_ended = home.job_ended
-        shares = Shares(
-            inbox=store.inbox,
-            marks=store.marks,
-            intake=intake,
-            slack=slack_out,
-            grace_ms=timing.lease_ms,
-            max_jobs_per_message=s.max_jobs_per_message,
-        )
-        self.worker.recover_shares = shares.recover
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.jobs.indexes import USER_JOBS_KEPT, Indexes
-from bot.jobs.lanes import Lanes
+from bot.jobs.lanes import Lanes, QueueWatch
 from bot.jobs.model import Job, Status
 from bot.lanes.ratelimit import RateLimiter
 from bot.providers.base import Provider
@@ -63,6 +63,7 @@ class Home:
         control: JobControl,
         providers: Mapping[str, Provider],
         redis: Redis,
+        watch: QueueWatch,
     ) -> None:
         self.lanes = lanes
         self.indexes = indexes
@@ -74,6 +75,7 @@ class Home:
         self._budgets: dict[str, RateLimiter] = {}
         self._pending: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        watch.listen_ended(self.job_ended)  # a job of theirs ended: refresh their tab
 
     async def aclose(self) -> None:
         """Drop the publishes waiting or under way (a stopping bot; the next event or opening publishes

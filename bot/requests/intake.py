@@ -7,10 +7,11 @@ refused (`OptionRefused`, with a friendly reason) before anything is stored or s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from bot.jobs.indexes import Indexes
+from bot.jobs.lanes import QueueWatch
 from bot.jobs.model import Job, PostState, Source, new_job_id
 from bot.jobs.records import JobRecords
 from bot.parsing.command import LipSyncRequest, Options
@@ -40,7 +41,7 @@ class Intake:
         providers: Mapping[str, Provider],
         default_provider: str,
         job_timeout_seconds: float,
-        on_new_job: Callable[[], None],
+        watch: QueueWatch,
         max_file_bytes: int = 500 * 1024 * 1024,
     ) -> None:
         self.records = records
@@ -49,7 +50,7 @@ class Intake:
         self.providers = providers
         self.default_provider = default_provider
         self.job_timeout_seconds = job_timeout_seconds
-        self.on_new_job = on_new_job  # wakes this process's worker so the job starts at once
+        self.watch = watch  # told of each new job: this process's worker starts it at once
         self.max_file_bytes = max_file_bytes
 
     def usage(self) -> Message:
@@ -101,7 +102,7 @@ class Intake:
         trigger = str(command.get("trigger_id") or "")
         if not await self.records.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
             return []
-        self.on_new_job()
+        self.watch.new_job()
         return [job]
 
     async def _accept_compare(self, command: dict[str, Any], request: LipSyncRequest) -> list[Job]:
@@ -137,7 +138,7 @@ class Intake:
         )
         new = [job for job, made in zip(jobs, created, strict=True) if made]
         if new:
-            self.on_new_job()
+            self.watch.new_job()
         return new
 
     async def accept_again(
@@ -185,7 +186,7 @@ class Intake:
         else:
             job.video_url, job.audio_url = old.video_url, audio_url or old.audio_url
         if await self.records.create(job, dedupe=dedupe):
-            self.on_new_job()
+            self.watch.new_job()
             return job, True
         earlier = await self.indexes.dedupe_target(dedupe)
         existing = await self.records.get(earlier) if earlier else None
@@ -227,5 +228,5 @@ class Intake:
             if await self.records.create(job, dedupe=key):
                 created.append(job)
         if created:
-            self.on_new_job()
+            self.watch.new_job()
         return created
