@@ -71,33 +71,6 @@ return 'pending'
 """
 )
 
-# KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
-# one waiting in submit or poll (no step running on it) ends at once, queued for its reply; one a step is
-# working on gets `cancel_by`, and ends as soon as that step's decision is applied (the transition refuses
-# to put it back to wait, bot/lanes/pipeline.py `Pipeline.apply`). Returns what happened.
-_CANCEL = (
-    NOW_MS
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
-local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
-if (status ~= 'queued' and status ~= 'processing') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
-  return 'over'
-end
-redis.call('HSET', KEYS[1], 'cancel_by', ARGV[2], 'updated_ms', now)
-for q = 2, 4, 2 do
-  if redis.call('ZSCORE', KEYS[q], ARGV[1]) and redis.call('HEXISTS', KEYS[q + 1], ARGV[1]) == 0 then
-    local sent = redis.call('HGET', KEYS[1], 'submit_state') == 'attempted' or q == 4
-    redis.call('ZREM', KEYS[q], ARGV[1])
-    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'errors', 0)
-    redis.call('ZADD', KEYS[6], now, ARGV[1])
-    if sent then return 'cancelled_at_provider' end
-    return 'cancelled'
-  end
-end
-return 'pending'
-"""
-)
-
 # KEYS: poll queue, poll lease. ARGV: job id. A webhook said the job's task is done: make its next poll
 # due now, unless it is being polled right now (leased) or is not waiting in the poll lane at all.
 _NUDGE = (
@@ -108,27 +81,6 @@ local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due then return 0 end
 if tonumber(due) > now then redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1]) end
 return 1
-"""
-)
-
-# KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
-# make the job due now unless a step holds it (that step looks again within seconds, bot/lanes/gate.py).
-_CONFIRM = (
-    NOW_MS
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
-local state = redis.call('HGET', KEYS[1], 'confirm_state') or ''
-if state == 'confirmed' then return 'already' end
-local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
-if state ~= 'asked' or status ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'cancel_by') == 1 then
-  return 'over'
-end
-redis.call('HSET', KEYS[1], 'confirm_state', 'confirmed', 'updated_ms', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
-  redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
-  return 'now'
-end
-return 'confirmed'
 """
 )
 
