@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -26,9 +27,9 @@ from tests.test_job_control import CHANNEL, buttons, click, parents, text_of
 VIDEO = "https://cdn.example.com/talk.mp4"
 AUDIO = "https://cdn.example.com/voice-fr.mp3"
 WINDOW_MS = 60_000  # JoggAI's POST limit is per minute
-# How long the first job's step is held (its queue note's chat.update answers this late): the second job
-# queues up and the cancel lands meanwhile. Under the client's timeout, so the update simply succeeds late,
-# and under the lease, so no other claim takes the job meanwhile.
+# The first job's step is held (its queue note's chat.update answers once the test has clicked Cancel)
+# while the second job queues up and the cancel lands; its reserved slot is this much later, so the hold
+# comes before it.
 HOLD_S = 8
 HTTP_TIMEOUT_S = 15
 LEASE_S = 30
@@ -66,8 +67,11 @@ def test_a_cancelled_job_ends_at_once_and_its_slot_goes_to_the_next_in_line(
     # (in Redis time), not a whole window from now.
     free_in_ms = (HOLD_S if held else 0) * 1000 + 10_000
     redis_client.zadd(limiter_key, {EARLIER_POST: redis_ms(redis_client) - WINDOW_MS + free_in_ms})
+    hold = threading.Event()  # the first job's queue note answers once the cancel is in, however slow
     if held:
-        slack.inject("chat.update", SlackFault("delay", delay=HOLD_S))  # the first job's queue note
+        # At most just under the client's timeout, so the update simply succeeds late (and under the
+        # lease, so no other claim takes the job meanwhile).
+        slack.inject("chat.update", SlackFault("delay", delay=HTTP_TIMEOUT_S - 1, released=hold))
 
     bot.command(f"{VIDEO} {AUDIO}", response_url=slack.response_url("r1"))
     first = wait_until(lambda: message_with(slack, VIDEO), timeout=15)
@@ -85,6 +89,7 @@ def test_a_cancelled_job_ends_at_once_and_its_slot_goes_to_the_next_in_line(
 
     answer = click(bot, slack, "job_cancel", first)
 
+    hold.set()
     if held:
         assert "Cancelling job" in answer  # a step held it: the cancel was pending
     else:

@@ -19,11 +19,12 @@ import json
 import math
 import mimetypes
 import re
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
@@ -91,7 +92,9 @@ class Fault:
       "error"     -> HTTP 200 {"ok": false, "error": error}.
       "ratelimit" -> HTTP 429, `Retry-After: retry_after`, {"ok": false, "error": "ratelimited"};
                      nothing stored.
-      "delay"     -> sleep `delay` seconds, then answer (see `FakeSlack.inject` for `store`).
+      "delay"     -> sleep `delay` seconds, then answer (see `FakeSlack.inject` for `store`); with
+                     `released`, wait until the test sets that event instead (`delay` is then only a
+                     ceiling), so a test holds a call exactly as long as it needs, whatever the machine.
       "drop"      -> do the call (store the message, complete the upload…), then close the connection
                      without an answer: the client sees the server disconnect, the work is done.
     store: for "http"/"error", perform the side effect (e.g. store the message) before failing, like an
@@ -104,6 +107,7 @@ class Fault:
     retry_after: int = 1
     delay: float = 0.0
     store: bool = False
+    released: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -735,9 +739,9 @@ class FakeSlack(BackgroundServer):
         if fault.kind == "delay":
             if fault.store:
                 body = self._run(handler, params)
-                await asyncio.sleep(fault.delay)
+                await _held(fault)
                 return _json(body)
-            await asyncio.sleep(fault.delay)
+            await _held(fault)
             if fault.error:
                 return _ok_false(fault.error)
             if client_gone(request):
@@ -1726,3 +1730,11 @@ async def _receive_upload(request: web.Request, keep: bool) -> tuple[str, str, i
     if found is None:
         raise _BadUpload("no file part in the multipart body")
     return found
+
+
+async def _held(fault: Fault) -> None:
+    """A "delay" fault's wait: `delay` seconds, or until its `released` event is set (at most `delay`)."""
+    if fault.released is None:
+        await asyncio.sleep(fault.delay)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, fault.released.wait, fault.delay)
