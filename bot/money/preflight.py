@@ -2,10 +2,11 @@
 size, and how long is it?
 
 Per link, at most three small requests: a HEAD (status, type, size: the cheap refusals), a GET of the first
-`head_bytes`, and, only when the container parser asked for bytes past them, a GET of `tail_bytes` more (an
+`head_bytes`, and, only when the container parser wants bytes past them, a GET of `tail_bytes` more (an
 mp4's `moov` index written after the data, from where it starts; otherwise the end of the file, e.g. an Ogg
-file's last page). Never more than `head_bytes + tail_bytes` of body are read, even from a server that
-ignores Range.
+file's last page). Where the head's own headers already say so (an mp4's boxes running past it, an Ogg or
+MP3 file), the tail is fetched before the file is parsed, so it is parsed once; otherwise a first parse
+tells. Never more than `head_bytes + tail_bytes` of body are read, even from a server that ignores Range.
 
 The duration comes from libmediainfo (pymediainfo, whose wheel bundles it) run on a sparse file: the bytes
 we have, at their offsets in a file of the real size, zeros elsewhere. The parser seeks where the container
