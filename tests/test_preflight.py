@@ -26,7 +26,7 @@ from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import free_port
 
-# libmediainfo reads in 64 KiB steps; a head window smaller than one step loses Ogg's sync.
+# Small windows (several of the 16 KiB steps the parser is fed in) keep the sample files small.
 HEAD, TAIL = 64 * 1024, 32 * 1024
 ALLOWED = ["127.0.0.1/32"]
 TOLERANCE = Decimal("0.05")  # whole frames and packets: the files end on a frame boundary
