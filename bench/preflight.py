@@ -96,6 +96,7 @@ def main() -> None:
         added = [percentile(check, 50) - percentile(bare, 50) for check, bare in pairs]
         print(f"added by the preflight, {kind}: {spread(added)} ms (round medians, minus the baseline's)")
     print(f"CPU per checked job (HTTP here + parsing in the parser process): {figures.cpu_ms_per_job:.1f} ms")
+    print(f"container parses per checked job (two links): {figures.parses_per_job:.2f}")
     print(f"first job on a fresh Preflight (connecting, loading libmediainfo): {figures.cold_ms:.1f} ms")
     target = f"target: every round's p95 per job < {TARGET_MS:.0f} ms (worst {worst:.1f} ms)"
     print(f"{target}: {verdict(worst < TARGET_MS)}")
@@ -105,6 +106,7 @@ def main() -> None:
 class Figures:
     rounds: dict[tuple[str, str], list[list[float]]]  # (job kind, mode) → each round's job times, ms
     cpu_ms_per_job: float
+    parses_per_job: float
     cold_ms: float
 
 
@@ -121,7 +123,7 @@ async def measure(base_url: str, jobs: int, repeat: int) -> Figures:
                 await check_job(preflight, pair)
                 await bare_job(bare, pair)
 
-            cpu_s, checked = 0.0, 0
+            cpu_s, checked, parses = 0.0, 0, preflight.parses
             for _ in range(repeat):
                 for kind, pair in urls.items():
                     checks: list[float] = []
@@ -140,7 +142,7 @@ async def measure(base_url: str, jobs: int, repeat: int) -> Figures:
                     rounds.setdefault((kind, BASELINE), []).append(bares)
     finally:
         await preflight.aclose()
-    return Figures(rounds, cpu_s * 1000 / checked, cold_ms)
+    return Figures(rounds, cpu_s * 1000 / checked, (preflight.parses - parses) / checked, cold_ms)
 
 
 def cpu_now() -> float:

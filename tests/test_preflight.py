@@ -26,7 +26,7 @@ from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import free_port
 
-# libmediainfo reads in 64 KiB steps; a head window smaller than one step loses Ogg's sync.
+# Small windows (several of the 16 KiB steps the parser is fed in) keep the sample files small.
 HEAD, TAIL = 64 * 1024, 32 * 1024
 ALLOWED = ["127.0.0.1/32"]
 TOLERANCE = Decimal("0.05")  # whole frames and packets: the files end on a frame boundary
@@ -185,6 +185,66 @@ def test_an_index_larger_than_the_tail_window_still_gives_the_duration(
 
     assert near(facts.duration_s, 600)
     assert body_bytes(server, path) == HEAD + TAIL
+
+
+def measured(url: str, **options: Any) -> tuple[MediaFacts, int]:
+    """The facts of `url`, and how often the container parser ran for them."""
+    options.setdefault("head_bytes", HEAD)
+    options.setdefault("tail_bytes", TAIL)
+
+    async def go() -> tuple[MediaFacts, int]:
+        preflight = Preflight(allowed_networks=ALLOWED, **options)
+        try:
+            return await preflight.check(url), preflight.parses
+        finally:
+            await preflight.aclose()
+
+    return asyncio.run(go())
+
+
+ENDS_WANTED: dict[str, tuple[Callable[[], bytes], str, float]] = {
+    "mp4-moov-last": FORMATS["mp4-moov-last"],
+    "mov": FORMATS["mov"],
+    "m4a": FORMATS["m4a"],
+    "mp3": FORMATS["mp3"],
+    "opus": FORMATS["opus"],
+}
+
+
+@pytest.mark.parametrize("kind", ENDS_WANTED)
+def test_a_file_whose_end_is_wanted_is_parsed_once_with_its_tail(
+    server: MediaServer, path: str, kind: str
+) -> None:
+    make, content_type, seconds = ENDS_WANTED[kind]
+    body = make()
+    url = server.add(path, Item(body, content_type))
+
+    facts, parses = measured(url)
+
+    assert near(facts.duration_s, seconds), facts
+    assert parses == 1  # the tail was fetched before the parse, not after a first one asked for it
+    assert [method for method, _ in server.hits(path)] == ["HEAD", "GET", "GET"]
+    assert body_bytes(server, path) <= HEAD + TAIL
+
+
+def test_a_long_ogg_file_read_with_production_windows(server: MediaServer, path: str) -> None:
+    # The parser looks for the last page from 256 KB before the end: before the tail, which it still finds.
+    body = samples.opus(300.0, packet_size=60)
+    url = server.add(path, Item(body, "audio/ogg"))
+
+    facts, parses = measured(url, head_bytes=256 * 1024, tail_bytes=128 * 1024)
+
+    assert near(facts.duration_s, 300.0) and parses == 1
+    assert body_bytes(server, path) == 256 * 1024 + 128 * 1024
+
+
+def test_a_file_needing_no_tail_is_parsed_once(server: MediaServer, path: str) -> None:
+    url = server.add(path, Item(samples.wav(60.0), "audio/wav"))  # its length is in its header
+
+    facts, parses = measured(url, head_bytes=256 * 1024, tail_bytes=128 * 1024)
+
+    assert near(facts.duration_s, 60.0) and parses == 1
+    assert [method for method, _ in server.hits(path)] == ["HEAD", "GET"]
 
 
 def test_a_file_with_its_index_first_costs_a_head_and_one_ranged_get(server: MediaServer, path: str) -> None:
