@@ -345,6 +345,34 @@ def test_the_same_dub_again_comes_from_the_cache_at_no_cost_until_asked_afresh(
     assert "From the cache" not in text_of(slack.replies(CHANNEL, slack.messages(CHANNEL)[2]["ts"])[0])
 
 
+def test_a_result_cached_by_the_previous_version_still_answers_and_new_ones_are_stored_compactly(
+    money_bot: Callable[..., BotThread],
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    media: MediaServer,
+    redis_client: redis.Redis,
+) -> None:
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
+    jogg.serve_results = True
+    bot = money_bot()
+    video, audio = talk(media), voice(media, 62.5)
+    first = submit(bot, slack, video, audio, "r1")
+    reply_in_thread(slack, 0)
+    settle(redis_client)
+    [key] = redis_client.keys("{lip}:result:*")
+    stored = json.loads(redis_client.get(key))
+    # Compact: the values only, in a fixed order (no names repeated in every entry, kept 30 days).
+    assert isinstance(stored, list) and stored[0] == first.id and str(stored[1]).startswith("http")
+    # As the previous version wrote it: an object with names.
+    names = ("job", "result_url", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
+    redis_client.set(key, json.dumps(dict(zip(names, stored, strict=True))), keepttl=True)
+
+    submit(bot, slack, video, audio, "r2")
+    cached = reply_in_thread(slack, 1)
+    assert "From the cache" in text_of(cached) and short_id(first.id) in text_of(cached)
+    assert len(jogg.creates) == 1
+
+
 def test_a_cached_result_whose_link_is_gone_is_dubbed_afresh(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,
