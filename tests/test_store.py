@@ -268,6 +268,21 @@ def test_a_short_id_costs_an_entry_in_its_days_hash_not_a_key_of_its_own(redis_u
     run(_with_store(redis_url, body))
 
 
+def test_a_result_cached_under_its_whole_identity_by_the_previous_version_is_still_found(
+    redis_url: str,
+) -> None:
+    identity = "ab" * 32  # a SHA-256 in hex, as the gate makes them
+
+    async def body(store: Store) -> None:
+        await store.redis.set(f"{{lip}}:result:{identity}", '{"job": "j0"}', ex=3600)
+        assert await store.results.cached_result(identity) == '{"job": "j0"}'
+        await store.results.save_result(identity, '["j1"]', 3600)
+        assert await store.results.cached_result(identity) == '["j1"]'  # the newer entry first
+        assert await store.redis.exists(f"{{lip}}:result:{identity[:32]}")
+
+    run(_with_store(redis_url, body))
+
+
 def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
     async def body(store: Store) -> None:
         await store.records.create(Job(id="big"))

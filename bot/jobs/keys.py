@@ -11,7 +11,8 @@ spend), it receives the key's prefix from here through ARGV.
   {lip}:inbox:item:<key>                string  one such request
   {lip}:seen:<marker>                   string  a dedupe marker ("cmd:<trigger>" holds the job it created)
   {lip}:group:<group>, …:owner          hash, string  the ended members of a group of jobs, and who posts
-  {lip}:result:<cache key>              string  the result cache: an earlier result of the same inputs
+  {lip}:result:<cache key>              string  the result cache: an earlier result of the same inputs (the
+                                              key's first 32 characters; before, the whole key)
   {lip}:value:<name>                    string  a small shared value with a lifetime (a balance, a digest)
   {lip}:asset:<file key>                string  what a provider's upload of a Slack file returned
   {lip}:lock:<name>                     string  a lock's owner

@@ -320,7 +320,9 @@ class Gate:
         """File a new result under its inputs' identity (idempotent: a retried send files the same)."""
         if job.status is not Status.SUCCEEDED or job.cached_from or not job.cache_key or not job.result_url:
             return
-        payload = [job.id, job.result_url, job.cover_url, job.duration_s, job.cost_unit, job.task_id, now_ms]
+        shared = _shared_length(job.result_url, job.cover_url)
+        cover = [shared, job.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
+        payload = [job.id, job.result_url, *cover, job.duration_s, job.cost_unit, job.task_id, now_ms]
         await self.results.save_result(
             job.cache_key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
         )
@@ -411,9 +413,19 @@ class Gate:
         await self.ledger.settle(job.id, spent(job))
 
 
-# A cached result as stored: a JSON list of these, in this order (compact: it is kept CACHE_DAYS). Entries
-# written before were JSON objects with the same names; both are read.
+# A cached result as stored (compact: it is kept CACHE_DAYS): a JSON list of these, in this order, where the
+# cover link is the length it shares with the result link, then the rest of it. Entries written before were
+# JSON objects with the names (and the whole cover link); both are read.
 _CACHED_FIELDS = ("job", "result_url", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
+_STORED_FIELDS = ("job", "result_url", "shared", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
+
+
+def _shared_length(first: str, second: str) -> int:
+    """How many characters the two strings share at their start."""
+    return next(
+        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )
 
 
 def _read_cached(raw: str) -> dict[str, str] | None:
@@ -423,10 +435,14 @@ def _read_cached(raw: str) -> dict[str, str] | None:
     except ValueError:
         return None
     if isinstance(stored, list):
-        stored = dict(zip(_CACHED_FIELDS, stored, strict=False))
+        stored = dict(zip(_STORED_FIELDS, stored))  # noqa: B905 (an entry may be shorter)
     if not isinstance(stored, dict) or not stored.get("result_url"):
         return None
-    return {name: str(stored.get(name) or "") for name in _CACHED_FIELDS}
+    read = {name: str(stored.get(name) or "") for name in _CACHED_FIELDS}
+    shared = stored.get("shared")
+    if isinstance(shared, int) and read["cover_url"]:
+        read["cover_url"] = read["result_url"][:shared] + read["cover_url"]
+    return read
 
 
 def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:
