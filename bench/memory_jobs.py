@@ -13,28 +13,43 @@ VmHWM (the peak, so a spike between samples still shows). Redis per tracked job:
 Finished jobs: F jobs go all the way through the real bot: a signed `/lipsync` command each (realistic
 link and response_url lengths), the job message, the JoggAI create, polls, a success whose result and
 cover links are signed CDN URLs like JoggAI's (about 220 characters), the threaded reply. Once every job
-has ended, the bot is stopped and we sum `MEMORY USAGE` over every key left in Redis (the job hashes and
-the command dedupe markers; also JoggAI's shared rate-limit window, which is not per job and expires
-within a minute, so it is shown but left out of the total) and divide by F, and show what a finished job
-keeps, its encoding and its TTL. Run twice: with Redis's default compact-hash limit (64-byte values, what a
-production Redis has unless told otherwise) and with the embedded Redis's (bot/programs/embedded_redis.py).
+has ended, the bot is stopped and we sum `MEMORY USAGE` over every key left in Redis (nothing is left out:
+`SCAN` over the whole keyspace, the bot's cached scripts flushed) and divide by F, by kind of key: the job
+summary hashes, the result-cache entries, the budget reservations (none once settled) and the month's
+spend, the short ids, the person's index, the dedupe markers. A kind shared by many jobs (the person's
+index, the day's short ids, the month's spend) is one container per run, whose `MEMORY USAGE` over F is
+the cost of a job's entry in it (the delta from an empty Redis, the container's own overhead shared out).
+Keys that expire within the hour (JoggAI's shared rate-limit window, a command's dedupe marker) are
+transient: shown, and left out of what a finished job leaves behind. Also shown: what a finished job's
+hash keeps, its encoding and each kind's TTL. Run with the embedded Redis's settings
+(bot/programs/embedded_redis.py, RELIABILITY "What Redis must be": compact hashes up to 512-byte values),
+the target's setting, and for comparison with Redis's default limit (64-byte values).
+
+`--baseline REV` runs the bot of another commit (its `bot/` and `handlers/`, exported with `git archive`)
+in the same run, back to back with this tree's, each repeat alternating: the same fakes, Redis and load.
 
 Targets: bot RSS under 250 MB with 10,000 jobs tracked; at most 1.5 KB of Redis per finished job.
 
     .venv/bin/python -m bench.memory_jobs                # 10,000 tracked for 30 s, 500 finished; 3 runs
     .venv/bin/python -m bench.memory_jobs --quick        # 2,000 tracked for 10 s, 100 finished; 1 run
     .venv/bin/python -m bench.memory_jobs --jobs 10000 --seconds 60 --finished 1000 --repeat 5
+    .venv/bin/python -m bench.memory_jobs --finished-only --repeat 5 --baseline 0242f60
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import statistics
+import subprocess
+import tarfile
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -56,12 +71,18 @@ from bot.jobs.keys import PREFIX, job_key, queue_key
 from bot.jobs.lanes import Lane
 from bot.programs.embedded_redis import COMPACT_ARGS
 from tests.fakes.jogg_api import FakeJogg, Outcome
+from tests.harness import REPO
 
 TARGET_MB = 250
 TARGET_FINISHED_BYTES = 1500
 REDIS_DEFAULT_VALUE_LIMIT = "64"  # hash-max-ziplist-value (hash-max-listpack-value on Redis 7)
-# Keys that are not per job and go by themselves within a minute: JoggAI's shared POST window.
-TRANSIENT = {"ratelimit"}
+# Keys that go by themselves within the hour are transient, not left behind (JoggAI's shared POST window,
+# a command's dedupe marker).
+TRANSIENT_TTL_S = 3600
+# Kinds of key that many jobs share (one container per run here): their size over the jobs is an entry's cost.
+SHARED = {"user", "shorts", "budget:spent", "failed"}
+# Kinds whose name has two parts: `{lip}:seen:cmd:<trigger>` → "seen:cmd".
+TWO_PART = {"seen", "budget"}
 
 
 class SignedUrlJogg(FakeJogg):
@@ -141,30 +162,50 @@ def run_tracked(bench: Bench, n: int, seconds: float, delay_s: float) -> Tracked
 
 @dataclass
 class Finished:
+    tree: str  # "this tree", or the baseline's revision
     value_limit: str
     jobs: int
-    per_job: float  # bytes: every key left in Redis, over the jobs
+    per_job: float  # bytes: every key left in Redis once the transient ones have gone, over the jobs
+    with_transient: float  # bytes: every key in Redis, over the jobs
     by_kind: dict[str, float]  # bytes per job, by key kind
     encodings: Counter[str]  # of the job hashes
     sample: dict[str, str]  # one finished job's fields
-    ttl_s: dict[str, int]  # the TTL of each kind of key (one sample)
+    ttl_s: dict[str, int]  # the longest TTL of each kind of key (-1: none)
     seconds: float
+
+    def transient(self, kind: str) -> bool:
+        return 0 <= self.ttl_s[kind] <= TRANSIENT_TTL_S
 
 
 def _kind(key: str) -> str:
     """`{lip}:job:<id>` → "job", `{lip}:seen:cmd:<trigger>` → "seen:cmd"."""
     parts = key.removeprefix(f"{PREFIX}:").split(":")
-    return ":".join(parts[:2]) if parts[0] == "seen" else parts[0]
+    return ":".join(parts[:2]) if parts[0] in TWO_PART else parts[0]
 
 
-def run_finished(bench: Bench, n: int, value_limit: str) -> Finished:
+def export_tree(rev: str, into: Path) -> Path:
+    """The bot of commit `rev` (its packages `bot` and `handlers`), unpacked under `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "bot", "handlers"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def run_finished(bench: Bench, n: int, value_limit: str, tree: Path | None, label: str) -> Finished:
     r, slack, jogg = bench.r, bench.slack, bench.jogg
     r.flushall()
     jogg.reset()
     jogg.get_delay_seconds = 0.0
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=37.4)
     r.config_set("hash-max-ziplist-value", value_limit)
-    bot = start_bot(bench, JOGG_POSTS_PER_MINUTE="100000", POLL_INTERVAL_SECONDS="0.5")
+    # A baseline's bot is imported from its exported tree: PYTHONPATH comes before the editable install.
+    bot = start_bot(
+        bench, JOGG_POSTS_PER_MINUTE="100000", POLL_INTERVAL_SECONDS="0.5", PYTHONPATH=str(tree or REPO)
+    )
     started = time.monotonic()
     try:
 
@@ -195,14 +236,18 @@ def run_finished(bench: Bench, n: int, value_limit: str) -> Finished:
     ttl: dict[str, int] = {}
     for key, size in sizes.items():
         by_kind[_kind(key)] += size
-        ttl.setdefault(_kind(key), int(r.ttl(key)))
+        left = int(r.ttl(key))
+        ttl[_kind(key)] = max(ttl.get(_kind(key), left), left) if left >= 0 else -1
     job_keys = [key for key in sizes if _kind(key) == "job"]
     encodings = Counter(str(r.object("encoding", key)) for key in job_keys)
     sample = {str(k): str(v) for k, v in r.hgetall(job_keys[0]).items()} if job_keys else {}
+    staying = [kind for kind in by_kind if not 0 <= ttl[kind] <= TRANSIENT_TTL_S]
     return Finished(
+        tree=label,
         value_limit=value_limit,
         jobs=n,
-        per_job=sum(size for kind, size in by_kind.items() if kind not in TRANSIENT) / n,
+        per_job=sum(by_kind[kind] for kind in staying) / n,
+        with_transient=sum(by_kind.values()) / n,
         by_kind={kind: total / n for kind, total in by_kind.items()},
         encodings=encodings,
         sample=sample,
@@ -245,29 +290,71 @@ def report_tracked(runs: list[Tracked], n: int, delay_ms: float) -> None:
     )
 
 
-def report_finished(runs: list[Finished]) -> None:
-    for limit in sorted({f.value_limit for f in runs}, key=int):
-        group = [f for f in runs if f.value_limit == limit]
-        kinds = sorted({kind for f in group for kind in f.by_kind})
-        last = group[-1]
-        print_table(
-            f"Finished jobs, compact hashes up to {limit}-byte values: Redis bytes per job "
-            f"(min / median / max of {len(group)} runs of {last.jobs:,} jobs)",
-            ["keys", "bytes per finished job", "TTL (s)"],
-            [
-                (kind, spread([f.by_kind.get(kind, 0) for f in group], "{:,.0f}"), last.ttl_s[kind])
-                for kind in kinds
-            ]
-            + [("total (without the rate-limit window)", spread([f.per_job for f in group], "{:,.0f}"), "")],
-        )
-        took = spread([f.seconds for f in group])
-        print(f"job hash encodings: {dict(last.encodings)}; each run took {took} s")
-    last = runs[-1]
-    print_table(
-        f"What a finished job keeps ({len(last.sample)} fields, one sample)",
-        ["field", "value"],
-        [(k, v if len(v) <= 80 else f"{v[:77]}…") for k, v in sorted(last.sample.items())],
+def _ttl_text(ttl_s: int) -> str:
+    if ttl_s < 0:
+        return "none"
+    return (
+        f"{ttl_s / 86400:.1f} d"
+        if ttl_s >= 86400
+        else f"{ttl_s / 3600:.1f} h"
+        if ttl_s >= 3600
+        else f"{ttl_s} s"
     )
+
+
+def _kind_text(kind: str, transient: bool) -> str:
+    if transient:
+        return f"{kind} (transient)"
+    return f"{kind} (shared; container ÷ jobs)" if kind in SHARED else kind
+
+
+def _cell(runs: list[Finished], kind: str) -> str:
+    """One kind of key over runs: bytes per job, min / median / max, and its longest TTL left."""
+    group = [f for f in runs if kind in f.by_kind]
+    if not group:
+        return "—"
+    return f"{spread([f.by_kind[kind] for f in group], '{:,.0f}')} ({_ttl_text(group[-1].ttl_s[kind])})"
+
+
+def report_finished(runs: list[Finished]) -> None:
+    trees = list(dict.fromkeys(f.tree for f in runs))
+    for limit in sorted({f.value_limit for f in runs}, key=int):
+        groups = {tree: [f for f in runs if f.value_limit == limit and f.tree == tree] for tree in trees}
+        kinds = sorted({kind for group in groups.values() for f in group for kind in f.by_kind})
+        last = {tree: group[-1] for tree, group in groups.items()}
+
+        rows = []
+        for kind in kinds:
+            transient = any(f.transient(kind) for tree in trees for f in groups[tree] if kind in f.by_kind)
+            rows.append((_kind_text(kind, transient), *(_cell(groups[tree], kind) for tree in trees)))
+        rows.append(
+            (
+                "left behind per finished job (without the transient keys)",
+                *(spread([f.per_job for f in groups[tree]], "{:,.0f}") for tree in trees),
+            )
+        )
+        rows.append(
+            (
+                "every key, transient ones included",
+                *(spread([f.with_transient for f in groups[tree]], "{:,.0f}") for tree in trees),
+            )
+        )
+        print_table(
+            f"Finished jobs, compact hashes up to {limit}-byte values: Redis bytes per job, min / median / "
+            f"max of {len(next(iter(groups.values())))} runs of {runs[-1].jobs:,} jobs (longest TTL left)",
+            ["keys", *trees],
+            rows,
+        )
+        for tree in trees:
+            took = spread([f.seconds for f in groups[tree]])
+            print(f"{tree}: job hash encodings {dict(last[tree].encodings)}; each run took {took} s")
+    for tree in trees:
+        sample = [f for f in runs if f.tree == tree][-1].sample
+        print_table(
+            f"What a finished job's hash keeps, {tree} ({len(sample)} fields, one sample)",
+            ["field", "value"],
+            [(k, v if len(v) <= 80 else f"{v[:77]}…") for k, v in sorted(sample.items())],
+        )
 
 
 def main() -> None:
@@ -281,41 +368,59 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a smaller run: 2,000 tracked for 10 s, 100 finished"
     )
+    parser.add_argument("--finished-only", action="store_true", help="only the finished jobs")
+    parser.add_argument(
+        "--baseline", metavar="REV", default="", help="also run the bot of this commit, back to back"
+    )
     parser.add_argument("--delay-ms", type=float, default=50.0, help="provider answer time per GET")
     args = parser.parse_args()
     n = args.jobs or (2000 if args.quick else 10_000)
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     finished_n = args.finished or (100 if args.quick else 500)
     repeat = args.repeat or (1 if args.quick else 3)
-    limits = [REDIS_DEFAULT_VALUE_LIMIT, COMPACT_ARGS[COMPACT_ARGS.index("--hash-max-ziplist-value") + 1]]
+    documented = COMPACT_ARGS[COMPACT_ARGS.index("--hash-max-ziplist-value") + 1]
+    limits = [REDIS_DEFAULT_VALUE_LIMIT, documented]
 
-    with bench_env(jogg=SignedUrlJogg()) as bench:
+    with bench_env(jogg=SignedUrlJogg()) as bench, tempfile.TemporaryDirectory() as exported:
+        trees: list[tuple[Path | None, str]] = [(None, "this tree")]
+        if args.baseline:
+            trees.append((export_tree(args.baseline, Path(exported)), f"baseline {args.baseline}"))
         print_table("Machine", ["", ""], machine_rows(bench.r))
         tracked = []
-        for attempt in range(repeat):
+        for attempt in range(0 if args.finished_only else repeat):
             print(f"\ntracking {n:,} jobs for {seconds:.0f} s (run {attempt + 1} of {repeat})…", flush=True)
             tracked.append(run_tracked(bench, n, seconds, args.delay_ms / 1000))
         finished = []
         for attempt in range(repeat):
             for limit in limits:
-                print(
-                    f"\n{finished_n:,} jobs to the end, limit {limit} (run {attempt + 1} of {repeat})…",
-                    flush=True,
-                )
-                finished.append(run_finished(bench, finished_n, limit))
+                for tree, label in trees:
+                    print(
+                        f"\n{finished_n:,} jobs to the end, limit {limit}, {label} "
+                        f"(run {attempt + 1} of {repeat})…",
+                        flush=True,
+                    )
+                    finished.append(run_finished(bench, finished_n, limit, tree, label))
 
-    report_tracked(tracked, n, args.delay_ms)
+    if tracked:
+        report_tracked(tracked, n, args.delay_ms)
     report_finished(finished)
-    peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
-    verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
-    print(f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)")
-    for limit in limits:
-        per_job = statistics.median(f.per_job for f in finished if f.value_limit == limit)
-        verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
+    if tracked:
+        peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
+        verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
         print(
-            f"target (<= {TARGET_FINISHED_BYTES:,} B of Redis per finished job, median), "
-            f"compact hashes up to {limit}-byte values: {verdict} ({per_job:,.0f} B)"
+            f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)"
         )
+    for limit in limits:
+        for _, label in trees:
+            per_job = statistics.median(
+                f.per_job for f in finished if f.value_limit == limit and f.tree == label
+            )
+            verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
+            setting = "the documented setting" if limit == documented else "Redis's default, for comparison"
+            print(
+                f"{label}: target (<= {TARGET_FINISHED_BYTES:,} B of Redis left per finished job, median), "
+                f"compact hashes up to {limit}-byte values ({setting}): {verdict} ({per_job:,.0f} B)"
+            )
 
 
 if __name__ == "__main__":

@@ -109,6 +109,9 @@ def test_a_compare_delivered_twice_runs_once(
     settle(redis_client)
     assert len(slack.messages(CHANNEL)) == 1 and len(slack.replies(CHANNEL, parent["ts"])) == 4
     assert len(jogg.creates) == 1 and sync_api.generation_count == 1 and len(lipsyncdev_api.jobs) == 1
+    # A trigger_id is only redelivered within seconds: its markers go after an hour, not a day.
+    markers = redis_client.keys("{lip}:seen:cmd:*")
+    assert len(markers) == 3 and all(0 < redis_client.ttl(key) <= 3600 for key in markers)
 
 
 def test_a_compare_whose_first_provider_is_over_budget_stops_and_says_why(

@@ -345,6 +345,47 @@ def test_the_same_dub_again_comes_from_the_cache_at_no_cost_until_asked_afresh(
     assert "From the cache" not in text_of(slack.replies(CHANNEL, slack.messages(CHANNEL)[2]["ts"])[0])
 
 
+def test_a_result_cached_by_the_previous_version_still_answers_and_new_ones_are_stored_compactly(
+    money_bot: Callable[..., BotThread],
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    media: MediaServer,
+    redis_client: redis.Redis,
+) -> None:
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=62.5)
+    jogg.serve_results = True
+    bot = money_bot()
+    video, audio = talk(media), voice(media, 62.5)
+    first = submit(bot, slack, video, audio, "r1")
+    reply_in_thread(slack, 0)
+    settle(redis_client)
+    [key] = redis_client.keys("{lip}:result:*")
+    assert len(key) == len("{lip}:result:") + 32  # named by the identity's first 128 bits
+    stored = json.loads(redis_client.get(key))
+    # Compact: the values only, in a fixed order (no names repeated in every entry, kept 30 days), and
+    # the cover link as the part it does not share with the result link.
+    job_id, result_url, shared, cover_rest, duration_s, cost_unit, task_id, made_ms = stored
+    assert job_id == first.id and result_url == jogg.result_url(task_id)
+    assert result_url[:shared] + cover_rest == jogg.cover_url(task_id)
+    # As the previous version wrote it: an object with names, the whole cover link.
+    old = {
+        "job": job_id,
+        "result_url": result_url,
+        "cover_url": jogg.cover_url(task_id),
+        "duration_s": duration_s,
+        "cost_unit": cost_unit,
+        "task_id": task_id,
+        "made_ms": made_ms,
+    }
+    redis_client.set(key, json.dumps(old), keepttl=True)
+
+    submit(bot, slack, video, audio, "r2")
+    cached = reply_in_thread(slack, 1)
+    assert "From the cache" in text_of(cached) and short_id(first.id) in text_of(cached)
+    assert jogg.cover_url(task_id) in json.dumps(cached)  # the same cover as the first reply
+    assert len(jogg.creates) == 1
+
+
 def test_a_cached_result_whose_link_is_gone_is_dubbed_afresh(
     money_bot: Callable[..., BotThread],
     slack: FakeSlack,

@@ -196,7 +196,8 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
             "cover_url": "https://res.jogg.ai/lipsync/task-1/cover.jpg" + signed,
             **long_fields,
         }
-        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields=outcome)
+        bookkeeping = {"checked": 1, "errors": 0, "parent_attempt_ms": 1796698098670, "submit_attempt_ms": 17}
+        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={**outcome, **bookkeeping})
         claimed = await store.lanes.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
         token, [job] = claimed.token, claimed.jobs[Lane.SEND]
         assert job.result_url.startswith("https://res.jogg.ai/")  # the reply has what it needs
@@ -209,9 +210,75 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
         assert kept["status"] == "succeeded" and kept["task_id"] == "task-1" and kept["reply_ts"] == "1.2"
         assert kept["video_url"] == "https://cdn.example.com/talk.mp4"
         assert "" not in kept.values()
+        # What only served the steps (post-once attempts, turns, the gate's mark), the id (the key holds
+        # it) and numbers at 0 go too; the job still reads back whole, with its id.
+        for name in ("id", "parent_attempt_ms", "submit_attempt_ms", "reply_attempt_ms", "checked", "errors"):
+            assert name not in kept
+        assert "0" not in kept.values()
+        ended = await store.records.get("j1")
+        assert ended is not None and ended.id == "j1" and ended.status is Status.SUCCEEDED
+        assert [job.id for job in await store.records.get_many(["j1"])] == ["j1"]
         assert 6.9 * 86400 < await store.redis.ttl("{lip}:job:j1") <= 7 * 86400
         encoding = await store.redis.object("encoding", "{lip}:job:j1")
         assert encoding in (b"ziplist", b"listpack")  # not "hashtable": several times the memory
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_job_stored_by_the_previous_version_still_finishes_and_is_found_by_its_short_id(
+    redis_url: str,
+) -> None:
+    """Before the day hashes of short ids, a job's hash held every field (its id too) and its short id was
+    a key of its own: such a job is still claimed, finished and found by the short id people type."""
+    job_id = "018f2a3b4c5d9e8f7a6b"
+    old_fields = {
+        **Job(id=job_id, team_id="T1", user="U1", status=Status.PROCESSING).to_fields(),
+        "checked": "1",
+    }
+
+    async def body(store: Store) -> None:
+        await store.redis.hset(f"{{lip}}:job:{job_id}", mapping=old_fields)
+        await store.redis.zadd("{lip}:send", {job_id: 0})
+        await store.redis.set("{lip}:short:9e8f7a6b", job_id, ex=7 * 86400)
+        claimed = await store.lanes.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
+        [job] = claimed.jobs[Lane.SEND]
+        assert job.id == job_id and job.checked == 1
+        await store.lanes.finish(Lane.SEND, job_id, claimed.token, {"status": Status.SUCCEEDED})
+        ended = await store.records.get(job_id)
+        assert ended is not None and ended.id == job_id and ended.status is Status.SUCCEEDED
+        assert await store.indexes.find_job_id("9e8f7a6b") == job_id
+        assert await store.indexes.find_job_id(f"`{job_id}`") == job_id
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_short_id_costs_an_entry_in_its_days_hash_not_a_key_of_its_own(redis_url: str) -> None:
+    async def body(store: Store) -> None:
+        jobs = [Job(id=f"018f2a3b4c5d{n:08x}", team_id="T1", user="U1") for n in (0xA1, 0xA2, 0xB3)]
+        for job in jobs:
+            assert await store.records.create(job)
+        assert await store.redis.keys("{lip}:short:*") == []
+        day_hashes = await store.redis.keys("{lip}:shorts:*")
+        assert len(day_hashes) == 1  # the short ids share their first character here
+        assert 7 * 86400 < await store.redis.ttl(day_hashes[0]) <= 8 * 86400
+        for job in jobs:
+            assert await store.indexes.find_job_id(job.id[-8:].upper()) == job.id
+        assert await store.indexes.find_job_id("000000ff") is None
+
+    run(_with_store(redis_url, body))
+
+
+def test_a_result_cached_under_its_whole_identity_by_the_previous_version_is_still_found(
+    redis_url: str,
+) -> None:
+    identity = "ab" * 32  # a SHA-256 in hex, as the gate makes them
+
+    async def body(store: Store) -> None:
+        await store.redis.set(f"{{lip}}:result:{identity}", '{"job": "j0"}', ex=3600)
+        assert await store.results.cached_result(identity) == '{"job": "j0"}'
+        await store.results.save_result(identity, '["j1"]', 3600)
+        assert await store.results.cached_result(identity) == '["j1"]'  # the newer entry first
+        assert await store.redis.exists(f"{{lip}}:result:{identity[:32]}")
 
     run(_with_store(redis_url, body))
 

@@ -22,6 +22,12 @@ return 0
 """
 
 
+# An entry is named by the first 128 bits of its inputs' identity (a SHA-256 in hex): ample to tell inputs
+# apart, and half the key's length in an entry kept CACHE_DAYS. Entries written before under the whole
+# identity are still read until they expire.
+RESULT_NAME_LENGTH = 32
+
+
 class ResultCache:
     """The identity of a dub's inputs → the earlier result (JSON), for CACHE_DAYS."""
 
@@ -29,11 +35,15 @@ class ResultCache:
         self.redis = redis
 
     async def cached_result(self, key: str) -> str | None:
-        value = await self.redis.get(result_key(key))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(result_key(key[:RESULT_NAME_LENGTH]))
+            pipe.get(result_key(key))
+            found, before = await pipe.execute()
+        value = found or before
         return text(value) if value else None
 
     async def save_result(self, key: str, payload: str, ttl_s: int) -> None:
-        await self.redis.set(result_key(key), payload, ex=max(1, ttl_s))
+        await self.redis.set(result_key(key[:RESULT_NAME_LENGTH]), payload, ex=max(1, ttl_s))
 
 
 class AssetCache:

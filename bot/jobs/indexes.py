@@ -11,11 +11,14 @@ import time
 
 from redis.asyncio import Redis
 
-from bot.jobs.keys import failed_key, job_key, seen_key, short_key, task_key, user_jobs_key
+from bot.jobs.keys import failed_key, job_key, seen_key, short_ids_key, short_key, task_key, user_jobs_key
 from bot.jobs.model import SHORT_ID_LENGTH
 from bot.jobs.scripts import text
 
 USER_JOBS_KEPT = 200  # per person, for `/lipsync list` and App Home
+# The days whose short ids are looked at: a job is kept a week after it ends (bot.jobs.lanes), and a day's
+# hash of short ids a day more (bot.jobs.records).
+SHORT_ID_DAYS = 9
 
 
 class Indexes:
@@ -25,12 +28,26 @@ class Indexes:
         self.redis = redis
 
     async def find_job_id(self, typed: str) -> str | None:
-        """The job a person typed: its full id, or its short id."""
+        """The job a person typed: its full id, or its short id (in the hashes of the days its job may
+        have been made, newest first, then where versions before wrote it)."""
         typed = typed.strip().strip("`").lower()
         if len(typed) > SHORT_ID_LENGTH and await self.redis.exists(job_key(typed)):
             return typed
-        found = await self.redis.get(short_key(typed[-SHORT_ID_LENGTH:])) if typed else None
-        return text(found) if found else None
+        if not typed:
+            return None
+        short = typed[-SHORT_ID_LENGTH:]
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for day in range(-1, SHORT_ID_DAYS):  # -1: tomorrow, for a process whose clock runs ahead
+                pipe.hget(
+                    short_ids_key(time.strftime("%Y%m%d", time.gmtime(now - day * 86400)), short), short
+                )
+            pipe.get(short_key(short))
+            *rests, legacy = await pipe.execute()
+        for rest in rests:
+            if rest is not None:
+                return text(rest) + short
+        return text(legacy) if legacy else None
 
     async def recent_ids(self, team_id: str, user: str, start: int, count: int) -> tuple[list[str], int]:
         """A person's job ids, newest first, `count` from `start`; and how many they have in all."""

@@ -11,13 +11,17 @@ spend), it receives the key's prefix from here through ARGV.
   {lip}:inbox:item:<key>                string  one such request
   {lip}:seen:<marker>                   string  a dedupe marker ("cmd:<trigger>" holds the job it created)
   {lip}:group:<group>, …:owner          hash, string  the ended members of a group of jobs, and who posts
-  {lip}:result:<cache key>              string  the result cache: an earlier result of the same inputs
+  {lip}:result:<cache key>              string  the result cache: an earlier result of the same inputs (the
+                                              key's first 32 characters; before, the whole key)
   {lip}:value:<name>                    string  a small shared value with a lifetime (a balance, a digest)
   {lip}:asset:<file key>                string  what a provider's upload of a Slack file returned
   {lip}:lock:<name>                     string  a lock's owner
   {lip}:failed:<YYYYMMDD>               set   the jobs that failed that day (UTC)
   {lip}:user:<team>:<user>              zset  a person's jobs (their index, for `list` and App Home)
-  {lip}:short:<short id>                string  a short id → its job id
+  {lip}:shorts:<YYYYMMDD>:<c>           hash  short id → the rest of its job id, for the jobs created that
+                                              day (UTC) whose short id starts with <c>; ~8 days
+  {lip}:short:<short id>                string  a short id → its job id (written before the day hashes; read
+                                              until the last of them expires, 7 days)
   {lip}:task:<provider>:<task id>       string  a provider's task → its job id, for webhooks
   {lip}:media:<media id>                string  a Slack file served at a link providers fetch
   {lip}:ratelimit:<digest>              zset  a provider account's recent submits (rate turns)
@@ -93,7 +97,15 @@ def user_jobs_key(team_id: str, user: str) -> str:
 
 
 def short_key(short: str) -> str:
+    """Written by versions before `short_ids_key`; still read, until the last of these expires."""
     return f"{PREFIX}:short:{short}"
+
+
+def short_ids_key(day: str, short: str) -> str:
+    """`day` is YYYYMMDD (UTC) of the job's creation. One hash per day and first character of the short
+    id, so each stays small enough for Redis's compact encoding (128 entries by default: 2,048 jobs a
+    day)."""
+    return f"{PREFIX}:shorts:{day}:{short[:1]}"
 
 
 def task_key(provider: str, task_id: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -41,6 +42,25 @@ FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
 # stay: Retry and Dub again of a shared-files job start from them (bench/memory_jobs.py measures what a
 # job keeps).
 FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key")
+# Also dropped then: the steps' own bookkeeping, which only served the post-once protocol, rate turns, the
+# gate and backoff while the job moved (nothing reads it once the job has ended), and its id (the key holds
+# it: bot.jobs.records reads it from there).
+FINISHED_BOOKKEEPING = (
+    "id",
+    "parent_attempt_ms",
+    "submit_attempt_ms",
+    "reply_attempt_ms",
+    "summary_attempt_ms",
+    "submit_lookups",
+    "post_slot_ms",
+    "queue_note",
+    "queue_note_ms",
+    "update_slot_ms",
+    "checked",
+    "confirm_ms",
+)
+# Number fields whose default is 0: a 0 reads back the same from an absent field, so an ended job drops it.
+ZERO_DEFAULTS = tuple(f.name for f in dataclasses.fields(Job) if f.type in ("int", int) and f.default == 0)
 NOW = "$now"  # placeholder for Redis time in update() values
 
 
@@ -153,11 +173,13 @@ return out
 )
 
 # KEYS: from queue, from lease, job, to queue. ARGV: id, token, mode, delay_ms, ttl_s, a field that must be
-# empty ('' for none), n, n field names to drop, then field/value pairs. mode: 'stay' reschedules in the
+# empty ('' for none), n, n field names to drop, field/value pairs, then the names of the fields to drop
+# when '0' (space-separated; '' for none). mode: 'stay' reschedules in the
 # same lane, 'move' hands over to another lane, 'done' drops it. Returns 1, 0 if the claim is lost, -1 (and
 # changes nothing) if the field is set: a job cancelled while its step ran does not go back to wait.
-# With fields to drop (a job's end), the hash is rewritten without them and without empty values: a hash
-# that once held a long value keeps Redis's big encoding until it is written afresh.
+# With fields to drop (a job's end), the hash is rewritten without them, without empty values and without
+# the fields named in the last ARGV entry (space-separated) whose value is '0' (their default): a hash that
+# once held a long value keeps Redis's big encoding until it is written afresh.
 _TRANSITION = (
     NOW_MS
     + """
@@ -174,12 +196,13 @@ end
 redis.call('HDEL', KEYS[2], ARGV[1])
 -- A job whose hash expired or was deleted only leaves its lane: writing would leave a stub forever.
 if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
-redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 8 + ndrop))
+redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 8 + ndrop, #ARGV - 1))
 if ndrop > 0 then
-  local drop, kept, all = {}, {}, redis.call('HGETALL', KEYS[3])
+  local drop, zero, kept, all = {}, {}, {}, redis.call('HGETALL', KEYS[3])
   for i = 8, 7 + ndrop do drop[ARGV[i]] = true end
+  for name in string.gmatch(ARGV[#ARGV], '%S+') do zero[name] = true end
   for i = 1, #all, 2 do
-    if not drop[all[i]] and all[i + 1] ~= '' then
+    if not drop[all[i]] and all[i + 1] ~= '' and not (zero[all[i]] and all[i + 1] == '0') then
       kept[#kept + 1] = all[i]
       kept[#kept + 1] = all[i + 1]
     end
@@ -317,9 +340,20 @@ class Lanes:
         self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object] | None = None
     ) -> None:
         """Drop the job from its last lane. What it was and how it ended stay a week, for support
-        questions; what only served to get there (FINISHED_DROPS) goes."""
+        questions; what only served to get there (FINISHED_DROPS, FINISHED_BOOKKEEPING) goes, and so do
+        fields at their default ("", 0)."""
+        drops = (*FINISHED_DROPS, *FINISHED_BOOKKEEPING)
         await self._apply(
-            lane, lane, job_id, token, "done", 0, FINISHED_JOB_TTL_SECONDS, fields, FINISHED_DROPS
+            lane,
+            lane,
+            job_id,
+            token,
+            "done",
+            0,
+            FINISHED_JOB_TTL_SECONDS,
+            fields,
+            drops,
+            drop_zero=ZERO_DEFAULTS,
         )
 
     async def update(
@@ -391,6 +425,7 @@ class Lanes:
         fields: Mapping[str, object] | None,
         drop: Sequence[str] = (),
         unless: str = "",
+        drop_zero: Sequence[str] = (),
     ) -> None:
         keys = [queue_key(source), lease_key(source), job_key(job_id), queue_key(target)]
         delay_ms = max(0, int(delay_ms))
@@ -404,6 +439,7 @@ class Lanes:
             len(drop),
             *drop,
             *flatten(fields or {}),
+            " ".join(drop_zero),
         ]
         done = int(await self._transition(keys=keys, args=args))
         if not done:

@@ -13,6 +13,10 @@ from bot.jobs.lanes import FINISHED_JOB_TTL_SECONDS
 from bot.jobs.scripts import text
 
 DEDUPE_TTL_SECONDS = 24 * 3600  # Slack retries within minutes; a day is ample
+# A slash command's trigger_id is unique per invocation and only ever redelivered within seconds (a proxy
+# retry, an envelope handed to two Socket Mode connections): an hour is ample, and the marker then goes
+# instead of staying a day beside every job.
+COMMAND_DEDUPE_TTL_SECONDS = 3600
 
 # KEYS: group hash, group owner. ARGV: job id, what it ended with, ttl_s, group size. Records the member
 # and returns {owner or false, id, value, id, value...}: the owner is the first member to see the group

@@ -10,22 +10,24 @@ Every key is named in bot.jobs.keys.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 from bot.jobs.indexes import USER_JOBS_KEPT
-from bot.jobs.keys import job_key, lease_key, queue_key, seen_key, short_key, user_jobs_key
+from bot.jobs.keys import job_key, lease_key, queue_key, seen_key, short_ids_key, user_jobs_key
 from bot.jobs.lanes import FINISHED_JOB_TTL_SECONDS, Lane, QueueWatch
 from bot.jobs.marks import DEDUPE_TTL_SECONDS
-from bot.jobs.model import Job, short_id
+from bot.jobs.model import SHORT_ID_LENGTH, Job, short_id
 from bot.jobs.scripts import NOW_MS, Batched, decode, flatten, text
 
-# KEYS: job, submit queue, dedupe marker, the requester's job index, the short id. ARGV: id, dedupe ttl,
-# index ttl, jobs kept per index, then field/value pairs. The marker makes a second delivery of the same
-# Slack request a no-op, in the same atomic step that writes the job, so there is no moment where a
+# KEYS: job, submit queue, dedupe marker, the requester's job index, the day's short ids. ARGV: id, dedupe
+# ttl, index ttl, jobs kept per index, then field/value pairs. The marker makes a second delivery of the
+# same Slack request a no-op, in the same atomic step that writes the job, so there is no moment where a
 # request is marked seen but has no job. The index (newest last) serves `/lipsync list` and App Home; the
-# short id (`jobs.short_id`) finds the job when someone types it.
+# short id (`jobs.short_id`, the id's last characters) finds the job when someone types it: the day's hash
+# maps it to the rest of the id, and lasts a day longer than the index (it holds a whole day's jobs).
 _CREATE = (
     NOW_MS
     + """
@@ -39,9 +41,11 @@ redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[4]) - 1)
 redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
-redis.call('SET', KEYS[5], ARGV[1], 'EX', tonumber(ARGV[3]))
+local short = string.sub(ARGV[1], -SHORT_ID_LENGTH)
+redis.call('HSET', KEYS[5], short, string.sub(ARGV[1], 1, #ARGV[1] - #short))
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[3]) + 86400)
 return now
-"""
+""".replace("SHORT_ID_LENGTH", str(SHORT_ID_LENGTH))
 )
 
 # KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
@@ -121,15 +125,22 @@ class JobRecords:
         self._confirm = redis.register_script(_CONFIRM)
         self._nudge = redis.register_script(_NUDGE)
 
-    async def create(self, job: Job, lane: Lane = Lane.SUBMIT, dedupe: str = "") -> bool:
+    async def create(
+        self,
+        job: Job,
+        lane: Lane = Lane.SUBMIT,
+        dedupe: str = "",
+        dedupe_ttl_s: int = DEDUPE_TTL_SECONDS,
+    ) -> bool:
         """Store a new job and queue it now. False, with nothing changed, if a job with that id exists or
-        a job was already created for the same `dedupe` key (a Slack request delivered twice)."""
+        a job was already created for the same `dedupe` key (a Slack request delivered twice) within
+        `dedupe_ttl_s`."""
         # Fields at their default are left out: they read back as the default, and a create with fewer
         # arguments costs less CPU on the ack path (bench/ack_latency.py) and less memory in Redis.
         fields = {k: v for k, v in job.to_fields().items() if _CREATE_DEFAULTS.get(k) != v}
         args: list[str | int] = [
             job.id,
-            DEDUPE_TTL_SECONDS if dedupe else 0,
+            dedupe_ttl_s if dedupe else 0,
             FINISHED_JOB_TTL_SECONDS,
             USER_JOBS_KEPT,
             *flatten(fields),
@@ -139,7 +150,7 @@ class JobRecords:
             queue_key(lane),
             seen_key(dedupe),
             user_jobs_key(job.team_id, job.user),
-            short_key(short_id(job.id)),
+            short_ids_key(time.strftime("%Y%m%d", time.gmtime()), short_id(job.id)),
         ]
         created = await self._create(keys=keys, args=args)
         if created:
@@ -148,7 +159,8 @@ class JobRecords:
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(job_key(job_id))
-        return Job.from_fields(decode(raw)) if raw else None
+        # An ended job's hash no longer holds its id (bot.jobs.lanes.FINISHED_BOOKKEEPING): its key does.
+        return Job.from_fields({**decode(raw), "id": job_id}) if raw else None
 
     async def get_many(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs that still exist, in the order asked."""
@@ -158,7 +170,11 @@ class JobRecords:
             for job_id in job_ids:
                 pipe.hgetall(job_key(job_id))
             raws = await pipe.execute()
-        return [Job.from_fields(decode(raw)) for raw in raws if raw]
+        return [
+            Job.from_fields({**decode(raw), "id": job_id})
+            for job_id, raw in zip(job_ids, raws, strict=True)
+            if raw
+        ]
 
     async def get_fields(self, job_id: str, names: Sequence[str]) -> dict[str, str]:
         """Some fields of a job, read without a claim (those it has); {} when the job does not exist."""

@@ -291,28 +291,27 @@ class Gate:
         raw = await self.results.cached_result(job.cache_key)
         if raw is None:
             return None
-        try:
-            earlier = json.loads(raw)
-            result_url = str(earlier["result_url"])
-        except (ValueError, KeyError, TypeError):
+        earlier = _read_cached(raw)
+        if earlier is None:
             return None
+        result_url = earlier["result_url"]
         if self.preflight is not None:
             try:  # providers' result links may expire before CACHE_DAYS
                 await self.preflight.check(result_url)
             except LinkRefused as exc:
                 log.info("job %s: the cached result is gone (%s); dubbing afresh", job.id, exc.code)
                 return None
-        log.info("job %s: answered from the result of job %s", job.id, earlier.get("job"))
+        log.info("job %s: answered from the result of job %s", job.id, earlier["job"])
         return Cached(
             {
                 "result_url": result_url,
-                "cover_url": str(earlier.get("cover_url") or ""),
-                "duration_s": str(earlier.get("duration_s") or ""),
+                "cover_url": earlier["cover_url"],
+                "duration_s": earlier["duration_s"],
                 "cost": "0",
-                "cost_unit": job.quote_unit or str(earlier.get("cost_unit") or ""),
-                "cached_from": str(earlier.get("job") or ""),
-                "cached_ms": int(earlier.get("made_ms") or 0),
-                "task_id": str(earlier.get("task_id") or ""),
+                "cost_unit": job.quote_unit or earlier["cost_unit"],
+                "cached_from": earlier["job"],
+                "cached_ms": int(earlier["made_ms"] or 0) if earlier["made_ms"].isdigit() else 0,
+                "task_id": earlier["task_id"],
                 "cache_key": job.cache_key,
             }
         )
@@ -321,16 +320,12 @@ class Gate:
         """File a new result under its inputs' identity (idempotent: a retried send files the same)."""
         if job.status is not Status.SUCCEEDED or job.cached_from or not job.cache_key or not job.result_url:
             return
-        payload = {
-            "job": job.id,
-            "result_url": job.result_url,
-            "cover_url": job.cover_url,
-            "duration_s": job.duration_s,
-            "cost_unit": job.cost_unit,
-            "task_id": job.task_id,
-            "made_ms": now_ms,
-        }
-        await self.results.save_result(job.cache_key, json.dumps(payload), self.rules.cache_ttl_s)
+        shared = _shared_length(job.result_url, job.cover_url)
+        cover = [shared, job.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
+        payload = [job.id, job.result_url, *cover, job.duration_s, job.cost_unit, job.task_id, now_ms]
+        await self.results.save_result(
+            job.cache_key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
+        )
 
     # -- 4. the provider's balance
 
@@ -416,6 +411,38 @@ class Gate:
     async def settle(self, job: Job) -> None:
         """The job has ended: keep what it cost (or may have cost) against the budgets, give back the rest."""
         await self.ledger.settle(job.id, spent(job))
+
+
+# A cached result as stored (compact: it is kept CACHE_DAYS): a JSON list of these, in this order, where the
+# cover link is the length it shares with the result link, then the rest of it. Entries written before were
+# JSON objects with the names (and the whole cover link); both are read.
+_CACHED_FIELDS = ("job", "result_url", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
+_STORED_FIELDS = ("job", "result_url", "shared", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
+
+
+def _shared_length(first: str, second: str) -> int:
+    """How many characters the two strings share at their start."""
+    return next(
+        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )
+
+
+def _read_cached(raw: str) -> dict[str, str] | None:
+    """A result-cache entry by name; None when it is unreadable or has no result link."""
+    try:
+        stored = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(stored, list):
+        stored = dict(zip(_STORED_FIELDS, stored))  # noqa: B905 (an entry may be shorter)
+    if not isinstance(stored, dict) or not stored.get("result_url"):
+        return None
+    read = {name: str(stored.get(name) or "") for name in _CACHED_FIELDS}
+    shared = stored.get("shared")
+    if isinstance(shared, int) and read["cover_url"]:
+        read["cover_url"] = read["result_url"][:shared] + read["cover_url"]
+    return read
 
 
 def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:

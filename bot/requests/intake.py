@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from bot.jobs.indexes import Indexes
 from bot.jobs.lanes import QueueWatch
+from bot.jobs.marks import COMMAND_DEDUPE_TTL_SECONDS
 from bot.jobs.model import Job, PostState, Source, new_job_id
 from bot.jobs.records import JobRecords
 from bot.parsing.command import LipSyncRequest, Options
@@ -100,7 +101,8 @@ class Intake:
         # trigger_id is unique per invocation, so a redelivered request (a proxy retry, a Socket Mode
         # envelope handed to two processes) maps to the same key and creates nothing.
         trigger = str(command.get("trigger_id") or "")
-        if not await self.records.create(job, dedupe=f"cmd:{trigger}" if trigger else ""):
+        dedupe = f"cmd:{trigger}" if trigger else ""
+        if not await self.records.create(job, dedupe=dedupe, dedupe_ttl_s=COMMAND_DEDUPE_TTL_SECONDS):
             return []
         self.watch.new_job()
         return [job]
@@ -132,7 +134,11 @@ class Intake:
         # Created in one event-loop turn, so the store sends them to Redis in one round trip.
         created = await asyncio.gather(
             *(
-                self.records.create(job, dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "")
+                self.records.create(
+                    job,
+                    dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "",
+                    dedupe_ttl_s=COMMAND_DEDUPE_TTL_SECONDS,
+                )
                 for job in jobs
             )
         )
