@@ -38,7 +38,8 @@ from redis.exceptions import RedisError
 from bot.jobs.decisions import Decision, Done, Stay, backoff_ms, finish
 from bot.jobs.lanes import Lane, Lanes, LeaseLost, QueueWatch
 from bot.jobs.model import Job, PostState, Status
-from bot.lanes.pipeline import POLL_FIELDS, Pipeline
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.poll import POLL_FIELDS
 from bot.observe.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,23 @@ RECOVER_INTERVAL_SECONDS = 1.0
 REDIS_CONNECTIONS = sum(CAPACITY.values()) + CAPACITY[Lane.SUBMIT] + 64
 
 
+class NewJobs:
+    """News of the jobs this process has just queued: the intake tells it, and the worker, which listens
+    from its construction on, claims the submit lane at once (`Worker.kick`). It is made before both, which
+    breaks the cycle of their construction: the worker's pipeline tells App Home of each ended job, and
+    App Home acts through the intake, which must be able to wake the worker."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def queued(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
 class Worker:
     def __init__(
         self,
@@ -76,6 +94,8 @@ class Worker:
         lease_ms: int,
         tick_seconds: float,
         poll_early_ms: int = 0,
+        new_jobs: NewJobs | None = None,
+        recover_shares: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self.lanes = lanes
         self.pipeline = pipeline
@@ -100,11 +120,13 @@ class Worker:
         self._due_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
-        # Set by the wiring: process shares left in the inbox by a process that died (bot/requests/shares.py).
-        self.recover_shares: Callable[[int], Awaitable[int]] | None = None
+        # Processes shares left in the inbox by a process that died (bot/requests/shares.py).
+        self.recover_shares = recover_shares
         self._recovering: asyncio.Task[None] | None = None
         self._recovered_at = 0.0
         watch.listen(self._queued)
+        if new_jobs is not None:
+            new_jobs.listen(self.kick)
         _ensure_redis_connections(lanes.redis, REDIS_CONNECTIONS)
 
     async def start(self) -> None:

@@ -34,9 +34,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import providers, redis_client
 from bot.jobs.store import Store
 from bot.lanes.gate import Gate, MoneyRules
-from bot.lanes.pipeline import Pipeline, Provisions, Timing
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.provisions import Provisions
 from bot.lanes.ratelimit import RateLimiter, Seats
-from bot.lanes.worker import Worker
+from bot.lanes.timing import Timing
+from bot.lanes.worker import NewJobs, Worker
 from bot.money.budgets import Ledger
 from bot.money.preflight import HostToken, Preflight, start_parser, stop_parser
 from bot.observe import logs, metrics
@@ -217,34 +219,10 @@ class Bot:
             self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
         ledger = Ledger(self.redis)
         gate = self._gate(store, ledger, slack_out, max_file_bytes)
-        pipeline = Pipeline(
-            redis=self.redis,
-            lanes=store.lanes,
-            watch=store.watch,
-            records=store.records,
-            indexes=store.indexes,
-            assets=store.assets,
-            values=store.values,
-            marks=store.marks,
-            providers=provisions,
-            slack=slack_out,
-            timing=timing,
-            transfer=self.transfer,
-            gate=gate,
-            media=media,
-            webhook_base=webhook_base,
-            uploader=self.uploader,
-            updates_per_minute=s.slack_updates_per_minute,
-        )
-        tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
-        self.worker = Worker(
-            lanes=store.lanes,
-            watch=store.watch,
-            pipeline=pipeline,
-            lease_ms=timing.lease_ms,
-            tick_seconds=tick,
-            poll_early_ms=timing.poll_early_ms,
-        )
+        # Built in this order, with the worker last: the worker runs the pipeline, the pipeline tells App Home
+        # of each ended job, App Home acts through the intake, and the intake wakes the worker. `new_jobs`,
+        # made first, carries that last call, so no part is wired after it is built.
+        new_jobs = NewJobs()
         intake = Intake(
             records=store.records,
             indexes=store.indexes,
@@ -252,7 +230,7 @@ class Bot:
             providers=self.providers,
             default_provider=s.chosen_default_provider,
             job_timeout_seconds=s.job_timeout_seconds,
-            on_new_job=self.worker.kick,
+            on_new_job=new_jobs.queued,
             max_file_bytes=max_file_bytes,
         )
         self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
@@ -267,7 +245,19 @@ class Bot:
             providers=self.providers,
             redis=self.redis,
         )
-        pipeline.on_job_ended = home.job_ended
+        pipeline = Pipeline(
+            store=store,
+            providers=provisions,
+            slack=slack_out,
+            timing=timing,
+            transfer=self.transfer,
+            gate=gate,
+            on_job_ended=home.job_ended,
+            media=media,
+            webhook_base=webhook_base,
+            uploader=self.uploader,
+            updates_per_minute=s.slack_updates_per_minute,
+        )
         shares = Shares(
             inbox=store.inbox,
             marks=store.marks,
@@ -276,7 +266,17 @@ class Bot:
             grace_ms=timing.lease_ms,
             max_jobs_per_message=s.max_jobs_per_message,
         )
-        self.worker.recover_shares = shares.recover
+        tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
+        self.worker = Worker(
+            lanes=store.lanes,
+            watch=store.watch,
+            pipeline=pipeline,
+            lease_ms=timing.lease_ms,
+            tick_seconds=tick,
+            poll_early_ms=timing.poll_early_ms,
+            new_jobs=new_jobs,
+            recover_shares=shares.recover,
+        )
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
         bolt = build_bolt_app(bolt_client, intake, shares, control, home)
         await self.worker.start()
