@@ -177,10 +177,10 @@ def seed_poll_jobs(
     """Write `n` jobs that are being polled, in the store's format, and make their tasks exist in the
     fake JoggAI. The hashes are written here; `enqueue` puts them in the poll lane.
 
-    Jobs look like the ones `Pipeline.submit` hands to the poll lane: status processing, a task id,
-    a posted parent message (`with_parents` posts a real one in the fake Slack so the reply can go in
-    its thread), created `age_s` ago (the poll cadence slows with age). Pipelined: one round trip per
-    BATCH jobs.
+    Jobs look like the ones the submit step (bot/lanes/submit.py) hands to the poll lane: status
+    processing, a task id, a posted parent message (`with_parents` posts a real one in the fake Slack so
+    the reply can go in its thread), created `age_s` ago (the poll cadence slows with age). Pipelined: one
+    round trip per BATCH jobs.
     """
     r, slack = bench.r, bench.slack
     now = redis_time_ms(r)

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from bot.lanes.pipeline import CREATE_SETTLE_SECONDS
+from bot.lanes.timing import CREATE_SETTLE_SECONDS
 from tests.fakes.jogg_api import FakeJogg, Fault, RecordedRequest
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack

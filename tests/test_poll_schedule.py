@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.jobs.model import Job
-from bot.lanes.pipeline import Timing, poll_delay_ms
+from bot.lanes.timing import Timing, poll_delay_ms
 
 S = 1000
 MIN = 60 * S

@@ -38,7 +38,8 @@ from redis.exceptions import RedisError
 from bot.jobs.decisions import Decision, Done, Stay, backoff_ms, finish
 from bot.jobs.lanes import Lane, Lanes, LeaseLost, QueueWatch
 from bot.jobs.model import Job, PostState, Status
-from bot.lanes.pipeline import POLL_FIELDS, Pipeline
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.poll import POLL_FIELDS
 from bot.observe.logs import job_context
 
 log = logging.getLogger(__name__)

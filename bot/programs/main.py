@@ -34,8 +34,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import providers, redis_client
 from bot.jobs.store import Store
 from bot.lanes.gate import Gate, MoneyRules
-from bot.lanes.pipeline import Pipeline, Provisions, Timing
+from bot.lanes.pipeline import Pipeline
+from bot.lanes.provisions import Provisions
 from bot.lanes.ratelimit import RateLimiter, Seats
+from bot.lanes.timing import Timing
 from bot.lanes.worker import Worker
 from bot.money.budgets import Ledger
 from bot.money.preflight import HostToken, Preflight, start_parser, stop_parser
@@ -240,23 +242,8 @@ class Bot:
             redis=self.redis,
             watch=store.watch,
         )
-        shares = Shares(
-            inbox=store.inbox,
-            marks=store.marks,
-            intake=intake,
-            slack=slack_out,
-            grace_ms=timing.lease_ms,
-            max_jobs_per_message=s.max_jobs_per_message,
-        )
         pipeline = Pipeline(
-            redis=self.redis,
-            lanes=store.lanes,
-            watch=store.watch,
-            records=store.records,
-            indexes=store.indexes,
-            assets=store.assets,
-            values=store.values,
-            marks=store.marks,
+            store=store,
             providers=provisions,
             slack=slack_out,
             timing=timing,
@@ -266,6 +253,14 @@ class Bot:
             webhook_base=webhook_base,
             uploader=self.uploader,
             updates_per_minute=s.slack_updates_per_minute,
+        )
+        shares = Shares(
+            inbox=store.inbox,
+            marks=store.marks,
+            intake=intake,
+            slack=slack_out,
+            grace_ms=timing.lease_ms,
+            max_jobs_per_message=s.max_jobs_per_message,
         )
         tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(

@@ -30,7 +30,7 @@ from typing import TextIO
 
 from bot.jobs.decisions import backoff_ms
 from bot.jobs.model import new_job_id
-from bot.lanes.pipeline import (
+from bot.lanes.timing import (
     CLOCK_SKEW_S,
     MAX_SUBMIT_ERRORS,
     SETTLE_LOOKUP_BASE_MS,
@@ -360,7 +360,7 @@ class Dub:
             return task
 
     async def _find(self, order: Order) -> Task | None:
-        """The task a create whose answer was lost made, as the pipeline adopts it (bot/lanes/pipeline.py)."""
+        """The task a create whose answer was lost made, as the pipeline adopts it (bot/lanes/submit.py)."""
         task = await self.provider.find(order)
         if task is None:
             return None

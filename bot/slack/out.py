@@ -2,9 +2,10 @@
 
 `chat.postMessage` has no idempotency key, so a post whose answer was lost (timeout, 5xx, `fatal_error`)
 may or may not have landed. Every post carries message metadata with the job id and the message's kind;
-the pipeline marks `<kind>_state=attempted` in the job before posting (bot/lanes/pipeline.py `_post_once`),
-and whoever finds that marker later asks `find_posted` before posting again. The client never retries by
-itself for the same reason (slack_sdk's default connection-error retry can post twice).
+the lanes mark `<kind>_state=attempted` in the job before posting (bot/lanes/posting.py
+`Posting.post_once`), and whoever finds that marker later asks `find_posted` before posting again. The
+client never retries by itself for the same reason (slack_sdk's default connection-error retry can post
+twice).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ async def close_client(client: AsyncWebClient) -> None:
 
 class SlackOut:
     """Slack I/O for jobs: posts and finds. It never writes job state; the pipeline records each post's
-    state around these calls (bot/lanes/pipeline.py `_post_once`)."""
+    state around these calls (bot/lanes/posting.py `Posting.post_once`)."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client

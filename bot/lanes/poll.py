@@ -1,0 +1,64 @@
+"""The poll step: ask the provider how the task is doing → stay (on the poll schedule, bot/lanes/timing.py),
+or finish as succeeded, failed or timed out. It writes nothing itself: all it decides is applied by
+bot/lanes/pipeline.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
+from bot.jobs.model import Job, Status
+from bot.lanes.provisions import PROVIDER_OFF, Provisions
+from bot.lanes.timing import Timing
+from bot.observe import metrics
+from bot.providers.base import ErrorKind, ProviderError, TaskState
+
+log = logging.getLogger(__name__)
+
+# What `poll` (and the worker after a bug in it) reads of a job; the poll lane is claimed with only these,
+# since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before reading it.
+POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model", "cancel_by")
+
+
+class PollStep:
+    def __init__(self, *, providers: Mapping[str, Provisions], timing: Timing) -> None:
+        self.providers = providers
+        self.timing = timing
+
+    async def __call__(self, job: Job, token: str, now_ms: int) -> Decision:
+        """Reads only POLL_FIELDS of the job: the worker claims poll jobs with just those."""
+        provisions = self.providers.get(job.provider)
+        if provisions is None:
+            return finish(Status.FAILED, error_code=PROVIDER_OFF)
+        if job.cancel_by:
+            return finish(Status.CANCELLED)
+        if self.timing.expired(job, now_ms):
+            return finish(Status.TIMED_OUT, error_code="timeout")
+        provider = provisions.provider
+        try:
+            task = await provider.get(job.task_id)
+        except ProviderError as exc:
+            metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
+            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
+                return finish(Status.FAILED, error_code=exc.code, error=exc.message)
+            errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
+            log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
+            delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
+            return Stay(delay, {"errors": errors, "last_error": str(exc)})
+        polls = job.polls + 1
+        if task.state is TaskState.SUCCEEDED:
+            cost = provider.cost(task, job.model)
+            return finish(
+                Status.SUCCEEDED,
+                result_url=task.result_url,
+                cover_url=task.cover_url,
+                duration_s=task.duration_s,
+                cost=f"{cost.amount:f}" if cost else "",
+                cost_unit=cost.unit if cost else "",
+                took_ms=now_ms - job.created_ms,
+                polls=polls,
+            )
+        if task.state is TaskState.FAILED:
+            return finish(Status.FAILED, error=task.error, error_code=task.error_code, polls=polls)
+        return Stay(self.timing.poll_delay_ms(job, now_ms), {"polls": polls, "errors": 0})
