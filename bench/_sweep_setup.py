@@ -22,9 +22,10 @@ from typing import Any
 import redis
 
 from bench.common import cpu_model, status_kb
+from bot.jobs import codec
 from bot.jobs.keys import job_key, lease_key, queue_key
 from bot.jobs.lanes import Lane
-from bot.jobs.model import Job, PostState, Status
+from bot.jobs.model import AudioTrack, Identity, Job, Media, Post, Posts, PostState, Progress, Status
 from bot.programs.embedded_redis import EmbeddedRedis
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.slack_api import FakeSlack
@@ -198,21 +199,26 @@ def seed_poll_jobs(
                     parent_ts = str(parent["ts"])
                 job = Job(
                     id=job_id,
-                    team_id=slack.team_id,
-                    channel=channel,
-                    user="U0USER",
-                    response_url=slack.response_url(f"bench-{index}"),
-                    video_url="https://cdn.example.com/bench.mp4",
-                    audio_url="https://cdn.example.com/bench.mp3",
                     status=Status.PROCESSING,
-                    created_ms=created_ms,
-                    updated_ms=created_ms,
-                    timeout_s=1800,
-                    parent_ts=parent_ts,
-                    parent_state=PostState.POSTED,
-                    task_id=task_id_for(job_id),
+                    identity=Identity(
+                        team=slack.team_id,
+                        channel=channel,
+                        person="U0USER",
+                        response_url=slack.response_url(f"bench-{index}"),
+                    ),
+                    inputs=AudioTrack(
+                        video=Media(link="https://cdn.example.com/bench.mp4"),
+                        audio=Media(link="https://cdn.example.com/bench.mp3"),
+                    ),
+                    progress=Progress(
+                        created_ms=created_ms,
+                        updated_ms=created_ms,
+                        timeout_s=1800,
+                        task_id=task_id_for(job_id),
+                    ),
+                    posts=Posts(parent=Post(ts=parent_ts, state=PostState.POSTED)),
                 )
-                pipe.hset(job_key(job_id), mapping=dict[Any, Any](job.to_fields()))
+                pipe.hset(job_key(job_id), mapping=dict[Any, Any](codec.to_fields(job)))
             pipe.execute()
     return ids
 

@@ -1,7 +1,7 @@
 """Poll sweep: how fast ONE bot process polls every tracked job once, and what each poll costs Redis.
 
 How: a real Redis (embedded redis-server, own port and temp dir) gets N jobs written straight into the
-poll lane in the store's own format (a pipelined HSET of `Job.to_fields()` per job, then ZADD into
+poll lane in the store's own format (a pipelined HSET of `codec.to_fields(job)` per job, then ZADD into
 `{lip}:poll`, all due now), status processing, each with a task id that the fake JoggAI knows and keeps
 "processing" forever, so every poll reschedules. The fake JoggAI (tests/fakes, real aiohttp on
 127.0.0.1) answers each status GET after 50 ms. The real bot runs as `python -m bot` (env as in

@@ -72,7 +72,13 @@ def lipsync_command(intake: Intake, control: JobControl) -> Callable[..., Awaita
         if not jobs:
             log.info("duplicate delivery of a /lipsync command ignored")
         for job in jobs:
-            log.info("job %s queued for %s in %s (%s)", job.id, job.user, job.channel, job.provider)
+            log.info(
+                "job %s queued for %s in %s (%s)",
+                job.id,
+                job.identity.person,
+                job.identity.channel,
+                job.order.provider,
+            )
 
     return handle
 

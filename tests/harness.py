@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
+from enum import Enum
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
+from bot.jobs import codec
+from bot.jobs.model import Job
 from bot.programs.main import Bot
 from bot.providers.registry import REGISTRY, Registry
 from bot.settings import Settings
@@ -175,3 +178,13 @@ class BotProcess:
 
     def shortcut(self, payload: dict[str, Any]) -> httpx.Response:
         return send_shortcut(self.url, payload)
+
+
+def stored_job(**fields: object) -> Job:
+    """A job as the store reads it from a hash holding `fields` (today's hash field names and encodings,
+    bot.jobs.codec): values are written as their text, enums as their values."""
+    return codec.from_fields({"id": "0190abcdef1234", **{k: _stored_text(v) for k, v in fields.items()}})
+
+
+def _stored_text(value: object) -> str:
+    return str(value.value) if isinstance(value, Enum) else str(value)

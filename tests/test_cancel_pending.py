@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from bot.jobs.keys import job_key, queue_key
 from bot.jobs.lanes import Lane
-from bot.jobs.model import Job
+from bot.jobs.model import AudioTrack, Job, Media
 from bot.jobs.store import Store
 from bot.lanes.ratelimit import RateLimiter
 from tests.fakes.jogg_api import FakeJogg, Outcome
@@ -117,18 +117,20 @@ def test_a_slot_given_back_moves_the_line_up_by_one_passing_over_a_held_job(redi
         limiter = RateLimiter(client, "jogg:key", limit=1, window_ms=WINDOW_MS)
         line = ["a0", "b0", "c0", "d0"]
         for job_id in line:
-            await store.records.create(Job(id=job_id, video_url="v", audio_url="a"))
+            await store.records.create(
+                Job(id=job_id, inputs=AudioTrack(video=Media(link="v"), audio=Media(link="a")))
+            )
         assert await limiter.reserve("made") == (0, 0)
         claimed = await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=WINDOW_MS)
         token, now_ms = claimed.token, claimed.now_ms
+        claimed_jobs = {job.id: job for job in claimed.jobs[Lane.SUBMIT]}
         slots = {}
         for job_id in line:
             wait_ms, _ = await limiter.reserve(job_id)
             slots[job_id] = now_ms + wait_ms
             if job_id != "b0":  # b0's step still holds it
-                await store.lanes.reschedule(
-                    Lane.SUBMIT, job_id, token, wait_ms, {"post_slot_ms": slots[job_id]}
-                )
+                claimed_jobs[job_id].progress.post_slot_ms = slots[job_id]
+                await store.lanes.reschedule(Lane.SUBMIT, claimed_jobs[job_id], token, wait_ms)
 
         moved = await limiter.give_back("a0")
 

@@ -12,7 +12,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from bot.jobs.lanes import Lane
-from bot.jobs.model import Job, Status
+from bot.jobs.model import Job, Progress, Status
 from bot.jobs.store import Store
 from bot.lanes.pipeline import Pipeline
 from bot.lanes.worker import Worker
@@ -32,10 +32,10 @@ class ReschedulingPipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         if lane is Lane.SEND:
             self.sent.append(job.id)
-            await self.store.lanes.finish(lane, job.id, token)
+            await self.store.lanes.finish(lane, job, token)
         else:
             self.polled.append(job.id)
-            await self.store.lanes.reschedule(lane, job.id, token, CADENCE_MS)
+            await self.store.lanes.reschedule(lane, job, token, CADENCE_MS)
 
 
 async def _claims_so_far(redis: Redis) -> int:
@@ -60,7 +60,7 @@ def test_between_ticks_only_lanes_with_work_due_are_claimed(redis_url: str) -> N
         store = Store.on(redis)
         for n in range(3):
             await store.records.create(
-                Job(id=f"job{n}", status=Status.PROCESSING, task_id=f"t{n}"), Lane.POLL
+                Job(id=f"job{n}", status=Status.PROCESSING, progress=Progress(task_id=f"t{n}")), Lane.POLL
             )
         pipeline = ReschedulingPipeline(store)
         worker = Worker(
@@ -99,13 +99,15 @@ def test_a_job_that_cannot_be_read_does_not_stop_the_others(redis_url: str) -> N
         ids = [f"job{n:02d}" for n in range(10)]
         for job_id in ids[:5]:
             await store.records.create(
-                Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL
+                Job(id=job_id, status=Status.PROCESSING, progress=Progress(task_id=f"t-{job_id}")), Lane.POLL
             )
-        await store.records.create(Job(id="odd", status=Status.PROCESSING, task_id="t-odd"), Lane.POLL)
+        await store.records.create(
+            Job(id="odd", status=Status.PROCESSING, progress=Progress(task_id="t-odd")), Lane.POLL
+        )
         await redis.hset("{lip}:job:odd", "polls", "many")  # not a number
         for job_id in ids[5:]:
             await store.records.create(
-                Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL
+                Job(id=job_id, status=Status.PROCESSING, progress=Progress(task_id=f"t-{job_id}")), Lane.POLL
             )
         await store.records.create(Job(id="reply", status=Status.SUCCEEDED), Lane.SEND)
         pipeline = ReschedulingPipeline(store)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from bot.jobs.model import Job
+from bot.jobs.model import Identity, Job, ProviderOrder
 from bot.observe.logs import JsonFormatter, job_context
 from tests.fakes.jogg_api import FakeJogg, Outcome
 from tests.fakes.server import wait_until
@@ -46,7 +46,9 @@ def test_a_traceback_stays_on_the_records_one_line() -> None:
         import sys
 
         record.exc_info = sys.exc_info()
-    with job_context(Job(id="j1", provider="sync", team_id="T1", channel="C1")):
+    with job_context(
+        Job(id="j1", order=ProviderOrder(provider="sync"), identity=Identity(team="T1", channel="C1"))
+    ):
         line = JsonFormatter().format(record)
     assert "\n" not in line
     entry = json.loads(line)

@@ -69,7 +69,7 @@ from bot.views.text import Message
 from tests.fakes.jogg_api import RESULT_BASE, FakeJogg, Outcome
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
-from tests.harness import BotThread
+from tests.harness import BotThread, stored_job
 
 HOSTILE = "<!channel> <https://evil.example|click> &amp; *x* _y_ `z`"
 SHOWN = "&lt;!channel&gt;"  # how the hostile text must still be visible: escaped, not dropped
@@ -100,7 +100,7 @@ def job(**fields: Any) -> Job:
         "task_id": HOSTILE,
         "status": Status.FAILED,
     }
-    return Job(**{**values, **fields})
+    return stored_job(**{**values, **fields})
 
 
 def file(name: str, kind: str, **fields: Any) -> SlackFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs.model import Job
+from bot.jobs.model import Job, Progress
 from bot.lanes.timing import Timing, poll_delay_ms
 
 S = 1000
@@ -39,5 +39,5 @@ def test_requests_per_task_over_half_an_hour_stay_reasonable() -> None:
 
 def test_the_ceiling_never_undercuts_the_base_interval() -> None:
     timing = Timing(poll_interval_ms=40 * S, job_timeout_ms=30 * MIN, poll_max_interval_ms=30 * S)
-    job = Job(id="j", created_ms=0)
+    job = Job(id="j", progress=Progress(created_ms=0))
     assert timing.poll_delay_ms(job, now_ms=20 * MIN) == 40 * S

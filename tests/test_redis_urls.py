@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from bot import redis_client
 from bot.jobs.keys import job_key
-from bot.jobs.model import Job
+from bot.jobs.model import AudioTrack, Job, Media
 from bot.jobs.store import Store
 from bot.programs.embedded_redis import EmbeddedRedis
 from bot.providers.registry import REGISTRY
@@ -147,13 +147,18 @@ async def _store_round_trip(client: Redis, prefix: str) -> None:
     try:
         store = Store.on(client)
         jobs = [
-            Job(id=f"{prefix}{n}", video_url=f"https://example.com/v{n}.mp4", audio_url="https://e.com/a.mp3")
+            Job(
+                id=f"{prefix}{n}",
+                inputs=AudioTrack(
+                    video=Media(link=f"https://example.com/v{n}.mp4"), audio=Media(link="https://e.com/a.mp3")
+                ),
+            )
             for n in range(3)
         ]
         assert await asyncio.gather(*(store.records.create(job) for job in jobs)) == [True, True, True]
         for job in jobs:
             stored = await store.records.get(job.id)
-            assert stored is not None and stored.video_url == job.video_url
+            assert stored is not None and stored.inputs.video.link == job.inputs.video.link
         async with client.pipeline(transaction=True) as pipe:
             key = f"{{lip}}:{prefix}"
             pipe.set(key, "Ü😀")
@@ -284,7 +289,9 @@ def test_the_client_follows_a_failover_to_the_promoted_replica(
             client = redis_client.connect(f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}/0")
             store = Store.on(client)
             try:
-                assert await store.records.create(Job(id="before", video_url="https://example.com/v.mp4"))
+                assert await store.records.create(
+                    Job(id="before", inputs=AudioTrack(video=Media(link="https://example.com/v.mp4")))
+                )
                 assert await client.wait(1, 5000) == 1  # the replica has it, so the failover cannot lose it
                 master.kill()
                 # Commands fail while Sentinel sees the master down and promotes the replica; then they
@@ -308,7 +315,7 @@ def test_the_client_follows_a_failover_to_the_promoted_replica(
                 await client.aclose()
 
         before, created_after = asyncio.run(body())
-        assert before is not None and before.video_url == "https://example.com/v.mp4"
+        assert before is not None and before.inputs.video.link == "https://example.com/v.mp4"
         assert created_after
         assert sentinel.master_port_now() == replica_port
     with redis.Redis(port=replica_port, decode_responses=True) as promoted:

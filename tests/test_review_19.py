@@ -40,7 +40,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bot.jobs.model import Job, new_job_id, short_id
+from bot.jobs.model import new_job_id, short_id
 from bot.jobs.store import Store
 from bot.money.budgets import MAX_AMOUNT, Ledger
 from bot.providers.base import ErrorKind, ProviderError
@@ -54,7 +54,7 @@ from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.sync_api import FakeSync
 from tests.fakes.sync_api import Fault as SyncFault
-from tests.harness import REPO, BotThread
+from tests.harness import REPO, BotThread, stored_job
 from tests.test_build import _commands
 from tests.test_jogg_provider import ORDER
 from tests.test_jogg_provider import call as jogg_call
@@ -84,7 +84,7 @@ def _left_by_the_old_version(redis_url: str, slack: FakeSlack, count: int, budge
             await ledger.set_limit(TEAM, "user", ALICE, "credits", budget)
             ids = []
             for n in range(count):
-                job = Job(
+                job = stored_job(
                     id=new_job_id(),
                     team_id=TEAM,
                     channel=CHANNEL,

@@ -10,8 +10,10 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
+from bot.jobs import codec
+from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, LeaseLost
-from bot.jobs.model import Job, Status
+from bot.jobs.model import AudioTrack, Identity, Job, Media, PostState, Status
 from bot.jobs.store import Store
 from bot.lanes.ratelimit import RateLimiter
 
@@ -35,7 +37,9 @@ def test_racing_claimers_never_get_the_same_job(redis_url: str) -> None:
         clients = [Redis.from_url(redis_url) for _ in range(4)]
         stores = [Store.on(c, worker_id=f"w{i}") for i, c in enumerate(clients)]
         for n in range(2000):
-            await stores[0].records.create(Job(id=f"job{n:05d}", video_url="v", audio_url="a"))
+            await stores[0].records.create(
+                Job(id=f"job{n:05d}", inputs=AudioTrack(video=Media(link="v"), audio=Media(link="a")))
+            )
 
         async def drain(store: Store) -> list[str]:
             got: list[str] = []
@@ -72,14 +76,17 @@ def test_a_crashed_owners_job_comes_back_after_its_lease(redis_url: str) -> None
 def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> None:
     async def body(store: Store) -> None:
         await store.records.create(Job(id="j1"))
-        old_token = (await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=100)).token
+        old = await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=100)
         await asyncio.sleep(0.2)
-        new_token = (await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=60_000)).token
+        new = await store.lanes.claim_lanes({Lane.SUBMIT: 1}, lease_ms=60_000)
+        [old_job], [new_job] = old.jobs[Lane.SUBMIT], new.jobs[Lane.SUBMIT]
+        old_job.status = Status.FAILED
         with pytest.raises(LeaseLost):
-            await store.lanes.move(Lane.SUBMIT, Lane.SEND, "j1", old_token, fields={"status": Status.FAILED})
-        await store.lanes.move(Lane.SUBMIT, Lane.POLL, "j1", new_token, fields={"task_id": "t1"})
+            await store.lanes.move(Lane.SUBMIT, Lane.SEND, old_job, old.token)
+        new_job.progress.task_id = "t1"
+        await store.lanes.move(Lane.SUBMIT, Lane.POLL, new_job, new.token)
         job = await store.records.get("j1")
-        assert job is not None and job.task_id == "t1" and job.status is Status.QUEUED
+        assert job is not None and job.progress.task_id == "t1" and job.status is Status.QUEUED
         assert await store.lanes.counts() == {"submit": 0, "poll": 1, "send": 0}
 
     run(_with_store(redis_url, body))
@@ -88,10 +95,12 @@ def test_an_owner_whose_lease_ran_out_cannot_change_the_job(redis_url: str) -> N
 def test_finishing_twice_queues_one_reply(redis_url: str) -> None:
     async def body(store: Store) -> None:
         await store.records.create(Job(id="j1"), lane=Lane.POLL)
-        token = (await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
-        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+        claimed = await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)
+        [job], token = claimed.jobs[Lane.POLL], claimed.token
+        job.status = Status.SUCCEEDED
+        await store.lanes.move(Lane.POLL, Lane.SEND, job, token)
         with pytest.raises(LeaseLost):  # a duplicate finish (e.g. a retried script) is refused
-            await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={"status": Status.SUCCEEDED})
+            await store.lanes.move(Lane.POLL, Lane.SEND, job, token)
         assert await store.lanes.counts() == {"submit": 0, "poll": 0, "send": 1}
 
     run(_with_store(redis_url, body))
@@ -99,10 +108,10 @@ def test_finishing_twice_queues_one_reply(redis_url: str) -> None:
 
 def test_a_job_id_is_created_once(redis_url: str) -> None:
     async def body(store: Store) -> None:
-        assert await store.records.create(Job(id="j1", video_url="first"))
-        assert not await store.records.create(Job(id="j1", video_url="second"))
+        assert await store.records.create(Job(id="j1", inputs=AudioTrack(video=Media(link="first"))))
+        assert not await store.records.create(Job(id="j1", inputs=AudioTrack(video=Media(link="second"))))
         job = await store.records.get("j1")
-        assert job is not None and job.video_url == "first"
+        assert job is not None and job.inputs.video.link == "first"
 
     run(_with_store(redis_url, body))
 
@@ -160,17 +169,18 @@ def test_polls_may_be_claimed_a_little_early_but_a_lease_is_never_cut_short(redi
 
     async def body(store: Store) -> None:
         await store.records.create(Job(id="held", status=Status.PROCESSING), lane=Lane.POLL)
-        held_token = (
-            await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=20_000)
-        ).token  # another process has it
+        held = await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=20_000)  # another process has it
         for job_id in ("soon", "later"):
             await store.records.create(Job(id=job_id, status=Status.PROCESSING), lane=Lane.POLL)
-        token = (await store.lanes.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)).token
-        await store.lanes.reschedule(Lane.POLL, "soon", token, 10_000)
-        await store.lanes.reschedule(Lane.POLL, "later", token, 60_000)
+        mine = await store.lanes.claim_lanes({Lane.POLL: 10}, lease_ms=60_000)
+        jobs, token = {job.id: job for job in mine.jobs[Lane.POLL]}, mine.token
+        await store.lanes.reschedule(Lane.POLL, jobs["soon"], token, 10_000)
+        await store.lanes.reschedule(Lane.POLL, jobs["later"], token, 60_000)
         claimed = await store.lanes.claim_lanes({Lane.POLL: 10}, 60_000, early_ms={Lane.POLL: 30_000})
         assert [job.id for job in claimed.jobs[Lane.POLL]] == ["soon"]
-        await store.lanes.reschedule(Lane.POLL, "held", held_token, 1000)  # still its owner's
+        await store.lanes.reschedule(
+            Lane.POLL, held.jobs[Lane.POLL][0], held.token, 1000
+        )  # still its owner's
 
     run(_with_store(redis_url, body))
 
@@ -183,25 +193,32 @@ def test_a_finished_job_keeps_a_compact_summary_for_a_week(redis_url: str) -> No
     signed = "?x-oss-expires=604800&x-oss-signature=" + "ab" * 80
     long_fields = {
         "response_url": "https://hooks.slack.com/commands/T0TEST/8000000000001/" + "x" * 24,
-        "video_file": '{"id": "F1", "name": "talk.mp4", "url": "https://files.slack.com/' + "f" * 90 + '"}',
+        "video_file": SlackFile(
+            id="F1", name="talk.mp4", url="https://files.slack.com/" + "f" * 90
+        ).to_json(),
     }
 
     async def body(store: Store) -> None:
-        await store.records.create(Job(id="j1", video_url="https://cdn.example.com/talk.mp4"), lane=Lane.POLL)
-        token = (await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
-        outcome = {
-            "status": Status.SUCCEEDED,
-            "task_id": "task-1",
-            "result_url": "https://res.jogg.ai/lipsync/task-1/output.mp4" + signed,
-            "cover_url": "https://res.jogg.ai/lipsync/task-1/cover.jpg" + signed,
-            **long_fields,
-        }
-        bookkeeping = {"checked": 1, "errors": 0, "parent_attempt_ms": 1796698098670, "submit_attempt_ms": 17}
-        await store.lanes.move(Lane.POLL, Lane.SEND, "j1", token, fields={**outcome, **bookkeeping})
+        await store.records.create(
+            Job(id="j1", inputs=AudioTrack(video=Media(link="https://cdn.example.com/talk.mp4"))),
+            lane=Lane.POLL,
+        )
+        claimed = await store.lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)
+        [polled], token = claimed.jobs[Lane.POLL], claimed.token
+        polled.status, polled.progress.task_id = Status.SUCCEEDED, "task-1"
+        polled.result.url = "https://res.jogg.ai/lipsync/task-1/output.mp4" + signed
+        polled.result.cover_url = "https://res.jogg.ai/lipsync/task-1/cover.jpg" + signed
+        polled.identity.response_url = long_fields["response_url"]
+        polled.inputs.video.file = SlackFile.from_json(long_fields["video_file"])
+        # bookkeeping
+        polled.money.checked, polled.progress.errors = True, 0
+        polled.posts.parent.attempt_ms, polled.progress.create_attempt_ms = 1796698098670, 17
+        await store.lanes.move(Lane.POLL, Lane.SEND, polled, token)
         claimed = await store.lanes.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
         token, [job] = claimed.token, claimed.jobs[Lane.SEND]
-        assert job.result_url.startswith("https://res.jogg.ai/")  # the reply has what it needs
-        await store.lanes.finish(Lane.SEND, "j1", token, {"reply_state": "posted", "reply_ts": "1.2"})
+        assert job.result.url.startswith("https://res.jogg.ai/")  # the reply has what it needs
+        job.posts.reply.state, job.posts.reply.ts = PostState.POSTED, "1.2"
+        await store.lanes.finish(Lane.SEND, job, token)
 
         kept = {k.decode(): v.decode() for k, v in (await store.redis.hgetall("{lip}:job:j1")).items()}
         for name in ("response_url", "result_url", "cover_url"):
@@ -232,7 +249,9 @@ def test_a_job_stored_by_the_previous_version_still_finishes_and_is_found_by_its
     a key of its own: such a job is still claimed, finished and found by the short id people type."""
     job_id = "018f2a3b4c5d9e8f7a6b"
     old_fields = {
-        **Job(id=job_id, team_id="T1", user="U1", status=Status.PROCESSING).to_fields(),
+        **codec.to_fields(
+            Job(id=job_id, status=Status.PROCESSING, identity=Identity(team="T1", person="U1"))
+        ),
         "checked": "1",
     }
 
@@ -242,8 +261,9 @@ def test_a_job_stored_by_the_previous_version_still_finishes_and_is_found_by_its
         await store.redis.set("{lip}:short:9e8f7a6b", job_id, ex=7 * 86400)
         claimed = await store.lanes.claim_lanes({Lane.SEND: 1}, lease_ms=60_000)
         [job] = claimed.jobs[Lane.SEND]
-        assert job.id == job_id and job.checked == 1
-        await store.lanes.finish(Lane.SEND, job_id, claimed.token, {"status": Status.SUCCEEDED})
+        assert job.id == job_id and job.money.checked == 1
+        job.status = Status.SUCCEEDED
+        await store.lanes.finish(Lane.SEND, job, claimed.token)
         ended = await store.records.get(job_id)
         assert ended is not None and ended.id == job_id and ended.status is Status.SUCCEEDED
         assert await store.indexes.find_job_id("9e8f7a6b") == job_id
@@ -254,7 +274,10 @@ def test_a_job_stored_by_the_previous_version_still_finishes_and_is_found_by_its
 
 def test_a_short_id_costs_an_entry_in_its_days_hash_not_a_key_of_its_own(redis_url: str) -> None:
     async def body(store: Store) -> None:
-        jobs = [Job(id=f"018f2a3b4c5d{n:08x}", team_id="T1", user="U1") for n in (0xA1, 0xA2, 0xB3)]
+        jobs = [
+            Job(id=f"018f2a3b4c5d{n:08x}", identity=Identity(team="T1", person="U1"))
+            for n in (0xA1, 0xA2, 0xB3)
+        ]
         for job in jobs:
             assert await store.records.create(job)
         assert await store.redis.keys("{lip}:short:*") == []
@@ -286,14 +309,15 @@ def test_a_result_cached_under_its_whole_identity_by_the_previous_version_is_sti
 def test_a_long_step_keeps_its_claim_and_its_upload_lock(redis_url: str) -> None:
     async def body(store: Store) -> None:
         await store.records.create(Job(id="big"))
-        token = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).token
+        claimed = await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)
+        [big], token = claimed.jobs[Lane.SUBMIT], claimed.token
         assert await store.assets.lock("asset:F1", token, 300)
         async with store.lanes.keep_claim(Lane.SUBMIT, "big", token, 300, lock="asset:F1"):
             await asyncio.sleep(1.0)  # three leases long
             stolen = (await store.lanes.claim_lanes({Lane.SUBMIT: 10}, lease_ms=300)).jobs[Lane.SUBMIT]
             assert stolen == []  # nobody else got the job meanwhile…
             assert not await store.assets.lock("asset:F1", "other", 300)  # …nor the upload
-        await store.lanes.finish(Lane.SUBMIT, "big", token)  # still ours at the end
+        await store.lanes.finish(Lane.SUBMIT, big, token)  # still ours at the end
 
     run(_with_store(redis_url, body))
 

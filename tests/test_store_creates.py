@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.jobs.model import Job
+from bot.jobs.model import AudioTrack, Job, Media
 from bot.jobs.store import Store
 
 
@@ -16,7 +16,10 @@ async def _creates(redis_url: str, flush_scripts: bool) -> tuple[list[bool], int
         if flush_scripts:
             await redis.script_flush()  # as after a Redis restart: the batch must still go through
         store = Store.on(redis)
-        jobs = [Job(id=f"job{n:03d}", video_url="v", audio_url="a") for n in range(50)]
+        jobs = [
+            Job(id=f"job{n:03d}", inputs=AudioTrack(video=Media(link="v"), audio=Media(link="a")))
+            for n in range(50)
+        ]
         # Two deliveries of the same Slack request in the same burst: one job.
         dedupes = [f"cmd:{n}" for n in range(49)] + ["cmd:7"]
         answers = await asyncio.gather(

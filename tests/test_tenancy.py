@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from bot.jobs import codec
 from bot.jobs.files import SlackFile
 from bot.jobs.model import Job, Source, Status, short_id
 from bot.requests.control import Person, Roles, person_from
@@ -20,7 +21,7 @@ from tests.fakes.media_server import MediaServer
 from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_api import Fault as SlackFault
-from tests.harness import BotThread
+from tests.harness import BotThread, stored_job
 from tests.payloads import block_actions, event_callback, view_submission
 from tests.test_job_control import (
     AUDIO,
@@ -222,8 +223,8 @@ def test_a_quote_is_answered_only_by_its_requester(
         for action in ("quote_ok", "quote_cancel"):
             assert reads_as_missing(press(bot, slack, action, job.id, f"{action}{n}", user, team), job.id)
     assert job_field(redis_client, job.id, "confirm_state") == "asked"
-    waiting = Job.from_fields(redis_client.hgetall(f"{{lip}}:job:{job.id}"))
-    assert waiting.status is Status.QUEUED and not waiting.cancel_by and jogg.creates == []
+    waiting = codec.from_fields(redis_client.hgetall(f"{{lip}}:job:{job.id}"))
+    assert waiting.status is Status.QUEUED and not waiting.progress.cancel_by and jogg.creates == []
 
     assert "Dubbing it" in str(press(bot, slack, "quote_ok", job.id, "alice")["text"])
     wait_until(lambda: jogg.creates, timeout=20)
@@ -377,7 +378,7 @@ def test_the_list_shows_each_jobs_inputs_and_a_link_to_its_thread(
 
 
 def listed_job(n: int, **fields: Any) -> Job:
-    return Job(
+    return stored_job(
         id=f"0190abcdef{n:02d}{n:08x}",
         team_id=TEAM,
         user="U0ALICE",
@@ -455,7 +456,7 @@ def test_a_cancel_while_the_first_is_under_way_says_it_is_being_cancelled(
 def test_a_cancel_that_finds_the_job_stopped_by_another_tells_its_real_state() -> None:
     # Two Cancels at once: both read the job while it was processing; the second one's store step finds it
     # over. Told from the job as it is after that step, never from the stale read.
-    job = Job(id="0190abcdef12345678", provider="jogg", status=Status.PROCESSING, cancel_by="U0ALICE")
+    job = stored_job(id="0190abcdef12345678", provider="jogg", status=Status.PROCESSING, cancel_by="U0ALICE")
     assert "being cancelled" in cancel_outcome(job, "over").text
     job.status = Status.CANCELLED
     assert "already cancelled" in cancel_outcome(job, "over").text

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.jobs.lanes import Claimed, Lane, Lanes, QueueWatch
-from bot.jobs.model import Job, Status
+from bot.jobs.model import Job, Progress, Status
 from bot.jobs.records import JobRecords
 from bot.jobs.store import Store
 from bot.lanes import worker as worker_module
@@ -39,7 +39,7 @@ class StubPipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         if lane is Lane.SEND:
             self.sent.append(job.id)
-            await self.lanes.finish(lane, job.id, token)
+            await self.lanes.finish(lane, job, token)
             return
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -47,9 +47,10 @@ class StubPipeline:
             await asyncio.sleep(self.step_seconds)
             self.polled.append(job.id)
             if self.finish_polls:
-                await self.lanes.move(lane, Lane.SEND, job.id, token, fields={"status": Status.SUCCEEDED})
+                job.status = Status.SUCCEEDED
+                await self.lanes.move(lane, Lane.SEND, job, token)
             else:
-                await self.lanes.reschedule(lane, job.id, token, 3_600_000)
+                await self.lanes.reschedule(lane, job, token, 3_600_000)
         finally:
             self.in_flight -= 1
 
@@ -86,7 +87,9 @@ def small_capacity(monkeypatch: pytest.MonkeyPatch) -> None:
 async def _due_poll_jobs(records: JobRecords, count: int) -> list[str]:
     ids = [f"job{n:04d}" for n in range(count)]
     for job_id in ids:
-        await records.create(Job(id=job_id, status=Status.PROCESSING, task_id=f"t-{job_id}"), Lane.POLL)
+        await records.create(
+            Job(id=job_id, status=Status.PROCESSING, progress=Progress(task_id=f"t-{job_id}")), Lane.POLL
+        )
     return ids
 
 
@@ -172,9 +175,13 @@ def test_a_job_coming_due_between_ticks_is_polled_when_due(redis_url: str) -> No
         redis = Redis.from_url(redis_url)
         store = Store.on(redis)
         lanes = CountingLanes(redis, store.watch)
-        await store.records.create(Job(id="later", status=Status.PROCESSING, task_id="t-later"), Lane.POLL)
-        token = (await lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)).token
-        await lanes.reschedule(Lane.POLL, "later", token, 500)  # as if polled a moment ago
+        await store.records.create(
+            Job(id="later", status=Status.PROCESSING, progress=Progress(task_id="t-later")), Lane.POLL
+        )
+        claimed = await lanes.claim_lanes({Lane.POLL: 1}, lease_ms=60_000)
+        await lanes.reschedule(
+            Lane.POLL, claimed.jobs[Lane.POLL][0], claimed.token, 500
+        )  # as if polled a moment ago
         pipeline = StubPipeline(lanes)
         worker = Worker(
             lanes=lanes,

@@ -1,18 +1,18 @@
 """What a step decides about its job, and the one retry policy.
 
 Each step of the pipeline (and each check before one, bot/lanes/gate.py) returns exactly one `Decision`: stay
-in its lane until later, move to the next lane, or be done. `Pipeline.apply` carries it out in one atomic
-store transition.
+in its lane until later, move to the next lane, or be done. What the step learnt it writes into its claimed
+copy of the job (typed parts, bot.jobs.model); `Pipeline.apply` carries the decision out in one atomic store
+transition that also writes what the step changed in the job (bot.jobs.codec works out which fields).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.jobs.lanes import Lane
-from bot.jobs.model import Status
+from bot.jobs.model import Job, Status
 
 
 def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
@@ -21,15 +21,11 @@ def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
     return int(ceiling * random.uniform(0.5, 1.0))
 
 
-Fields = Mapping[str, object]
-
-
 @dataclass(frozen=True)
 class Stay:
     """Come back to this lane in `delay_ms`."""
 
     delay_ms: int
-    fields: Fields = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -38,25 +34,44 @@ class Move:
 
     lane: Lane
     delay_ms: int = 0
-    fields: Fields = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Done:
     """Leave the last lane: the job is over."""
 
-    fields: Fields = field(default_factory=dict)
-
 
 Decision = Stay | Move | Done
 
 
-def finish(status: Status, **fields: object) -> Move:
+def retry(job: Job, delay_ms: int, last_error: str) -> Stay:
+    """Come back after a transient fault, counted in `progress.errors` (the caller's backoff uses it)."""
+    job.progress.errors += 1
+    job.progress.last_error = last_error
+    return Stay(delay_ms)
+
+
+def finish(
+    job: Job,
+    status: Status,
+    *,
+    error_code: str | None = None,
+    error: str | None = None,
+    error_file: str | None = None,
+) -> Move:
     """End the job and queue its one reply (the send lane), in a single atomic step."""
-    return Move(Lane.SEND, 0, {"status": status, "errors": 0, **fields})
+    job.status = status
+    job.progress.errors = 0
+    if error_code is not None:
+        job.result.error_code = error_code
+    if error is not None:
+        job.result.error = error
+    if error_file is not None:
+        job.result.error_file = error_file
+    return Move(Lane.SEND, 0)
 
 
-def cancelled(decision: Stay | Move) -> Move:
+def cancelled(job: Job) -> Move:
     """The cancelled end of a job whose step meant it to go on: what the step recorded stays (a task it
     created, a create in doubt, a slot it reserved), so the reply and the budget say what happened."""
-    return Move(Lane.SEND, 0, {**decision.fields, "status": Status.CANCELLED, "errors": 0})
+    return finish(job, Status.CANCELLED)

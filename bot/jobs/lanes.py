@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import secrets
@@ -29,6 +28,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.jobs import codec
+from bot.jobs.codec import FINISHED_BOOKKEEPING, FINISHED_DROPS, ZERO_DEFAULTS, Moment
 from bot.jobs.keys import JOB, job_key, lease_key, lock_key, queue_key
 from bot.jobs.model import Job
 from bot.jobs.scripts import NOW_MS, Batched, flatten, text
@@ -36,31 +37,6 @@ from bot.jobs.scripts import NOW_MS, Batched, flatten, text
 log = logging.getLogger(__name__)
 
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
-# Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes), the
-# result and cover links (in the reply, and the video itself in the thread; providers' signed links
-# expire), the result cache's key (the cache holds the result by then). The shared files' descriptions
-# stay: Retry and Dub again of a shared-files job start from them (bench/memory_jobs.py measures what a
-# job keeps).
-FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key")
-# Also dropped then: the steps' own bookkeeping, which only served the post-once protocol, rate turns, the
-# gate and backoff while the job moved (nothing reads it once the job has ended), and its id (the key holds
-# it: bot.jobs.records reads it from there).
-FINISHED_BOOKKEEPING = (
-    "id",
-    "parent_attempt_ms",
-    "submit_attempt_ms",
-    "reply_attempt_ms",
-    "summary_attempt_ms",
-    "submit_lookups",
-    "post_slot_ms",
-    "queue_note",
-    "queue_note_ms",
-    "update_slot_ms",
-    "checked",
-    "confirm_ms",
-)
-# Number fields whose default is 0: a 0 reads back the same from an absent field, so an ended job drops it.
-ZERO_DEFAULTS = tuple(f.name for f in dataclasses.fields(Job) if f.type in ("int", int) and f.default == 0)
 NOW = "$now"  # placeholder for Redis time in update() values
 
 
@@ -196,7 +172,7 @@ end
 redis.call('HDEL', KEYS[2], ARGV[1])
 -- A job whose hash expired or was deleted only leaves its lane: writing would leave a stub forever.
 if redis.call('EXISTS', KEYS[3]) == 0 then return 1 end
-redis.call('HSET', KEYS[3], 'updated_ms', now, unpack(ARGV, 8 + ndrop, #ARGV - 1))
+redis.call('HSET', KEYS[3], 'UPDATED_MS', now, unpack(ARGV, 8 + ndrop, #ARGV - 1))
 if ndrop > 0 then
   local drop, zero, kept, all = {}, {}, {}, redis.call('HGETALL', KEYS[3])
   for i = 8, 7 + ndrop do drop[ARGV[i]] = true end
@@ -212,7 +188,7 @@ if ndrop > 0 then
 end
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
 return 1
-"""
+""".replace("UPDATED_MS", codec.UPDATED_MS)
 )
 
 # KEYS: lease, job. ARGV: id, token, a field that must be empty ('' for none), then field/value pairs;
@@ -226,9 +202,9 @@ local pairs_ = {}
 for i = 4, #ARGV do
   if ARGV[i] == '$now' then pairs_[#pairs_ + 1] = now else pairs_[#pairs_ + 1] = ARGV[i] end
 end
-redis.call('HSET', KEYS[2], 'updated_ms', now, unpack(pairs_))
+redis.call('HSET', KEYS[2], 'UPDATED_MS', now, unpack(pairs_))
 return now
-"""
+""".replace("UPDATED_MS", codec.UPDATED_MS)
 )
 
 # KEYS: queue, lease, lock. ARGV: id, token, lease_ms. Pushes our lease deadline out, if the claim is
@@ -311,63 +287,54 @@ class Lanes:
         return claimed
 
     async def reschedule(
-        self,
-        lane: Lane,
-        job_id: str,
-        token: str,
-        delay_ms: int,
-        fields: Mapping[str, object] | None = None,
-        unless: str = "",
+        self, lane: Lane, job: Job, token: str, delay_ms: int, unless_cancelled: bool = False
     ) -> None:
-        """Come back to `lane` in `delay_ms`. With `unless`, nothing changes and Cancelled is raised if the
-        job's `unless` field is set (e.g. `cancel_by`), in the same script."""
-        await self._apply(lane, lane, job_id, token, "stay", delay_ms, 0, fields, unless=unless)
+        """Come back to `lane` in `delay_ms`, writing what the step changed in the job. With
+        `unless_cancelled`, nothing changes and Cancelled is raised if someone asked to cancel the job
+        meanwhile, in the same script."""
+        await self._apply(lane, lane, job, token, "stay", delay_ms, 0, unless_cancelled=unless_cancelled)
 
     async def move(
         self,
         source: Lane,
         target: Lane,
-        job_id: str,
+        job: Job,
         token: str,
         delay_ms: int = 0,
-        fields: Mapping[str, object] | None = None,
-        unless: str = "",
+        unless_cancelled: bool = False,
     ) -> None:
-        """Hand the job over to `target`, due in `delay_ms`; `unless` as for `reschedule`."""
-        await self._apply(source, target, job_id, token, "move", delay_ms, 0, fields, unless=unless)
+        """Hand the job over to `target`, due in `delay_ms`; `unless_cancelled` as for `reschedule`."""
+        await self._apply(source, target, job, token, "move", delay_ms, 0, unless_cancelled=unless_cancelled)
 
-    async def finish(
-        self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object] | None = None
-    ) -> None:
+    async def finish(self, lane: Lane, job: Job, token: str) -> None:
         """Drop the job from its last lane. What it was and how it ended stay a week, for support
-        questions; what only served to get there (FINISHED_DROPS, FINISHED_BOOKKEEPING) goes, and so do
-        fields at their default ("", 0)."""
+        questions; what only served to get there (codec.FINISHED_DROPS, codec.FINISHED_BOOKKEEPING) goes,
+        and so do fields at their default ("", 0)."""
         drops = (*FINISHED_DROPS, *FINISHED_BOOKKEEPING)
         await self._apply(
-            lane,
-            lane,
-            job_id,
-            token,
-            "done",
-            0,
-            FINISHED_JOB_TTL_SECONDS,
-            fields,
-            drops,
-            drop_zero=ZERO_DEFAULTS,
+            lane, lane, job, token, "done", 0, FINISHED_JOB_TTL_SECONDS, drops, drop_zero=ZERO_DEFAULTS
         )
 
     async def update(
-        self, lane: Lane, job_id: str, token: str, fields: Mapping[str, object], unless: str = ""
+        self, lane: Lane, job: Job, token: str, stamp: Moment | None = None, unless_cancelled: bool = False
     ) -> int:
-        """Write fields while keeping the claim; returns Redis time in ms. With `unless`, nothing is written
-        and Cancelled raised if the job's `unless` field is set (e.g. `cancel_by`), in the same script."""
+        """Write what the step changed in the job while keeping the claim (a mark that must be durable in
+        the middle of a step), and the Redis time `stamp` names; returns that time in ms. With
+        `unless_cancelled`, nothing is written, the job's unwritten changes are undone and Cancelled is
+        raised if someone asked to cancel the job meanwhile, in the same script."""
+        fields: dict[str, object] = dict(codec.changes(job))
+        if stamp is not None:
+            fields[stamp.value] = NOW
+        unless = codec.CANCEL_BY if unless_cancelled else ""
         now = await self._update(
-            keys=[lease_key(lane), job_key(job_id)], args=[job_id, token, unless, *flatten(fields)]
+            keys=[lease_key(lane), job_key(job.id)], args=[job.id, token, unless, *flatten(fields)]
         )
         if not now:
-            raise LeaseLost(job_id)
+            raise LeaseLost(job.id)
         if int(now) < 0:
-            raise Cancelled(job_id)
+            codec.restore(job)
+            raise Cancelled(job.id)
+        codec.saved(job, int(now), stamp)
         return int(now)
 
     @contextlib.asynccontextmanager
@@ -417,35 +384,35 @@ class Lanes:
         self,
         source: Lane,
         target: Lane,
-        job_id: str,
+        job: Job,
         token: str,
         mode: str,
         delay_ms: int,
         ttl_s: int,
-        fields: Mapping[str, object] | None,
         drop: Sequence[str] = (),
-        unless: str = "",
+        unless_cancelled: bool = False,
         drop_zero: Sequence[str] = (),
     ) -> None:
-        keys = [queue_key(source), lease_key(source), job_key(job_id), queue_key(target)]
+        keys = [queue_key(source), lease_key(source), job_key(job.id), queue_key(target)]
         delay_ms = max(0, int(delay_ms))
         args: list[str | int] = [
-            job_id,
+            job.id,
             token,
             mode,
             delay_ms,
             ttl_s,
-            unless,
+            codec.CANCEL_BY if unless_cancelled else "",
             len(drop),
             *drop,
-            *flatten(fields or {}),
+            *flatten(codec.changes(job)),
             " ".join(drop_zero),
         ]
         done = int(await self._transition(keys=keys, args=args))
         if not done:
-            raise LeaseLost(job_id)
+            raise LeaseLost(job.id)
         if done < 0:
-            raise Cancelled(job_id)
+            raise Cancelled(job.id)
+        codec.saved(job)
         if mode != "done":
             self.watch.queued(target, delay_ms)
 
@@ -463,5 +430,5 @@ def _read_job(raw_id: Any, names: Sequence[str], values: Sequence[Any]) -> Job:
         raw = {k: text(v) for k, v in zip(names, values, strict=True) if v is not None}
     else:
         raw = {text(k): text(v) for k, v in zip(values[0::2], values[1::2], strict=True)}
-    raw["id"] = text(raw_id)
-    return Job.from_fields(raw)
+    raw[codec.ID] = text(raw_id)
+    return codec.from_fields(raw)

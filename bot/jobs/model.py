@@ -1,14 +1,29 @@
-"""What the bot knows about one lip-sync job, as stored in its Redis hash."""
+"""What the bot knows about one lip-sync job, as a few typed parts.
+
+  Job.id, Job.status  the job's id (its Redis key) and where it stands overall
+  identity   who asked, from where, and where to answer
+  inputs     what to dub: a typed union, one class per kind of job (today an audio track)
+  order      which provider makes it (and a compare's group of providers), with which model
+  progress   the steps' bookkeeping: the provider's task, the create in doubt, rate turns, retries
+  money      what the gate learnt before paying: lengths, quote, confirmation, result cache
+  posts      the job's message, its reply and a compare's summary, each posted once (PostKind)
+  upload     the result video put into the thread
+  result     how it ended: the result's links and facts, or the error
+
+States are enums (an enum member where there is "nothing yet"), flags are booleans. Exact decimals stay
+the text they were made from (the provider's own, or `f"{Decimal:f}"`), "" while unknown: they are shown
+and stored as they came and parsed to Decimal only where money is counted (bot/lanes/gate.py `_decimal`),
+which also turns a provider's odd text into "unknown" instead of an unreadable job.
+How a job is stored (a compact flat Redis hash with the field names of older versions) is bot.jobs.codec's
+business alone: nothing else names a hash field.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import time
-import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from bot.jobs.files import SlackFile
 
@@ -35,6 +50,41 @@ class PostState(StrEnum):
     SKIPPED = "skipped"  # nowhere to post (the bot cannot reach the channel)
 
 
+class PostKind(StrEnum):
+    """The messages a job posts once each (bot/lanes/posting.py); the value is their Slack metadata kind."""
+
+    PARENT = "parent"  # the job's own message in the channel; every reply goes in its thread
+    REPLY = "reply"  # the one result reply
+    SUMMARY = "summary"  # a compare's table, posted by the job that ends the group
+
+
+class CreateState(StrEnum):
+    """The provider create: `attempted` means a create may have reached the provider (recover it first)."""
+
+    NONE = ""
+    ATTEMPTED = "attempted"
+
+
+class Confirmation(StrEnum):
+    NOT_ASKED = ""
+    ASKED = "asked"  # a private quote with Dub it / Cancel is out
+    CONFIRMED = "confirmed"
+
+
+class UploadState(StrEnum):
+    """The result video into the thread (Slack's external upload)."""
+
+    NOT_STARTED = ""
+    SENT = "sent"  # bytes uploaded to `Upload.file_id`
+    COMPLETING = "completing"  # files.completeUploadExternal called; reconcile with files.info
+    POSTED = "posted"
+    SKIPPED = "skipped"  # `Upload.note` says why the link must do
+
+
+class NoCacheKey(Enum):
+    UNKNOWABLE = "unknowable"  # the inputs' identity cannot be known: never looked up again
+
+
 class Source(StrEnum):
     COMMAND = "command"  # /lipsync with two links; the bot posts the job's own message in the channel
     FILES = "files"  # files shared in Slack; the thread of the sharing message holds the reply
@@ -55,42 +105,70 @@ def short_id(job_id: str) -> str:
     return job_id[-SHORT_ID_LENGTH:]
 
 
-@dataclass
-class Job:
-    id: str
-    # Who asked, and where to answer.
-    team_id: str = ""
+@dataclass(kw_only=True)
+class Identity:
+    """Who asked, and where to answer."""
+
+    team: str = ""
     channel: str = ""
-    user: str = ""
+    person: str = ""
     response_url: str = ""
     source: Source = Source.COMMAND
-    source_ts: str = ""  # the user's message that shared the files; status reactions go on it
+    source_ts: str = ""  # the person's message that shared the files; status reactions go on it
     # Jobs started by the same message share a group (one reaction for all of them); the jobs of a
     # compare have their lead's id as group.
     group: str = ""
     group_size: int = 0
-    # What to make, and where. For shared files the URLs are what the provider's upload returned (or
-    # the bot's own signed media links), filled in once re-hosted.
+    retry_of: str = ""  # the job this one retries or dubs again
+
+
+@dataclass(kw_only=True)
+class Media:
+    """One input: the link the provider reads, and the Slack file it came from (shared files). A shared
+    file's link is what the provider's upload returned, or the bot's own signed media link, once hosted."""
+
+    link: str = ""
+    file: SlackFile | None = None
+
+
+@dataclass(kw_only=True)
+class AudioTrack:
+    """A video dubbed with an audio track."""
+
+    video: Media = field(default_factory=Media)
+    audio: Media = field(default_factory=Media)
+    playback: str = "normal"
+
+    @property
+    def files(self) -> tuple[SlackFile, ...]:
+        return tuple(f for f in (self.video.file, self.audio.file) if f is not None)
+
+
+# What a job dubs: one class per kind of job, each with its entry in bot.jobs.codec's INPUT_KINDS.
+Inputs = AudioTrack
+
+
+@dataclass(kw_only=True)
+class ProviderOrder:
     provider: str = "jogg"
-    compare_with: str = ""  # a compare's lead: the providers of its group, comma-separated, in order
+    compare_group: tuple[str, ...] = ()  # a compare's lead: the providers of its group, in order
     model: str = ""  # "" for providers without a model choice
-    video_url: str = ""
-    audio_url: str = ""
-    playback_type: str = "normal"
-    video_file: str = ""  # SlackFile as JSON, for jobs from shared files
-    audio_file: str = ""
-    # Progress.
-    status: Status = Status.QUEUED
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers of the job's compare (just its own when it is not a compare's lead)."""
+        return self.compare_group or (self.provider,)
+
+
+@dataclass(kw_only=True)
+class Progress:
     created_ms: int = 0
     timeout_s: int = 0  # JOB_TIMEOUT_SECONDS when the job was accepted
     updated_ms: int = 0
-    parent_ts: str = ""  # the bot's message in the channel; every reply goes in its thread
-    parent_state: PostState = PostState.NONE
-    parent_attempt_ms: int = 0
     task_id: str = ""  # the provider's task id
-    submit_state: PostState = PostState.NONE  # `attempted`: a create may have reached the provider
-    submit_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
-    submit_lookups: int = 0  # lookups that found nothing since that create, for their backoff
+    create: CreateState = CreateState.NONE
+    create_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
+    create_lookups: int = 0  # lookups that found nothing since that create, for their backoff
     post_slot_ms: int = 0  # Redis time of a provider POST slot reserved for this job (bot/lanes/ratelimit.py)
     queue_note: str = ""  # while it waits its turn at the provider: "3rd in line, about 40 s"
     queue_note_ms: int = 0  # when the job's message last showed it (updates are coalesced)
@@ -98,8 +176,61 @@ class Job:
     polls: int = 0
     errors: int = 0  # consecutive transient errors at the current step
     last_error: str = ""
-    # Outcome.
-    result_url: str = ""
+    cancel_by: str = ""  # who asked to cancel (set while a step may still be running; the step ends it)
+
+
+@dataclass(kw_only=True)
+class Money:
+    """What the gate (bot/lanes/gate.py) learnt before anything is paid: what the inputs are, what the dub
+    should cost, whether its requester agreed, and whether an earlier result answers it."""
+
+    checked: bool = False  # the gate has let the job through (links checked, budget reserved)
+    video_s: str = ""  # input lengths, exact decimal text; "" when unknown
+    audio_s: str = ""
+    quote: str = ""  # the expected cost, exact decimal text, in `quote_unit`; "" when it cannot be known
+    quote_unit: str = ""
+    confirmation: Confirmation = Confirmation.NOT_ASKED
+    confirm_ms: int = 0  # when the quote was asked (it expires)
+    cache_key: str | NoCacheKey | None = None  # the inputs' identity in the result cache, once known
+    no_cache: bool = False  # "Dub again anyway": never answered from the cache
+    cached_from: str = ""  # the earlier job whose result answers this one (at no cost)
+    cached_ms: int = 0  # when that earlier result was made
+
+    @property
+    def lookup_key(self) -> str | None:
+        """The result cache's key for the job, when it is known."""
+        return self.cache_key if isinstance(self.cache_key, str) and self.cache_key else None
+
+
+@dataclass(kw_only=True)
+class Post:
+    state: PostState = PostState.NONE
+    ts: str = ""
+    attempt_ms: int = 0  # Redis time of the last attempt, to look for a post that may have gone out
+
+
+@dataclass(kw_only=True)
+class Posts:
+    parent: Post = field(default_factory=Post)  # the bot's message in the channel
+    reply: Post = field(default_factory=Post)
+    summary: Post = field(default_factory=Post)  # a compare's table
+
+    def __getitem__(self, kind: PostKind) -> Post:
+        return {PostKind.PARENT: self.parent, PostKind.REPLY: self.reply, PostKind.SUMMARY: self.summary}[
+            kind
+        ]
+
+
+@dataclass(kw_only=True)
+class Upload:
+    state: UploadState = UploadState.NOT_STARTED
+    file_id: str = ""
+    note: str = ""  # why the link must do (skipped)
+
+
+@dataclass(kw_only=True)
+class Result:
+    url: str = ""
     cover_url: str = ""
     duration_s: str = ""  # exact decimal text as the provider sent it
     cost: str = ""  # exact decimal text, in `cost_unit`; "" when unknown
@@ -108,74 +239,20 @@ class Job:
     error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)
     error: str = ""  # provider's failure text
     error_file: str = ""  # the Slack file a transfer error is about
-    cancel_by: str = ""  # who asked to cancel (set while a step may still be running; the step ends it)
-    retry_of: str = ""  # the job this one retries or dubs again
-    # Money (bot/lanes/gate.py), before anything is paid: what the inputs are, what the dub should cost,
-    # whether its requester agreed, and whether an earlier result answers it.
-    checked: int = 0  # 1 once the gate has let the job through (links checked, budget reserved)
-    video_s: str = ""  # input lengths, exact decimal text; "" when unknown
-    audio_s: str = ""
-    quote: str = ""  # the expected cost, exact decimal text, in `quote_unit`; "" when it cannot be known
-    quote_unit: str = ""
-    confirm_state: str = ""  # "asked": a private quote with Dub it / Cancel is out; then "confirmed"
-    confirm_ms: int = 0  # when the quote was asked (it expires)
-    cache_key: str = ""  # the inputs' identity in the result cache, once known
-    no_cache: int = 0  # 1: "Dub again anyway", never answered from the cache
-    cached_from: str = ""  # the earlier job whose result answers this one (at no cost)
-    cached_ms: int = 0  # when that earlier result was made
-    reply_state: PostState = PostState.NONE
-    reply_ts: str = ""
-    reply_attempt_ms: int = 0
-    summary_state: PostState = PostState.NONE  # a compare's table, posted by the job that ends the group
-    summary_ts: str = ""
-    summary_attempt_ms: int = 0
-    # The result video uploaded into the thread (Slack's external upload): "" → "sent" (bytes uploaded to
-    # `upload_file_id`) → "completing" (files.completeUploadExternal called; reconcile with files.info) →
-    # "posted"; or "skipped" with `upload_note` saying why the link must do.
-    upload_state: str = ""
-    upload_file_id: str = ""
-    upload_note: str = ""
-    extra: dict[str, str] = field(default_factory=dict)  # unknown fields, kept on round trips
-
-    def to_fields(self) -> dict[str, str]:
-        out = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {**self.extra, **out}
-
-    @classmethod
-    def from_fields(cls, raw: dict[str, str]) -> Job:
-        values: dict[str, object] = {}
-        extra: dict[str, str] = {}
-        for key, value in raw.items():
-            convert = _CONVERTERS.get(key)
-            if convert is None:
-                extra[key] = value
-            else:
-                values[key] = convert(value)
-        return cls(**values, extra=extra)  # type: ignore[arg-type]
-
-    @property
-    def video(self) -> SlackFile | None:
-        return SlackFile.from_json(self.video_file) if self.video_file else None
-
-    @property
-    def audio(self) -> SlackFile | None:
-        return SlackFile.from_json(self.audio_file) if self.audio_file else None
 
 
-def _read_int(value: str) -> int:
-    return int(value or 0)
-
-
-# Declared type → how to read a field of that type from its Redis text.
-_READERS: dict[object, Callable[[str], object]] = {
-    int: _read_int,
-    str: str,
-    Status: Status,
-    Source: Source,
-    PostState: PostState,
-}
-
-# Field name → how to read it; worked out once from the declared types, since every claimed job is read.
-_CONVERTERS: dict[str, Callable[[str], object]] = {
-    name: _READERS[kind] for name, kind in typing.get_type_hints(Job).items() if name != "extra"
-}
+@dataclass(kw_only=True)
+class Job:
+    id: str
+    status: Status = Status.QUEUED
+    identity: Identity = field(default_factory=Identity)
+    inputs: Inputs = field(default_factory=AudioTrack)
+    order: ProviderOrder = field(default_factory=ProviderOrder)
+    progress: Progress = field(default_factory=Progress)
+    money: Money = field(default_factory=Money)
+    posts: Posts = field(default_factory=Posts)
+    upload: Upload = field(default_factory=Upload)
+    result: Result = field(default_factory=Result)
+    extra: dict[str, str] = field(default_factory=dict)  # unknown hash fields, kept on round trips
+    # The job as last read from or written to Redis (bot.jobs.codec): what a write must change.
+    stored: dict[str, str] = field(default_factory=dict, repr=False, compare=False)

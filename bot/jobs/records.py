@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from bot.jobs import codec
 from bot.jobs.indexes import USER_JOBS_KEPT
 from bot.jobs.keys import job_key, lease_key, queue_key, seen_key, short_ids_key, user_jobs_key
 from bot.jobs.lanes import FINISHED_JOB_TTL_SECONDS, Lane, QueueWatch
 from bot.jobs.marks import DEDUPE_TTL_SECONDS
-from bot.jobs.model import SHORT_ID_LENGTH, Job, short_id
+from bot.jobs.model import SHORT_ID_LENGTH, Confirmation, CreateState, Job, Status, short_id
 from bot.jobs.scripts import NOW_MS, Batched, decode, flatten, text
 
 # KEYS: job, submit queue, dedupe marker, the requester's job index, the day's short ids. ARGV: id, dedupe
@@ -36,7 +37,7 @@ if tonumber(ARGV[2]) > 0 then
   if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('HSET', KEYS[1], 'created_ms', now, 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'CREATED_MS', now, 'UPDATED_MS', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -tonumber(ARGV[4]) - 1)
@@ -46,6 +47,8 @@ redis.call('HSET', KEYS[5], short, string.sub(ARGV[1], 1, #ARGV[1] - #short))
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[3]) + 86400)
 return now
 """.replace("SHORT_ID_LENGTH", str(SHORT_ID_LENGTH))
+    .replace("CREATED_MS", codec.CREATED_MS)
+    .replace("UPDATED_MS", codec.UPDATED_MS)
 )
 
 # KEYS: job, submit queue, submit lease, poll queue, poll lease, send queue. ARGV: id, who. Cancels a job:
@@ -56,16 +59,16 @@ _CANCEL = (
     NOW_MS
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
-local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
-if (status ~= 'queued' and status ~= 'processing') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
+local status = redis.call('HGET', KEYS[1], 'STATUS') or 'QUEUED'
+if (status ~= 'QUEUED' and status ~= 'PROCESSING') or redis.call('ZSCORE', KEYS[6], ARGV[1]) then
   return 'over'
 end
-redis.call('HSET', KEYS[1], 'cancel_by', ARGV[2], 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'CANCEL_BY', ARGV[2], 'UPDATED_MS', now)
 for q = 2, 4, 2 do
   if redis.call('ZSCORE', KEYS[q], ARGV[1]) and redis.call('HEXISTS', KEYS[q + 1], ARGV[1]) == 0 then
-    local sent = redis.call('HGET', KEYS[1], 'submit_state') == 'attempted' or q == 4
+    local sent = redis.call('HGET', KEYS[1], 'CREATE_STATE') == 'ATTEMPTED' or q == 4
     redis.call('ZREM', KEYS[q], ARGV[1])
-    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'errors', 0)
+    redis.call('HSET', KEYS[1], 'STATUS', 'CANCELLED', 'ERRORS', 0)
     redis.call('ZADD', KEYS[6], now, ARGV[1])
     if sent then return 'cancelled_at_provider' end
     return 'cancelled'
@@ -74,6 +77,18 @@ end
 return 'pending'
 """
 )
+for _name, _value in {
+    "CANCEL_BY": codec.CANCEL_BY,
+    "CREATE_STATE": codec.CREATE_STATE,
+    "ATTEMPTED": CreateState.ATTEMPTED,
+    "STATUS": codec.STATUS,
+    "QUEUED": Status.QUEUED,
+    "PROCESSING": Status.PROCESSING,
+    "CANCELLED": Status.CANCELLED,
+    "ERRORS": codec.ERRORS,
+    "UPDATED_MS": codec.UPDATED_MS,
+}.items():
+    _CANCEL = _CANCEL.replace(_name, _value)
 
 # KEYS: poll queue, poll lease. ARGV: job id. A webhook said the job's task is done: make its next poll
 # due now, unless it is being polled right now (leased) or is not waiting in the poll lane at all.
@@ -94,13 +109,13 @@ _CONFIRM = (
     NOW_MS
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
-local state = redis.call('HGET', KEYS[1], 'confirm_state') or ''
-if state == 'confirmed' then return 'already' end
-local status = redis.call('HGET', KEYS[1], 'status') or 'queued'
-if state ~= 'asked' or status ~= 'queued' or redis.call('HEXISTS', KEYS[1], 'cancel_by') == 1 then
+local state = redis.call('HGET', KEYS[1], 'CONFIRMATION') or ''
+if state == 'CONFIRMED' then return 'already' end
+local status = redis.call('HGET', KEYS[1], 'STATUS') or 'QUEUED'
+if state ~= 'ASKED' or status ~= 'QUEUED' or redis.call('HEXISTS', KEYS[1], 'CANCEL_BY') == 1 then
   return 'over'
 end
-redis.call('HSET', KEYS[1], 'confirm_state', 'confirmed', 'updated_ms', now)
+redis.call('HSET', KEYS[1], 'CONFIRMATION', 'CONFIRMED', 'UPDATED_MS', now)
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
   redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
   return 'now'
@@ -108,9 +123,19 @@ end
 return 'confirmed'
 """
 )
+for _name, _value in {
+    "CONFIRMATION": codec.CONFIRMATION,
+    "CONFIRMED": Confirmation.CONFIRMED,
+    "ASKED": Confirmation.ASKED,
+    "CANCEL_BY": codec.CANCEL_BY,
+    "STATUS": codec.STATUS,
+    "QUEUED": Status.QUEUED,
+    "UPDATED_MS": codec.UPDATED_MS,
+}.items():
+    _CONFIRM = _CONFIRM.replace(_name, _value)
 
 
-_CREATE_DEFAULTS = Job(id="").to_fields()  # what a new job need not write (Redis sets its two times)
+_CREATE_DEFAULTS = codec.to_fields(Job(id=""))  # what a new job need not write (Redis sets its two times)
 
 
 class JobRecords:
@@ -137,7 +162,7 @@ class JobRecords:
         `dedupe_ttl_s`."""
         # Fields at their default are left out: they read back as the default, and a create with fewer
         # arguments costs less CPU on the ack path (bench/ack_latency.py) and less memory in Redis.
-        fields = {k: v for k, v in job.to_fields().items() if _CREATE_DEFAULTS.get(k) != v}
+        fields = {k: v for k, v in codec.to_fields(job).items() if _CREATE_DEFAULTS.get(k) != v}
         args: list[str | int] = [
             job.id,
             dedupe_ttl_s if dedupe else 0,
@@ -149,18 +174,19 @@ class JobRecords:
             job_key(job.id),
             queue_key(lane),
             seen_key(dedupe),
-            user_jobs_key(job.team_id, job.user),
+            user_jobs_key(job.identity.team, job.identity.person),
             short_ids_key(time.strftime("%Y%m%d", time.gmtime()), short_id(job.id)),
         ]
         created = await self._create(keys=keys, args=args)
         if created:
-            job.created_ms = job.updated_ms = int(created)
+            job.progress.created_ms = job.progress.updated_ms = int(created)
+            codec.saved(job)
         return bool(created)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(job_key(job_id))
-        # An ended job's hash no longer holds its id (bot.jobs.lanes.FINISHED_BOOKKEEPING): its key does.
-        return Job.from_fields({**decode(raw), "id": job_id}) if raw else None
+        # An ended job's hash no longer holds its id (bot.jobs.codec.FINISHED_BOOKKEEPING): its key does.
+        return codec.from_fields({**decode(raw), codec.ID: job_id}) if raw else None
 
     async def get_many(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs that still exist, in the order asked."""
@@ -171,15 +197,10 @@ class JobRecords:
                 pipe.hgetall(job_key(job_id))
             raws = await pipe.execute()
         return [
-            Job.from_fields({**decode(raw), "id": job_id})
+            codec.from_fields({**decode(raw), codec.ID: job_id})
             for job_id, raw in zip(job_ids, raws, strict=True)
             if raw
         ]
-
-    async def get_fields(self, job_id: str, names: Sequence[str]) -> dict[str, str]:
-        """Some fields of a job, read without a claim (those it has); {} when the job does not exist."""
-        values = await self.redis.hmget(job_key(job_id), list(names))
-        return {name: text(v) for name, v in zip(names, values, strict=True) if v is not None}
 
     async def cancel(self, job_id: str, who: str) -> str:
         """Cancel a job on behalf of `who`: "cancelled" (never sent to its provider), "cancelled_at_provider"

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from bot.jobs.caches import ResultCache, SharedValues
+from bot.jobs.codec import Moment
 from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
 from bot.jobs.files import SlackFile
-from bot.jobs.lanes import NOW, Lane, Lanes
+from bot.jobs.lanes import Lane, Lanes
 from bot.jobs.marks import Marks
-from bot.jobs.model import Job, PostState, Source, Status
+from bot.jobs.model import Confirmation, CreateState, Job, Source, Status
 from bot.money.budgets import Admission, Ledger
 from bot.money.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
@@ -114,10 +115,18 @@ def quote_for(
 class Cached:
     """An earlier result answers this job, at no cost."""
 
-    fields: Mapping[str, object]  # the result's, to end the job with
+    earlier: Mapping[str, str]  # the result-cache entry, by name (`_read_cached`)
 
-    def decision(self) -> Decision:
-        return finish(Status.SUCCEEDED, **self.fields)
+    def decision(self, job: Job) -> Decision:
+        """End the job with the earlier result."""
+        earlier, result = self.earlier, job.result
+        result.url, result.cover_url = earlier["result_url"], earlier["cover_url"]
+        result.duration_s = earlier["duration_s"]
+        result.cost, result.cost_unit = "0", job.money.quote_unit or earlier["cost_unit"]
+        job.money.cached_from = earlier["job"]
+        job.money.cached_ms = int(earlier["made_ms"]) if earlier["made_ms"].isdigit() else 0
+        job.progress.task_id = earlier["task_id"]
+        return finish(job, Status.SUCCEEDED)
 
 
 class Gate:
@@ -146,21 +155,22 @@ class Gate:
 
     async def check(self, job: Job, token: str, now_ms: int, provider: Provider) -> Decision | Cached | None:
         """None once the job may be paid for; otherwise what to do with it instead."""
-        if job.task_id or job.submit_state is PostState.ATTEMPTED:
+        if job.progress.task_id or job.progress.create is CreateState.ATTEMPTED:
             return None  # sent, or perhaps sent (or by a bot from before the gate): never refuse it
-        if job.checked:
+        money = job.money
+        if money.checked:
             return await self._reserve_unquoted(job, token, provider)
-        if job.confirm_state == "asked" and not job.confirm_ms:  # the question may not have gone out
-            above = self.rules.confirm_above.get(job.quote_unit, Decimal(0))
+        if money.confirmation is Confirmation.ASKED and not money.confirm_ms:  # it may not have gone out
+            above = self.rules.confirm_above.get(money.quote_unit, Decimal(0))
             return await self._prompt(job, token, provider, self._quote_of(job, provider), above)
-        if job.confirm_state == "asked":
+        if job.money.confirmation is Confirmation.ASKED:
             return await self._waiting(job, now_ms)
-        if job.confirm_state != "confirmed":
+        if job.money.confirmation is not Confirmation.CONFIRMED:
             verdict = await self._appraise(job, token, provider)
             if verdict is not None:
                 return verdict
-        await self.lanes.update(Lane.SUBMIT, job.id, token, {"checked": 1, **_findings(job)})
-        job.checked = 1
+        job.money.checked, job.progress.errors = True, 0
+        await self.lanes.update(Lane.SUBMIT, job, token)  # with what `_appraise` learnt
         return None
 
     async def _appraise(self, job: Job, token: str, provider: Provider) -> Decision | Cached | None:
@@ -169,28 +179,26 @@ class Gate:
         if not isinstance(inputs, tuple):
             return inputs
         lengths = [facts.duration_s if facts else None for facts in inputs]
-        job.video_s, job.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
-        if job.source is not Source.FILES:
+        job.money.video_s, job.money.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
+        if job.identity.source is not Source.FILES:
             # A link whose file changed (another size or length) is another input.
             video, audio = (
                 f"url:{url}|{_seen(facts)}"
-                for url, facts in zip((job.video_url, job.audio_url), inputs, strict=True)
+                for url, facts in zip((job.inputs.video.link, job.inputs.audio.link), inputs, strict=True)
             )
-            job.cache_key = self._cache_key(job, video, audio)
+            job.money.cache_key = self._cache_key(job, video, audio) or None
             if (hit := await self.cached(job)) is not None:
                 return hit
         quoted = self._quote_of(job, provider)
-        job.quote = f"{quoted.amount:f}" if quoted.amount is not None else ""
-        job.quote_unit = quoted.unit
+        job.money.quote = f"{quoted.amount:f}" if quoted.amount is not None else ""
+        job.money.quote_unit = quoted.unit
         if not quoted.estimated and quoted.amount is not None:
             # An upper estimate is not held against the balance: it would refuse dubs that fit, and a
             # provider refuses, without charging, a dub its balance cannot cover.
             refusal = await self._balance_refusal(job, provider, Cost(quoted.amount, quoted.unit))
             if refusal is not None:
                 return refusal
-        admission = await self.ledger.admit(
-            job.id, job.team_id, job.channel, job.user, quoted.unit, quoted.amount
-        )
+        admission = await self._admit(job, quoted)
         if not admission.admitted:
             return _budget_refusal(job, admission, quoted)
         threshold = self.rules.confirm_above.get(quoted.unit)
@@ -204,53 +212,58 @@ class Gate:
         POST slot) when this version takes over: that 0 is given back and the job's quote by the rule
         reserved instead, or the job refused, before it is paid for. A quote found is stored, so this
         happens once; a cost no amount bounds is admitted again each time (0 where no budget applies)."""
-        if job.quote:
+        if job.money.quote:
             return None
         quoted = self._quote_of(job, provider)
         await self.ledger.settle(job.id, Decimal(0))
-        admission = await self.ledger.admit(
-            job.id, job.team_id, job.channel, job.user, quoted.unit, quoted.amount
-        )
+        admission = await self._admit(job, quoted)
         if not admission.admitted:
             return _budget_refusal(job, admission, quoted)
         if quoted.amount is not None:
             log.info("job %s: let through unquoted by an older version; %s reserved", job.id, quoted.amount)
-            job.quote, job.quote_unit = f"{quoted.amount:f}", quoted.unit
-            fields = {"quote": job.quote, "quote_unit": job.quote_unit}
-            await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
+            job.money.quote, job.money.quote_unit = f"{quoted.amount:f}", quoted.unit
+            await self.lanes.update(Lane.SUBMIT, job, token)
         return None
+
+    async def _admit(self, job: Job, quoted: Quote) -> Admission:
+        who = job.identity
+        return await self.ledger.admit(job.id, who.team, who.channel, who.person, quoted.unit, quoted.amount)
 
     def _quote_of(self, job: Job, provider: Provider) -> Quote:
         """The job's quote from the lengths found (the same answer each time it is asked)."""
-        video_s, audio_s = (_decimal(text) if text else None for text in (job.video_s, job.audio_s))
+        video_s, audio_s = (
+            _decimal(text) if text else None for text in (job.money.video_s, job.money.audio_s)
+        )
         return quote_for(
-            provider, video_s, audio_s, job.playback_type, job.model, self.rules.unknown_length_s
+            provider, video_s, audio_s, job.inputs.playback, job.order.model, self.rules.unknown_length_s
         )
 
     # -- 1. the links
 
     async def _measure(self, job: Job) -> tuple[MediaFacts | None, MediaFacts | None] | Decision:
         """What is known of both inputs (None: nothing), or the job's refusal (or retry) for a bad link."""
-        if job.source is Source.FILES:
-            video, audio = await asyncio.gather(self._file_facts(job.video), self._file_facts(job.audio))
+        if job.identity.source is Source.FILES:
+            files = (self._file_facts(job.inputs.video.file), self._file_facts(job.inputs.audio.file))
+            video, audio = await asyncio.gather(*files)
             return video, audio
         if self.preflight is None:
             return None, None
         checks = [
-            self.preflight.check(url, self.rules.max_input_bytes) for url in (job.video_url, job.audio_url)
+            self.preflight.check(url, self.rules.max_input_bytes)
+            for url in (job.inputs.video.link, job.inputs.audio.link)
         ]
         results = await asyncio.gather(*checks, return_exceptions=True)
         found: list[MediaFacts] = []
         for which, outcome in zip(("video link", "audio link"), results, strict=True):
             if isinstance(outcome, LinkRefused):
-                errors = job.errors + 1
+                errors = job.progress.errors + 1
                 if outcome.transient and errors < MAX_CHECK_TRIES:
                     log.info("job %s: %s not answering (%s), retry %d", job.id, which, outcome.code, errors)
-                    return Stay(
-                        backoff_ms(errors), {"errors": errors, "last_error": f"{which}: {outcome.reason}"}
-                    )
+                    job.progress.errors, job.progress.last_error = errors, f"{which}: {outcome.reason}"
+                    return Stay(backoff_ms(errors))
                 log.info("job %s: %s refused: %s", job.id, which, outcome.code)
-                return finish(Status.FAILED, error_code=LINK_REFUSED, error=outcome.reason, error_file=which)
+                reason = outcome.reason
+                return finish(job, Status.FAILED, error_code=LINK_REFUSED, error=reason, error_file=which)
             if isinstance(outcome, BaseException):
                 raise outcome
             found.append(outcome)
@@ -275,9 +288,9 @@ class Gate:
     # -- 2. the result cache
 
     def _cache_key(self, job: Job, video: str, audio: str) -> str:
-        if not self.rules.cache_ttl_s or job.no_cache:
+        if not self.rules.cache_ttl_s or job.money.no_cache:
             return ""
-        identity = "\n".join((job.provider, job.model, job.playback_type, video, audio))
+        identity = "\n".join((job.order.provider, job.order.model, job.inputs.playback, video, audio))
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def files_cache_key(self, job: Job, video_sha256: str, audio_sha256: str) -> str:
@@ -286,9 +299,10 @@ class Gate:
 
     async def cached(self, job: Job) -> Cached | None:
         """The earlier result for the job's `cache_key`, if there is one and its video is still there."""
-        if not job.cache_key:
+        key = job.money.lookup_key
+        if key is None:
             return None
-        raw = await self.results.cached_result(job.cache_key)
+        raw = await self.results.cached_result(key)
         if raw is None:
             return None
         earlier = _read_cached(raw)
@@ -302,29 +316,20 @@ class Gate:
                 log.info("job %s: the cached result is gone (%s); dubbing afresh", job.id, exc.code)
                 return None
         log.info("job %s: answered from the result of job %s", job.id, earlier["job"])
-        return Cached(
-            {
-                "result_url": result_url,
-                "cover_url": earlier["cover_url"],
-                "duration_s": earlier["duration_s"],
-                "cost": "0",
-                "cost_unit": job.quote_unit or earlier["cost_unit"],
-                "cached_from": earlier["job"],
-                "cached_ms": int(earlier["made_ms"] or 0) if earlier["made_ms"].isdigit() else 0,
-                "task_id": earlier["task_id"],
-                "cache_key": job.cache_key,
-            }
-        )
+        return Cached(earlier)
 
     async def remember(self, job: Job, now_ms: int) -> None:
         """File a new result under its inputs' identity (idempotent: a retried send files the same)."""
-        if job.status is not Status.SUCCEEDED or job.cached_from or not job.cache_key or not job.result_url:
+        key = job.money.lookup_key
+        if job.status is not Status.SUCCEEDED or job.money.cached_from or key is None or not job.result.url:
             return
-        shared = _shared_length(job.result_url, job.cover_url)
-        cover = [shared, job.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
-        payload = [job.id, job.result_url, *cover, job.duration_s, job.cost_unit, job.task_id, now_ms]
+        result = job.result
+        shared = _shared_length(result.url, result.cover_url)
+        cover = [shared, result.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
+        task_id = job.progress.task_id
+        payload = [job.id, result.url, *cover, result.duration_s, result.cost_unit, task_id, now_ms]
         await self.results.save_result(
-            job.cache_key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
+            key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
         )
 
     # -- 4. the provider's balance
@@ -337,6 +342,7 @@ class Gate:
             "job %s: %s balance %s is below the quote %s", job.id, provider.label, left.amount, quote.amount
         )
         return finish(
+            job,
             Status.FAILED,
             error_code=REFUSED_BALANCE,
             error=balance_refusal(provider.label, left, quote),
@@ -377,8 +383,8 @@ class Gate:
     ) -> Decision:
         # Marked before the question goes out, so a click always finds the job asking; `confirm_ms` is
         # set once it has gone out (a crash in between asks again: at worst a second, equal question).
-        fields = {"confirm_state": "asked", "confirm_ms": 0, **_findings(job)}
-        await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
+        job.money.confirmation, job.money.confirm_ms, job.progress.errors = Confirmation.ASKED, 0, 0
+        await self.lanes.update(Lane.SUBMIT, job, token)  # with what `_appraise` learnt
         return await self._prompt(job, token, provider, quote, threshold)
 
     async def _prompt(
@@ -387,24 +393,26 @@ class Gate:
         minutes = max(1, round(self.rules.quote_ttl_ms / 60_000))
         asked = Cost(quote.amount, quote.unit) if quote.amount is not None else None
         prompt = quote_prompt(job, provider.label, asked, threshold, minutes, quote.unknown)
-        if job.response_url:
-            told = await self.slack.respond(job.response_url, prompt)
+        if job.identity.response_url:
+            told = await self.slack.respond(job.identity.response_url, prompt)
         else:
-            told = await self.slack.tell(job.channel, job.user, job.parent_ts, prompt)
+            told = await self.slack.tell(
+                job.identity.channel, job.identity.person, job.posts.parent.ts, prompt
+            )
         if not told:
-            log.warning("job %s: could not ask %s to confirm the quote", job.id, job.user)
-        await self.lanes.update(Lane.SUBMIT, job.id, token, {"confirm_ms": NOW})
+            log.warning("job %s: could not ask %s to confirm the quote", job.id, job.identity.person)
+        await self.lanes.update(Lane.SUBMIT, job, token, stamp=Moment.QUOTE_ASKED)
         log.info(
             "job %s: quote %s %s is above %s; asked to confirm", job.id, quote.amount, quote.unit, threshold
         )
         return Stay(QUOTE_RECHECK_MS)
 
     async def _waiting(self, job: Job, now_ms: int) -> Decision | None:
-        expires_ms = job.confirm_ms + self.rules.quote_ttl_ms
+        expires_ms = job.money.confirm_ms + self.rules.quote_ttl_ms
         if now_ms < expires_ms:
             return Stay(min(QUOTE_RECHECK_MS, expires_ms - now_ms))
         log.info("job %s: quote not answered in time; nothing sent", job.id)
-        return finish(Status.CANCELLED, error_code=QUOTE_EXPIRED)
+        return finish(job, Status.CANCELLED, error_code=QUOTE_EXPIRED)
 
     # -- settling
 
@@ -449,34 +457,23 @@ def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:
     assert admission.refused_by is not None
     log.info("job %s: refused by a budget (quote %s, %s)", job.id, quoted.amount, quoted.unknown)
     return finish(
+        job,
         Status.FAILED,
         error_code=REFUSED_BUDGET,
         error=budget_refusal(admission.refused_by, quoted.amount, quoted.unit, quoted.unknown),
     )
 
 
-def _findings(job: Job) -> dict[str, object]:
-    """What the gate learnt of a job, kept with it."""
-    return {
-        "video_s": job.video_s,
-        "audio_s": job.audio_s,
-        "quote": job.quote,
-        "quote_unit": job.quote_unit,
-        "cache_key": job.cache_key,
-        "errors": 0,
-    }
-
-
 def spent(job: Job) -> Decimal:
     """What an ended job counts against budgets: its cost; for a job that may have been charged without a
     result (a failure after its create), its quote; nothing for one never sent or answered from the cache."""
-    if job.cached_from:
+    if job.money.cached_from:
         return Decimal(0)
-    quote = _decimal(job.quote)
+    quote = _decimal(job.money.quote)
     if job.status is Status.SUCCEEDED:
-        cost = _decimal(job.cost)
+        cost = _decimal(job.result.cost)
         return cost if cost is not None else quote or Decimal(0)
-    if job.task_id or job.submit_state is PostState.ATTEMPTED:
+    if job.progress.task_id or job.progress.create is CreateState.ATTEMPTED:
         return quote or Decimal(0)
     return Decimal(0)
 

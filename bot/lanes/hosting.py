@@ -3,10 +3,9 @@ provider can read. A provider that takes uploads gets the file streamed to it on
 key (the asset cache, one upload at a time per file); the others get the bot's own signed media links
 (PUBLIC_URL). Either way the file is hashed on the way, so the result cache can know the pair by its bytes.
 
-Writes of job state outside the applied decision (bot/lanes/pipeline.py): each hosted file's URL
-(`video_url`, `audio_url`) as soon as it is hosted, and the job's result-cache key once it is known
-(`cache_key`), so that a setback later in the step (a rate turn, Slack's 429) never hosts or hashes
-the same file again.
+Writes of job state outside the applied decision (bot/lanes/pipeline.py): each hosted file's link as soon
+as it is hosted, and the job's result-cache key once it is known, so that a setback later in the step (a
+rate turn, Slack's 429) never hosts or hashes the same file again.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from bot.jobs.caches import AssetCache, SharedValues
 from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
 from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, Lanes
-from bot.jobs.model import Job, Status
+from bot.jobs.model import Job, NoCacheKey, Status
 from bot.lanes.gate import Cached, Gate
 from bot.lanes.provisions import Provisions
 from bot.lanes.timing import MAX_SUBMIT_ERRORS, Timing
@@ -59,18 +58,19 @@ class Hosting:
         """Make the job's Slack files reachable by the provider: its upload, or the bot's signed media
         links. None once both are stored in the job."""
         provider = provisions.provider
-        for url_field, file in (("video_url", job.video), ("audio_url", job.audio)):
-            if getattr(job, url_field):
+        for media in (job.inputs.video, job.inputs.audio):
+            if media.link:
                 continue
+            file = media.file
             assert file is not None, "a job from shared files carries both files"
             if not provider.hosts_uploads:
                 if self.media is None:
-                    return finish(Status.FAILED, error_code=NEEDS_PUBLIC_URL, error_file=file.name)
+                    return finish(job, Status.FAILED, error_code=NEEDS_PUBLIC_URL, error_file=file.name)
                 if (setback := await self._digest(job, file)) is not None:
                     return setback
                 url = await self.media.link(file, self.timing.job_timeout_ms)
             else:
-                cache_key = f"{provider.name}:{provider.key_id}:{job.team_id}:{file.id}"
+                cache_key = f"{provider.name}:{provider.key_id}:{job.identity.team}:{file.id}"
                 found = await self.assets.asset_url(cache_key)
                 if found is None:
                     uploaded = await self._upload(job, token, file, cache_key, now_ms, provisions)
@@ -78,21 +78,22 @@ class Hosting:
                         return uploaded
                     found = uploaded
                 url = found
-            await self.lanes.update(Lane.SUBMIT, job.id, token, {url_field: url})
-            setattr(job, url_field, url)
+            media.link = url
+            await self.lanes.update(Lane.SUBMIT, job, token)
         return None
 
     async def cached_files(self, job: Job, token: str) -> Cached | None:
         """Shared files are known to the result cache by their bytes, hashed while they were hosted."""
-        if job.checked != 1 or job.no_cache or job.cache_key == "-":
+        money = job.money
+        if not money.checked or money.no_cache or money.cache_key is NoCacheKey.UNKNOWABLE:
             return None
-        if not job.cache_key:
-            files = [f for f in (job.video, job.audio) if f]
+        if not money.cache_key:
+            files = job.inputs.files
             digests = [d for f in files if (d := await self.values.shared_value(_digest_key(job, f)))]
             key = self.gate.files_cache_key(job, digests[0], digests[1]) if len(digests) == 2 else ""
-            job.cache_key = key or "-"  # "-": cannot be known; never looked up again
-            await self.lanes.update(Lane.SUBMIT, job.id, token, {"cache_key": job.cache_key})
-        return await self.gate.cached(job) if job.cache_key != "-" else None
+            money.cache_key = key or NoCacheKey.UNKNOWABLE  # never looked up again
+            await self.lanes.update(Lane.SUBMIT, job, token)
+        return await self.gate.cached(job)
 
     async def _upload(
         self, job: Job, token: str, file: SlackFile, cache_key: str, now_ms: int, provisions: Provisions
@@ -130,7 +131,7 @@ class Hosting:
     async def _digest(self, job: Job, file: SlackFile) -> Decision | None:
         """For providers the bot serves files to (no upload to hash along): read the file once to hash it,
         when the result cache may use it."""
-        if not self.gate.rules.cache_ttl_s or job.no_cache:
+        if not self.gate.rules.cache_ttl_s or job.money.no_cache:
             return None
         if await self.values.shared_value(_digest_key(job, file)) is not None:
             return None
@@ -143,13 +144,14 @@ class Hosting:
 
 
 def _upload_failed(job: Job, file: SlackFile, code: str, detail: str, transient: bool) -> Decision:
-    errors = job.errors + 1
+    errors = job.progress.errors + 1
     if transient and errors < MAX_SUBMIT_ERRORS:
         log.warning("job %s: hosting %s failed (%s), retry %d", job.id, file.id, detail, errors)
-        return Stay(backoff_ms(errors), {"errors": errors, "last_error": f"{file.name}: {detail}"})
+        job.progress.errors, job.progress.last_error = errors, f"{file.name}: {detail}"
+        return Stay(backoff_ms(errors))
     log.warning("job %s: cannot host %s: %s %s", job.id, file.id, code, detail)
-    return finish(Status.FAILED, error_code=code, error=detail, error_file=file.name)
+    return finish(job, Status.FAILED, error_code=code, error=detail, error_file=file.name)
 
 
 def _digest_key(job: Job, file: SlackFile) -> str:
-    return f"sha256:{job.team_id}:{file.id}"
+    return f"sha256:{job.identity.team}:{file.id}"

@@ -32,7 +32,6 @@ Providers are reached through `bot.providers.base.Provider` only; steps match on
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -131,39 +130,28 @@ class Pipeline:
     async def apply(self, lane: Lane, job: Job, token: str, decision: Decision) -> None:
         """The one place a step's decision is carried out.
 
-        A cancel that came while the step held the job (it set `cancel_by` and answered "pending") is
+        It writes what the step changed in its copy of the job (bot.jobs.codec compares it with the job as
+        claimed), with the lane move, in one script. A cancel that came while the step held the job (it
+        set `cancel_by` and answered "pending") is
         carried out here, whatever the step: a decision that would put the job back to wait in `submit`
         or `poll` ends it cancelled instead, at once. The script that would queue it refuses when
-        `cancel_by` is set, so a cancel lands either before it (ended here) or after it (the job then
+        someone asked to cancel, so a cancel lands either before it (ended here) or after it (the job then
         waits unheld, and the cancel script ends it)."""
         if isinstance(decision, Done):
             # Before the job is marked done: a crash in between settles again, which changes nothing.
-            await self.gate.settle(_ended(job, decision))
-            await self.lanes.finish(lane, job.id, token, decision.fields)
+            await self.gate.settle(job)
+            await self.lanes.finish(lane, job, token)
             return
         target = decision.lane if isinstance(decision, Move) else lane
-        unless = "cancel_by" if target in WAITING_LANES else ""
+        unless_cancelled = target in WAITING_LANES
         try:
             if isinstance(decision, Stay):
-                await self.lanes.reschedule(
-                    lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
-                )
+                await self.lanes.reschedule(lane, job, token, decision.delay_ms, unless_cancelled)
             else:
-                await self.lanes.move(
-                    lane, decision.lane, job.id, token, decision.delay_ms, decision.fields, unless=unless
-                )
+                await self.lanes.move(lane, decision.lane, job, token, decision.delay_ms, unless_cancelled)
         except Cancelled:
             log.info("job %s: cancelled while its %s step ran; ending it now", job.id, lane)
-            await self.apply(lane, job, token, cancelled(decision))
-
-
-def _ended(job: Job, decision: Done) -> Job:
-    """The job as its final decision leaves it."""
-    ended = dataclasses.replace(job)
-    for name, value in decision.fields.items():
-        if hasattr(ended, name) and name != "extra":
-            setattr(ended, name, value)
-    return ended
+            await self.apply(lane, job, token, cancelled(job))
 
 
 def _submit_step(

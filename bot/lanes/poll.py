@@ -16,10 +16,6 @@ from bot.providers.base import ErrorKind, ProviderError, TaskState
 
 log = logging.getLogger(__name__)
 
-# What `poll` (and the worker after a bug in it) reads of a job; the poll lane is claimed with only these,
-# since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before reading it.
-POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model", "cancel_by")
-
 
 class PollStep:
     def __init__(self, *, providers: Mapping[str, Provisions], timing: Timing) -> None:
@@ -27,38 +23,40 @@ class PollStep:
         self.timing = timing
 
     async def __call__(self, job: Job, token: str, now_ms: int) -> Decision:
-        """Reads only POLL_FIELDS of the job: the worker claims poll jobs with just those."""
-        provisions = self.providers.get(job.provider)
+        """Reads only bot.jobs.codec.POLL_FIELDS of the job: the worker claims poll jobs with just those."""
+        provisions = self.providers.get(job.order.provider)
         if provisions is None:
-            return finish(Status.FAILED, error_code=PROVIDER_OFF)
-        if job.cancel_by:
-            return finish(Status.CANCELLED)
+            return finish(job, Status.FAILED, error_code=PROVIDER_OFF)
+        if job.progress.cancel_by:
+            return finish(job, Status.CANCELLED)
         if self.timing.expired(job, now_ms):
-            return finish(Status.TIMED_OUT, error_code="timeout")
+            return finish(job, Status.TIMED_OUT, error_code="timeout")
         provider = provisions.provider
+        progress = job.progress
         try:
-            task = await provider.get(job.task_id)
+            task = await provider.get(progress.task_id)
         except ProviderError as exc:
-            metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
+            metrics.PROVIDER_ERRORS.labels(job.order.provider, exc.kind.value).inc()
             if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
-                return finish(Status.FAILED, error_code=exc.code, error=exc.message)
-            errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
+                return finish(job, Status.FAILED, error_code=exc.code, error=exc.message)
+            errors = progress.errors + 1  # keep trying until the job's timeout: the task may still finish
             log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
             delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
-            return Stay(delay, {"errors": errors, "last_error": str(exc)})
-        polls = job.polls + 1
+            progress.errors, progress.last_error = errors, str(exc)
+            return Stay(delay)
+        polls = progress.polls + 1
         if task.state is TaskState.SUCCEEDED:
-            cost = provider.cost(task, job.model)
-            return finish(
-                Status.SUCCEEDED,
-                result_url=task.result_url,
-                cover_url=task.cover_url,
-                duration_s=task.duration_s,
-                cost=f"{cost.amount:f}" if cost else "",
-                cost_unit=cost.unit if cost else "",
-                took_ms=now_ms - job.created_ms,
-                polls=polls,
-            )
+            cost = provider.cost(task, job.order.model)
+            result = job.result
+            result.url, result.cover_url, result.duration_s = task.result_url, task.cover_url, task.duration_s
+            result.cost = f"{cost.amount:f}" if cost else ""
+            result.cost_unit = cost.unit if cost else ""
+            result.took_ms = now_ms - progress.created_ms
+            progress.polls = polls
+            return finish(job, Status.SUCCEEDED)
         if task.state is TaskState.FAILED:
-            return finish(Status.FAILED, error=task.error, error_code=task.error_code, polls=polls)
-        return Stay(self.timing.poll_delay_ms(job, now_ms), {"polls": polls, "errors": 0})
+            progress.polls = polls
+            return finish(job, Status.FAILED, error=task.error, error_code=task.error_code)
+        delay = self.timing.poll_delay_ms(job, now_ms)
+        progress.polls, progress.errors = polls, 0
+        return Stay(delay)

@@ -1,7 +1,7 @@
 """Post once: the protocol by which a job's message, its reply and a compare's summary reach Slack exactly
 once, and what a step does after Slack said "not now", "maybe" or "no".
 
-`chat.postMessage` has no idempotency key. So before posting, the job records `<kind>_state = attempted`
+`chat.postMessage` has no idempotency key. So before posting, the job records its post as `attempted`
 (with Redis time); whoever finds that marker later looks for the message by its metadata first
 (`SlackOut.find_posted`) and adopts it. A clear refusal removes the marker: nothing was posted.
 
@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from bot.jobs.codec import Moment
 from bot.jobs.decisions import Decision, Done, Stay, backoff_ms
-from bot.jobs.lanes import NOW, Lane, Lanes
-from bot.jobs.model import Job, PostState
+from bot.jobs.lanes import Lane, Lanes
+from bot.jobs.model import Job, PostKind, PostState
 from bot.slack.out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
 from bot.views.text import Message
 
@@ -34,7 +35,7 @@ class Posting:
     async def post_once(
         self,
         job: Job,
-        kind: str,
+        kind: PostKind,
         lane: Lane,
         token: str,
         channel: str,
@@ -43,15 +44,14 @@ class Posting:
     ) -> str:
         """Post this job's `kind` message unless it is already there; returns its ts.
 
-        `chat.postMessage` has no idempotency key, so before posting the job records `<kind>_state =
-        attempted`; whoever finds that marker later looks for the message (by its metadata) first.
+        `chat.postMessage` has no idempotency key, so before posting the job records its post as
+        `attempted`; whoever finds that marker later looks for the message (by its metadata) first.
         A clear refusal removes the marker: nothing was posted."""
-        state = getattr(job, f"{kind}_state")
-        if state is PostState.POSTED:
-            return str(getattr(job, f"{kind}_ts"))
-        if state is PostState.ATTEMPTED:
-            since_ms = getattr(job, f"{kind}_attempt_ms")
-            found = await self.slack.find_posted(job.id, kind, channel, thread_ts, since_ms)
+        post = job.posts[kind]
+        if post.state is PostState.POSTED:
+            return post.ts
+        if post.state is PostState.ATTEMPTED:
+            found = await self.slack.find_posted(job.id, kind, channel, thread_ts, post.attempt_ms)
             if found:
                 await self._record(job, lane, token, kind, PostState.POSTED, found)
                 return found
@@ -65,19 +65,14 @@ class Posting:
         return ts
 
     async def _record(
-        self, job: Job, lane: Lane, token: str, kind: str, state: PostState, ts: str = ""
+        self, job: Job, lane: Lane, token: str, kind: PostKind, state: PostState, ts: str = ""
     ) -> None:
-        fields: dict[str, object] = {f"{kind}_state": state.value}
-        if state is PostState.ATTEMPTED:
-            fields[f"{kind}_attempt_ms"] = NOW
+        post = job.posts[kind]
+        post.state = state
         if ts:
-            fields[f"{kind}_ts"] = ts
-        now = await self.lanes.update(lane, job.id, token, fields)
-        setattr(job, f"{kind}_state", state)
-        if state is PostState.ATTEMPTED:
-            setattr(job, f"{kind}_attempt_ms", now)
-        if ts:
-            setattr(job, f"{kind}_ts", ts)
+            post.ts = ts
+        stamp = Moment.post_attempt(kind) if state is PostState.ATTEMPTED else None
+        await self.lanes.update(lane, job, token, stamp=stamp)
 
 
 def slack_setback(job: Job, exc: Exception) -> Stay:
@@ -88,14 +83,16 @@ def slack_setback(job: Job, exc: Exception) -> Stay:
         log.warning("job %s: Slack post outcome unclear (%s); will look before posting", job.id, exc)
         return Stay(int(exc.settle_s * 1000))
     # A refusal an admin may still fix (token, scopes): back off, keep trying.
-    errors = job.errors + 1
+    errors = job.progress.errors = job.progress.errors + 1
+    job.progress.last_error = f"Slack: {exc}"
     log.error("job %s: Slack refused a post (%s), attempt %d", job.id, exc, errors)
-    return Stay(backoff_ms(errors, cap_ms=300_000), {"errors": errors, "last_error": f"Slack: {exc}"})
+    return Stay(backoff_ms(errors, cap_ms=300_000))
 
 
-def send_setback(job: Job, kind: str, exc: Exception) -> Decision:
+def send_setback(job: Job, kind: PostKind, exc: Exception) -> Decision:
     """Come back later to post, unless Slack has refused it so often that an admin is not coming."""
-    if isinstance(exc, SlackFailed) and job.errors + 1 >= MAX_SEND_ERRORS:
+    if isinstance(exc, SlackFailed) and job.progress.errors + 1 >= MAX_SEND_ERRORS:
         log.error("job %s: giving up on the %s after %d refusals", job.id, kind, MAX_SEND_ERRORS)
-        return Done({"last_error": f"Slack: {exc}"})
+        job.progress.last_error = f"Slack: {exc}"
+        return Done()
     return slack_setback(job, exc)

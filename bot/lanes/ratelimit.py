@@ -15,6 +15,7 @@ import secrets
 
 from redis.asyncio import Redis
 
+from bot.jobs import codec
 from bot.jobs.keys import JOB, lease_key, queue_key, ratelimit_key, seats_key
 from bot.jobs.lanes import Lane
 
@@ -44,7 +45,7 @@ return {at - now, ahead}
 
 # KEYS: log zset, submit queue, submit lease. ARGV: job id, job key prefix. Gives back the slot the job
 # reserved (a log member "job:<id>:...") and has not reached yet. Each later slot held by a job waiting
-# for it in the submit lane (unheld, with `post_slot_ms` set) passes to the job before it: the line moves
+# for it in the submit lane (unheld, with its POST slot set) passes to the job before it: the line moves
 # up by one and only its last slot is freed, so no window ever holds more than it did. A job a step holds
 # keeps its slot (the step is about to store it), and the slot passes over it to the next. Returns {id,
 # ms until its new slot, ...} for the jobs moved, each now due at its new slot. Job keys are built from the
@@ -65,10 +66,10 @@ for i = 1, #line, 2 do
   elseif id and id ~= ARGV[1] and redis.call('HEXISTS', KEYS[3], id) == 0 then
     local due = redis.call('ZSCORE', KEYS[2], id)
     local key = ARGV[2] .. id
-    if due and tonumber(redis.call('HGET', key, 'post_slot_ms') or '0') ~= 0 then
+    if due and tonumber(redis.call('HGET', key, 'POST_SLOT_MS') or '0') ~= 0 then
       redis.call('ZADD', KEYS[1], free, member)
       if tonumber(due) > free then redis.call('ZADD', KEYS[2], 'XX', free, id) end
-      redis.call('HSET', key, 'post_slot_ms', free)
+      redis.call('HSET', key, 'POST_SLOT_MS', free)
       table.insert(moved, id)
       table.insert(moved, free - now)
       free = at
@@ -76,7 +77,7 @@ for i = 1, #line, 2 do
   end
 end
 return moved
-"""
+""".replace("POST_SLOT_MS", codec.POST_SLOT_MS)
 
 
 class RateLimiter:

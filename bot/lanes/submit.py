@@ -5,10 +5,10 @@
 
 Writes of job state outside the applied decision (bot/lanes/pipeline.py), besides those of the protocols
 it uses (their docstrings name them):
-  * the create mark (`submit_state = attempted`, with Redis time), before the provider is called: a lost
+  * the create mark (`CreateState.ATTEMPTED`, with Redis time), before the provider is called: a lost
     answer is then recovered, by whichever process holds the job, instead of paid for again. It is refused
     when a cancel came first, so a cancel lands either before it (nothing is sent) or after it.
-  * a compare follower's copy of its lead's message (`parent_state`, `parent_ts`), as soon as the lead has
+  * a compare follower's copy of its lead's message (its parent post), as soon as the lead has
     posted it, so the rest of the step answers in that thread.
 """
 
@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
+from bot.jobs.codec import Moment
 from bot.jobs.decisions import Decision, Done, Move, Stay, backoff_ms, finish
 from bot.jobs.indexes import Indexes
-from bot.jobs.lanes import NOW, Cancelled, Lane, Lanes
-from bot.jobs.model import Job, PostState, Source, Status
+from bot.jobs.lanes import Cancelled, Lane, Lanes
+from bot.jobs.model import CreateState, Job, PostKind, PostState, Source, Status
 from bot.jobs.records import JobRecords
 from bot.lanes.gate import REFUSALS, Cached, Gate
 from bot.lanes.hosting import Hosting
@@ -79,19 +80,20 @@ class SubmitStep:
         self.webhook_base = webhook_base  # "{PUBLIC_URL}/webhooks/" when PUBLIC_URL is set
 
     async def __call__(self, job: Job, token: str, now_ms: int) -> Decision:
-        provisions = self.providers.get(job.provider)
+        provisions = self.providers.get(job.order.provider)
         if provisions is None:
-            return finish(Status.FAILED, error_code=PROVIDER_OFF)
+            return finish(job, Status.FAILED, error_code=PROVIDER_OFF)
         provider = provisions.provider
-        if job.cancel_by:
-            return finish(Status.CANCELLED)
+        if job.progress.cancel_by:
+            return finish(job, Status.CANCELLED)
         if self.timing.expired(job, now_ms):
-            return finish(Status.TIMED_OUT, error_code="timeout", **await self._last_look(job, provider))
+            await self._last_look(job, provider)
+            return finish(job, Status.TIMED_OUT, error_code="timeout")
         if (not_ready := await self._prepare(job, token, now_ms, provisions)) is not None:
             return not_ready
         order = self._order(job, provider)
         task: Task | None = None
-        if job.submit_state is PostState.ATTEMPTED:
+        if job.progress.create is CreateState.ATTEMPTED:
             recovered = await self._recover(job, now_ms, provider, order)
             if recovered is not None and not isinstance(recovered, Task):
                 return recovered
@@ -110,18 +112,18 @@ class SubmitStep:
         verdict = await self.gate.check(job, token, now_ms, provisions.provider)
         if verdict is not None and not isinstance(verdict, Cached):
             return verdict
-        if job.source is Source.FILES:
+        if job.identity.source is Source.FILES:
             setback = await self.hosting.host_files(job, token, now_ms, provisions)
             if setback is None and isinstance(verdict := await self.hosting.cached_files(job, token), Cached):
-                return verdict.decision()
-        elif job.source is Source.COMPARE and job.group != job.id:
+                return verdict.decision(job)
+        elif job.identity.source is Source.COMPARE and job.identity.group != job.id:
             setback = await self._follow_lead(job, token)
         else:
             setback = await self._ensure_parent(job, token)
         if setback is not None:
             return setback
         if isinstance(verdict, Cached):
-            return verdict.decision()
+            return verdict.decision(job)
         return None
 
     async def _recover(
@@ -131,7 +133,7 @@ class SubmitStep:
         if provider.recovery is Recovery.NONE:
             # Nothing can tell whether that create was carried out: never risk paying twice.
             log.warning("job %s: %s create outcome unknown; not repeating it", job.id, provider.label)
-            return finish(Status.FAILED, error_code=SUBMIT_UNKNOWN)
+            return finish(job, Status.FAILED, error_code=SUBMIT_UNKNOWN)
         if provider.recovery is Recovery.LOOKUP:
             try:
                 task = await self._find_earlier_create(job, provider, order)
@@ -157,13 +159,15 @@ class SubmitStep:
             return wait
         # Marked before the call, with Redis time, so a lost answer is recovered (by whichever
         # process holds the job then) instead of paid for again.
-        attempt = {"submit_state": PostState.ATTEMPTED, "submit_attempt_ms": NOW, "submit_lookups": 0}
+        job.progress.create, job.progress.create_lookups = CreateState.ATTEMPTED, 0
         try:
             # Refused if someone cancelled meanwhile: a cancel either lands before this mark (nothing is
             # ever sent) or after it (the reply says the provider may have it).
-            await self.lanes.update(Lane.SUBMIT, job.id, token, attempt, unless="cancel_by")
-        except Cancelled:
-            return finish(Status.CANCELLED)
+            await self.lanes.update(
+                Lane.SUBMIT, job, token, stamp=Moment.CREATE_ATTEMPT, unless_cancelled=True
+            )
+        except Cancelled:  # the mark was not written, nor kept in the job
+            return finish(job, Status.CANCELLED)
         try:
             return await provider.create(order)
         except ProviderError as exc:  # only an unclear answer may hide a created task
@@ -175,65 +179,60 @@ class SubmitStep:
         log.info("job %s: %s task %s created", job.id, provider.label, task.id)
         if provider.accepts_webhook:
             await self.indexes.index_task(provider.name, task.id, job.id, self.timing.job_timeout_ms)
-        job.status, job.task_id, job.queue_note = Status.PROCESSING, task.id, ""
+        job.status, job.progress.task_id, job.progress.queue_note = Status.PROCESSING, task.id, ""
         # Skipped when the workspace's update budget is spent (a burst): the final update corrects it.
-        if job.source is Source.COMMAND and await self.turns.update_budget(job.team_id).try_acquire(
-            COSMETIC_SHARE
-        ):
-            await self.slack.update(job.channel, job.parent_ts, parent(job, provider.label))
-        fields = {
-            "status": Status.PROCESSING,
-            "task_id": task.id,
-            "submit_state": "",
-            "errors": 0,
-            "queue_note": "",
-        }
-        return Move(Lane.POLL, self.timing.poll_interval_ms, fields)
+        if job.identity.source is Source.COMMAND and await self.turns.update_budget(
+            job.identity.team
+        ).try_acquire(COSMETIC_SHARE):
+            await self.slack.update(job.identity.channel, job.posts.parent.ts, parent(job, provider.label))
+        job.progress.create, job.progress.errors = CreateState.NONE, 0
+        return Move(Lane.POLL, self.timing.poll_interval_ms)
 
     def _order(self, job: Job, provider: Provider) -> Order:
         webhook = self.webhook_base + provider.name if self.webhook_base and provider.accepts_webhook else ""
-        return Order(job.id, job.video_url, job.audio_url, job.playback_type, job.model, webhook)
+        return Order(
+            job.id,
+            job.inputs.video.link,
+            job.inputs.audio.link,
+            job.inputs.playback,
+            job.order.model,
+            webhook,
+        )
 
     async def _ensure_parent(self, job: Job, token: str) -> Decision | None:
         """Post the job's message in the channel once. A decision when the job cannot go on now."""
-        if job.source is Source.COMPARE:
-            names = (job.compare_with or job.provider).split(",")
-            labels = [provider_label(self.providers, name) for name in names]
+        if job.identity.source is Source.COMPARE:
+            labels = [provider_label(self.providers, name) for name in job.order.providers]
             build: Callable[[bool], Message] = lambda _: compare_parent(job, labels)  # noqa: E731
         else:
-            build = lambda _: parent(job, provider_label(self.providers, job.provider))  # noqa: E731
+            build = lambda _: parent(job, provider_label(self.providers, job.order.provider))  # noqa: E731
         try:
-            await self.posting.post_once(job, "parent", Lane.SUBMIT, token, job.channel, None, build)
+            await self.posting.post_once(
+                job, PostKind.PARENT, Lane.SUBMIT, token, job.identity.channel, None, build
+            )
             return None
         except SlackUnreachable as exc:
-            log.info("job %s: cannot post in %s (%s)", job.id, job.channel, exc)
-            await self.slack.respond(job.response_url, cannot_post_here(job.channel))
-            return Done(
-                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}
-            )
+            log.info("job %s: cannot post in %s (%s)", job.id, job.identity.channel, exc)
+            await self.slack.respond(job.identity.response_url, cannot_post_here(job.identity.channel))
+            return _unreachable(job)
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
             return slack_setback(job, exc)
 
     async def _follow_lead(self, job: Job, token: str) -> Decision | None:
         """A compare job answers in its lead's message thread: wait until the lead has posted it."""
-        if job.parent_state is PostState.POSTED:
+        if job.posts.parent.state is PostState.POSTED:
             return None
-        # created_ms is always stored: without it, the lead is gone (fields at their default are not stored).
-        names = ("created_ms", "parent_state", "parent_ts", "status", "error_code")
-        lead = await self.records.get_fields(job.group, names)
-        if lead.get("parent_state") == PostState.POSTED and lead.get("parent_ts"):
-            job.parent_state, job.parent_ts = PostState.POSTED, lead["parent_ts"]
-            fields = {"parent_state": PostState.POSTED, "parent_ts": job.parent_ts}
-            await self.lanes.update(Lane.SUBMIT, job.id, token, fields)
+        lead = await self.records.get(job.identity.group)
+        if lead is not None and lead.posts.parent.state is PostState.POSTED and lead.posts.parent.ts:
+            job.posts.parent.state, job.posts.parent.ts = PostState.POSTED, lead.posts.parent.ts
+            await self.lanes.update(Lane.SUBMIT, job, token)
             return None
-        if lead.get("error_code") in REFUSALS:
+        if lead is not None and lead.result.error_code in REFUSALS:
             # The lead was refused before paying (a link, a budget): the compare stops, and says so.
-            return finish(Status.FAILED, error_code=COMPARE_STOPPED)
-        if "created_ms" not in lead or Status(lead.get("status") or Status.QUEUED).final:
+            return finish(job, Status.FAILED, error_code=COMPARE_STOPPED)
+        if lead is None or lead.status.final:
             # The lead ended without a message (the bot cannot post there; it told the user): so do we.
-            return Done(
-                {"status": Status.FAILED, "error_code": "unreachable", "reply_state": PostState.SKIPPED}
-            )
+            return _unreachable(job)
         return Stay(LEAD_WAIT_MS)
 
     async def _find_earlier_create(self, job: Job, provider: Provider, order: Order) -> Task | None:
@@ -241,55 +240,63 @@ class SubmitStep:
         task = await provider.find(order)
         if task is None:
             return None
-        ours = task.created_at is None or task.created_at >= job.created_ms / 1000 - CLOCK_SKEW_S
+        ours = task.created_at is None or task.created_at >= job.progress.created_ms / 1000 - CLOCK_SKEW_S
         if task.state is TaskState.FAILED and not ours:
             return None  # an old failure with the same inputs: try afresh
         log.info("job %s: adopting %s task %s found by lookup", job.id, provider.label, task.id)
         return task
 
-    async def _last_look(self, job: Job, provider: Provider) -> dict[str, object]:
+    async def _last_look(self, job: Job, provider: Provider) -> None:
         """A job that times out while its create is in doubt looks once more, so that a task the provider
         made (and charged for) is named in the reply instead of left unknown."""
-        if job.submit_state is not PostState.ATTEMPTED or provider.recovery is not Recovery.LOOKUP:
-            return {}
+        if job.progress.create is not CreateState.ATTEMPTED or provider.recovery is not Recovery.LOOKUP:
+            return
         try:
             task = await self._find_earlier_create(job, provider, self._order(job, provider))
         except ProviderError:
-            return {}
-        return {"task_id": task.id} if task else {}
+            return
+        if task:
+            job.progress.task_id = task.id
 
     def _create_unsettled(self, job: Job, now_ms: int) -> Stay | None:
         """None when the last create, whose answer was lost, has had time to land and the lookup just
         found nothing: it was never made, and creating again is safe. Until then, never create: look
         again a little later and adopt the task when it appears."""
-        attempt_ms = job.submit_attempt_ms or now_ms  # a job marked before attempt times were kept
+        attempt_ms = job.progress.create_attempt_ms or now_ms  # a job marked before attempt times were kept
         settled_ms = attempt_ms + self.timing.create_settle_ms
         if now_ms >= settled_ms:
             waited_s = (now_ms - attempt_ms) // 1000
             log.warning("job %s: no task %d s after the lost create; creating again", job.id, waited_s)
             return None
-        lookups = job.submit_lookups + 1
+        lookups = job.progress.create_lookups + 1
         delay = min(settled_ms - now_ms, backoff_ms(lookups, SETTLE_LOOKUP_BASE_MS, SETTLE_LOOKUP_CAP_MS))
         log.info("job %s: no task yet for the lost create; looking again in %d ms", job.id, delay)
-        return Stay(delay, {"submit_attempt_ms": attempt_ms, "submit_lookups": lookups})
+        job.progress.create_attempt_ms, job.progress.create_lookups = attempt_ms, lookups
+        return Stay(delay)
 
     def _submit_failed(self, job: Job, exc: ProviderError, create_in_doubt: bool) -> Decision:
-        metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
+        metrics.PROVIDER_ERRORS.labels(job.order.provider, exc.kind.value).inc()
         # A create that may have happened keeps the marker, so the next attempt recovers it. A clear
         # refusal removes it: that create was not made, and any earlier one had settled.
-        marker = PostState.ATTEMPTED if create_in_doubt else ""
+        job.progress.create = CreateState.ATTEMPTED if create_in_doubt else CreateState.NONE
         if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY):
             log.info("job %s: provider says not now (%s); waiting", job.id, exc.kind)
-            return Stay(not_now_ms(), {"submit_state": marker})
-        if exc.kind is ErrorKind.TRANSIENT and job.errors + 1 < MAX_SUBMIT_ERRORS:
-            errors = job.errors + 1
+            return Stay(not_now_ms())
+        if exc.kind is ErrorKind.TRANSIENT and job.progress.errors + 1 < MAX_SUBMIT_ERRORS:
+            errors = job.progress.errors + 1
             log.warning("job %s: submit failed (%s), retry %d", job.id, exc, errors)
-            fields = {"errors": errors, "last_error": str(exc), "submit_state": marker}
-            return Stay(backoff_ms(errors), fields)
+            job.progress.errors, job.progress.last_error = errors, str(exc)
+            return Stay(backoff_ms(errors))
         log.warning("job %s: submit failed for good: %s", job.id, exc)
         code = SUBMIT_UNKNOWN if create_in_doubt and self._cannot_reconcile(job) else exc.code
-        return finish(Status.FAILED, error_code=code, error=exc.message, submit_state=marker)
+        return finish(job, Status.FAILED, error_code=code, error=exc.message)
 
     def _cannot_reconcile(self, job: Job) -> bool:
-        provisions = self.providers.get(job.provider)
+        provisions = self.providers.get(job.order.provider)
         return provisions is not None and provisions.provider.recovery is Recovery.NONE
+
+
+def _unreachable(job: Job) -> Done:
+    """The bot cannot post the job's message (it told the person privately): the job ends without a reply."""
+    job.status, job.result.error_code, job.posts.reply.state = Status.FAILED, "unreachable", PostState.SKIPPED
+    return Done()

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from bot.jobs.decisions import Decision, Done
 from bot.jobs.lanes import Lane
 from bot.jobs.marks import Marks
-from bot.jobs.model import Job
+from bot.jobs.model import Job, PostKind
 from bot.lanes.posting import Posting, send_setback
 from bot.lanes.provisions import Provisions, provider_label
 from bot.slack.out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
@@ -28,18 +28,18 @@ class CompareSummary:
     async def when_group_done(self, job: Job, token: str) -> Decision:
         """The job that completes a compare posts its summary table (once), then marks the message done."""
         entry = CompareEntry(
-            provider=provider_label(self.providers, job.provider),
-            model=job.model,
+            provider=provider_label(self.providers, job.order.provider),
+            model=job.order.model,
             status=job.status,
-            took_ms=job.took_ms,
-            duration_s=job.duration_s,
-            cost=job.cost,
-            cost_unit=job.cost_unit,
-            result_url=job.result_url,
+            took_ms=job.result.took_ms,
+            duration_s=job.result.duration_s,
+            cost=job.result.cost,
+            cost_unit=job.result.cost_unit,
+            result_url=job.result.url,
             order=job.id,
         )
         entries, owner = await self.marks.group_done(
-            job.group, job.id, json.dumps(entry.__dict__), job.group_size
+            job.identity.group, job.id, json.dumps(entry.__dict__), job.identity.group_size
         )
         if owner != job.id:
             return Done()
@@ -47,17 +47,19 @@ class CompareSummary:
         try:
             await self.posting.post_once(
                 job,
-                "summary",
+                PostKind.SUMMARY,
                 Lane.SEND,
                 token,
-                job.channel,
-                job.parent_ts,
+                job.identity.channel,
+                job.posts.parent.ts,
                 lambda _: compare_summary(rows),
             )
         except SlackUnreachable:
             return Done()
         except (SlackRetryLater, SlackAmbiguous, SlackFailed) as exc:
-            return send_setback(job, "summary", exc)
+            return send_setback(job, PostKind.SUMMARY, exc)
         labels = [row.provider for row in rows]
-        await self.slack.update(job.channel, job.parent_ts, compare_parent(job, labels, done=True))
+        await self.slack.update(
+            job.identity.channel, job.posts.parent.ts, compare_parent(job, labels, done=True)
+        )
         return Done()

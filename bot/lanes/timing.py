@@ -56,8 +56,8 @@ class Timing:
 
     def poll_delay_ms(self, job: Job, now_ms: int) -> int:
         ceiling = max(self.poll_interval_ms, self.poll_max_interval_ms)
-        return poll_delay_ms(now_ms - job.created_ms, self.poll_interval_ms, ceiling)
+        return poll_delay_ms(now_ms - job.progress.created_ms, self.poll_interval_ms, ceiling)
 
     def expired(self, job: Job, now_ms: int) -> bool:
         """The job has run out of JOB_TIMEOUT_SECONDS."""
-        return now_ms - job.created_ms >= self.job_timeout_ms
+        return now_ms - job.progress.created_ms >= self.job_timeout_ms

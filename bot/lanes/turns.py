@@ -3,7 +3,7 @@ chat.update budget), the place in line shown on its message while it waits, and 
 back when the job ends before using it.
 
 Writes of job state outside the applied decision (bot/lanes/pipeline.py): `turn` clears a reserved slot
-the moment it is used (`<slot>_ms = 0`), before the call it was reserved for, so a job that comes back
+the moment it is used (`Slot.clear`), before the call it was reserved for, so a job that comes back
 after that call (a crash, a setback) asks for a new turn instead of using the same slot twice.
 """
 
@@ -13,10 +13,11 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from redis.asyncio import Redis
 
-from bot.jobs.decisions import Decision, Fields, Stay
+from bot.jobs.decisions import Decision, Stay
 from bot.jobs.lanes import Lane, Lanes, QueueWatch
 from bot.jobs.model import Job, PostState, Source
 from bot.lanes.provisions import Provisions, provider_label
@@ -56,6 +57,22 @@ def seat_wait_ms() -> int:
     return SEAT_WAIT_MS + random.randint(0, SEAT_WAIT_MS)
 
 
+class Slot(Enum):
+    """The turns a job reserves: its provider POST, its final chat.update."""
+
+    POST = "post"
+    UPDATE = "update"
+
+    def of(self, job: Job) -> int:
+        return job.progress.post_slot_ms if self is Slot.POST else job.progress.update_slot_ms
+
+    def clear(self, job: Job) -> None:
+        if self is Slot.POST:
+            job.progress.post_slot_ms = 0
+        else:
+            job.progress.update_slot_ms = 0
+
+
 @dataclass(frozen=True)
 class Turn:
     wait_ms: int  # 0: go now
@@ -85,7 +102,7 @@ class Turns:
     async def post_slot(self, job: Job, token: str, now_ms: int, provisions: Provisions) -> Decision | None:
         """None when the job may make its provider POST now. Otherwise it has a slot reserved for later and
         stays until then; when it comes back it uses that slot (once) without asking again."""
-        turn = await self.turn(job, token, now_ms, Lane.SUBMIT, provisions.limiter, "post_slot_ms")
+        turn = await self.turn(job, token, now_ms, Lane.SUBMIT, provisions.limiter, Slot.POST)
         if not turn.wait_ms:
             return None
         if not turn.new:  # early for its slot (claimed by a tick): wait on
@@ -93,20 +110,21 @@ class Turns:
         # Our turn has not come: wait in line, in the order the slots were handed out.
         label = provisions.provider.label
         note = f"{ordinal(turn.ahead + 1)} in line for {label}, about {max(1, round(turn.wait_ms / 1000))} s"
-        return await self.in_line(job, now_ms, note, turn.wait_ms, {"post_slot_ms": now_ms + turn.wait_ms})
+        job.progress.post_slot_ms = now_ms + turn.wait_ms
+        return await self.in_line(job, now_ms, note, turn.wait_ms)
 
     async def turn(
-        self, job: Job, token: str, now_ms: int, lane: Lane, limiter: RateLimiter, slot_field: str
+        self, job: Job, token: str, now_ms: int, lane: Lane, limiter: RateLimiter, slot: Slot
     ) -> Turn:
         """The job's turn at a shared limit: now (wait 0), or a slot reserved for later whose time the caller
-        stores in `slot_field` (`new`). A job coming back for its slot uses it once without asking again;
-        one coming back long after it (a restart, a backlog) takes a new one."""
-        slot_ms = int(getattr(job, slot_field))
+        stores in the job's `slot` (`new`). A job coming back for its slot uses it once without asking
+        again; one coming back long after it (a restart, a backlog) takes a new one."""
+        slot_ms = slot.of(job)
         if slot_ms:
             if now_ms < slot_ms:
                 return Turn(slot_ms - now_ms)
-            setattr(job, slot_field, 0)
-            await self.lanes.update(lane, job.id, token, {slot_field: 0})  # used up
+            slot.clear(job)
+            await self.lanes.update(lane, job, token)  # used up
             if now_ms - slot_ms <= SLOT_STALE_MS:
                 return Turn(0)
         wait_ms, ahead = await limiter.reserve(job.id)
@@ -129,19 +147,19 @@ class Turns:
             self._update_budgets[team_id] = budget
         return budget
 
-    async def in_line(
-        self, job: Job, now_ms: int, note: str, delay_ms: int, fields: Fields | None = None
-    ) -> Stay:
+    async def in_line(self, job: Job, now_ms: int, note: str, delay_ms: int) -> Stay:
         """Wait for a turn at the provider, saying where the job stands. The job's message shows it, at most
         every QUEUE_NOTE_SPACING_MS per job and within a per-workspace budget of chat.update calls (Slack's
         Tier 3): a skipped update only means the message lags a little; `/lipsync status` always has it."""
-        values: dict[str, object] = {**(fields or {}), "queue_note": note}
-        due = now_ms - job.queue_note_ms >= QUEUE_NOTE_SPACING_MS and note != job.queue_note
-        shown = due and job.source is Source.COMMAND and job.parent_state is PostState.POSTED
-        if shown and await self.update_budget(job.team_id).try_acquire(COSMETIC_SHARE):
-            job.queue_note = note
+        due = now_ms - job.progress.queue_note_ms >= QUEUE_NOTE_SPACING_MS and note != job.progress.queue_note
+        shown = due and job.identity.source is Source.COMMAND and job.posts.parent.state is PostState.POSTED
+        if shown and await self.update_budget(job.identity.team).try_acquire(COSMETIC_SHARE):
+            job.progress.queue_note = note
             await self.slack.update(
-                job.channel, job.parent_ts, parent(job, provider_label(self.providers, job.provider))
+                job.identity.channel,
+                job.posts.parent.ts,
+                parent(job, provider_label(self.providers, job.order.provider)),
             )
-            values["queue_note_ms"] = now_ms
-        return Stay(delay_ms, values)
+            job.progress.queue_note_ms = now_ms
+        job.progress.queue_note = note
+        return Stay(delay_ms)

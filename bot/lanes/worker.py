@@ -35,11 +35,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.jobs import codec
 from bot.jobs.decisions import Decision, Done, Stay, backoff_ms, finish
 from bot.jobs.lanes import Lane, Lanes, LeaseLost, QueueWatch
 from bot.jobs.model import Job, PostState, Status
 from bot.lanes.pipeline import Pipeline
-from bot.lanes.poll import POLL_FIELDS
 from bot.observe.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ FAST_TICK_SECONDS = 0.2
 # claim that comes too early finds nothing and waits FAST_TICK_SECONDS more.
 DUE_MARGIN_SECONDS = 0.002
 # What each lane's steps read of their jobs; other lanes read the whole job.
-CLAIM_FIELDS = {Lane.POLL: POLL_FIELDS}
+CLAIM_FIELDS = {Lane.POLL: codec.POLL_FIELDS}
 # How often a process looks for stored Slack deliveries whose processing never finished
 # (bot/requests/shares.py).
 RECOVER_INTERVAL_SECONDS = 1.0
@@ -322,14 +322,17 @@ class Worker:
 
     async def _after_bug(self, lane: Lane, job: Job, token: str) -> None:
         """A bug must not lose the job nor loop on it forever: retry a few times, then end it."""
-        errors = job.errors + 1
+        codec.restore(job)  # what the step changed before it failed is not to be trusted
+        errors = job.progress.errors + 1
         decision: Decision
         if errors < MAX_INTERNAL_ERRORS:
-            decision = Stay(backoff_ms(errors), {"errors": errors, "last_error": "internal error"})
+            job.progress.errors, job.progress.last_error = errors, "internal error"
+            decision = Stay(backoff_ms(errors))
         elif lane is Lane.SEND:
-            decision = Done({"reply_state": PostState.SKIPPED})
+            job.posts.reply.state = PostState.SKIPPED
+            decision = Done()
         else:
-            decision = finish(Status.FAILED, error_code="internal", error="internal error")
+            decision = finish(job, Status.FAILED, error_code="internal", error="internal error")
         try:
             await self.pipeline.apply(lane, job, token, decision)
         except (LeaseLost, RedisError) as exc:

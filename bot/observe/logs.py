@@ -25,7 +25,12 @@ QUIET = ("apscheduler", "httpx")  # they log every tick and every request at INF
 
 @contextlib.contextmanager
 def job_context(job: Job) -> Iterator[None]:
-    fields = {"job_id": job.id, "provider": job.provider, "team": job.team_id, "channel": job.channel}
+    fields = {
+        "job_id": job.id,
+        "provider": job.order.provider,
+        "team": job.identity.team,
+        "channel": job.identity.channel,
+    }
     token = _context.set({k: v for k, v in fields.items() if v})
     try:
         yield

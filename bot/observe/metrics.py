@@ -67,10 +67,10 @@ WEBHOOKS = Counter(
 
 
 def job_ended(job: Job) -> None:
-    JOBS.labels(job.provider, job.status.value).inc()
-    if job.status is Status.SUCCEEDED and job.cost and not job.cached_from:
+    JOBS.labels(job.order.provider, job.status.value).inc()
+    if job.status is Status.SUCCEEDED and job.result.cost and not job.money.cached_from:
         with contextlib.suppress(ValueError):  # not a number: left out rather than guessed
-            COST.labels(job.provider, job.cost_unit).inc(float(job.cost))
+            COST.labels(job.order.provider, job.result.cost_unit).inc(float(job.result.cost))
 
 
 def handler(*, lanes: Lanes) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -168,9 +168,9 @@ class JobControl:
 
     async def may_steer(self, job: Job, person: Person) -> bool:
         """The one rule for every read of a job and every action on it (module docstring)."""
-        if not person.user or not person.belongs_to(job.team_id):
+        if not person.user or not person.belongs_to(job.identity.team):
             return False
-        return person.user == job.user or await self.is_admin(person, job.team_id)
+        return person.user == job.identity.person or await self.is_admin(person, job.identity.team)
 
     async def is_admin(self, person: Person, team: str = "") -> bool:
         """Whether `person` is an admin or owner of workspace `team` (default: the one they ask from), or of
@@ -254,7 +254,7 @@ class JobControl:
         # Told from the job as it is now: a second Cancel (or one racing the first) finds it cancelled, or
         # still being cancelled, which the job as read before this cancel cannot say.
         now = await self.records.get(job.id) or job
-        return cancel_outcome(now, outcome, asked_before=bool(job.cancel_by))
+        return cancel_outcome(now, outcome, asked_before=bool(job.progress.cancel_by))
 
     async def status(self, typed: str, person: Person, domain: str = "") -> Message:
         """`/lipsync status <job>`; `domain` (the workspace's, from the command) makes the thread's link."""
@@ -300,7 +300,7 @@ class JobControl:
         audio_url = audio_url.strip()
         if audio_url and (problem := public_url_problem(audio_url)):
             return {DUB_AUDIO_BLOCK: problem.replace("`", "")}, None
-        options = Options(playback or old.playback_type, provider or old.provider, "")
+        options = Options(playback or old.inputs.playback, provider or old.order.provider, "")
         try:
             job, new = await self.intake.accept_again(
                 old, person.user, f"dub:{view_id}", audio_url=audio_url, options=options
@@ -382,8 +382,10 @@ class JobControl:
 
 def _note(old: Job, new: Job, who: str, again: bool) -> ThreadNote | None:
     """Where the new attempt is, for the old job's thread (None when the old job has no thread)."""
-    if not (old.channel and old.parent_ts):
+    if not (old.identity.channel and old.posts.parent.ts):
         return None
     return ThreadNote(
-        channel=old.channel, thread_ts=old.parent_ts, message=retry_note(old, new.id, who, again)
+        channel=old.identity.channel,
+        thread_ts=old.posts.parent.ts,
+        message=retry_note(old, new.id, who, again),
     )

@@ -44,10 +44,12 @@ def month_costs(jobs: list[Job], now_ms: int) -> dict[str, Decimal]:
     since_ms = int(start.timestamp() * 1000)
     totals: dict[str, Decimal] = {}
     for job in jobs:
-        if job.status is not Status.SUCCEEDED or job.created_ms < since_ms or not job.cost:
+        if job.status is not Status.SUCCEEDED or job.progress.created_ms < since_ms or not job.result.cost:
             continue
         try:
-            totals[job.cost_unit] = totals.get(job.cost_unit, Decimal(0)) + Decimal(job.cost)
+            totals[job.result.cost_unit] = totals.get(job.result.cost_unit, Decimal(0)) + Decimal(
+                job.result.cost
+            )
         except InvalidOperation:
             continue
     return totals
@@ -87,8 +89,8 @@ class Home:
 
     def job_ended(self, job: Job) -> None:
         """Refresh the requester's Home soon (coalesced: one publish for many jobs ending together)."""
-        key = (job.team_id, job.user)
-        if not job.user or key in self._pending:
+        key = (job.identity.team, job.identity.person)
+        if not job.identity.person or key in self._pending:
             return
         delay = max(0.0, self._last.get(key, 0.0) + PUBLISH_SPACING_SECONDS - time.monotonic())
         task = self._pending[key] = asyncio.get_running_loop().create_task(self._publish_later(key, delay))

@@ -13,7 +13,20 @@ from typing import Any, NoReturn
 from bot.jobs.indexes import Indexes
 from bot.jobs.lanes import QueueWatch
 from bot.jobs.marks import COMMAND_DEDUPE_TTL_SECONDS
-from bot.jobs.model import Job, PostState, Source, new_job_id
+from bot.jobs.model import (
+    AudioTrack,
+    Identity,
+    Job,
+    Media,
+    Money,
+    Post,
+    Posts,
+    PostState,
+    Progress,
+    ProviderOrder,
+    Source,
+    new_job_id,
+)
 from bot.jobs.records import JobRecords
 from bot.parsing.command import LipSyncRequest, Options
 from bot.parsing.file_share import Pair, SharedMessage
@@ -77,16 +90,19 @@ class Intake:
     def _job(self, command: dict[str, Any], request: LipSyncRequest, provider: str, model: str) -> Job:
         return Job(
             id=new_job_id(),
-            team_id=str(command.get("team_id", "")),
-            channel=str(command.get("channel_id", "")),
-            user=str(command.get("user_id", "")),
-            response_url=str(command.get("response_url", "")),
-            provider=provider,
-            model=model,
-            video_url=request.video_url,
-            audio_url=request.audio_url,
-            playback_type=request.playback_type,
-            timeout_s=int(self.job_timeout_seconds),
+            identity=Identity(
+                team=str(command.get("team_id", "")),
+                channel=str(command.get("channel_id", "")),
+                person=str(command.get("user_id", "")),
+                response_url=str(command.get("response_url", "")),
+            ),
+            order=ProviderOrder(provider=provider, model=model),
+            inputs=AudioTrack(
+                video=Media(link=request.video_url),
+                audio=Media(link=request.audio_url),
+                playback=request.playback_type,
+            ),
+            progress=Progress(timeout_s=int(self.job_timeout_seconds)),
         )
 
     async def accept_command(self, command: dict[str, Any], request: LipSyncRequest) -> list[Job]:
@@ -127,16 +143,20 @@ class Intake:
             )
         jobs = [self._job(command, request, p.name, p.default_model) for p in self.providers.values()]
         lead = jobs[0]
-        lead.compare_with = ",".join(self.providers)
+        lead.order.compare_group = tuple(self.providers)
         for job in jobs:
-            job.source, job.group, job.group_size = Source.COMPARE, lead.id, len(jobs)
+            job.identity.source, job.identity.group, job.identity.group_size = (
+                Source.COMPARE,
+                lead.id,
+                len(jobs),
+            )
         trigger = str(command.get("trigger_id") or "")
         # Created in one event-loop turn, so the store sends them to Redis in one round trip.
         created = await asyncio.gather(
             *(
                 self.records.create(
                     job,
-                    dedupe=f"cmd:{trigger}:{job.provider}" if trigger else "",
+                    dedupe=f"cmd:{trigger}:{job.order.provider}" if trigger else "",
                     dedupe_ttl_s=COMMAND_DEDUPE_TTL_SECONDS,
                 )
                 for job in jobs
@@ -160,37 +180,41 @@ class Intake:
         """A new job with `old`'s inputs (a retry), or with another audio link or options (a dub again), asked
         for by `who`. Returns the job and True, or the job made earlier for the same `dedupe` key (a double
         click, a resent modal) and False. Raises OptionRefused and RedisError."""
-        provider_name, model = old.provider, old.model
-        playback = old.playback_type
+        provider_name, model = old.order.provider, old.order.model
+        playback = old.inputs.playback
         if options is not None:
             provider, model = self.choose(options)
-            if provider.name == old.provider and not options.model:
-                model = old.model or model
+            if provider.name == old.order.provider and not options.model:
+                model = old.order.model or model
             provider_name, playback = provider.name, options.playback_type
         job = Job(
             id=new_job_id(),
-            team_id=old.team_id,
-            channel=old.channel,
-            user=who,
-            response_url=response_url,
-            provider=provider_name,
-            model=model,
-            playback_type=playback,
-            timeout_s=int(self.job_timeout_seconds),
-            retry_of=old.id,
-            no_cache=int(no_cache),
+            identity=Identity(
+                team=old.identity.team,
+                channel=old.identity.channel,
+                person=who,
+                response_url=response_url,
+                retry_of=old.id,
+            ),
+            order=ProviderOrder(provider=provider_name, model=model),
+            inputs=AudioTrack(playback=playback),
+            progress=Progress(timeout_s=int(self.job_timeout_seconds)),
+            money=Money(no_cache=no_cache),
         )
-        if old.source is Source.FILES and old.video_file:
+        if old.identity.source is Source.FILES and old.inputs.video.file:
             # Answered in the same thread as the original; the files are hosted again for the provider
             # (from the cache when they were hosted there already).
-            job.source, job.source_ts = Source.FILES, old.source_ts
-            job.group, job.group_size = f"again:{job.id}", 1
-            job.parent_ts, job.parent_state = old.parent_ts, PostState.POSTED
-            job.video_file = old.video_file
-            job.audio_file = "" if audio_url else old.audio_file
-            job.audio_url = audio_url
+            job.identity.source, job.identity.source_ts = Source.FILES, old.identity.source_ts
+            job.identity.group, job.identity.group_size = f"again:{job.id}", 1
+            job.posts.parent.ts, job.posts.parent.state = old.posts.parent.ts, PostState.POSTED
+            job.inputs.video.file = old.inputs.video.file
+            job.inputs.audio.file = None if audio_url else old.inputs.audio.file
+            job.inputs.audio.link = audio_url
         else:
-            job.video_url, job.audio_url = old.video_url, audio_url or old.audio_url
+            job.inputs.video.link, job.inputs.audio.link = (
+                old.inputs.video.link,
+                audio_url or old.inputs.audio.link,
+            )
         if await self.records.create(job, dedupe=dedupe):
             self.watch.new_job()
             return job, True
@@ -212,23 +236,23 @@ class Intake:
         for pair in pairs:
             job = Job(
                 id=new_job_id(),
-                team_id=message.team_id,
-                channel=message.channel,
-                user=message.user,
-                response_url=response_url,
-                source=Source.FILES,
-                source_ts=message.ts,
-                group=f"{message.channel}:{message.ts}",
-                group_size=len(pairs),
-                provider=provider.name,
-                model=model,
-                playback_type=options.playback_type,
-                video_file=pair.video.to_json(),
-                audio_file=pair.audio.to_json(),
-                # The user's message is the thread parent: the bot posts no message of its own.
-                parent_ts=message.root,
-                parent_state=PostState.POSTED,
-                timeout_s=int(self.job_timeout_seconds),
+                identity=Identity(
+                    team=message.team_id,
+                    channel=message.channel,
+                    person=message.user,
+                    response_url=response_url,
+                    source=Source.FILES,
+                    source_ts=message.ts,
+                    group=f"{message.channel}:{message.ts}",
+                    group_size=len(pairs),
+                ),
+                order=ProviderOrder(provider=provider.name, model=model),
+                inputs=AudioTrack(
+                    video=Media(file=pair.video), audio=Media(file=pair.audio), playback=options.playback_type
+                ),
+                # The person's message is the thread parent: the bot posts no message of its own.
+                posts=Posts(parent=Post(ts=message.root, state=PostState.POSTED)),
+                progress=Progress(timeout_s=int(self.job_timeout_seconds)),
             )
             key = f"file:{message.channel}:{message.ts}:{pair.video.id}:{pair.audio.id}"
             if await self.records.create(job, dedupe=key):

@@ -188,7 +188,12 @@ class Shares:
                     await self.slack.notify(message.channel, message.root, store_unavailable_for_files())
             return
         for job in outcome.jobs:
-            log.info("job %s queued from files shared in %s/%s", job.id, job.channel, job.source_ts)
+            log.info(
+                "job %s queued from files shared in %s/%s",
+                job.id,
+                job.identity.channel,
+                job.identity.source_ts,
+            )
 
     async def recover(self, lease_ms: int) -> int:
         """Process shares whose lazy listener never finished (the process died); returns how many."""

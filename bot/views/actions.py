@@ -48,7 +48,7 @@ def job_buttons(job: Job) -> Block | None:
         buttons = [_button("Cancel", ACTION_CANCEL, job, "danger")]
     elif job.status in (Status.FAILED, Status.TIMED_OUT):
         buttons = [_button("Retry", ACTION_RETRY, job, "primary")]
-    elif job.status is Status.SUCCEEDED and job.cached_from:
+    elif job.status is Status.SUCCEEDED and job.money.cached_from:
         buttons = [
             _button("Dub again anyway", ACTION_AGAIN_ANYWAY, job),
             _button("Dub again…", ACTION_DUB_AGAIN, job),
@@ -74,10 +74,14 @@ def dub_again_view(job: Job, providers: Sequence[Provider]) -> dict[str, Any]:
     """The modal of Dub again: another audio link, playback type or provider for the same video."""
     playbacks = ("normal", "normal_reverse", "normal_reverse_by_audio")
     playback_options = [_option(p, p) for p in playbacks]
-    provider_options = [_option(p.name, p.label) for p in providers] or [_option(job.provider, job.provider)]
-    initial_provider = next((o for o in provider_options if o["value"] == job.provider), provider_options[0])
+    provider_options = [_option(p.name, p.label) for p in providers] or [
+        _option(job.order.provider, job.order.provider)
+    ]
+    initial_provider = next(
+        (o for o in provider_options if o["value"] == job.order.provider), provider_options[0]
+    )
     initial_playback = next(
-        (o for o in playback_options if o["value"] == job.playback_type), playback_options[0]
+        (o for o in playback_options if o["value"] == job.inputs.playback), playback_options[0]
     )
     return {
         "type": "modal",

@@ -37,7 +37,7 @@ class CompareEntry:
 
 
 def compare_parent(job: Job, labels: Sequence[str], done: bool = False) -> Message:
-    who = _mention(job.user)
+    who = _mention(job.identity.person)
     status = (
         ":white_check_mark: Done: every reply and the summary are in the thread."
         if done
@@ -49,9 +49,9 @@ def compare_parent(job: Job, labels: Sequence[str], done: bool = False) -> Messa
         [
             _section(f":bar_chart: {who} asked to compare providers on one dub: {names}"),
             _fields(
-                f"*Video*\n{_link(job.video_url)}",
-                f"*Audio*\n{_link(job.audio_url)}",
-                f"*Playback*\n{_code(job.playback_type)}",
+                f"*Video*\n{_link(job.inputs.video.link)}",
+                f"*Audio*\n{_link(job.inputs.audio.link)}",
+                f"*Playback*\n{_code(job.inputs.playback)}",
                 f"*Status*\n{status}",
             ),
             _context(f"Compare {_code(job.id)}"),

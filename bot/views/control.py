@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from bot.jobs.files import SlackFile
-from bot.jobs.model import Job, Status, short_id
+from bot.jobs.model import Confirmation, Job, Status, short_id
 from bot.views.formats import _duration, _label, _name, _provider_model, cost_text, took_text
 from bot.views.text import (
     _SLACK_ID,
@@ -58,13 +58,13 @@ def cancel_outcome(job: Job, outcome: str, asked_before: bool = False) -> Messag
     """What a cancel did, for the person who asked (the job's thread gets the reply as usual). `job` as it
     stands after the cancel; `asked_before`: it was being cancelled already when this one came."""
     ref = _code(short_id(job.id))
-    label = _label(job.provider)
-    by = f" (asked by {_mention(job.cancel_by)})" if job.cancel_by else ""
+    label = _label(job.order.provider)
+    by = f" (asked by {_mention(job.progress.cancel_by)})" if job.progress.cancel_by else ""
     if outcome == "pending" and asked_before:
         outcome = "being_cancelled"
     elif outcome == "over" and job.status is Status.CANCELLED:
         outcome = "already_cancelled"
-    elif outcome == "over" and job.cancel_by and not job.status.final:
+    elif outcome == "over" and job.progress.cancel_by and not job.status.final:
         outcome = "being_cancelled"  # its step has stopped it; the status follows with its reply
     text = {
         "cancelled": f":no_entry_sign: Cancelled job {ref}. It was never sent to {label}: nothing is "
@@ -121,10 +121,10 @@ def _status_words(job: Job) -> str:
         Status.TIMED_OUT: "timed out",
         Status.CANCELLED: "cancelled",
     }[job.status]
-    if job.status in (Status.QUEUED, Status.PROCESSING) and job.cancel_by:
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.progress.cancel_by:
         return f"{words}, being cancelled"
-    if job.status in (Status.QUEUED, Status.PROCESSING) and job.queue_note:
-        words += f" ({_escape(_shorten(job.queue_note, 60))})"
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.progress.queue_note:
+        words += f" ({_escape(_shorten(job.progress.queue_note, 60))})"
     return words
 
 
@@ -135,11 +135,11 @@ def _when(ms: int) -> str:
 def _thread_link(job: Job, label: str = "thread", domain: str = "") -> str:
     """A link to the job's thread, built from what the job stores (no Slack call per job): Slack's own
     permalink form with the workspace's domain when known (a command says it), else slack.com's."""
-    if not (_SLACK_ID.fullmatch(job.channel) and _TS.fullmatch(job.parent_ts)):
+    if not (_SLACK_ID.fullmatch(job.identity.channel) and _TS.fullmatch(job.posts.parent.ts)):
         return ""
     host = f"{domain}.slack.com" if _DOMAIN.fullmatch(domain) else "slack.com"
-    ts = job.parent_ts.replace(".", "")
-    return f" · <https://{host}/archives/{job.channel}/p{ts}|{label}>"
+    ts = job.posts.parent.ts.replace(".", "")
+    return f" · <https://{host}/archives/{job.identity.channel}/p{ts}|{label}>"
 
 
 def _input(url: str, file: SlackFile | None) -> str:
@@ -157,36 +157,41 @@ def _input(url: str, file: SlackFile | None) -> str:
 
 
 def _inputs(job: Job) -> str:
-    return f":clapper: {_input(job.video_url, job.video)} · :speaker: {_input(job.audio_url, job.audio)}"
+    video, audio = job.inputs.video, job.inputs.audio
+    return f":clapper: {_input(video.link, video.file)} · :speaker: {_input(audio.link, audio.file)}"
 
 
 def job_status(job: Job, domain: str = "") -> Message:
     """`/lipsync status <job>`: one job in detail (for its requester or an admin: bot/requests/control.py)."""
-    label = _label(job.provider)
+    label = _label(job.order.provider)
     lines = [
         f"*Job {_code(short_id(job.id))}* · {_status_words(job)} · {_provider_model(job)}",
-        f"Asked by {_mention(job.user)} {_when(job.created_ms)}{_thread_link(job, domain=domain)}",
+        f"Asked by {_mention(job.identity.person)} {_when(job.progress.created_ms)}"
+        f"{_thread_link(job, domain=domain)}",
     ]
-    if job.video_url or job.audio_url or job.video or job.audio:
+    if job.inputs.video.link or job.inputs.audio.link or job.inputs.video.file or job.inputs.audio.file:
         lines.append(_inputs(job))
     lines.append(
-        f"Playback {_code(job.playback_type)}"
-        + (f" · {label} task {_code(job.task_id)}" if job.task_id else "")
+        f"Playback {_code(job.inputs.playback)}"
+        + (f" · {label} task {_code(job.progress.task_id)}" if job.progress.task_id else "")
     )
     if job.status is Status.SUCCEEDED:
         lines.append(
-            f"Duration {_duration(job.duration_s)} · cost {cost_text(job.cost, job.cost_unit)} · "
-            f"took {took_text(job.took_ms)}"
+            f"Duration {_duration(job.result.duration_s)} · "
+            f"cost {cost_text(job.result.cost, job.result.cost_unit)} · "
+            f"took {took_text(job.result.took_ms)}"
         )
-    elif job.error or job.error_code:
-        lines.append(f"Reason: {_code(job.error or job.error_code)}")
-    if job.quote and job.status in (Status.QUEUED, Status.PROCESSING):
-        waiting = " · waiting for your Dub it" if job.confirm_state == "asked" else ""
-        lines.append(f"Quote about {cost_text(job.quote, job.quote_unit)}{waiting}")
-    if job.cached_from:
-        lines.append(f"From the cache: the result of job {_code(short_id(job.cached_from))}, at no cost")
-    if job.retry_of:
-        lines.append(f"Retry of job {_code(short_id(job.retry_of))}")
+    elif job.result.error or job.result.error_code:
+        lines.append(f"Reason: {_code(job.result.error or job.result.error_code)}")
+    if job.money.quote and job.status in (Status.QUEUED, Status.PROCESSING):
+        waiting = " · waiting for your Dub it" if job.money.confirmation is Confirmation.ASKED else ""
+        lines.append(f"Quote about {cost_text(job.money.quote, job.money.quote_unit)}{waiting}")
+    if job.money.cached_from:
+        lines.append(
+            f"From the cache: the result of job {_code(short_id(job.money.cached_from))}, at no cost"
+        )
+    if job.identity.retry_of:
+        lines.append(f"Retry of job {_code(short_id(job.identity.retry_of))}")
     blocks = [_section("\n".join(lines))]
     if job.status in (Status.QUEUED, Status.PROCESSING):
         blocks.append(_context(f"Cancel it with `/lipsync cancel {short_id(job.id)}`."))
@@ -195,13 +200,13 @@ def job_status(job: Job, domain: str = "") -> Message:
 
 def _job_line(job: Job, domain: str = "") -> str:
     """One job in a list: its id, when, how it stands, where, what it cost, its inputs and links."""
-    cost = f" · {cost_text(job.cost, job.cost_unit)}" if job.status is Status.SUCCEEDED else ""
-    result = f" · {_link(job.result_url, 'result')}" if job.result_url else ""
-    if len(job.result_url) > INPUT_LINK_MAX:
+    cost = f" · {cost_text(job.result.cost, job.result.cost_unit)}" if job.status is Status.SUCCEEDED else ""
+    result = f" · {_link(job.result.url, 'result')}" if job.result.url else ""
+    if len(job.result.url) > INPUT_LINK_MAX:
         result = " · result (link too long to show)"
     return (
-        f"{_code(short_id(job.id))} {_when(job.created_ms)} · {_status_words(job)} · "
-        f"{_label(job.provider)}{cost}{result}{_thread_link(job, domain=domain)}\n{_inputs(job)}"
+        f"{_code(short_id(job.id))} {_when(job.progress.created_ms)} · {_status_words(job)} · "
+        f"{_label(job.order.provider)}{cost}{result}{_thread_link(job, domain=domain)}\n{_inputs(job)}"
     )
 
 

@@ -16,7 +16,9 @@ def _label(name: str) -> str:
 
 
 def _provider_model(job: Job, label: str = "") -> str:
-    return (label or _label(job.provider)) + (f" {_code(job.model, 64)}" if job.model else "")
+    return (label or _label(job.order.provider)) + (
+        f" {_code(job.order.model, 64)}" if job.order.model else ""
+    )
 
 
 def _name(file: SlackFile) -> str:

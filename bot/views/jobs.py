@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bot.jobs.model import Job, PostState, Source, Status, short_id
+from bot.jobs.model import CreateState, Job, Source, Status, short_id
 from bot.providers.base import Provider
 from bot.views.actions import job_buttons
 from bot.views.formats import _duration, _label, _name, _provider_model, cost_text, took_text
@@ -86,22 +86,22 @@ def status_line(status: Status, label: str) -> str:
 
 def parent(job: Job, label: str = "") -> Message:
     """The bot's message in the channel; its thread holds everything else about the job."""
-    label = label or _label(job.provider)
+    label = label or _label(job.order.provider)
     status = status_line(job.status, label)
     if job.status is Status.TIMED_OUT:
         status = f":warning: Timed out after {_minutes(job)}: details in the thread."
-    if job.status in (Status.QUEUED, Status.PROCESSING) and job.queue_note:
-        status = f":hourglass_flowing_sand: {job.queue_note}"
+    if job.status in (Status.QUEUED, Status.PROCESSING) and job.progress.queue_note:
+        status = f":hourglass_flowing_sand: {job.progress.queue_note}"
     footer = f"Job {_code(short_id(job.id))}" + (
-        f" · {label} task {_code(job.task_id)}" if job.task_id else ""
+        f" · {label} task {_code(job.progress.task_id)}" if job.progress.task_id else ""
     )
-    who = _mention(job.user)
+    who = _mention(job.identity.person)
     blocks = [
         _section(f":clapper: {who} asked for a lip-sync dub"),
         _fields(
-            f"*Video*\n{_link(job.video_url)}",
-            f"*Audio*\n{_link(job.audio_url)}",
-            f"*Playback*\n{_code(job.playback_type)}",
+            f"*Video*\n{_link(job.inputs.video.link)}",
+            f"*Audio*\n{_link(job.inputs.audio.link)}",
+            f"*Playback*\n{_code(job.inputs.playback)}",
             f"*Provider*\n{_provider_model(job)}",
             f"*Status*\n{status}",
         ),
@@ -121,12 +121,12 @@ def result(job: Job, provider: Provider | None = None, with_cover: bool = True) 
         message = _timed_out(job)
     elif job.status is Status.CANCELLED:
         message = _cancelled(job)
-    elif job.error_code in REFUSALS:
+    elif job.result.error_code in REFUSALS:
         message = _refused(job)
     else:
         message = _failure(job, provider)
     # Shared files have no job message of their own: the reply carries the buttons.
-    if job.source is Source.FILES and (buttons := job_buttons(job)):
+    if job.identity.source is Source.FILES and (buttons := job_buttons(job)):
         message.blocks.append(buttons)
     return message
 
@@ -143,10 +143,12 @@ REFUSALS = {
 
 
 def _refused(job: Job) -> Message:
-    which = _escape(job.error_file or "link")
-    detail = _escape(_shorten(job.error, ERROR_MAX)) if job.error else "could not be used"
-    reason = REFUSALS[job.error_code].format(which=which, error=detail, label=_label(job.provider))
-    text = f":no_entry: {_mention(job.user)} {reason} Nothing was charged."
+    which = _escape(job.result.error_file or "link")
+    detail = _escape(_shorten(job.result.error, ERROR_MAX)) if job.result.error else "could not be used"
+    reason = REFUSALS[job.result.error_code].format(
+        which=which, error=detail, label=_label(job.order.provider)
+    )
+    text = f":no_entry: {_mention(job.identity.person)} {reason} Nothing was charged."
     blocks = [_section(text), _context(f"Job {_code(short_id(job.id))} (nothing was submitted)")]
     if files_line := _files_line(job):
         blocks.insert(1, _context(files_line))
@@ -154,20 +156,22 @@ def _refused(job: Job) -> Message:
 
 
 def _cancelled(job: Job) -> Message:
-    label = _label(job.provider)
-    if job.error_code == "quote_expired":
+    label = _label(job.order.provider)
+    if job.result.error_code == "quote_expired":
         text = (
-            f":hourglass: {_mention(job.user)} the quote for this dub was not answered in time, so I didn't "
+            f":hourglass: {_mention(job.identity.person)} the quote for this dub was not answered in time, "
+            "so I didn't "
             f"send it to {label}: nothing was charged. Run the command again to get a new quote."
         )
         return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
-    by = _mention(job.cancel_by) if job.cancel_by else "its requester"
-    if job.task_id:
+    by = _mention(job.progress.cancel_by) if job.progress.cancel_by else "its requester"
+    if job.progress.task_id:
         what = (
-            f"It was already at {label} (task {_code(job.task_id)}), which may charge for it; I stopped "
+            f"It was already at {label} (task {_code(job.progress.task_id)}), which may charge for it; "
+            "I stopped "
             "tracking it, so its result will not appear here."
         )
-    elif job.submit_state is PostState.ATTEMPTED:
+    elif job.progress.create is CreateState.ATTEMPTED:
         what = f"A request had already gone to {label}, which may charge for it; I stopped tracking it."
     else:
         what = f"It was never sent to {label}: nothing was charged."
@@ -176,85 +180,90 @@ def _cancelled(job: Job) -> Message:
 
 
 def _files_line(job: Job) -> str:
-    video, audio = job.video, job.audio
-    if job.source is not Source.FILES or video is None or audio is None:
+    video, audio = job.inputs.video.file, job.inputs.audio.file
+    if job.identity.source is not Source.FILES or video is None or audio is None:
         return ""
-    return f":clapper: {_name(video)} with :speaker: {_name(audio)} · playback {_code(job.playback_type)}"
+    return f":clapper: {_name(video)} with :speaker: {_name(audio)} · playback {_code(job.inputs.playback)}"
 
 
 def _success(job: Job, provider: Provider | None, with_cover: bool) -> Message:
-    cost = cost_text(job.cost, job.cost_unit)
-    duration = _duration(job.duration_s)
-    link = _link(job.result_url, "open the video")
-    label = provider.label if provider else _label(job.provider)
+    cost = cost_text(job.result.cost, job.result.cost_unit)
+    duration = _duration(job.result.duration_s)
+    link = _link(job.result.url, "open the video")
+    label = provider.label if provider else _label(job.order.provider)
     blocks: list[Block] = [
-        _section(f":white_check_mark: {_mention(job.user)} your dubbed video is ready: {link}"),
+        _section(f":white_check_mark: {_mention(job.identity.person)} your dubbed video is ready: {link}"),
         _fields(
             f"*Duration*\n{duration}",
             f"*Cost*\n{cost}",
             f"*Provider*\n{_provider_model(job, label)}",
-            f"*Time to result*\n{took_text(job.took_ms)}",
+            f"*Time to result*\n{took_text(job.result.took_ms)}",
         ),
     ]
     if files_line := _files_line(job):
         blocks.insert(1, _context(files_line))
     # Slack refuses the whole message for an image it cannot fetch or an image_url over its limit.
-    if job.cover_url and with_cover and len(job.cover_url) <= IMAGE_URL_MAX:
+    if job.result.cover_url and with_cover and len(job.result.cover_url) <= IMAGE_URL_MAX:
         blocks.append(
             {
                 "type": "image",
-                "image_url": job.cover_url,
+                "image_url": job.result.cover_url,
                 "alt_text": "Cover image of the dubbed video",
                 "title": {"type": "plain_text", "text": "Cover"},
             }
         )
-    elif job.cover_url:  # still give the user the link
-        blocks.append(_context(f"Cover image: {_link(job.cover_url)}"))
-    if job.cached_from:
-        made = time.strftime("%b %d", time.gmtime(job.cached_ms / 1000)) if job.cached_ms else "earlier"
+    elif job.result.cover_url:  # still give the user the link
+        blocks.append(_context(f"Cover image: {_link(job.result.cover_url)}"))
+    if job.money.cached_from:
+        made = (
+            time.strftime("%b %d", time.gmtime(job.money.cached_ms / 1000))
+            if job.money.cached_ms
+            else "earlier"
+        )
         blocks.insert(
             1,
             _context(
                 f":recycle: *From the cache*: these inputs were dubbed with the same options on {made} "
-                f"(job {_code(short_id(job.cached_from))}), so nothing was charged. *Dub again anyway* makes "
+                f"(job {_code(short_id(job.money.cached_from))}), so nothing was charged. "
+                "*Dub again anyway* makes "
                 "a new one."
             ),
         )
-    rule = f" · {provider.cost_rule(job.model)}" if provider and not job.cached_from else ""
-    blocks.append(_context(f"{label} task {_code(job.task_id)}{rule}"))
-    cached = ", from the cache" if job.cached_from else ""
-    text = f"Your dubbed video is ready: {_link(job.result_url)} ({duration}, {cost}, {label}{cached})"
+    rule = f" · {provider.cost_rule(job.order.model)}" if provider and not job.money.cached_from else ""
+    blocks.append(_context(f"{label} task {_code(job.progress.task_id)}{rule}"))
+    cached = ", from the cache" if job.money.cached_from else ""
+    text = f"Your dubbed video is ready: {_link(job.result.url)} ({duration}, {cost}, {label}{cached})"
     return _message(text, blocks)
 
 
 def _failure(job: Job, provider: Provider | None) -> Message:
-    label = provider.label if provider else _label(job.provider)
-    known = provider.explain(job.error_code) if provider and job.error_code else None
-    own = OWN_ERRORS.get(job.error_code)
-    lines = [f":x: {_mention(job.user)} the lip-sync failed."]
-    file_error = FILE_ERRORS.get(job.error_code)
+    label = provider.label if provider else _label(job.order.provider)
+    known = provider.explain(job.result.error_code) if provider and job.result.error_code else None
+    own = OWN_ERRORS.get(job.result.error_code)
+    lines = [f":x: {_mention(job.identity.person)} the lip-sync failed."]
+    file_error = FILE_ERRORS.get(job.result.error_code)
     if file_error:
-        name = _code(job.error_file, NAME_MAX) if job.error_file else "a file"
-        lines.append(file_error.format(name=name, detail=_code(job.error or "no details")))
+        name = _code(job.result.error_file, NAME_MAX) if job.result.error_file else "a file"
+        lines.append(file_error.format(name=name, detail=_code(job.result.error or "no details")))
     elif own:
         lines.append(own.format(label=label))
-        if job.error:
-            lines.append(f"{label} said: {_code(job.error)}")
+        if job.result.error:
+            lines.append(f"{label} said: {_code(job.result.error)}")
     elif known:
         lines.append(known)
-        if job.error:
-            lines.append(f"{label} said: {_code(job.error)}")
-    elif job.error:
-        lines.append(f"{label} said: {_code(job.error)}")
-        if hint := failure_hint(job.error):
+        if job.result.error:
+            lines.append(f"{label} said: {_code(job.result.error)}")
+    elif job.result.error:
+        lines.append(f"{label} said: {_code(job.result.error)}")
+        if hint := failure_hint(job.result.error):
             lines.append(f":bulb: {hint}")
     else:
         lines.append(f"{label} gave no reason.")
-    if not job.task_id and job.error_code != "submit_unknown" and (doubt := _maybe_made(job)):
+    if not job.progress.task_id and job.result.error_code != "submit_unknown" and (doubt := _maybe_made(job)):
         lines.append(doubt)
     footer = (
-        f"{label} task {_code(job.task_id)}"
-        if job.task_id
+        f"{label} task {_code(job.progress.task_id)}"
+        if job.progress.task_id
         else f"Job {_code(job.id)} (nothing was submitted)"
     )
     blocks = [_section("\n".join(lines)), _context(footer)]
@@ -265,9 +274,9 @@ def _failure(job: Job, provider: Provider | None) -> Message:
 
 def _maybe_made(job: Job) -> str:
     """For a job that ended while its last create had no clear answer: it may exist, and cost, anyway."""
-    if job.submit_state is not PostState.ATTEMPTED:
+    if job.progress.create is not CreateState.ATTEMPTED:
         return ""
-    label = _label(job.provider)
+    label = _label(job.order.provider)
     return (
         f"My last request to {label} got no clear answer, so {label} may have accepted (and charged for) "
         f"the job: look for it in your {label} dashboard before running it again."
@@ -275,17 +284,18 @@ def _maybe_made(job: Job) -> str:
 
 
 def _timed_out(job: Job) -> Message:
-    label = _label(job.provider)
+    label = _label(job.order.provider)
     where = (
-        f"{label} task {_code(job.task_id)} had no final status after {_minutes(job)}, so I stopped waiting. "
+        f"{label} task {_code(job.progress.task_id)} had no final status after {_minutes(job)}, "
+        "so I stopped waiting. "
         f"If it finishes later it will be in your {label} dashboard under that id."
-        if job.task_id
+        if job.progress.task_id
         else f"I could not submit the job to {label} within {_minutes(job)}"
-        + (f" (last error: {_code(job.last_error)})." if job.last_error else ".")
+        + (f" (last error: {_code(job.progress.last_error)})." if job.progress.last_error else ".")
     )
-    if not job.task_id and (doubt := _maybe_made(job)):
+    if not job.progress.task_id and (doubt := _maybe_made(job)):
         where += f" {doubt}"
-    text = f":warning: {_mention(job.user)} {where}"
+    text = f":warning: {_mention(job.identity.person)} {where}"
     return _message(text, [_section(text), _context(f"Job {_code(short_id(job.id))}")])
 
 
@@ -307,9 +317,9 @@ def cannot_post_here(channel: str) -> Message:
 
 
 def _minutes(job: Job) -> str:
-    if job.timeout_s >= 60:
-        return f"{round(job.timeout_s / 60)} min"
-    return f"{job.timeout_s} s" if job.timeout_s else "the time limit"
+    if job.progress.timeout_s >= 60:
+        return f"{round(job.progress.timeout_s / 60)} min"
+    return f"{job.progress.timeout_s} s" if job.progress.timeout_s else "the time limit"
 
 
 def upload_skipped(reason: str) -> Message:

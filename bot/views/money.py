@@ -40,10 +40,12 @@ def quote_prompt(
     provider without a price rule), the cost is unknown."""
     lengths = " and ".join(
         f"{what} {_length(value)}"
-        for what, value in (("video", job.video_s), ("audio", job.audio_s))
+        for what, value in (("video", job.money.video_s), ("audio", job.money.audio_s))
         if value
     )
-    above = f"the {amount_text(threshold, quote.unit if quote else job.quote_unit)} above which I ask first"
+    above = (
+        f"the {amount_text(threshold, quote.unit if quote else job.money.quote_unit)} above which I ask first"
+    )
     if quote is None:
         text = (
             f":moneybag: {label} does not say what a dub costs before it is done, so I can't tell whether "

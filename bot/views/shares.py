@@ -112,9 +112,9 @@ def files_started(jobs: Sequence[Job]) -> Message:
     text = f":clapper: Started {what} from these files. I'll answer in the message's thread."
     lines = []
     for job in jobs:
-        video, audio = job.video, job.audio
+        video, audio = job.inputs.video.file, job.inputs.audio.file
         names = f"{_name(video)} with {_name(audio)}" if video and audio else ""
-        lines.append(f"{_code(short_id(job.id))} {names} · {_label(job.provider)}")
+        lines.append(f"{_code(short_id(job.id))} {names} · {_label(job.order.provider)}")
     cancels = [
         {
             **_button(f"Cancel {short_id(job.id)}", ACTION_CANCEL, job, "danger"),

@@ -1,0 +1,330 @@
+"""Jobs stored by the version before the typed job model (flat hashes, as its `Job.to_fields` wrote them)
+still finish after the upgrade: each reaches what its requester sees at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bot.jobs.files import SlackFile
+from bot.jobs.keys import job_key, queue_key
+from bot.jobs.lanes import Lane
+from bot.slack.out import close_client, make_client
+from bot.slack.result_upload import ResultUploader
+from tests.fakes.jogg_api import FakeJogg, Outcome
+from tests.fakes.server import wait_until
+from tests.fakes.slack_api import FakeSlack
+from tests.harness import BotThread
+from tests.payloads import block_actions
+
+TEAM, ALICE = "T0TEST", "U0ALICE"
+VIDEO, AUDIO = "https://cdn.example.com/talk.mp4", "https://cdn.example.com/voice.mp3"
+
+# Every field the previous version's `Job.to_fields()` wrote, at its default: a job that went through its
+# steps had them all (a transition wrote the fields it changed, `create` those off their default).
+BASE_DEFAULTS = {
+    "id": "",
+    "team_id": "",
+    "channel": "",
+    "user": "",
+    "response_url": "",
+    "source": "command",
+    "source_ts": "",
+    "group": "",
+    "group_size": "0",
+    "provider": "jogg",
+    "compare_with": "",
+    "model": "",
+    "video_url": "",
+    "audio_url": "",
+    "playback_type": "normal",
+    "video_file": "",
+    "audio_file": "",
+    "status": "queued",
+    "created_ms": "0",
+    "timeout_s": "0",
+    "updated_ms": "0",
+    "parent_ts": "",
+    "parent_state": "",
+    "parent_attempt_ms": "0",
+    "task_id": "",
+    "submit_state": "",
+    "submit_attempt_ms": "0",
+    "submit_lookups": "0",
+    "post_slot_ms": "0",
+    "queue_note": "",
+    "queue_note_ms": "0",
+    "update_slot_ms": "0",
+    "polls": "0",
+    "errors": "0",
+    "last_error": "",
+    "result_url": "",
+    "cover_url": "",
+    "duration_s": "",
+    "cost": "",
+    "cost_unit": "",
+    "took_ms": "0",
+    "error_code": "",
+    "error": "",
+    "error_file": "",
+    "cancel_by": "",
+    "retry_of": "",
+    "checked": "0",
+    "video_s": "",
+    "audio_s": "",
+    "quote": "",
+    "quote_unit": "",
+    "confirm_state": "",
+    "confirm_ms": "0",
+    "cache_key": "",
+    "no_cache": "0",
+    "cached_from": "",
+    "cached_ms": "0",
+    "reply_state": "",
+    "reply_ts": "",
+    "reply_attempt_ms": "0",
+    "summary_state": "",
+    "summary_ts": "",
+    "summary_attempt_ms": "0",
+    "upload_state": "",
+    "upload_file_id": "",
+    "upload_note": "",
+}
+
+
+def old_job_id(now_ms: int, n: int) -> str:
+    return f"{now_ms:012x}{n:08x}"
+
+
+def store_old_job(client: redis.Redis, lane: Lane, fields: dict[str, str], due_ms: int) -> None:
+    client.hset(job_key(fields["id"]), mapping=fields)
+    client.zadd(queue_key(lane), {fields["id"]: due_ms})
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return message.get("text", "") + "\n" + json.dumps(message.get("blocks") or [])
+
+
+def reply_with(slack: FakeSlack, channel: str, thread_ts: str, text: str) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        return next((r for r in slack.replies(channel, thread_ts) if text in text_of(r)), None)
+
+    return wait_until(found, timeout=30)
+
+
+def complete_an_upload(slack: FakeSlack, result_url: str, channel: str, thread_ts: str, tmp: Path) -> str:
+    """What the previous version had done when it stopped at "completing": the result uploaded and its
+    completion called (Slack shared it), the answer not yet recorded. Returns the file's id."""
+
+    async def run() -> str:
+        client = make_client(slack.bot_token, slack.api_url, timeout_s=5)
+        uploader = ResultUploader(client, 100 * 2**20, 5.0, spool_dir=tmp)
+        try:
+            file_id = await uploader.upload(result_url, "dub.mp4")
+            await uploader.complete(file_id, channel, thread_ts, "Dubbed video")
+            return file_id
+        finally:
+            await uploader.aclose()
+            await close_client(client)
+
+    return asyncio.run(run())
+
+
+def test_jobs_stored_by_the_previous_version_finish_after_the_upgrade(
+    start_bot: Callable[..., BotThread],
+    slack: FakeSlack,
+    jogg: FakeJogg,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    jogg.serve_results = True
+    jogg.default_outcome = Outcome("success", polls=1, duration_seconds=30)
+    now = int(time.time() * 1000)
+    ids = [old_job_id(now, n) for n in range(5)]
+    queued, polling, shared, asked, uploading = ids
+
+    # A queued command job, as `create` wrote it (the fields off their default, and its two times).
+    store_old_job(
+        redis_client,
+        Lane.SUBMIT,
+        {
+            "id": queued,
+            "team_id": TEAM,
+            "channel": "C0QUEUED",
+            "user": ALICE,
+            "response_url": slack.response_url("queued"),
+            "video_url": VIDEO,
+            "audio_url": AUDIO,
+            "timeout_s": "1800",
+            "created_ms": str(now),
+            "updated_ms": str(now),
+        },
+        now,
+    )
+
+    # One being polled: its message posted, its task created at the provider.
+    parent = slack.add_message("C0POLLING", "Dubbing…", user=slack.bot_user_id, bot_id="B0BOT")
+    jogg.seed_tasks(["task-old-poll"], Outcome("success", polls=1, duration_seconds=30))
+    store_old_job(
+        redis_client,
+        Lane.POLL,
+        {
+            **BASE_DEFAULTS,
+            "id": polling,
+            "team_id": TEAM,
+            "channel": "C0POLLING",
+            "user": ALICE,
+            "response_url": slack.response_url("polling"),
+            "video_url": VIDEO,
+            "audio_url": AUDIO,
+            "status": "processing",
+            "created_ms": str(now - 20_000),
+            "timeout_s": "1800",
+            "updated_ms": str(now - 1_000),
+            "parent_ts": parent["ts"],
+            "parent_state": "posted",
+            "parent_attempt_ms": str(now - 19_000),
+            "task_id": "task-old-poll",
+            "submit_attempt_ms": str(now - 18_000),
+            "polls": "3",
+            "checked": "1",
+        },
+        now,
+    )
+
+    # One from files shared in Slack, queued: the sharing message is its thread.
+    files = [
+        slack.add_file("FVID", "talk.mp4", "video/mp4", "mp4", b"v" * 40_000),
+        slack.add_file("FAUD", "voice.mp3", "audio/mpeg", "mp3", b"a" * 9_000),
+    ]
+    message = slack.add_message("C0FILES", "", user=ALICE, files=files)
+    video_file, audio_file = (SlackFile.from_slack(f) for f in files)
+    assert video_file is not None and audio_file is not None
+    store_old_job(
+        redis_client,
+        Lane.SUBMIT,
+        {
+            "id": shared,
+            "team_id": TEAM,
+            "channel": "C0FILES",
+            "user": ALICE,
+            "source": "files",
+            "source_ts": message["ts"],
+            "group": f"C0FILES:{message['ts']}",
+            "group_size": "1",
+            "video_file": video_file.to_json(),
+            "audio_file": audio_file.to_json(),
+            "parent_ts": message["ts"],
+            "parent_state": "posted",
+            "timeout_s": "1800",
+            "created_ms": str(now),
+            "updated_ms": str(now),
+        },
+        now,
+    )
+
+    # One whose requester was asked to confirm its quote, and has not answered yet.
+    store_old_job(
+        redis_client,
+        Lane.SUBMIT,
+        {
+            "id": asked,
+            "team_id": TEAM,
+            "channel": "C0ASKED",
+            "user": ALICE,
+            "response_url": slack.response_url("asked"),
+            "video_url": VIDEO,
+            "audio_url": AUDIO,
+            "timeout_s": "1800",
+            "created_ms": str(now),
+            "updated_ms": str(now),
+            "video_s": "62.5",
+            "audio_s": "62.5",
+            "quote": "0.50",
+            "quote_unit": "credits",
+            "cache_key": "",
+            "errors": "0",
+            "confirm_state": "asked",
+            "confirm_ms": str(now),
+        },
+        now + 15_000,
+    )
+
+    # One whose result upload was completing: Slack shared the video, the answer was never recorded.
+    jogg.seed_tasks(["task-old-upload"], Outcome("success", polls=1, duration_seconds=30))
+    upload_parent = slack.add_message("C0UPLOAD", "Dubbing…", user=slack.bot_user_id, bot_id="B0BOT")
+    reply = slack.add_message(
+        "C0UPLOAD", "Your dub is ready", user=slack.bot_user_id, bot_id="B0BOT", thread_ts=upload_parent["ts"]
+    )
+    result_url = jogg.result_url("task-old-upload")
+    file_id = complete_an_upload(slack, result_url, "C0UPLOAD", upload_parent["ts"], tmp_path)
+    store_old_job(
+        redis_client,
+        Lane.SEND,
+        {
+            **BASE_DEFAULTS,
+            "id": uploading,
+            "team_id": TEAM,
+            "channel": "C0UPLOAD",
+            "user": ALICE,
+            "response_url": slack.response_url("uploading"),
+            "video_url": VIDEO,
+            "audio_url": AUDIO,
+            "status": "succeeded",
+            "created_ms": str(now - 60_000),
+            "timeout_s": "1800",
+            "updated_ms": str(now - 1_000),
+            "parent_ts": upload_parent["ts"],
+            "parent_state": "posted",
+            "task_id": "task-old-upload",
+            "polls": "4",
+            "result_url": result_url,
+            "cover_url": jogg.cover_url("task-old-upload"),
+            "duration_s": "30",
+            "cost": "0.24",
+            "cost_unit": "credits",
+            "took_ms": "59000",
+            "checked": "1",
+            "reply_state": "posted",
+            "reply_ts": reply["ts"],
+            "reply_attempt_ms": str(now - 2_000),
+            "upload_state": "completing",
+            "upload_file_id": file_id,
+        },
+        now,
+    )
+
+    bot = start_bot(max_result_upload_mb=100)
+
+    # The queued job posts its message and answers in its thread.
+    [message_queued] = wait_until(lambda: slack.messages("C0QUEUED") or None, timeout=30)
+    reply_with(slack, "C0QUEUED", message_queued["ts"], "/results/")
+    # The polled one answers in its message's thread, with its task's result.
+    reply_with(slack, "C0POLLING", parent["ts"], jogg.result_url("task-old-poll"))
+    # The shared files are hosted, dubbed, and answered in the sharing message's thread.
+    reply_with(slack, "C0FILES", message["ts"], "/results/")
+    assert sorted(u.size for u in jogg.uploads) == [9_000, 40_000]
+    # The upload is recognised as done: one video in the thread, and the job's message says it is over.
+    wait_until(lambda: redis_client.zscore(queue_key(Lane.SEND), uploading) is None, timeout=30)
+    assert [f["id"] for f in slack.thread_files("C0UPLOAD", upload_parent["ts"])] == [file_id]
+    assert len(slack.replies("C0UPLOAD", upload_parent["ts"])) == 2  # the reply and the video, once each
+    wait_until(lambda: "Done" in text_of(slack.message("C0UPLOAD", upload_parent["ts"]) or {}), timeout=30)
+
+    # The one waiting for its go-ahead still waits, and goes ahead on "Dub it".
+    assert slack.messages("C0ASKED") == []
+    click = block_actions(
+        "quote_ok", asked, user_id=ALICE, message_ts="1.0", response_url=slack.response_url("ok")
+    )
+    assert bot.shortcut(click).status_code == 200
+    [answer] = wait_until(lambda: slack.responses.get("ok"), timeout=20)
+    assert "Dubbing it" in text_of(answer)
+    [message_asked] = wait_until(lambda: slack.messages("C0ASKED") or None, timeout=30)
+    reply_with(slack, "C0ASKED", message_asked["ts"], "/results/")
+
+    assert len(jogg.creates) == 3  # the queued, the shared and the confirmed job; none twice
