@@ -72,7 +72,7 @@ def test_a_change_is_written_as_the_fields_it_changed_only() -> None:
     job.money.cache_key = "ab" * 16
 
     assert codec.changes(job) == {"status": "succeeded", "reply_state": "skipped", "cache_key": "ab" * 16}
-    codec.saved(job)
+    codec.saved(job, codec.changes(job))
     assert codec.changes(job) == {}
 
 

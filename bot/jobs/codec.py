@@ -91,20 +91,24 @@ FLAG = Kind(encode=lambda v: "1" if v else "0", decode=lambda v: _read_int(v) !=
 FILE = Kind(encode=lambda v: v.to_json() if v else "", decode=lambda v: SlackFile.from_json(v) if v else None)
 NAMES = Kind(encode=",".join, decode=lambda v: tuple(v.split(",")) if v else ())
 CACHE_KEY = Kind(encode=_write_cache_key, decode=_read_cache_key)
+DECIMAL = Kind(encode=lambda v: v or "", decode=lambda v: v or None)  # exact decimal text; "" while unknown
 
 
-@dataclass(frozen=True)
 class Spec:
-    name: str  # the hash field
-    path: str  # where the value lives in the job ("identity.team")
-    kind: Kind
+    """One hash field: its name, where its value lives ("identity.team", from the job or its inputs), and
+    its kind. The path is resolved once: every claimed job is read and written through these."""
 
-    def get(self, job: Job) -> Any:
-        return attrgetter(self.path)(job)
+    def __init__(self, name: str, path: str, kind: Kind) -> None:
+        self.name, self.path, self.kind = name, path, kind
+        self.owner, _, self.attr = path.rpartition(".")
+        self.part: Callable[[Any], Any] = attrgetter(self.owner) if self.owner else _itself
 
-    def set(self, job: Job, value: Any) -> None:
-        owner, _, attr = self.path.rpartition(".")
-        setattr(attrgetter(owner)(job) if owner else job, attr, value)
+    def set(self, root: object, value: Any) -> None:
+        setattr(self.part(root), self.attr, value)
+
+
+def _itself(root: object) -> object:
+    return root
 
 
 def _specs(kind: Kind, *pairs: tuple[str, str]) -> list[Spec]:
@@ -141,15 +145,15 @@ FIELDS: tuple[Spec, ...] = (
     *_specs(INT, ("polls", "progress.polls"), (ERRORS, "progress.errors")),
     *_specs(TEXT, ("last_error", "progress.last_error")),
     *_specs(TEXT, ("result_url", "result.url"), ("cover_url", "result.cover_url")),
-    *_specs(TEXT, ("duration_s", "result.duration_s"), ("cost", "result.cost")),
+    *_specs(DECIMAL, ("duration_s", "result.duration_s"), ("cost", "result.cost")),
     *_specs(TEXT, ("cost_unit", "result.cost_unit")),
     *_specs(INT, ("took_ms", "result.took_ms")),
     *_specs(TEXT, ("error_code", "result.error_code"), ("error", "result.error")),
     *_specs(TEXT, ("error_file", "result.error_file")),
     *_specs(TEXT, (CANCEL_BY, "progress.cancel_by"), ("retry_of", "identity.retry_of")),
     Spec("checked", "money.checked", FLAG),
-    *_specs(TEXT, ("video_s", "money.video_s"), ("audio_s", "money.audio_s")),
-    *_specs(TEXT, ("quote", "money.quote"), ("quote_unit", "money.quote_unit")),
+    *_specs(DECIMAL, ("video_s", "money.video_s"), ("audio_s", "money.audio_s"), ("quote", "money.quote")),
+    *_specs(TEXT, ("quote_unit", "money.quote_unit")),
     Spec(CONFIRMATION, "money.confirmation", _enum(Confirmation)),
     *_specs(INT, ("confirm_ms", "money.confirm_ms")),
     Spec("cache_key", "money.cache_key", CACHE_KEY),
@@ -232,54 +236,84 @@ ZERO_DEFAULTS = tuple(s.name for s in FIELDS if s.kind in (INT, FLAG))
 POLL_FIELDS = (CREATED_MS, "task_id", "polls", "errors", "provider", "model", CANCEL_BY)
 
 
+Encoders = tuple[tuple[Callable[[Any], Any], tuple[tuple[str, str, Callable[[Any], str]], ...]], ...]
+
+
+def _by_part(specs: tuple[Spec, ...]) -> Encoders:
+    """The specs grouped by the part that holds their value, for `to_fields`: every claimed job is
+    encoded, and a walk of the paths one by one cost several times more."""
+    parts: dict[str, list[Spec]] = {}
+    for spec in specs:
+        parts.setdefault(spec.owner, []).append(spec)
+    return tuple((g[0].part, tuple((s.name, s.attr, s.kind.encode) for s in g)) for g in parts.values())
+
+
+_PARTS = _by_part(FIELDS)
+_INPUT_PARTS = {cls: (name, _by_part(INPUT_KINDS[name].fields)) for cls, name in _KIND_OF.items()}
+_INPUTS_BY_NAME = {entry.cls: {spec.name: spec for spec in entry.fields} for entry in INPUT_KINDS.values()}
+
+
+def _encode(root: object, parts: Encoders, out: dict[str, str]) -> None:
+    for part_of, entries in parts:
+        part = part_of(root)
+        for name, attr, encode in entries:
+            out[name] = encode(getattr(part, attr))
+
+
 def to_fields(job: Job) -> dict[str, str]:
     """The job's whole hash (unknown fields included)."""
-    out = {spec.name: spec.kind.encode(spec.get(job)) for spec in FIELDS}
-    kind = _KIND_OF[type(job.inputs)]
+    out = dict(job.extra)
+    _encode(job, _PARTS, out)
+    kind, parts = _INPUT_PARTS[type(job.inputs)]
     if kind:
         out[INPUT_KIND] = kind
-    for spec in INPUT_KINDS[kind].fields:
-        out[spec.name] = spec.kind.encode(spec.get(job.inputs))  # type: ignore[arg-type]
-    return {**job.extra, **out}
+    _encode(job.inputs, parts, out)
+    return out
 
 
 def from_fields(raw: Mapping[str, str]) -> Job:
     """A job from its hash (or the part of it that was read: the rest keeps its defaults). It remembers
-    its encoding, for `changes`."""
+    what it read, for `changes`."""
     job = Job(id="")
     entry = INPUT_KINDS.get(raw.get(INPUT_KIND, ""))
     if entry is None:
         raise ValueError(f"unknown input kind {raw.get(INPUT_KIND)!r}")
     job.inputs = entry.cls()
-    inputs_by_name = {spec.name: spec for spec in entry.fields}
+    inputs_by_name = _INPUTS_BY_NAME[entry.cls]
     for name, value in raw.items():
         spec = _BY_NAME.get(name)
         if spec is not None:
             spec.set(job, spec.kind.decode(value))
         elif (input_spec := inputs_by_name.get(name)) is not None:
-            input_spec.set(job.inputs, input_spec.kind.decode(value))  # type: ignore[arg-type]
+            input_spec.set(job.inputs, input_spec.kind.decode(value))
         elif name not in _INPUT_NAMES:
             job.extra[name] = value
-    job.stored = to_fields(job)
+    job.stored = dict(raw)
     return job
 
 
 def changes(job: Job) -> dict[str, str]:
-    """The fields whose encoding changed since the job was read or last written."""
-    stored = job.stored
-    return {name: value for name, value in to_fields(job).items() if stored.get(name) != value}
+    """The fields whose encoding changed since the job was read or last written (a field Redis does not
+    hold, or that was not read, counts as at its default)."""
+    stored, defaults = job.stored, _DEFAULTS
+    return {
+        name: value for name, value in to_fields(job).items() if stored.get(name, defaults.get(name)) != value
+    }
 
 
-def saved(job: Job, now_ms: int = 0, stamp: Moment | None = None) -> None:
-    """The job's changes (and the time `stamp` names, Redis's `now_ms`) are in Redis now."""
+def saved(job: Job, written: Mapping[str, str], now_ms: int = 0, stamp: Moment | None = None) -> None:
+    """The `written` fields (and the time `stamp` names, Redis's `now_ms`) are in Redis now."""
+    job.stored = {**job.stored, **written}
     if stamp is not None:
         _BY_NAME[stamp.value].set(job, now_ms)
-    job.stored = to_fields(job)
+        job.stored[stamp.value] = str(now_ms)
 
 
 def restore(job: Job) -> None:
     """Undo the changes not written (a mark refused): the job as Redis holds it, as far as it was read."""
-    stored = from_fields(job.stored)
+    stored = from_fields({**job.stored, ID: job.id})
     for f in dataclasses.fields(Job):
-        if f.name != "stored":
-            setattr(job, f.name, getattr(stored, f.name))
+        setattr(job, f.name, getattr(stored, f.name))
+
+
+_DEFAULTS = to_fields(Job(id=""))  # what an absent field reads as

@@ -322,7 +322,8 @@ class Lanes:
         the middle of a step), and the Redis time `stamp` names; returns that time in ms. With
         `unless_cancelled`, nothing is written, the job's unwritten changes are undone and Cancelled is
         raised if someone asked to cancel the job meanwhile, in the same script."""
-        fields: dict[str, object] = dict(codec.changes(job))
+        changed = codec.changes(job)
+        fields: dict[str, object] = dict(changed)
         if stamp is not None:
             fields[stamp.value] = NOW
         unless = codec.CANCEL_BY if unless_cancelled else ""
@@ -334,7 +335,7 @@ class Lanes:
         if int(now) < 0:
             codec.restore(job)
             raise Cancelled(job.id)
-        codec.saved(job, int(now), stamp)
+        codec.saved(job, changed, int(now), stamp)
         return int(now)
 
     @contextlib.asynccontextmanager
@@ -395,6 +396,7 @@ class Lanes:
     ) -> None:
         keys = [queue_key(source), lease_key(source), job_key(job.id), queue_key(target)]
         delay_ms = max(0, int(delay_ms))
+        changed = codec.changes(job)
         args: list[str | int] = [
             job.id,
             token,
@@ -404,7 +406,7 @@ class Lanes:
             codec.CANCEL_BY if unless_cancelled else "",
             len(drop),
             *drop,
-            *flatten(codec.changes(job)),
+            *flatten(changed),
             " ".join(drop_zero),
         ]
         done = int(await self._transition(keys=keys, args=args))
@@ -412,7 +414,7 @@ class Lanes:
             raise LeaseLost(job.id)
         if done < 0:
             raise Cancelled(job.id)
-        codec.saved(job)
+        codec.saved(job, changed)
         if mode != "done":
             self.watch.queued(target, delay_ms)
 

@@ -10,10 +10,11 @@
   upload     the result video put into the thread
   result     how it ended: the result's links and facts, or the error
 
-States are enums (an enum member where there is "nothing yet"), flags are booleans. Exact decimals stay
-the text they were made from (the provider's own, or `f"{Decimal:f}"`), "" while unknown: they are shown
-and stored as they came and parsed to Decimal only where money is counted (bot/lanes/gate.py `_decimal`),
-which also turns a provider's odd text into "unknown" instead of an unreadable job.
+States are enums (an enum member where there is "nothing yet"), flags are booleans, and what is not known
+is None. Exact decimals (lengths, quote, cost) stay the text they were made from (the provider's own, or
+`f"{Decimal:f}"`): shown and stored exactly as they came (a Decimal would print "1E-7" for "0.0000001"),
+and parsed to Decimal only where money is counted (bot/lanes/gate.py `_decimal`), which also turns a
+provider's odd text into "unknown" instead of an unreadable job.
 How a job is stored (a compact flat Redis hash with the field names of older versions) is bot.jobs.codec's
 business alone: nothing else names a hash field.
 """
@@ -185,9 +186,9 @@ class Money:
     should cost, whether its requester agreed, and whether an earlier result answers it."""
 
     checked: bool = False  # the gate has let the job through (links checked, budget reserved)
-    video_s: str = ""  # input lengths, exact decimal text; "" when unknown
-    audio_s: str = ""
-    quote: str = ""  # the expected cost, exact decimal text, in `quote_unit`; "" when it cannot be known
+    video_s: str | None = None  # input lengths, exact decimal text; None when unknown
+    audio_s: str | None = None
+    quote: str | None = None  # the expected cost, exact decimal text, in `quote_unit`; None: cannot be known
     quote_unit: str = ""
     confirmation: Confirmation = Confirmation.NOT_ASKED
     confirm_ms: int = 0  # when the quote was asked (it expires)
@@ -232,8 +233,8 @@ class Upload:
 class Result:
     url: str = ""
     cover_url: str = ""
-    duration_s: str = ""  # exact decimal text as the provider sent it
-    cost: str = ""  # exact decimal text, in `cost_unit`; "" when unknown
+    duration_s: str | None = None  # exact decimal text as the provider sent it; None when not sent
+    cost: str | None = None  # exact decimal text, in `cost_unit`; None when unknown
     cost_unit: str = ""  # the provider's own unit: credits, USD
     took_ms: int = 0  # from the request to the result
     error_code: str = ""  # provider business code, or our own reason (`timeout`, `unreachable`, ...)

@@ -180,7 +180,8 @@ class JobRecords:
         created = await self._create(keys=keys, args=args)
         if created:
             job.progress.created_ms = job.progress.updated_ms = int(created)
-            codec.saved(job)
+            times = {codec.CREATED_MS: str(int(created)), codec.UPDATED_MS: str(int(created))}
+            codec.saved(job, {**fields, **times})
         return bool(created)
 
     async def get(self, job_id: str) -> Job | None:

@@ -121,7 +121,7 @@ class Cached:
         """End the job with the earlier result."""
         earlier, result = self.earlier, job.result
         result.url, result.cover_url = earlier["result_url"], earlier["cover_url"]
-        result.duration_s = earlier["duration_s"]
+        result.duration_s = earlier["duration_s"] or None
         result.cost, result.cost_unit = "0", job.money.quote_unit or earlier["cost_unit"]
         job.money.cached_from = earlier["job"]
         job.money.cached_ms = int(earlier["made_ms"]) if earlier["made_ms"].isdigit() else 0
@@ -179,7 +179,7 @@ class Gate:
         if not isinstance(inputs, tuple):
             return inputs
         lengths = [facts.duration_s if facts else None for facts in inputs]
-        job.money.video_s, job.money.audio_s = (f"{s:f}" if s is not None else "" for s in lengths)
+        job.money.video_s, job.money.audio_s = (f"{s:f}" if s is not None else None for s in lengths)
         if job.identity.source is not Source.FILES:
             # A link whose file changed (another size or length) is another input.
             video, audio = (
@@ -190,7 +190,7 @@ class Gate:
             if (hit := await self.cached(job)) is not None:
                 return hit
         quoted = self._quote_of(job, provider)
-        job.money.quote = f"{quoted.amount:f}" if quoted.amount is not None else ""
+        job.money.quote = f"{quoted.amount:f}" if quoted.amount is not None else None
         job.money.quote_unit = quoted.unit
         if not quoted.estimated and quoted.amount is not None:
             # An upper estimate is not held against the balance: it would refuse dubs that fit, and a
@@ -327,7 +327,7 @@ class Gate:
         shared = _shared_length(result.url, result.cover_url)
         cover = [shared, result.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
         task_id = job.progress.task_id
-        payload = [job.id, result.url, *cover, result.duration_s, result.cost_unit, task_id, now_ms]
+        payload = [job.id, result.url, *cover, result.duration_s or "", result.cost_unit, task_id, now_ms]
         await self.results.save_result(
             key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
         )
@@ -478,7 +478,7 @@ def spent(job: Job) -> Decimal:
     return Decimal(0)
 
 
-def _decimal(text: str) -> Decimal | None:
+def _decimal(text: str | None) -> Decimal | None:
     try:
         value = Decimal(text) if text else None
     except InvalidOperation:

@@ -48,8 +48,9 @@ class PollStep:
         if task.state is TaskState.SUCCEEDED:
             cost = provider.cost(task, job.order.model)
             result = job.result
-            result.url, result.cover_url, result.duration_s = task.result_url, task.cover_url, task.duration_s
-            result.cost = f"{cost.amount:f}" if cost else ""
+            result.url, result.cover_url = task.result_url, task.cover_url
+            result.duration_s = task.duration_s or None
+            result.cost = f"{cost.amount:f}" if cost else None
             result.cost_unit = cost.unit if cost else ""
             result.took_ms = now_ms - progress.created_ms
             progress.polls = polls

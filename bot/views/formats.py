@@ -25,7 +25,7 @@ def _name(file: SlackFile) -> str:
     return _code(file.name, NAME_MAX)
 
 
-def cost_text(amount: str, unit: str) -> str:
+def cost_text(amount: str | None, unit: str) -> str:
     """An exact cost in the provider's own unit: "0.10 credits", "$0.625", or "unknown"."""
     if not amount:
         return "unknown"
@@ -48,7 +48,7 @@ def took_text(took_ms: int) -> str:
     return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def _duration(duration_s: str) -> str:
+def _duration(duration_s: str | None) -> str:
     try:
         return f"{Decimal(duration_s):f} s" if duration_s else "unknown"
     except ArithmeticError:
