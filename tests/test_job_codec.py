@@ -23,7 +23,7 @@ from bot.jobs.model import (
     UploadState,
 )
 from bot.jobs.store import Store
-from tests.test_upgrade_jobs import BASE_DEFAULTS
+from tests.previous_version import BASE_DEFAULTS
 
 OLD_HASH = {
     **BASE_DEFAULTS,

@@ -10,12 +10,12 @@ from typing import TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from bot.jobs import codec
 from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, LeaseLost
 from bot.jobs.model import AudioTrack, Identity, Job, Media, PostState, Status
 from bot.jobs.store import Store
 from bot.lanes.ratelimit import RateLimiter
+from tests.previous_version import BASE_DEFAULTS
 
 T = TypeVar("T")
 
@@ -249,9 +249,11 @@ def test_a_job_stored_by_the_previous_version_still_finishes_and_is_found_by_its
     a key of its own: such a job is still claimed, finished and found by the short id people type."""
     job_id = "018f2a3b4c5d9e8f7a6b"
     old_fields = {
-        **codec.to_fields(
-            Job(id=job_id, status=Status.PROCESSING, identity=Identity(team="T1", person="U1"))
-        ),
+        **BASE_DEFAULTS,
+        "id": job_id,
+        "team_id": "T1",
+        "user": "U1",
+        "status": "processing",
         "checked": "1",
     }
 

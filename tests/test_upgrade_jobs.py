@@ -22,80 +22,10 @@ from tests.fakes.server import wait_until
 from tests.fakes.slack_api import FakeSlack
 from tests.harness import BotThread
 from tests.payloads import block_actions
+from tests.previous_version import BASE_DEFAULTS
 
 TEAM, ALICE = "T0TEST", "U0ALICE"
 VIDEO, AUDIO = "https://cdn.example.com/talk.mp4", "https://cdn.example.com/voice.mp3"
-
-# Every field the previous version's `Job.to_fields()` wrote, at its default: a job that went through its
-# steps had them all (a transition wrote the fields it changed, `create` those off their default).
-BASE_DEFAULTS = {
-    "id": "",
-    "team_id": "",
-    "channel": "",
-    "user": "",
-    "response_url": "",
-    "source": "command",
-    "source_ts": "",
-    "group": "",
-    "group_size": "0",
-    "provider": "jogg",
-    "compare_with": "",
-    "model": "",
-    "video_url": "",
-    "audio_url": "",
-    "playback_type": "normal",
-    "video_file": "",
-    "audio_file": "",
-    "status": "queued",
-    "created_ms": "0",
-    "timeout_s": "0",
-    "updated_ms": "0",
-    "parent_ts": "",
-    "parent_state": "",
-    "parent_attempt_ms": "0",
-    "task_id": "",
-    "submit_state": "",
-    "submit_attempt_ms": "0",
-    "submit_lookups": "0",
-    "post_slot_ms": "0",
-    "queue_note": "",
-    "queue_note_ms": "0",
-    "update_slot_ms": "0",
-    "polls": "0",
-    "errors": "0",
-    "last_error": "",
-    "result_url": "",
-    "cover_url": "",
-    "duration_s": "",
-    "cost": "",
-    "cost_unit": "",
-    "took_ms": "0",
-    "error_code": "",
-    "error": "",
-    "error_file": "",
-    "cancel_by": "",
-    "retry_of": "",
-    "checked": "0",
-    "video_s": "",
-    "audio_s": "",
-    "quote": "",
-    "quote_unit": "",
-    "confirm_state": "",
-    "confirm_ms": "0",
-    "cache_key": "",
-    "no_cache": "0",
-    "cached_from": "",
-    "cached_ms": "0",
-    "reply_state": "",
-    "reply_ts": "",
-    "reply_attempt_ms": "0",
-    "summary_state": "",
-    "summary_ts": "",
-    "summary_attempt_ms": "0",
-    "upload_state": "",
-    "upload_file_id": "",
-    "upload_note": "",
-}
 
 
 def old_job_id(now_ms: int, n: int) -> str:

@@ -236,38 +236,71 @@ ZERO_DEFAULTS = tuple(s.name for s in FIELDS if s.kind in (INT, FLAG))
 POLL_FIELDS = (CREATED_MS, "task_id", "polls", "errors", "provider", "model", CANCEL_BY)
 
 
-Encoders = tuple[tuple[Callable[[Any], Any], tuple[tuple[str, str, Callable[[Any], str]], ...]], ...]
+Entries = tuple[tuple[str, str, Callable[[Any], str]], ...]  # field name, attribute, encode
 
 
-def _by_part(specs: tuple[Spec, ...]) -> Encoders:
-    """The specs grouped by the part that holds their value, for `to_fields`: every claimed job is
-    encoded, and a walk of the paths one by one cost several times more."""
-    parts: dict[str, list[Spec]] = {}
+@dataclass(frozen=True)
+class Part:
+    """The fields one part of the job holds (the job itself, `progress`, `posts.parent`, the inputs'
+    `video`...), grouped so that a write encodes only the parts a step changed."""
+
+    of: Callable[[Job], Any] | None  # the part, from the job; None: the job itself
+    entries: Entries
+    values: Callable[[Job], object] | None = None  # for the job itself: its fields' values
+
+
+def _parts(specs: tuple[Spec, ...], prefix: str = "") -> tuple[Part, ...]:
+    grouped: dict[str, list[Spec]] = {}
     for spec in specs:
-        parts.setdefault(spec.owner, []).append(spec)
-    return tuple((g[0].part, tuple((s.name, s.attr, s.kind.encode) for s in g)) for g in parts.values())
+        grouped.setdefault(spec.owner, []).append(spec)
+    parts = []
+    for owner, group in grouped.items():
+        entries = tuple((s.name, s.attr, s.kind.encode) for s in group)
+        path = ".".join(p for p in (prefix, owner) if p)
+        values = None if path else attrgetter(*(s.attr for s in group))
+        parts.append(Part(of=attrgetter(path) if path else None, entries=entries, values=values))
+    return tuple(parts)
 
 
-_PARTS = _by_part(FIELDS)
-_INPUT_PARTS = {cls: (name, _by_part(INPUT_KINDS[name].fields)) for cls, name in _KIND_OF.items()}
+# The parts of a job with each kind of inputs, and the value of its `input_kind` field.
+_LAYOUTS: Mapping[type[Inputs], tuple[str, tuple[Part, ...]]] = {
+    entry.cls: (name, (*_parts(FIELDS), *_parts(entry.fields, "inputs")))
+    for name, entry in INPUT_KINDS.items()
+}
 _INPUTS_BY_NAME = {entry.cls: {spec.name: spec for spec in entry.fields} for entry in INPUT_KINDS.values()}
 
 
-def _encode(root: object, parts: Encoders, out: dict[str, str]) -> None:
-    for part_of, entries in parts:
-        part = part_of(root)
-        for name, attr, encode in entries:
-            out[name] = encode(getattr(part, attr))
+@dataclass
+class Stored:
+    """What the codec remembers of a job as Redis holds it: the fields read or written, and each part's
+    attributes as read (compared in one step per part, so that a write encodes only the parts a step
+    changed: every claimed job is written). No `seen` after a write: the next one encodes every part."""
+
+    raw: dict[str, str]
+    seen: tuple[object, ...] = ()
+
+
+def _seen(job: Job) -> tuple[object, ...]:
+    seen: list[object] = []
+    for part in _LAYOUTS[type(job.inputs)][1]:
+        if part.of is None:
+            assert part.values is not None
+            seen.append(part.values(job))
+        else:
+            seen.append({**vars(part.of(job))})
+    return tuple(seen)
 
 
 def to_fields(job: Job) -> dict[str, str]:
     """The job's whole hash (unknown fields included)."""
     out = dict(job.extra)
-    _encode(job, _PARTS, out)
-    kind, parts = _INPUT_PARTS[type(job.inputs)]
+    kind, parts = _LAYOUTS[type(job.inputs)]
     if kind:
         out[INPUT_KIND] = kind
-    _encode(job.inputs, parts, out)
+    for part in parts:
+        value = job if part.of is None else part.of(job)
+        for name, attr, encode in part.entries:
+            out[name] = encode(getattr(value, attr))
     return out
 
 
@@ -288,30 +321,48 @@ def from_fields(raw: Mapping[str, str]) -> Job:
             input_spec.set(job.inputs, input_spec.kind.decode(value))
         elif name not in _INPUT_NAMES:
             job.extra[name] = value
-    job.stored = dict(raw)
+    job.stored = Stored(raw=dict(raw), seen=_seen(job))
     return job
 
 
 def changes(job: Job) -> dict[str, str]:
     """The fields whose encoding changed since the job was read or last written (a field Redis does not
-    hold, or that was not read, counts as at its default)."""
-    stored, defaults = job.stored, _DEFAULTS
-    return {
-        name: value for name, value in to_fields(job).items() if stored.get(name, defaults.get(name)) != value
-    }
+    hold, or that was not read, counts as at its default). Only the parts that changed are encoded."""
+    stored = job.stored if isinstance(job.stored, Stored) else Stored(raw={})
+    kind, parts = _LAYOUTS[type(job.inputs)]
+    seen = stored.seen if len(stored.seen) == len(parts) else (None,) * len(parts)
+    raw, defaults, out = stored.raw, _DEFAULTS, {}
+    if kind and raw.get(INPUT_KIND) != kind:
+        out[INPUT_KIND] = kind
+    for part, before in zip(parts, seen, strict=True):
+        if part.of is None:
+            value: Any = job
+            unchanged = part.values is not None and part.values(job) == before
+        else:
+            value = part.of(job)
+            unchanged = vars(value) == before
+        if unchanged:
+            continue
+        for name, attr, encode in part.entries:
+            text = encode(getattr(value, attr))
+            if raw.get(name, defaults.get(name)) != text:
+                out[name] = text
+    return out
 
 
 def saved(job: Job, written: Mapping[str, str], now_ms: int = 0, stamp: Moment | None = None) -> None:
     """The `written` fields (and the time `stamp` names, Redis's `now_ms`) are in Redis now."""
-    job.stored = {**job.stored, **written}
+    raw = {**job.stored.raw, **written} if isinstance(job.stored, Stored) else dict(written)
     if stamp is not None:
         _BY_NAME[stamp.value].set(job, now_ms)
-        job.stored[stamp.value] = str(now_ms)
+        raw[stamp.value] = str(now_ms)
+    job.stored = Stored(raw=raw)
 
 
 def restore(job: Job) -> None:
     """Undo the changes not written (a mark refused): the job as Redis holds it, as far as it was read."""
-    stored = from_fields({**job.stored, ID: job.id})
+    raw = job.stored.raw if isinstance(job.stored, Stored) else {}
+    stored = from_fields({**raw, ID: job.id})
     for f in dataclasses.fields(Job):
         setattr(job, f.name, getattr(stored, f.name))
 

@@ -255,5 +255,5 @@ class Job:
     upload: Upload = field(default_factory=Upload)
     result: Result = field(default_factory=Result)
     extra: dict[str, str] = field(default_factory=dict)  # unknown hash fields, kept on round trips
-    # The job as last read from or written to Redis (bot.jobs.codec): what a write must change.
-    stored: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # What bot.jobs.codec remembers of the job as Redis holds it, to write only what a step changed.
+    stored: object = field(default=None, repr=False, compare=False)
