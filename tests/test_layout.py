@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first: a module may import from its own layer and the layers before it, never from a later one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bot.settings", "bot.redis_client"),
+    ("bot.settings", "bot.redis_client", "bot.retry"),
     ("bot.jobs",),
     ("bot.observe",),
     ("bot.providers",),
