@@ -1,24 +1,36 @@
-"""What a step decides about its job, and the one retry policy.
+"""What a step decides about its job, and the one retry policy of job steps.
 
 Each step of the pipeline (and each check before one, bot/lanes/gate.py) returns exactly one `Decision`: stay
 in its lane until later, move to the next lane, or be done. `Pipeline.apply` carries it out in one atomic
-store transition.
+store transition. A step that meets a fault stays for `backoff_ms`; one told "not now" (a rate limit, a
+provider's concurrency cap) stays for `not_now_ms`. Both are a `bot.retry.Backoff`, the one delay formula.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.jobs.lanes import Lane
 from bot.jobs.model import Status
+from bot.retry import Backoff
+
+# A fault (5xx, timeout, an unclear answer): 1 s, doubling with each error in a row, up to a minute.
+FAULT_BASE_MS = 1000
+FAULT_CAP_MS = 60_000
+# "Not now" from a provider (rate limit, or its concurrency cap): nothing happened; come back in 5 to 15 s,
+# however often it was said (no error is counted).
+NOT_NOW = Backoff(base_s=15.0, cap_s=15.0, jitter=2 / 3)
 
 
-def backoff_ms(errors: int, base_ms: int = 1000, cap_ms: int = 60_000) -> int:
+def backoff_ms(errors: int, base_ms: int = FAULT_BASE_MS, cap_ms: int = FAULT_CAP_MS) -> int:
     """Exponential backoff with jitter: about base·2^(errors-1), between half and all of it, capped."""
-    ceiling = min(cap_ms, base_ms * 2 ** max(0, errors - 1))
-    return int(ceiling * random.uniform(0.5, 1.0))
+    return Backoff(base_s=base_ms / 1000, cap_s=cap_ms / 1000).delay_ms(errors)
+
+
+def not_now_ms() -> int:
+    """How long a job told "not now" waits before asking again."""
+    return NOT_NOW.delay_ms(1)
 
 
 Fields = Mapping[str, object]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from bot.jobs.decisions import Decision, Done, Move, Stay, backoff_ms, finish
+from bot.jobs.decisions import Decision, Done, Move, Stay, backoff_ms, finish, not_now_ms
 from bot.jobs.indexes import Indexes
 from bot.jobs.lanes import NOW, Cancelled, Lane, Lanes
 from bot.jobs.model import Job, PostState, Source, Status
@@ -33,7 +33,7 @@ from bot.lanes.timing import (
     SETTLE_LOOKUP_CAP_MS,
     Timing,
 )
-from bot.lanes.turns import COSMETIC_SHARE, Turns, not_now_ms, ordinal, seat_wait_ms
+from bot.lanes.turns import COSMETIC_SHARE, Turns, ordinal, seat_wait_ms
 from bot.observe import metrics
 from bot.providers.base import ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
 from bot.slack.out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable

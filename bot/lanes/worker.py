@@ -41,6 +41,7 @@ from bot.jobs.model import Job, PostState, Status
 from bot.lanes.pipeline import Pipeline
 from bot.lanes.poll import POLL_FIELDS
 from bot.observe.logs import job_context
+from bot.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ POLL_GRACE_SECONDS = 1.0  # at stop: how long a poll under way may finish before
 # Steps in flight at once per lane, per process. Polls are light GETs; submissions are rate limited anyway.
 CAPACITY = {Lane.SUBMIT: 20, Lane.POLL: 200, Lane.SEND: 20}
 MAX_INTERNAL_ERRORS = 10
+# While Redis does not answer, claims wait (up to) 0.5 s, doubling with each failure in a row up to 10 s.
+REDIS_DOWN = Backoff(base_s=0.5, cap_s=10.0)
 # Refill a lane between ticks once this share of its slots is free (and more jobs were due than it took).
 REFILL_FRACTION = 0.25
 # Claims of a lane when its jobs come due are at least this far apart (or the lane's early window, if
@@ -222,7 +225,7 @@ class Worker:
                 log.error("Redis is unreachable (%s); will keep retrying", exc)
             self.redis_ok = False
             self._redis_failures += 1
-            self._redis_retry_at = time.monotonic() + min(10.0, 0.25 * 2**self._redis_failures)
+            self._redis_retry_at = time.monotonic() + REDIS_DOWN.delay_s(self._redis_failures)
             self._backlog.clear()  # no refills while Redis is down; every claim waits for the backoff
             return
         except Exception as exc:  # a claim round must never die: the next tick claims again

@@ -50,6 +50,7 @@ from bot.requests.control import JobControl
 from bot.requests.home import Home
 from bot.requests.intake import Intake
 from bot.requests.shares import Shares
+from bot.retry import Backoff
 from bot.settings import (
     Settings,
     SettingsError,
@@ -94,6 +95,7 @@ Every setting and where to get it: .env.example and README.md.
 # The embedded Redis: how often the watchdog looks at its process, and restarts tried before giving up.
 REDIS_WATCH_SECONDS = 1.0
 REDIS_RESTART_TRIES = 3
+REDIS_RESTART = Backoff(base_s=1.0, cap_s=4.0)  # the wait after a failed restart: up to 1 s, 2 s, 4 s
 # Each step of `Bot.stop()` gets this long, so that nothing it waits for can keep a stopped bot alive.
 STOP_STEP_SECONDS = 5.0
 
@@ -374,7 +376,7 @@ class Bot:
                     "is asked again in %.0f s",
                     provider.label,
                     check.detail,
-                    providers.RECHECK_FIRST_S,
+                    providers.KEY_RECHECK.base_s,
                 )
         if waiting:
             self.key_recheck = asyncio.create_task(providers.recheck_keys(waiting))
@@ -437,7 +439,7 @@ class Bot:
                 except (RuntimeError, OSError) as exc:
                     problem = str(exc).splitlines()[0]
                     log.warning("embedded Redis restart %d failed: %s", attempt, problem)
-                    await asyncio.sleep(attempt)
+                    await asyncio.sleep(REDIS_RESTART.delay_s(attempt))
                     continue
                 log.info("embedded Redis restarted under %s", embedded.data_dir)
                 break

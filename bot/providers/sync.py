@@ -69,6 +69,7 @@ from bot.providers.base import (
     unchecked,
 )
 from bot.providers.http import Answer, ApiSession, StorageUploader, is_http_url
+from bot.retry import Backoff, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.sync.so"
 GENERATE_PATH = "/v2/generate"
@@ -87,10 +88,12 @@ IDEMPOTENCY_PREFIX = "lipsync-bot-"
 MAX_MESSAGE = 300
 SIGNATURE_TOLERANCE_S = 300
 # After a 429 to a create: no create for HOLD_BASE_S, doubling with each 429 in a row, up to HOLD_CAP_S
-# (or what Retry-After asks, up to RETRY_AFTER_CAP_S).
+# (or what Retry-After asks, up to RETRY_AFTER_CAP_S). No jitter: it is one hold for the whole process, and
+# the jobs it holds come back at their own jittered times.
 HOLD_BASE_S = 5.0
 HOLD_CAP_S = 120.0
 RETRY_AFTER_CAP_S = 600.0
+CREATE_HOLD = Backoff(base_s=HOLD_BASE_S, cap_s=HOLD_CAP_S, jitter=0.0, retry_after_cap_s=RETRY_AFTER_CAP_S)
 
 RUNNING = frozenset({"PENDING", "PROCESSING"})
 FAILED = frozenset({"FAILED", "REJECTED", "CANCELED", "TIMED_OUT"})
@@ -359,10 +362,7 @@ class CreateHold:
 
     def start(self, refusal: ProviderError, retry_after: str | None) -> None:
         self._in_a_row += 1
-        hold = min(HOLD_CAP_S, HOLD_BASE_S * 2 ** (self._in_a_row - 1))
-        asked = _seconds(retry_after)
-        if asked is not None:
-            hold = max(hold, min(asked, RETRY_AFTER_CAP_S))
+        hold = CREATE_HOLD.delay_s(self._in_a_row, retry_after_seconds(retry_after))
         self._until = self._clock() + hold
         self._last = refusal
         refusal.retry_after_s = hold
@@ -373,15 +373,6 @@ class CreateHold:
 
 def _header(headers: Mapping[str, str], wanted: str) -> str | None:
     return next((value for name, value in headers.items() if name.lower() == wanted), None)
-
-
-def _seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (the delta form; an HTTP date is not worth the trouble here)."""
-    digits = (value or "").strip()
-    # ASCII digits only: float() takes other scripts' digits and refuses "²", which isdigit() lets by.
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return float(digits)
 
 
 def idempotency_key(order_key: str) -> str:
