@@ -1,0 +1,180 @@
+"""What a container parser makes of a file of which we have some bytes: the duration, the format and the
+kinds of tracks (libmediainfo, through pymediainfo, whose wheel bundles it), and which bytes it wanted that we
+did not have. `probe` is blocking and runs in the parser process (bot/money/parser_process.py); the rest is
+read from the head's own headers before any parse (`tail_foreseen`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from pymediainfo import MediaInfo
+
+log = logging.getLogger(__name__)
+
+# Zeros the parser may read where we have no bytes before it sees the end of the file. libmediainfo
+# reads a few hundred KB of an unknown region (WAV, Ogg) and up to 16 MB of a WebM's clusters; this
+# bounds its CPU time whatever size the server claims.
+_GAP_BUDGET = 4 * 1024 * 1024
+
+# Top-level boxes of an MP4/MOV/M4A file that may come first (QuickTime files may start without `ftyp`).
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
+
+
+def tail_foreseen(head: bytes, size: int, tail_bytes: int) -> tuple[int, int] | None:
+    """The [start, end) past the head that the parser will want, where the head's own headers say so
+    before any parse: the same window `Preflight._tail_window` finds after one. Fetching it first spares
+    a second parse (it costs as much as the first).
+
+    An MP4 whose top-level boxes run past the head without a `moov` among them: its index starts where
+    they end. An Ogg file (its duration is on its last page) and an MP3 (tags at the end): the last
+    `tail_bytes`. Anything else: None, and the parse decides.
+    """
+    have = len(head)
+    if size <= have:
+        return None
+    if head[4:8] in _MP4_FIRST_BOXES:
+        index = _mp4_box_past(head)
+        return None if index is None or index >= size else (index, min(size, index + tail_bytes))
+    if head.startswith((b"OggS", b"ID3")) or (head[:1] == b"\xff" and head[1:2] >= b"\xe0"):
+        return max(have, size - tail_bytes), size
+    return None
+
+
+def _mp4_box_past(head: bytes) -> int | None:
+    """Where the first top-level box past the head starts, if no `moov` came before it."""
+    offset = 0
+    while offset + 8 <= len(head):
+        box_size, kind = int.from_bytes(head[offset : offset + 4], "big"), head[offset + 4 : offset + 8]
+        if box_size == 1 and offset + 16 <= len(head):  # a 64-bit size follows the type
+            box_size = int.from_bytes(head[offset + 8 : offset + 16], "big")
+        if kind == b"moov" or box_size < 8 or not kind.isalnum():
+            return None  # the index is here, or the box runs to the end (0), or this is not a box
+        offset += box_size
+    return offset if offset >= len(head) else None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What libmediainfo made of the bytes we have."""
+
+    duration_s: Decimal | None
+    format: str | None  # "MPEG-4", "PDF"…; None when not recognised
+    tracks: frozenset[str]  # "Video", "Audio", "Image", "Text"…
+    missing: tuple[tuple[int, int], ...]  # [start, end) spans it read where we had no bytes
+    jumps: tuple[int, ...]  # where it sought to and read, where we had no bytes
+
+    def wanted(self, start: int, end: int) -> bool:
+        """Did the parser read anywhere in [start, end) that we did not have?"""
+        return any(s < end and e > start for s, e in self.missing)
+
+    @property
+    def not_media(self) -> bool:
+        """Recognised as something else (a PDF, an image). An unrecognised file passes: a media file cut
+        to its first bytes (an mp3 behind a large cover picture) may not be recognisable."""
+        return not self.tracks & {"Video", "Audio"} and bool(self.tracks & {"Image", "Text"})
+
+
+# What libmediainfo reports, as one line: asking for just these fields instead of its full XML report
+# saves a third of a parse's CPU (bench/preflight.py), which bursts of jobs pay in the bot's process.
+_REPORT = "General;%Duration%|%Format%|%VideoCount%|%AudioCount%|%ImageCount%|%TextCount%"
+_COUNTED = ("Video", "Audio", "Image", "Text")
+# How much the parser is handed at a time. It works through each piece it is handed before it looks at
+# whether it knows enough, so pieces of 16 KB instead of pymediainfo's 64 KB cost an MP3 half the CPU, a
+# WAV a third less (bench/preflight.py), and tell us more closely which bytes it wanted.
+PARSE_STEP = 16 * 1024
+
+
+def probe(size: int, pieces: Sequence[tuple[int, bytes]]) -> Probe:
+    """Run libmediainfo over a file of `size` bytes of which we have `pieces` (offset, bytes). Blocking."""
+    sparse = SparseFile(size, pieces)
+    try:
+        # parse_speed 0: read what the headers say (a WAV's length from its header) without scanning on.
+        report = MediaInfo.parse(sparse, output=_REPORT, parse_speed=0, buffer_size=PARSE_STEP)
+    except (OSError, RuntimeError) as exc:  # the library would not load, or failed
+        log.warning("preflight: libmediainfo failed: %s", exc)
+        return Probe(None, None, frozenset(), (), ())
+    duration, format_, *counts = (str(report).strip().split("|") + [""] * 6)[:6]
+    return Probe(
+        duration_s=_seconds(duration or None),
+        format=format_ or None,
+        tracks=frozenset(
+            kind for kind, count in zip(_COUNTED, counts, strict=True) if count not in ("", "0")
+        ),
+        missing=tuple(sparse.missing),
+        jumps=tuple(sparse.jumps),
+    )
+
+
+def _seconds(milliseconds: object) -> Decimal | None:
+    """libmediainfo's duration (ms: an int, or a string such as "12346.667") in seconds."""
+    if milliseconds is None:
+        return None
+    try:
+        seconds = (Decimal(str(milliseconds)) / 1000).quantize(Decimal("0.001"))
+    except InvalidOperation:
+        return None
+    return seconds if seconds > 0 else None
+
+
+class SparseFile(io.RawIOBase):
+    """A read-only file of `size` bytes of which only `pieces` are known; the rest reads as zeros.
+
+    Reads that touch an unknown span are recorded in `missing`, and in `jumps` when the parser sought
+    there (rather than read on): that is how we learn it wanted an index or the end of the file. After
+    _GAP_BUDGET bytes of zeros the file reads as ended.
+    """
+
+    def __init__(self, size: int, pieces: Sequence[tuple[int, bytes]]) -> None:
+        super().__init__()
+        self._size = size
+        self._pieces = pieces
+        self._position = 0
+        self._gap_budget = _GAP_BUDGET
+        self._sought = False
+        self.missing: list[tuple[int, int]] = []
+        self.jumps: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        position = max(0, base + offset)
+        self._sought = self._sought or position != self._position
+        self._position = position
+        return position
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        start = self._position
+        end = min(self._size, start + len(buffer))
+        if end <= start:
+            return 0
+        out = memoryview(buffer).cast("B")
+        out[: end - start] = bytes(end - start)
+        known = 0
+        for offset, data in self._pieces:
+            low, high = max(offset, start), min(offset + len(data), end)
+            if low < high:
+                out[low - start : high - start] = data[low - offset : high - offset]
+                known += high - low
+        sought, self._sought = self._sought, False
+        if known < end - start:
+            self.missing.append((start, end))
+            if sought:
+                self.jumps.append(start)
+            self._gap_budget -= end - start - known
+            if self._gap_budget < 0:
+                return 0
+        self._position = end
+        return end - start
