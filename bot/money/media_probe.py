@@ -16,6 +16,8 @@ from pymediainfo import MediaInfo
 
 log = logging.getLogger(__name__)
 
+Piece = tuple[int, bytes | memoryview]  # bytes of the file, from this offset
+
 # Zeros the parser may read where we have no bytes before it sees the end of the file. libmediainfo
 # reads a few hundred KB of an unknown region (WAV, Ogg) and up to 16 MB of a WebM's clusters; this
 # bounds its CPU time whatever size the server claims.
@@ -89,7 +91,7 @@ _COUNTED = ("Video", "Audio", "Image", "Text")
 PARSE_STEP = 16 * 1024
 
 
-def probe(size: int, pieces: Sequence[tuple[int, bytes]]) -> Probe:
+def probe(size: int, pieces: Sequence[Piece]) -> Probe:
     """Run libmediainfo over a file of `size` bytes of which we have `pieces` (offset, bytes). Blocking."""
     sparse = SparseFile(size, pieces)
     try:
@@ -129,7 +131,7 @@ class SparseFile(io.RawIOBase):
     _GAP_BUDGET bytes of zeros the file reads as ended.
     """
 
-    def __init__(self, size: int, pieces: Sequence[tuple[int, bytes]]) -> None:
+    def __init__(self, size: int, pieces: Sequence[Piece]) -> None:
         super().__init__()
         self._size = size
         self._pieces = pieces

@@ -70,7 +70,7 @@ from bot.money.link_http import (
     refuse_status,
     refuse_type,
 )
-from bot.money.media_probe import Probe, tail_foreseen
+from bot.money.media_probe import Piece, Probe, tail_foreseen
 from bot.money.parser_process import parsed, start_parser, stop_parser
 
 __all__ = ["Code", "HostToken", "LinkRefused", "MediaFacts", "Preflight", "start_parser", "stop_parser"]
@@ -270,7 +270,7 @@ class Preflight:
         start = max(have, size - self._tail_bytes)
         return (start, size) if probe.wanted(start, size) else None
 
-    async def _parsed(self, size: int, pieces: Sequence[tuple[int, bytes]]) -> Probe:
+    async def _parsed(self, size: int, pieces: Sequence[Piece]) -> Probe:
         self.parses += 1
         return await parsed(size, pieces)
 
