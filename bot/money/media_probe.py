@@ -6,13 +6,15 @@ read from the head's own headers before any parse (`tail_foreseen`).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
-from pymediainfo import MediaInfo
+import pymediainfo
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ class Probe:
 _REPORT = "General;%Duration%|%Format%|%VideoCount%|%AudioCount%|%ImageCount%|%TextCount%"
 _COUNTED = ("Video", "Audio", "Image", "Text")
 # How much the parser is handed at a time. It works through each piece it is handed before it looks at
-# whether it knows enough, so pieces of 16 KB instead of pymediainfo's 64 KB cost an MP3 half the CPU, a
+# whether it knows enough, so pieces of 16 KB instead of pymediainfo's usual 64 KB cost an MP3 half the CPU, a
 # WAV a third less (bench/preflight.py), and tell us more closely which bytes it wanted.
 PARSE_STEP = 16 * 1024
 
@@ -95,12 +97,11 @@ def probe(size: int, pieces: Sequence[Piece]) -> Probe:
     """Run libmediainfo over a file of `size` bytes of which we have `pieces` (offset, bytes). Blocking."""
     sparse = SparseFile(size, pieces)
     try:
-        # parse_speed 0: read what the headers say (a WAV's length from its header) without scanning on.
-        report = MediaInfo.parse(sparse, output=_REPORT, parse_speed=0, buffer_size=PARSE_STEP)
-    except (OSError, RuntimeError) as exc:  # the library would not load, or failed
+        report = _library().report(sparse, size)
+    except (OSError, AttributeError) as exc:  # the library would not load, or lacks a function
         log.warning("preflight: libmediainfo failed: %s", exc)
         return Probe(None, None, frozenset(), (), ())
-    duration, format_, *counts = (str(report).strip().split("|") + [""] * 6)[:6]
+    duration, format_, *counts = (report.strip().split("|") + [""] * 6)[:6]
     return Probe(
         duration_s=_seconds(duration or None),
         format=format_ or None,
@@ -110,6 +111,71 @@ def probe(size: int, pieces: Sequence[Piece]) -> Probe:
         missing=tuple(sparse.missing),
         jumps=tuple(sparse.jumps),
     )
+
+
+class _MediaInfo:
+    """libmediainfo (the copy pymediainfo's wheel bundles, else the system's), loaded once per process, with
+    one handle set up once and reused for every file: pymediainfo's `MediaInfo.parse` loads the library,
+    declares its functions, opens a handle and sets its options again on every call, a fifth of a
+    parse's CPU (BENCHMARKS.md, "CPU per job"). The calls are pymediainfo's own, in its order."""
+
+    def __init__(self) -> None:
+        bundled = Path(pymediainfo.__file__).with_name("libmediainfo.so.0")
+        self._lib = ctypes.CDLL(str(bundled) if bundled.is_file() else "libmediainfo.so.0")
+        self._declare()
+        self._handle = self._lib.MediaInfo_New()
+        options = {
+            "CharSet": "UTF-8",
+            "Inform": _REPORT,
+            "Complete": "1",
+            "ParseSpeed": "0",  # read what the headers say (a WAV's length) without scanning on
+            "LegacyStreamDisplay": "",
+            "Cover_Data": "",
+        }
+        for name, value in options.items():
+            self._lib.MediaInfo_Option(self._handle, name, value)
+
+    def _declare(self) -> None:
+        lib, handle, size = self._lib, ctypes.c_void_p, ctypes.c_size_t
+        for name, arguments, result in (
+            ("MediaInfo_New", [], handle),
+            ("MediaInfo_Option", [handle, ctypes.c_wchar_p, ctypes.c_wchar_p], ctypes.c_wchar_p),
+            ("MediaInfo_Open_Buffer_Init", [handle, ctypes.c_uint64, ctypes.c_uint64], size),
+            ("MediaInfo_Open_Buffer_Continue", [handle, ctypes.c_char_p, size], size),
+            ("MediaInfo_Open_Buffer_Continue_GoTo_Get", [handle], ctypes.c_uint64),
+            ("MediaInfo_Open_Buffer_Finalize", [handle], size),
+            ("MediaInfo_Inform", [handle, size], ctypes.c_wchar_p),
+            ("MediaInfo_Close", [handle], None),
+        ):
+            function = getattr(lib, name)
+            function.argtypes, function.restype = arguments, result
+
+    def report(self, file: io.RawIOBase, size: int) -> str:
+        """The report line for `file`, handed to the library PARSE_STEP bytes at a time."""
+        lib, handle = self._lib, self._handle
+        lib.MediaInfo_Open_Buffer_Init(handle, size, 0)
+        while buffer := file.read(PARSE_STEP):
+            if lib.MediaInfo_Open_Buffer_Continue(handle, buffer, len(buffer)) & _FINISHED:
+                break
+            seek = lib.MediaInfo_Open_Buffer_Continue_GoTo_Get(handle)
+            if seek != _NO_SEEK:  # it wants to read on from elsewhere
+                lib.MediaInfo_Open_Buffer_Init(handle, size, file.seek(seek))
+        lib.MediaInfo_Open_Buffer_Finalize(handle)
+        report: str = lib.MediaInfo_Inform(handle, 0) or ""
+        lib.MediaInfo_Close(handle)
+        return report
+
+
+_FINISHED = 0x08  # Open_Buffer_Continue's bit: it knows enough
+_NO_SEEK = ctypes.c_uint64(-1).value
+_loaded: _MediaInfo | None = None
+
+
+def _library() -> _MediaInfo:
+    global _loaded
+    if _loaded is None:
+        _loaded = _MediaInfo()
+    return _loaded
 
 
 def _seconds(milliseconds: object) -> Decimal | None:
