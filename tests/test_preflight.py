@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -248,18 +245,6 @@ def test_a_file_needing_no_tail_is_parsed_once(server: MediaServer, path: str) -
 
     assert near(facts.duration_s, 60.0) and parses == 1
     assert [method for method, _ in server.hits(path)] == ["HEAD", "GET"]
-
-
-def test_a_parser_process_that_died_is_replaced(server: MediaServer, path: str) -> None:
-    url = server.add(path, Item(samples.wav(60.0), "audio/wav"))
-    assert near(check(url).duration_s, 60.0)
-    (parser,) = [child for child in multiprocessing.active_children() if child.name == "link-check-parser"]
-
-    os.kill(parser.pid or 0, signal.SIGKILL)  # as the kernel's out-of-memory killer would
-    wait_until(lambda: not parser.is_alive())
-
-    assert check(url).duration_s is None  # the parse it was given: unknown, not a refusal or a crash
-    assert near(check(url).duration_s, 60.0)  # a new process parses the next
 
 
 def test_a_file_with_its_index_first_costs_a_head_and_one_ranged_get(server: MediaServer, path: str) -> None:
