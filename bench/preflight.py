@@ -188,26 +188,37 @@ async def bare_job(session: aiohttp.ClientSession, pair: tuple[str, str]) -> Non
 
 _CPU_LINE = re.compile(r"CPU per checked job[^:]*: ([0-9.]+) ms")
 _PARSES_LINE = re.compile(r"container parses per checked job[^:]*: ([0-9.]+)")
+_COLD_LINE = re.compile(r"first job on a fresh Preflight[^:]*: ([0-9.]+) ms")
+_MEDIAN_LINE = re.compile(r"^(.+): preflight +\d+ +\d+ +[0-9.]+ / ([0-9.]+) / ", re.MULTILINE)
 
 
 def compare(rev: str, runs: int, bench_args: list[str]) -> None:
     """This tree's bench and REV's, each in a child process, alternating `runs` times."""
     print_machine()
+    figures: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-preflight-baseline-") as exported:
         trees = {f"baseline {rev}": export_tree(rev, Path(exported)), "this tree": REPO}
-        cpu: dict[str, list[float]] = {label: [] for label in trees}
-        parses: dict[str, list[float]] = {label: [] for label in trees}
         for run in range(runs):
             for label, tree in trees.items():
-                output = run_bench(tree, bench_args)
-                cpu[label].append(float(_found(_CPU_LINE, output, label)))
-                parsed = _PARSES_LINE.search(output)  # older benches did not count them
-                parses[label].append(float(parsed.group(1)) if parsed else math.nan)
-                print(f"run {run + 1}, {label}: CPU per job {cpu[label][-1]:.1f} ms", flush=True)
-    rows = [[label, len(cpu[label]), spread(cpu[label]), spread(parses[label], "{:.2f}")] for label in trees]
-    print_table(["tree", "runs", "CPU per checked job ms (min/med/max)", "parses per job"], rows)
-    ratio = statistics.median(cpu["this tree"]) / statistics.median(cpu[f"baseline {rev}"])
-    print(f"CPU per job, this tree / baseline (medians): {ratio:.2f}x")
+                found = read_figures(run_bench(tree, bench_args), label)
+                for name, value in found.items():
+                    figures.setdefault(label, {}).setdefault(name, []).append(value)
+                print(f"run {run + 1}, {label}: CPU per job {found['cpu']:.1f} ms", flush=True)
+    names = {"cpu": "CPU per job ms", "parses": "parses per job", "cold": "first job ms"}
+    names |= {kind: f"{kind}: job median ms" for kind in JOBS}
+    rows = [[label, *(spread(figures[label][name]) for name in names)] for label in trees]
+    print_table(["tree (min/med/max of the runs)", *names.values()], rows)
+    cpu = {label: statistics.median(figures[label]["cpu"]) for label in trees}
+    print(f"CPU per job, this tree / baseline (medians): {cpu['this tree'] / cpu[f'baseline {rev}']:.2f}x")
+
+
+def read_figures(output: str, label: str) -> dict[str, float]:
+    """The figures a run of the bench printed (parses: NaN from a bench that did not count them)."""
+    found = {"cpu": float(_found(_CPU_LINE, output, label)), "cold": float(_found(_COLD_LINE, output, label))}
+    parses = _PARSES_LINE.search(output)
+    found["parses"] = float(parses.group(1)) if parses else math.nan
+    medians = {kind.strip(): float(median) for kind, median in _MEDIAN_LINE.findall(output)}
+    return found | {kind: medians.get(kind, math.nan) for kind in JOBS}
 
 
 def export_tree(rev: str, into: Path) -> Path:
