@@ -1,7 +1,8 @@
 """What a container parser makes of a file of which we have some bytes: the duration, the format and the
-kinds of tracks (libmediainfo, through pymediainfo, whose wheel bundles it), and which bytes it wanted that we
-did not have. `probe` is blocking and runs in the parser process (bot/money/parser_process.py); the rest is
-read from the head's own headers before any parse (`tail_foreseen`).
+kinds of tracks (libmediainfo: the copy pymediainfo's wheel bundles, called directly), and which bytes it
+wanted that we did not have. `probe` is blocking and runs in the parser process
+(bot/money/parser_process.py); the rest is read from the head's own headers before any parse
+(`tail_foreseen`).
 """
 
 from __future__ import annotations
