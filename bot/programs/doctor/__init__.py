@@ -63,7 +63,7 @@ SETTING_ROUNDS = 8  # each round of stand-ins may uncover problems the previous 
 
 
 def run() -> int:
-    """`lipsync-bot doctor` (parsed by bot.programs.main.parse_args): 0 when every required check passes, 1
+    """`lipsync-bot doctor` (parsed by bot.programs.cli.parse_args): 0 when every required check passes, 1
     when one fails, 2 when settings are missing or wrong (each a ✗ line; the rest is checked all the same)."""
     try:
         loaded = load_for_doctor()
