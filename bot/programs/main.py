@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -73,6 +74,16 @@ class ServiceError(Exception):
     """The running bot hit something it cannot recover from; `str()` says what."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Requests:
+    """What people ask for, wired: new jobs, control of their jobs, App Home, file shares."""
+
+    intake: Intake
+    control: JobControl
+    home: Home
+    shares: Shares
+
+
 class Bot:
     """One running bot process. `start()` then `stop()`; tests drive it the same way `main()` does."""
 
@@ -120,36 +131,20 @@ class Bot:
         self.transfer = Transfer(s.slack_bot_token, s.slack_api_url, max_file_bytes, s.http_timeout_seconds)
         media = self._media_links(self.transfer)
         slack_out = SlackOut(slack_client)
-        if s.max_result_upload_mb > 0:
-            upload_bytes = int(s.max_result_upload_mb * 1_000_000)
-            self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
         ledger = Ledger(self.redis)
-        gate = self._gate(store, ledger, slack_out, max_file_bytes)
-        intake, shares = self._wire_requests(store, slack_out, ledger, timing, max_file_bytes)
-        pipeline = Pipeline(
-            store=store,
-            providers={name: provisions_for(self.redis, p, timing) for name, p in self.providers.items()},
-            slack=slack_out,
-            timing=timing,
-            transfer=self.transfer,
-            gate=gate,
-            media=media,
-            webhook_base=f"{s.public_url}/webhooks/" if s.public_url else "",
-            uploader=self.uploader,
-            updates_per_minute=s.slack_updates_per_minute,
-        )
+        asked = self._wire_requests(store, slack_out, ledger, timing, max_file_bytes)
+        lanes = self._wire_lanes(store, slack_out, ledger, timing, max_file_bytes, media)
         self.worker = Worker(
             lanes=store.lanes,
             watch=store.watch,
-            pipeline=pipeline,
+            pipeline=lanes,
             lease_ms=timing.lease_ms,
             tick_seconds=max(0.05, min(1.0, s.poll_interval_seconds / 2)),
             poll_early_ms=timing.poll_early_ms,
-            recover_shares=shares.recover,
+            recover_shares=asked.shares.recover,
         )
         bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
-        assert self.control is not None and self.home is not None  # built with the requests
-        bolt = build_bolt_app(bolt_client, intake, shares, self.control, self.home)
+        bolt = build_bolt_app(bolt_client, asked.intake, asked.shares, asked.control, asked.home)
         await self.worker.start()
         await self._serve(store, bolt, slack_client, media)
         log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
@@ -159,21 +154,10 @@ class Bot:
         s = self.settings
         if s.redis_url:
             return s.redis_url
-        from bot.programs.embedded_redis import DataDirUnwritable, EmbeddedRedis
+        from bot.programs.embedded_redis import EmbeddedRedis, start_for_bot
 
         self.embedded = EmbeddedRedis(s.data_dir)
-        try:
-            await asyncio.to_thread(self.embedded.start)
-        except DataDirUnwritable as exc:
-            raise StartupError(
-                f"DATA_DIR {exc}. Set DATA_DIR to a directory it can write (in the Docker image: /data, "
-                "the default), or set REDIS_URL to a Redis server."
-            ) from None
-        except (RuntimeError, OSError) as exc:
-            raise StartupError(
-                f"the embedded Redis could not start in {s.data_dir.resolve()} ({exc}). "
-                "Check that DATA_DIR is writable, or set REDIS_URL to a Redis server."
-            ) from None
+        await start_for_bot(self.embedded)
         log.info("using embedded Redis under %s", s.data_dir.resolve())
         self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
         return self.embedded.url
@@ -188,9 +172,37 @@ class Bot:
         secret = hmac.new(s.slack_bot_token.get_secret_value().encode(), b"media links", "sha256").digest()
         return MediaLinks(self._redis(), transfer, s.public_url, secret)
 
+    def _wire_lanes(
+        self,
+        store: Store,
+        slack_out: SlackOut,
+        ledger: Ledger,
+        timing: Timing,
+        max_file_bytes: int,
+        media: MediaLinks | None,
+    ) -> Pipeline:
+        """The job lanes' steps: the money gate, each provider with its limits, the result upload."""
+        s = self.settings
+        assert self.transfer is not None  # built first: the media links use it too
+        if s.max_result_upload_mb > 0:
+            upload_bytes = int(s.max_result_upload_mb * 1_000_000)
+            self.uploader = ResultUploader(self._slack_client(), upload_bytes, s.http_timeout_seconds)
+        return Pipeline(
+            store=store,
+            providers={name: provisions_for(self._redis(), p, timing) for name, p in self.providers.items()},
+            slack=slack_out,
+            timing=timing,
+            transfer=self.transfer,
+            gate=self._gate(store, ledger, slack_out, max_file_bytes),
+            media=media,
+            webhook_base=f"{s.public_url}/webhooks/" if s.public_url else "",
+            uploader=self.uploader,
+            updates_per_minute=s.slack_updates_per_minute,
+        )
+
     def _wire_requests(
         self, store: Store, slack_out: SlackOut, ledger: Ledger, timing: Timing, max_file_bytes: int
-    ) -> tuple[Intake, Shares]:
+    ) -> Requests:
         """What people ask for: new jobs, control of them, App Home, file shares."""
         s = self.settings
         intake = self.intake = Intake(  # tests hand it requests directly (links a Slack command would refuse)
@@ -206,7 +218,7 @@ class Bot:
         control = self.control = JobControl(
             records=store.records, indexes=store.indexes, slack=slack_out, intake=intake, ledger=ledger
         )
-        self.home = Home(
+        home = self.home = Home(
             lanes=store.lanes,
             indexes=store.indexes,
             slack=slack_out,
@@ -223,7 +235,7 @@ class Bot:
             grace_ms=timing.lease_ms,
             max_jobs_per_message=s.max_jobs_per_message,
         )
-        return intake, shares
+        return Requests(intake=intake, control=control, home=home, shares=shares)
 
     async def _serve(
         self, store: Store, bolt: AsyncApp, slack_client: AsyncWebClient, media: MediaLinks | None
@@ -290,6 +302,10 @@ class Bot:
     def _redis(self) -> Redis:
         assert self.redis is not None
         return self.redis
+
+    def _slack_client(self) -> AsyncWebClient:
+        assert self.slack_client is not None
+        return self.slack_client
 
     async def _listen(self, app: web.Application) -> None:
         self.runner = web.AppRunner(app, access_log=None)
