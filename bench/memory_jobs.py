@@ -357,6 +357,36 @@ def report_finished(runs: list[Finished]) -> None:
         )
 
 
+def report_targets(
+    tracked: list[Tracked],
+    finished: list[Finished],
+    *,
+    n: int,
+    limits: list[str],
+    documented: str,
+    trees: list[tuple[Path | None, str]],
+) -> None:
+    """The targets, on the medians of the runs: the bot's peak RSS while tracking, Redis left per finished
+    job (for each hash value limit and each tree)."""
+    if tracked:
+        peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
+        verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
+        print(
+            f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)"
+        )
+    for limit in limits:
+        for _, label in trees:
+            per_job = statistics.median(
+                f.per_job for f in finished if f.value_limit == limit and f.tree == label
+            )
+            verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
+            setting = "the documented setting" if limit == documented else "Redis's default, for comparison"
+            print(
+                f"{label}: target (<= {TARGET_FINISHED_BYTES:,} B of Redis left per finished job, median), "
+                f"compact hashes up to {limit}-byte values ({setting}): {verdict} ({per_job:,.0f} B)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -404,23 +434,7 @@ def main() -> None:
     if tracked:
         report_tracked(tracked, n, args.delay_ms)
     report_finished(finished)
-    if tracked:
-        peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
-        verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
-        print(
-            f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)"
-        )
-    for limit in limits:
-        for _, label in trees:
-            per_job = statistics.median(
-                f.per_job for f in finished if f.value_limit == limit and f.tree == label
-            )
-            verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
-            setting = "the documented setting" if limit == documented else "Redis's default, for comparison"
-            print(
-                f"{label}: target (<= {TARGET_FINISHED_BYTES:,} B of Redis left per finished job, median), "
-                f"compact hashes up to {limit}-byte values ({setting}): {verdict} ({per_job:,.0f} B)"
-            )
+    report_targets(tracked, finished, n=n, limits=limits, documented=documented, trees=trees)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from bot.jobs.decisions import Decision, Stay, backoff_ms, finish, not_now_ms
 from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, Lanes
 from bot.jobs.model import Job, Status
-from bot.lanes.gate import Cached, Gate
+from bot.lanes.cached_results import Cached
+from bot.lanes.gate import Gate
 from bot.lanes.provisions import Provisions
 from bot.lanes.timing import MAX_SUBMIT_ERRORS, Timing
 from bot.lanes.turns import Turns

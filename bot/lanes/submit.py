@@ -22,7 +22,8 @@ from bot.jobs.indexes import Indexes
 from bot.jobs.lanes import NOW, Cancelled, Lane, Lanes
 from bot.jobs.model import Job, PostState, Source, Status
 from bot.jobs.records import JobRecords
-from bot.lanes.gate import REFUSALS, Cached, Gate
+from bot.lanes.cached_results import Cached
+from bot.lanes.gate import REFUSALS, Gate
 from bot.lanes.hosting import Hosting
 from bot.lanes.posting import Posting, slack_setback
 from bot.lanes.provisions import PROVIDER_OFF, Provisions, provider_label

@@ -16,8 +16,9 @@ CLOCK_SKEW_S = 120
 # The create-recovery rule for lookup providers (RELIABILITY.md, guarantee 2). After a create whose
 # answer was lost, JoggAI may still be making the task, and its lookup cannot tell "never made" from "not
 # made yet". So no new create until this long after the attempt; until then the lookup is repeated and a
-# task adopted as soon as it appears. bot/programs/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS,
-# longer than our own client can hold a create open (pool wait and connect, then each read).
+# task adopted as soon as it appears. bot/programs/wiring.py keeps it at least 4 times
+# HTTP_TIMEOUT_SECONDS, longer than our own client can hold a create open (pool wait and connect, then each
+# read).
 CREATE_SETTLE_SECONDS = 120
 # Lookups are GETs, which JoggAI does not meter: look again soon, then every 15 s at most.
 SETTLE_LOOKUP_BASE_MS = 2000

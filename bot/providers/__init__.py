@@ -1,6 +1,7 @@
-"""The lip-sync providers, each in its own module behind `base.Provider`; `registry` lists them (the words
-users type, their labels, their settings and keys, how each is built) and is the one place that names them.
-`webhooks` receives the providers' callbacks. Here: the key checks at start-up and after.
+"""The lip-sync providers, each in its own module (or package, once it grows parts: `sync`, `lipsyncdev`)
+behind `base.Provider`; `registry` lists them (the words users type, their labels, their settings and keys,
+how each is built) and is the one place that names them. `webhooks` receives the providers' callbacks.
+Here: the key checks at start-up and after.
 
 May import: bot.settings, bot.redis_client, bot.jobs, bot.observe.
 """
