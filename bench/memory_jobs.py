@@ -40,10 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import statistics
-import subprocess
-import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -66,6 +63,7 @@ from bench._sweep_setup import (
     start_bot,
     wait_for,
 )
+from bench.against import export_tree
 from bench.common import spread
 from bot.jobs.keys import PREFIX, job_key, queue_key
 from bot.jobs.lanes import Lane
@@ -181,18 +179,6 @@ def _kind(key: str) -> str:
     """`{lip}:job:<id>` → "job", `{lip}:seen:cmd:<trigger>` → "seen:cmd"."""
     parts = key.removeprefix(f"{PREFIX}:").split(":")
     return ":".join(parts[:2]) if parts[0] in TWO_PART else parts[0]
-
-
-def export_tree(rev: str, into: Path) -> Path:
-    """The bot of commit `rev` (its packages `bot` and `handlers`), unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "bot", "handlers"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def run_finished(bench: Bench, n: int, value_limit: str, tree: Path | None, label: str) -> Finished:
@@ -414,7 +400,9 @@ def main() -> None:
     with bench_env(jogg=SignedUrlJogg()) as bench, tempfile.TemporaryDirectory() as exported:
         trees: list[tuple[Path | None, str]] = [(None, "this tree")]
         if args.baseline:
-            trees.append((export_tree(args.baseline, Path(exported)), f"baseline {args.baseline}"))
+            trees.append(
+                (export_tree(args.baseline, Path(exported), "bot", "handlers"), f"baseline {args.baseline}")
+            )
         print_table("Machine", ["", ""], machine_rows(bench.r))
         tracked = []
         for attempt in range(0 if args.finished_only else repeat):

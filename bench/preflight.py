@@ -38,16 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import math
 import multiprocessing
-import os
 import re
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -56,6 +52,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.against import export_tree, run_in
 from bench.common import cpu_seconds, json_child, percentile, print_machine, print_table, spread, verdict
 from bot.money.preflight import Preflight
 from tests.fakes.media_server import Item, MediaServer
@@ -200,7 +197,7 @@ def compare(rev: str, runs: int, bench_args: list[str]) -> None:
         trees = {f"baseline {rev}": export_tree(rev, Path(exported)), "this tree": REPO}
         for run in range(runs):
             for label, tree in trees.items():
-                found = read_figures(run_bench(tree, bench_args), label)
+                found = read_figures(run_in(tree, "bench.preflight", bench_args), label)
                 for name, value in found.items():
                     figures.setdefault(label, {}).setdefault(name, []).append(value)
                 print(f"run {run + 1}, {label}: CPU per job {found['cpu']:.1f} ms", flush=True)
@@ -219,26 +216,6 @@ def read_figures(output: str, label: str) -> dict[str, float]:
     found["parses"] = float(parses.group(1)) if parses else math.nan
     medians = {kind.strip(): float(median) for kind, median in _MEDIAN_LINE.findall(output)}
     return found | {kind: medians.get(kind, math.nan) for kind in JOBS}
-
-
-def export_tree(rev: str, into: Path) -> Path:
-    """Commit `rev`, whole, unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", rev], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
-def run_bench(tree: Path, bench_args: list[str]) -> str:
-    """The bench of `tree`, run there; its output."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-m", "bench.preflight", *bench_args]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the bench in {tree} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def _found(pattern: re.Pattern[str], output: str, label: str) -> str:
