@@ -1,7 +1,6 @@
 """When the lanes' steps come back: the poll schedule, the job timeout, the claim lease, and the waits and
-retry budgets of a create (its recovery after a lost answer included).
-
-The terminal `dub` (bot/programs/terminal_dub.py) keeps the same schedule, so it imports these too.
+retry budgets of a create (its recovery after a lost answer included). The bot and the terminal `dub`
+both read them from the settings through `Timing.from_settings`.
 """
 
 from __future__ import annotations
@@ -9,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.jobs.model import Job
+from bot.settings import Settings
 
 MAX_SUBMIT_ERRORS = 8  # about three minutes of backoff before we tell the user the provider is not answering
 # A task the lookup finds counts as ours when it was created after our job started, give or take this.
@@ -49,6 +49,22 @@ class Timing:
     lease_ms: int = 60_000
     poll_max_interval_ms: int = 30_000
     create_settle_ms: int = CREATE_SETTLE_SECONDS * 1000
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Timing:
+        return cls(
+            poll_interval_ms=int(s.poll_interval_seconds * 1000),
+            job_timeout_ms=int(s.job_timeout_seconds * 1000),
+            lease_ms=int(s.lease_seconds * 1000),
+            poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
+            # Longer than our own client can hold a create open (see CREATE_SETTLE_SECONDS).
+            create_settle_ms=int(max(s.create_settle_seconds, 4 * s.http_timeout_seconds) * 1000),
+        )
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the worker claims every lane: half the poll interval, within 0.05 s and 1 s."""
+        return max(0.05, min(1.0, self.poll_interval_ms / 2000))
 
     @property
     def poll_early_ms(self) -> int:

@@ -35,8 +35,7 @@ from bot import providers, redis_client
 from bot.jobs.store import Store
 from bot.lanes.gate import Gate, MoneyRules
 from bot.lanes.pipeline import Pipeline
-from bot.lanes.provisions import Provisions
-from bot.lanes.ratelimit import RateLimiter, Seats
+from bot.lanes.provisions import provisions_for
 from bot.lanes.timing import Timing
 from bot.lanes.worker import Worker
 from bot.money.budgets import Ledger
@@ -186,22 +185,16 @@ class Bot:
             url = self.embedded.url
             log.info("using embedded Redis under %s", s.data_dir.resolve())
             self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
-        self.redis = redis_client.connect(url)
-        store = Store.on(self.redis)
+        redis = self.redis = redis_client.connect(url)
+        store = Store.on(redis)
         slack_client = self.slack_client = make_client(
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
         await self._check_slack_token(slack_client)
         self.providers = self.registry.build(s)
         await self._check_provider_keys()
-        timing = Timing(
-            poll_interval_ms=int(s.poll_interval_seconds * 1000),
-            job_timeout_ms=int(s.job_timeout_seconds * 1000),
-            lease_ms=int(s.lease_seconds * 1000),
-            poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
-            create_settle_ms=int(max(s.create_settle_seconds, 4 * s.http_timeout_seconds) * 1000),
-        )
-        provisions = {name: self._provisions(provider, timing) for name, provider in self.providers.items()}
+        timing = Timing.from_settings(s)
+        provisions = {name: provisions_for(redis, p, timing) for name, p in self.providers.items()}
         max_file_bytes = int(s.max_file_mb * 1_000_000)
         self.transfer = Transfer(s.slack_bot_token, s.slack_api_url, max_file_bytes, s.http_timeout_seconds)
         media: MediaLinks | None = None
@@ -262,13 +255,12 @@ class Bot:
             grace_ms=timing.lease_ms,
             max_jobs_per_message=s.max_jobs_per_message,
         )
-        tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
         self.worker = Worker(
             lanes=store.lanes,
             watch=store.watch,
             pipeline=pipeline,
             lease_ms=timing.lease_ms,
-            tick_seconds=tick,
+            tick_seconds=timing.tick_seconds,
             poll_early_ms=timing.poll_early_ms,
             recover_shares=shares.recover,
         )
@@ -338,21 +330,6 @@ class Bot:
             preflight=self.preflight,
             slack_files=slack_files,
         )
-
-    def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
-        """A provider with its limits, shared by every process using the same key."""
-        account = f"{provider.name}:{provider.key_id}"
-        limiter = RateLimiter(self._redis(), account, provider.creates_per_minute)
-        seats = None
-        if provider.max_concurrent:
-            # A seat a vanished job never gave back is freed once no job could still be running on it.
-            stale_ms = timing.job_timeout_ms + 2 * timing.lease_ms
-            seats = Seats(self._redis(), account, provider.max_concurrent, stale_ms)
-        return Provisions(provider, limiter, seats)
-
-    def _redis(self) -> Redis:
-        assert self.redis is not None
-        return self.redis
 
     async def _check_provider_keys(self) -> None:
         """Each provider checks its key once by a harmless read. A refused key (or a LipSync.dev API version
