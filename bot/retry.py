@@ -9,8 +9,8 @@ server asked for with Retry-After, up to `retry_after_cap_s`. No other module co
                  `not_now_ms` (bot/jobs/decisions.py); the worker carries the decision out in Redis, so a
                  retry survives a restart and never blocks a worker
   provider calls are never retried in the call (bot/providers/base.py): a `ProviderError` says what kind of
-                 failure it was and the step decides as above; sync.so's create hold (bot/providers/sync/hold.py
-                 `CreateHold`) spaces creates after a 429 with a `Backoff`
+                 failure it was and the step decides as above; sync.so's create hold
+                 (bot/providers/sync/hold.py `CreateHold`) spaces creates after a 429 with a `Backoff`
   Slack calls    a job's posts raise SlackRetryLater/SlackAmbiguous and the step stays (bot/lanes/posting.py
                  `slack_setback`); courtesy calls wait out a 429 in `SlackOut._best_effort`; both read
                  Retry-After with `retry_after_seconds` (bot/slack/out.py)

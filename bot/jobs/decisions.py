@@ -38,10 +38,12 @@ Fields = Mapping[str, object]
 
 @dataclass(frozen=True)
 class Stay:
-    """Come back to this lane in `delay_ms`."""
+    """Come back to this lane in `delay_ms`. `why`: what made the step wait, when `fields` do not say it,
+    for whoever hears the step (the terminal dub's display, bot/programs/dub_display.py); not stored."""
 
     delay_ms: int
     fields: Fields = field(default_factory=dict)
+    why: str = ""
 
 
 @dataclass(frozen=True)

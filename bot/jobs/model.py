@@ -39,6 +39,7 @@ class Source(StrEnum):
     COMMAND = "command"  # /lipsync with two links; the bot posts the job's own message in the channel
     FILES = "files"  # files shared in Slack; the thread of the sharing message holds the reply
     COMPARE = "compare"  # one of the jobs of `/lipsync compare`: they share one message (the group's lead's)
+    TERMINAL = "terminal"  # `lipsync-bot dub`: nothing goes to Slack; the terminal shows progress and result
 
 
 def new_job_id() -> str:

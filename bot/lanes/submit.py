@@ -1,7 +1,7 @@
 """The submit step: pass the money gate (bot/lanes/gate.py) → post the job's message once
 (bot/lanes/posting.py), wait for a compare's lead to post it, or host shared files for the provider
-(bot/lanes/hosting.py) → recover an ambiguous create the provider's way → rate limit and seats
-(bot/lanes/turns.py) → create the task → move to the poll lane.
+(bot/lanes/hosting.py); a job from the terminal `dub` has no message → recover an ambiguous create the
+provider's way → rate limit and seats (bot/lanes/turns.py) → create the task → move to the poll lane.
 
 Writes of job state outside the applied decision (bot/lanes/pipeline.py), besides those of the protocols
 it uses (their docstrings name them):
@@ -117,6 +117,8 @@ class SubmitStep:
                 return verdict.decision()
         elif job.source is Source.COMPARE and job.group != job.id:
             setback = await self._follow_lead(job, token)
+        elif job.source is Source.TERMINAL:
+            setback = None  # no message in Slack: the terminal shows the job itself
         else:
             setback = await self._ensure_parent(job, token)
         if setback is not None:
@@ -281,7 +283,7 @@ class SubmitStep:
         marker = PostState.ATTEMPTED if create_in_doubt else ""
         if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY):
             log.info("job %s: provider says not now (%s); waiting", job.id, exc.kind)
-            return Stay(not_now_ms(), {"submit_state": marker})
+            return Stay(not_now_ms(), {"submit_state": marker}, why=str(exc))
         if exc.kind is ErrorKind.TRANSIENT and job.errors + 1 < MAX_SUBMIT_ERRORS:
             errors = job.errors + 1
             log.warning("job %s: submit failed (%s), retry %d", job.id, exc, errors)

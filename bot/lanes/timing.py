@@ -1,7 +1,6 @@
 """When the lanes' steps come back: the poll schedule, the job timeout, the claim lease, and the waits and
-retry budgets of a create (its recovery after a lost answer included).
-
-The terminal `dub` (bot/programs/terminal_dub.py) keeps the same schedule, so it imports these too.
+retry budgets of a create (its recovery after a lost answer included). The bot and the terminal `dub`
+both read them from the settings through `timing_from` (bot/programs/wiring.py).
 """
 
 from __future__ import annotations
@@ -50,6 +49,11 @@ class Timing:
     lease_ms: int = 60_000
     poll_max_interval_ms: int = 30_000
     create_settle_ms: int = CREATE_SETTLE_SECONDS * 1000
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the worker claims every lane: half the poll interval, within 0.05 s and 1 s."""
+        return max(0.05, min(1.0, self.poll_interval_ms / 2000))
 
     @property
     def poll_early_ms(self) -> int:

@@ -30,6 +30,7 @@ from bot import providers, redis_client
 from bot.jobs.store import Store
 from bot.lanes.gate import Gate
 from bot.lanes.pipeline import Pipeline
+from bot.lanes.provisions import provisions_for
 from bot.lanes.timing import Timing
 from bot.lanes.worker import Worker
 from bot.money.budgets import Ledger
@@ -38,7 +39,7 @@ from bot.observe import logs, metrics
 from bot.programs.app import HEALTH_PATH, build_bolt_app, build_web_app
 from bot.programs.cli import parse_args
 from bot.programs.startup_checks import check_provider_keys, check_slack_token
-from bot.programs.wiring import money_rules, provisions_for, timing_from
+from bot.programs.wiring import money_rules, timing_from
 from bot.providers.base import Provider
 from bot.providers.registry import REGISTRY, Registry
 from bot.providers.webhooks import WEBHOOK_PATH, webhook_handler
@@ -141,7 +142,7 @@ class Bot:
             watch=store.watch,
             pipeline=lanes,
             lease_ms=timing.lease_ms,
-            tick_seconds=max(0.05, min(1.0, s.poll_interval_seconds / 2)),
+            tick_seconds=timing.tick_seconds,
             poll_early_ms=timing.poll_early_ms,
             recover_shares=asked.shares.recover,
         )

@@ -1,18 +1,13 @@
-"""The composition root's builders that need nothing but the settings (and Redis): the lanes' timing, the
-money rules, a provider with its limits. `Bot.start` (bot/programs/main.py) calls them and builds the rest.
+"""The composition root's builders that need nothing but the settings (and Redis): the lanes' timing and the
+money rules. `Bot.start` (bot/programs/main.py) calls them and builds the rest.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from redis.asyncio import Redis
-
 from bot.lanes.gate import MoneyRules
-from bot.lanes.provisions import Provisions
-from bot.lanes.ratelimit import RateLimiter, Seats
 from bot.lanes.timing import Timing
-from bot.providers.base import Provider
 from bot.settings import Settings, parse_amounts, parse_thresholds
 
 
@@ -39,15 +34,3 @@ def money_rules(settings: Settings, *, default_unit: str, max_input_bytes: int) 
         quote_ttl_ms=int(s.quote_expires_minutes * 60_000),
         unknown_length_s=Decimal(str(s.unknown_length_seconds)),
     )
-
-
-def provisions_for(redis: Redis, provider: Provider, timing: Timing) -> Provisions:
-    """A provider with its limits, shared by every process using the same key."""
-    account = f"{provider.name}:{provider.key_id}"
-    limiter = RateLimiter(redis, account, provider.creates_per_minute)
-    seats = None
-    if provider.max_concurrent:
-        # A seat a vanished job never gave back is freed once no job could still be running on it.
-        stale_ms = timing.job_timeout_ms + 2 * timing.lease_ms
-        seats = Seats(redis, account, provider.max_concurrent, stale_ms)
-    return Provisions(provider, limiter, seats)
