@@ -34,7 +34,7 @@ KEYS_MODULE = ROOT / "bot" / "jobs" / "keys.py"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60  # from its `def` line to its last line, nested functions and methods included
 # Split on other branches of issue 20; the lead empties the list at merge.
-OVER_SIZE_FOR_NOW = frozenset({"bot/programs/terminal_dub.py", "bench/webhook_latency.py"})
+OVER_SIZE_FOR_NOW = frozenset({"bench/webhook_latency.py"})
 
 
 def _within(name: str, package: str) -> bool:
