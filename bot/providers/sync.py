@@ -26,7 +26,8 @@ What it knows:
   (`whsec_…`, used as is). Accepted: the raw body as received, and the docs' samples' compact
   re-serialization of the payload, both as JSON.stringify writes it (non-ASCII as is) and as Python's
   json.dumps does (non-ASCII escaped as \\uXXXX). An unsigned or badly signed delivery is refused when a
-  secret is set. A delivery is only a hint: the pipeline re-fetches the generation.
+  secret is set. A signed delivery's Generation, read as a GET's answer is, is the result (the poll step
+  does not fetch it again); without a secret a delivery is only a hint to poll now.
 - Key check: `GET /v2/generations?status=PROCESSING` (a documented filter only; the list is short).
 - Cost: billed per output frame; per-second prices at 25 fps (the upper end of each plan range, §2.6),
   overridable (SYNC_PRICES). No documented price for `lipsync-1.9.0-beta` or `react-1`: no cost for them.
@@ -327,6 +328,18 @@ class SyncProvider(Provider):
         except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
 
+    def webhook_result(self, headers: Mapping[str, str], body: bytes, now_s: float) -> Task | None:
+        """The Generation a signed delivery carries, read as a GET's answer is; None without a secret."""
+        if self._webhook_key is None:
+            return None  # unsigned: anyone could have sent it, so it is only a hint
+        try:
+            if not _signed(self._webhook_key, headers.get("sync-signature", ""), body, now_s):
+                return None
+            task = _task(_delivered_generation(json.loads(body, parse_float=Decimal)))
+        except (ValueError, TypeError, RecursionError, ProviderError):
+            return None
+        return None if task.state is TaskState.RUNNING else task
+
     # -- HTTP --------------------------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -594,11 +607,17 @@ def _signed_forms(body: bytes) -> list[bytes]:
 
 
 def _delivery_id(data: Any) -> str | None:
+    generation = _delivered_generation(data)
+    return None if generation is None else str(generation["id"])
+
+
+def _delivered_generation(data: Any) -> dict[str, Any] | None:
+    """The Generation in a delivery: the body itself, or its `result` or `data` (SDK versions differ)."""
     if not isinstance(data, dict):
         return None
     for source in (data, data.get("result"), data.get("data")):
         if isinstance(source, dict):
             value = source.get("id")
             if isinstance(value, str) and _TASK_ID.fullmatch(value):
-                return value
+                return source
     return None
