@@ -59,16 +59,28 @@ KEPT = {
 def webhook_handler(
     providers: Mapping[str, Provider], *, marks: Marks, indexes: Indexes, records: JobRecords
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
-        response = await answer(request)
+    return WebhookReceiver(providers=providers, marks=marks, indexes=indexes, records=records).handle
+
+
+class WebhookReceiver:
+    def __init__(
+        self, *, providers: Mapping[str, Provider], marks: Marks, indexes: Indexes, records: JobRecords
+    ) -> None:
+        self.providers = providers
+        self.marks = marks
+        self.indexes = indexes
+        self.records = records
+
+    async def handle(self, request: web.Request) -> web.Response:
+        response = await self.answer(request)
         name = request.match_info["provider"]
         WEBHOOKS.labels(
-            name if name in providers else "unknown", OUTCOMES.get(response.status, "other")
+            name if name in self.providers else "unknown", OUTCOMES.get(response.status, "other")
         ).inc()
         return response
 
-    async def answer(request: web.Request) -> web.Response:
-        provider = providers.get(request.match_info["provider"])
+    async def answer(self, request: web.Request) -> web.Response:
+        provider = self.providers.get(request.match_info["provider"])
         if provider is None or not provider.accepts_webhook:
             return web.Response(status=404)
         if (request.content_length or 0) > MAX_BODY_BYTES:
@@ -88,32 +100,35 @@ def webhook_handler(
         try:
             ended = provider.webhook_result(headers, body, now_s)
             if ended is not None and ended.id == task_id:
-                return await keep(provider, ended)
-            return await nudge(provider, task_id, body)
+                return await self.keep(provider, ended)
+            return await self.nudge(provider, task_id, body)
         except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway
             log.warning(
                 "%s webhook for %s: store unavailable (%s)", provider.label, task_id, type(exc).__name__
             )
             return web.Response(status=503)
 
-    async def keep(provider: Provider, ended: Task) -> web.Response:
+    async def keep(self, provider: Provider, ended: Task) -> web.Response:
         """A signed delivery's result, kept with its job (idempotent: the first one stays)."""
-        job_id = await indexes.job_for_task(provider.name, ended.id)
-        outcome = await records.deliver(str(job_id), ended.id, task_to_text(ended)) if job_id else "other"
+        job_id = await self.indexes.job_for_task(provider.name, ended.id)
+        outcome = "other"
+        if job_id:
+            outcome = await self.records.deliver(str(job_id), ended.id, task_to_text(ended))
         log.info("%s webhook for task %s (%s): %s", provider.label, ended.id, ended.state, KEPT[outcome])
         if outcome == "already":
             return web.Response(status=202, text="seen\n")
         return web.Response(status=200, text="ok\n")
 
-    async def nudge(provider: Provider, task_id: str, body: bytes) -> web.Response:
+    async def nudge(self, provider: Provider, task_id: str, body: bytes) -> web.Response:
+        """A hint: the task's job gets its next poll due now, at most once per NUDGE_WINDOW_S."""
         # The same delivery twice (a replay, or the provider's retry of one we answered) does nothing more.
         fingerprint = hashlib.sha256(body).hexdigest()
-        if not await marks.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
+        if not await self.marks.mark_once(f"webhook:{provider.name}:{fingerprint}", REPLAY_WINDOW_S):
             return web.Response(status=202, text="seen\n")
-        if not await marks.mark_once(f"webhook:{provider.name}:task:{task_id}", NUDGE_WINDOW_S):
+        if not await self.marks.mark_once(f"webhook:{provider.name}:task:{task_id}", NUDGE_WINDOW_S):
             return web.Response(status=202, text="seen\n")  # nudged moments ago: its poll is due
-        job_id = await indexes.job_for_task(provider.name, task_id)
-        nudged = bool(job_id) and await records.nudge_poll(str(job_id))
+        job_id = await self.indexes.job_for_task(provider.name, task_id)
+        nudged = bool(job_id) and await self.records.nudge_poll(str(job_id))
         log.info(
             "%s webhook for task %s: %s",
             provider.label,
@@ -121,5 +136,3 @@ def webhook_handler(
             "poll due now" if nudged else "no job waits",
         )
         return web.Response(status=200, text="ok\n")
-
-    return handle
