@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 FINISHED_JOB_TTL_SECONDS = 7 * 24 * 3600
 # Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes), the
 # result and cover links (in the reply, and the video itself in the thread; providers' signed links
-# expire), the result cache's key (the cache holds the result by then). The shared files' descriptions
-# stay: Retry and Dub again of a shared-files job start from them (bench/memory_jobs.py measures what a
-# job keeps).
-FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key")
+# expire), the result cache's key (the cache holds the result by then), a webhook's delivered result (the
+# job's own fields hold it). The shared files' descriptions stay: Retry and Dub again of a shared-files job
+# start from them (bench/memory_jobs.py measures what a job keeps).
+FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key", "delivered")
 # Also dropped then: the steps' own bookkeeping, which only served the post-once protocol, rate turns, the
 # gate and backoff while the job moved (nothing reads it once the job has ended), and its id (the key holds
 # it: bot.jobs.records reads it from there).
@@ -97,6 +97,8 @@ class QueueWatch:
       cancel, a confirm, a webhook's nudge, a rate turn passed on), with the delay in ms. The worker
       listens, so it knows when a lane is next due without asking Redis (bot/lanes/worker.py);
     - `new_job`: the intake stored a new job: the worker claims the submit lane at once;
+    - `woken`: a webhook made a job due now in a lane (its task has ended): the worker claims that lane at
+      once, without the spacing that batches claims, and then the job's next lane too;
     - `ended`: a job's end was applied and its reply sent: App Home refreshes its requester's tab;
     - `stepped`: a step's decision on a job was applied (the terminal dub's display follows its job so).
     A program without a worker (or without a Home) has no listener for those."""
@@ -104,6 +106,7 @@ class QueueWatch:
     def __init__(self) -> None:
         self._listeners: list[Callable[[Lane, int], None]] = []
         self._new_job: list[Callable[[], None]] = []
+        self._woken: list[Callable[[Lane, str], None]] = []
         self._ended: list[Callable[[Job], None]] = []
         self._stepped: list[Callable[[Lane, Job, Decision], None]] = []
 
@@ -112,6 +115,9 @@ class QueueWatch:
 
     def listen_new_job(self, listener: Callable[[], None]) -> None:
         self._new_job.append(listener)
+
+    def listen_woken(self, listener: Callable[[Lane, str], None]) -> None:
+        self._woken.append(listener)
 
     def listen_ended(self, listener: Callable[[Job], None]) -> None:
         self._ended.append(listener)
@@ -126,6 +132,10 @@ class QueueWatch:
     def new_job(self) -> None:
         for listener in self._new_job:
             listener()
+
+    def woken(self, lane: Lane, job_id: str) -> None:
+        for listener in self._woken:
+            listener(lane, job_id)
 
     def ended(self, job: Job) -> None:
         for listener in self._ended:

@@ -89,6 +89,7 @@ class Job:
     parent_state: PostState = PostState.NONE
     parent_attempt_ms: int = 0
     task_id: str = ""  # the provider's task id
+    delivered: str = ""  # the task's end as a signed webhook stated it (providers.base.task_to_text)
     submit_state: PostState = PostState.NONE  # `attempted`: a create may have reached the provider
     submit_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
     submit_lookups: int = 0  # lookups that found nothing since that create, for their backoff

@@ -1,5 +1,6 @@
 """The poll step: ask the provider how the task is doing → stay (on the poll schedule, bot/lanes/timing.py),
-or finish as succeeded, failed or timed out. It writes nothing itself: all it decides is applied by
+or finish as succeeded, failed or timed out. A task whose end a signed webhook stated (kept with the job)
+is not asked about again: the delivery is its answer. It writes nothing itself: all it decides is applied by
 bot/lanes/pipeline.py."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from bot.jobs.model import Job, Status
 from bot.lanes.provisions import PROVIDER_OFF, Provisions
 from bot.lanes.timing import Timing
 from bot.observe import metrics
-from bot.providers.base import ErrorKind, ProviderError, TaskState
+from bot.providers.base import ErrorKind, ProviderError, Task, TaskState, task_from_text
 
 log = logging.getLogger(__name__)
 
 # What `poll` (and the worker after a bug in it) reads of a job; the poll lane is claimed with only these,
 # since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before reading it.
-POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model", "cancel_by")
+POLL_FIELDS = ("created_ms", "task_id", "polls", "errors", "provider", "model", "cancel_by", "delivered")
 
 
 class PollStep:
@@ -36,17 +37,14 @@ class PollStep:
         if self.timing.expired(job, now_ms):
             return finish(Status.TIMED_OUT, error_code="timeout")
         provider = provisions.provider
-        try:
-            task = await provider.get(job.task_id)
-        except ProviderError as exc:
-            metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
-            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
-                return finish(Status.FAILED, error_code=exc.code, error=exc.message)
-            errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
-            log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
-            delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
-            return Stay(delay, {"errors": errors, "last_error": str(exc)})
-        polls = job.polls + 1
+        task = _delivered(job)
+        polls = job.polls  # counts the GETs: a delivered result needs none
+        if task is None:
+            try:
+                task = await provider.get(job.task_id)
+            except ProviderError as exc:
+                return self._not_answered(job, exc, now_ms)
+            polls += 1
         if task.state is TaskState.SUCCEEDED:
             cost = provider.cost(task, job.model)
             return finish(
@@ -62,3 +60,19 @@ class PollStep:
         if task.state is TaskState.FAILED:
             return finish(Status.FAILED, error=task.error, error_code=task.error_code, polls=polls)
         return Stay(self.timing.poll_delay_ms(job, now_ms), {"polls": polls, "errors": 0})
+
+    def _not_answered(self, job: Job, exc: ProviderError, now_ms: int) -> Decision:
+        metrics.PROVIDER_ERRORS.labels(job.provider, exc.kind.value).inc()
+        if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
+            return finish(Status.FAILED, error_code=exc.code, error=exc.message)
+        errors = job.errors + 1  # keep trying until the job's timeout: the task may still finish
+        log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
+        delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
+        return Stay(delay, {"errors": errors, "last_error": str(exc)})
+
+
+def _delivered(job: Job) -> Task | None:
+    """How the job's task ended, as a signed webhook stated it (bot/providers/webhooks.py kept it with the
+    job, verified); None when none came, or it is about another task."""
+    task = task_from_text(job.delivered) if job.delivered else None
+    return task if task is not None and task.id == job.task_id else None

@@ -26,7 +26,8 @@ What it knows:
   (`whsec_…`, used as is). Accepted: the raw body as received, and the docs' samples' compact
   re-serialization of the payload, both as JSON.stringify writes it (non-ASCII as is) and as Python's
   json.dumps does (non-ASCII escaped as \\uXXXX). An unsigned or badly signed delivery is refused when a
-  secret is set. A delivery is only a hint: the pipeline re-fetches the generation.
+  secret is set. A signed delivery's Generation, read as a GET's answer is, is the result (the poll step
+  does not fetch it again); without a secret a delivery is only a hint to poll now.
 - Key check: `GET /v2/generations?status=PROCESSING` (a documented filter only; the list is short).
 - Cost: billed per output frame; per-second prices at 25 fps (the upper end of each plan range, §2.6),
   overridable (SYNC_PRICES). No documented price for `lipsync-1.9.0-beta` or `react-1`: no cost for them.
@@ -68,7 +69,7 @@ from bot.providers.base import (
 from bot.providers.http import Answer, ApiSession, StorageUploader, is_http_url
 from bot.providers.sync.errors import MAX_MESSAGE, advice_for, classify, read_error
 from bot.providers.sync.hold import CreateHold
-from bot.providers.sync.webhook import delivery_id, signed
+from bot.providers.sync.webhook import delivered_generation, delivery_id, signed
 
 DEFAULT_BASE_URL = "https://api.sync.so"
 GENERATE_PATH = "/v2/generate"
@@ -272,6 +273,18 @@ class SyncProvider(Provider):
             return delivery_id(json.loads(body))
         except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
+
+    def webhook_result(self, headers: Mapping[str, str], body: bytes, now_s: float) -> Task | None:
+        """The Generation a signed delivery carries, read as a GET's answer is; None without a secret."""
+        if self._webhook_key is None:
+            return None  # unsigned: anyone could have sent it, so it is only a hint
+        try:
+            if not signed(self._webhook_key, headers.get("sync-signature", ""), body, now_s):
+                return None
+            task = _task(delivered_generation(json.loads(body, parse_float=Decimal)))
+        except (ValueError, TypeError, RecursionError, ProviderError):
+            return None
+        return None if task.state is TaskState.RUNNING else task
 
     # -- HTTP --------------------------------------------------------------------------------------
 

@@ -44,11 +44,17 @@ def signed_forms(body: bytes) -> list[bytes]:
 
 def delivery_id(data: Any) -> str | None:
     """The generation a delivery names (its `id`, at the top or under `result` or `data`), if well formed."""
+    generation = delivered_generation(data)
+    return None if generation is None else str(generation["id"])
+
+
+def delivered_generation(data: Any) -> dict[str, Any] | None:
+    """The Generation in a delivery: the body itself, or its `result` or `data` (SDK versions differ)."""
     if not isinstance(data, dict):
         return None
     for source in (data, data.get("result"), data.get("data")):
         if isinstance(source, dict):
             value = source.get("id")
             if isinstance(value, str) and GENERATION_ID.fullmatch(value):
-                return value
+                return source
     return None
