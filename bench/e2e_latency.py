@@ -133,6 +133,94 @@ def collect(bench: Bench, samples: list[Sample], timeout_s: float) -> None:
         raise TimeoutError(f"{len(waiting)} of {len(samples)} replies never came")
 
 
+@dataclass
+class Measured:
+    samples: list[Sample]
+    intervals: list[float]  # every job's next-poll delay after the warm-up, in seconds
+    gets: int  # GETs the fake JoggAI answered during the run
+
+
+def measure(bench: Bench, *, n: int, count: int, window: float, age_s: float, interval_s: float) -> Measured:
+    """`n` jobs polled by the real bot; `count` of their tasks switched to success over `window` seconds,
+    each timed until its threaded reply is posted."""
+    r = bench.r
+    bot = start_bot(bench, POLL_INTERVAL_SECONDS="", LEASE_SECONDS="")
+    try:
+        ids = seed_poll_jobs(bench, n, with_parents=True)
+        if age_s:
+            age_jobs(r, ids, age_s)
+        now = redis_time_ms(r)
+        spread_ms = int(interval_s * 1000)
+        by_due: dict[int, list[str]] = {}
+        for job_id in ids:  # first polls spread over one interval, as in steady state
+            by_due.setdefault(now + random.randrange(spread_ms), []).append(job_id)
+        for due, group in by_due.items():
+            enqueue(r, group, due)
+        print(f"\n{n:,} jobs polled; warming up, then {count} successes over {window:.0f} s")
+        # Warm-up: every job polled once (so each has a real next-poll delay), then a little more.
+        wait_for(lambda: bench.jogg.tasks_polled >= n, timeout=120)
+        time.sleep(interval_s / 2)
+        intervals = poll_intervals_s(r, ids)
+        samples = mark_samples(bench, ids, count, window)
+        collect(bench, samples, timeout_s=4 * max(s.interval_s for s in samples) + 30)
+        return Measured(samples, intervals, bench.jogg.gets_answered)
+    finally:
+        bot.stop()
+
+
+def report(
+    measured: Measured,
+    *,
+    n: int,
+    count: int,
+    age_s: float,
+    default_interval: float,
+    default_max: float | None,
+) -> None:
+    samples, intervals = measured.samples, measured.intervals
+    latencies = [s.latency_s for s in samples]
+    detect = [s.detected_at - s.marked_at for s in samples]
+    send = [s.replied_at - s.detected_at for s in samples]
+    in_force = sorted({round(s.interval_s, 1) for s in samples})
+    print_table(
+        "Poll cadence",
+        ["", ""],
+        [
+            ("POLL_INTERVAL_SECONDS default", f"{default_interval:g} s"),
+            ("POLL_MAX_INTERVAL_SECONDS default", f"{default_max:g} s" if default_max else "(none)"),
+            ("job age at start", f"{age_s:g} s"),
+            (
+                "interval in force for the samples (chosen at last reschedule)",
+                ", ".join(f"{i:g} s" for i in in_force),
+            ),
+            (
+                "median next-poll delay over all jobs after warm-up",
+                f"{sorted(intervals)[len(intervals) // 2]:.1f} s",
+            ),
+            ("GETs answered during the run", f"{measured.gets:,}"),
+        ],
+    )
+    print_table(
+        f"Provider success → threaded reply posted ({count} samples, {n:,} active jobs)",
+        ["", "p50 s", "p90 s", "p99 s", "max s"],
+        [
+            (name, *(f"{percentile(values, p):.2f}" for p in (50, 90, 99)), f"{max(values):.2f}")
+            for name, values in (
+                ("success → reply posted", latencies),
+                ("  success → first GET seeing it (poll wait)", detect),
+                ("  that GET → reply posted (send lane)", send),
+                ("reply minus budget (interval + 1 s)", [s.over_budget_s for s in samples]),
+            )
+        ],
+    )
+    late = [s for s in samples if s.over_budget_s > 0]
+    verdict = "MET" if not late else "MISSED"
+    print(
+        f"\ntarget (each reply within the poll interval in force + 1 s): {verdict} "
+        f"({len(late)} of {count} late; worst {max(s.over_budget_s for s in samples):+.2f} s vs budget)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,72 +242,13 @@ def main() -> None:
     )
 
     with bench_env() as bench:
-        r = bench.r
-        print_table("Machine", ["", ""], machine_rows(r))
+        print_table("Machine", ["", ""], machine_rows(bench.r))
         bench.jogg.get_delay_seconds = args.delay_ms / 1000
-        bot = start_bot(bench, POLL_INTERVAL_SECONDS="", LEASE_SECONDS="")
-        try:
-            ids = seed_poll_jobs(bench, n, with_parents=True)
-            if args.age:
-                age_jobs(r, ids, args.age)
-            now = redis_time_ms(r)
-            spread_ms = int(default_interval * 1000)
-            by_due: dict[int, list[str]] = {}
-            for job_id in ids:  # first polls spread over one interval, as in steady state
-                by_due.setdefault(now + random.randrange(spread_ms), []).append(job_id)
-            for due, group in by_due.items():
-                enqueue(r, group, due)
-            print(f"\n{n:,} jobs polled; warming up, then {count} successes over {window:.0f} s")
-            # Warm-up: every job polled once (so each has a real next-poll delay), then a little more.
-            wait_for(lambda: bench.jogg.tasks_polled >= n, timeout=120)
-            time.sleep(default_interval / 2)
-            intervals = poll_intervals_s(r, ids)
-            samples = mark_samples(bench, ids, count, window)
-            collect(bench, samples, timeout_s=4 * max(s.interval_s for s in samples) + 30)
-            gets = bench.jogg.gets_answered
-        finally:
-            bot.stop()
-
-    latencies = [s.latency_s for s in samples]
-    detect = [s.detected_at - s.marked_at for s in samples]
-    send = [s.replied_at - s.detected_at for s in samples]
-    in_force = sorted({round(s.interval_s, 1) for s in samples})
-    print_table(
-        "Poll cadence",
-        ["", ""],
-        [
-            ("POLL_INTERVAL_SECONDS default", f"{default_interval:g} s"),
-            ("POLL_MAX_INTERVAL_SECONDS default", f"{default_max:g} s" if default_max else "(none)"),
-            ("job age at start", f"{args.age:g} s"),
-            (
-                "interval in force for the samples (chosen at last reschedule)",
-                ", ".join(f"{i:g} s" for i in in_force),
-            ),
-            (
-                "median next-poll delay over all jobs after warm-up",
-                f"{sorted(intervals)[len(intervals) // 2]:.1f} s",
-            ),
-            ("GETs answered during the run", f"{gets:,}"),
-        ],
-    )
-    print_table(
-        f"Provider success → threaded reply posted ({count} samples, {n:,} active jobs)",
-        ["", "p50 s", "p90 s", "p99 s", "max s"],
-        [
-            (name, *(f"{percentile(values, p):.2f}" for p in (50, 90, 99)), f"{max(values):.2f}")
-            for name, values in (
-                ("success → reply posted", latencies),
-                ("  success → first GET seeing it (poll wait)", detect),
-                ("  that GET → reply posted (send lane)", send),
-                ("reply minus budget (interval + 1 s)", [s.over_budget_s for s in samples]),
-            )
-        ],
-    )
-    late = [s for s in samples if s.over_budget_s > 0]
-    verdict = "MET" if not late else "MISSED"
-    print(
-        f"\ntarget (each reply within the poll interval in force + 1 s): {verdict} "
-        f"({len(late)} of {count} late; worst {max(s.over_budget_s for s in samples):+.2f} s vs budget)"
+        measured = measure(
+            bench, n=n, count=count, window=window, age_s=args.age, interval_s=default_interval
+        )
+    report(
+        measured, n=n, count=count, age_s=args.age, default_interval=default_interval, default_max=default_max
     )
 
 

@@ -40,10 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import statistics
-import subprocess
-import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -66,6 +63,7 @@ from bench._sweep_setup import (
     start_bot,
     wait_for,
 )
+from bench.against import export_tree
 from bench.common import spread
 from bot.jobs.keys import PREFIX, job_key, queue_key
 from bot.jobs.lanes import Lane
@@ -181,18 +179,6 @@ def _kind(key: str) -> str:
     """`{lip}:job:<id>` → "job", `{lip}:seen:cmd:<trigger>` → "seen:cmd"."""
     parts = key.removeprefix(f"{PREFIX}:").split(":")
     return ":".join(parts[:2]) if parts[0] in TWO_PART else parts[0]
-
-
-def export_tree(rev: str, into: Path) -> Path:
-    """The bot of commit `rev` (its packages `bot` and `handlers`), unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "bot", "handlers"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def run_finished(bench: Bench, n: int, value_limit: str, tree: Path | None, label: str) -> Finished:
@@ -357,6 +343,36 @@ def report_finished(runs: list[Finished]) -> None:
         )
 
 
+def report_targets(
+    tracked: list[Tracked],
+    finished: list[Finished],
+    *,
+    n: int,
+    limits: list[str],
+    documented: str,
+    trees: list[tuple[Path | None, str]],
+) -> None:
+    """The targets, on the medians of the runs: the bot's peak RSS while tracking, Redis left per finished
+    job (for each hash value limit and each tree)."""
+    if tracked:
+        peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
+        verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
+        print(
+            f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)"
+        )
+    for limit in limits:
+        for _, label in trees:
+            per_job = statistics.median(
+                f.per_job for f in finished if f.value_limit == limit and f.tree == label
+            )
+            verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
+            setting = "the documented setting" if limit == documented else "Redis's default, for comparison"
+            print(
+                f"{label}: target (<= {TARGET_FINISHED_BYTES:,} B of Redis left per finished job, median), "
+                f"compact hashes up to {limit}-byte values ({setting}): {verdict} ({per_job:,.0f} B)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -384,7 +400,9 @@ def main() -> None:
     with bench_env(jogg=SignedUrlJogg()) as bench, tempfile.TemporaryDirectory() as exported:
         trees: list[tuple[Path | None, str]] = [(None, "this tree")]
         if args.baseline:
-            trees.append((export_tree(args.baseline, Path(exported)), f"baseline {args.baseline}"))
+            trees.append(
+                (export_tree(args.baseline, Path(exported), "bot", "handlers"), f"baseline {args.baseline}")
+            )
         print_table("Machine", ["", ""], machine_rows(bench.r))
         tracked = []
         for attempt in range(0 if args.finished_only else repeat):
@@ -404,23 +422,7 @@ def main() -> None:
     if tracked:
         report_tracked(tracked, n, args.delay_ms)
     report_finished(finished)
-    if tracked:
-        peak_mb = statistics.median(t.final["VmHWM"] / 1024 for t in tracked)
-        verdict = "MET" if peak_mb < TARGET_MB else "MISSED"
-        print(
-            f"\ntarget (bot RSS < {TARGET_MB} MB with {n:,} jobs, median peak): {verdict} ({peak_mb:.1f} MB)"
-        )
-    for limit in limits:
-        for _, label in trees:
-            per_job = statistics.median(
-                f.per_job for f in finished if f.value_limit == limit and f.tree == label
-            )
-            verdict = "MET" if per_job <= TARGET_FINISHED_BYTES else "MISSED"
-            setting = "the documented setting" if limit == documented else "Redis's default, for comparison"
-            print(
-                f"{label}: target (<= {TARGET_FINISHED_BYTES:,} B of Redis left per finished job, median), "
-                f"compact hashes up to {limit}-byte values ({setting}): {verdict} ({per_job:,.0f} B)"
-            )
+    report_targets(tracked, finished, n=n, limits=limits, documented=documented, trees=trees)
 
 
 if __name__ == "__main__":

@@ -301,6 +301,42 @@ def print_profile(path: Path) -> None:
     stats.sort_stats("cumulative").print_stats(30)
 
 
+def measure_steady(
+    counts: list[int], seconds: float, delay_s: float, *, repeat: int, profile: Path | None
+) -> None:
+    """--steady: `counts` long-running jobs at the 30 s cadence for `seconds`, `repeat` runs of each."""
+    with bench_env() as bench:
+        print_table("Machine", ["", ""], machine_rows(bench.r))
+        steady = []
+        for n in counts:
+            for attempt in range(repeat):
+                print(f"\n{n:,} long-running jobs for {seconds:.0f} s (run {attempt + 1} of {repeat})…")
+                steady.append(run_steady(bench, n, seconds, delay_s, profile))
+                if profile is not None:
+                    print_profile(profile)
+        report_steady(steady, delay_s)
+
+
+def report_spread(results: list[Sweep]) -> None:
+    """Each job count's sweeps, min / median / max, and the target on the median at 10,000 jobs."""
+    for n in sorted({s.jobs for s in results}):
+        group = [s for s in results if s.jobs == n]
+        print(
+            f"\n{n:,} jobs, min / median / max of {len(group)}: "
+            f"sweep {spread([s.sweep_s for s in group], '{:.2f}')} s, "
+            f"polls/s {spread([s.polls_per_s for s in group], '{:,.0f}')}, "
+            f"bot CPU µs/poll {spread([s.bot_cpu_s / s.gets * 1e6 for s in group], '{:,.0f}')}"
+        )
+    target = [s.polls_per_s for s in results if s.jobs == 10_000]
+    if target:
+        median = statistics.median(target)
+        verdict = "MET" if median >= SWEEP_TARGET else "MISSED"
+        print(
+            f"\ntarget (10,000 jobs at >= {SWEEP_TARGET:,} polls/s, median): {verdict} "
+            f"(median of {len(target)}: {median:,.0f} polls/s)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -322,18 +358,7 @@ def main() -> None:
     if args.steady:
         counts = args.jobs or ([300] if args.quick else [1000])
         seconds = 20.0 if args.quick else args.seconds
-        with bench_env() as bench:
-            print_table("Machine", ["", ""], machine_rows(bench.r))
-            steady = []
-            for n in counts:
-                for attempt in range(args.repeat):
-                    print(
-                        f"\n{n:,} long-running jobs for {seconds:.0f} s (run {attempt + 1} of {args.repeat})…"
-                    )
-                    steady.append(run_steady(bench, n, seconds, delay_s, args.profile))
-                    if args.profile is not None:
-                        print_profile(args.profile)
-            report_steady(steady, delay_s)
+        measure_steady(counts, seconds, delay_s, repeat=args.repeat, profile=args.profile)
         return
     counts = args.jobs or ([2000] if args.quick else [10_000])
     with bench_env() as bench:
@@ -346,22 +371,7 @@ def main() -> None:
                 if args.profile is not None:
                     print_profile(args.profile)
         report(results, delay_s)
-        for n in sorted({s.jobs for s in results}):
-            group = [s for s in results if s.jobs == n]
-            print(
-                f"\n{n:,} jobs, min / median / max of {len(group)}: "
-                f"sweep {spread([s.sweep_s for s in group], '{:.2f}')} s, "
-                f"polls/s {spread([s.polls_per_s for s in group], '{:,.0f}')}, "
-                f"bot CPU µs/poll {spread([s.bot_cpu_s / s.gets * 1e6 for s in group], '{:,.0f}')}"
-            )
-        target = [s.polls_per_s for s in results if s.jobs == 10_000]
-        if target:
-            median = statistics.median(target)
-            verdict = "MET" if median >= SWEEP_TARGET else "MISSED"
-            print(
-                f"\ntarget (10,000 jobs at >= {SWEEP_TARGET:,} polls/s, median): {verdict} "
-                f"(median of {len(target)}: {median:,.0f} polls/s)"
-            )
+        report_spread(results)
 
 
 if __name__ == "__main__":

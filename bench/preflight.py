@@ -25,6 +25,12 @@ Target: every round's p95 per job < 300 ms.
 
     .venv/bin/python -m bench.preflight              # 5 rounds of 40 jobs per kind
     .venv/bin/python -m bench.preflight --quick      # 2 rounds of 10 jobs
+    .venv/bin/python -m bench.preflight --baseline ae51ab6 --runs 5   # this tree vs that commit
+
+`--baseline REV` compares CPU per job with another commit: the whole of REV (its bot, bench and tests)
+exported with `git archive` into a temporary directory, and each tree's own bench run there as a child
+process (PYTHONPATH comes before the editable install), alternating REV and this tree `--runs` times; we
+print min/median/max of the runs' "CPU per checked job" and container parses per job.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
+import re
+import statistics
 import sys
 import tempfile
 import time
@@ -43,9 +52,11 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.against import export_tree, run_in
 from bench.common import cpu_seconds, json_child, percentile, print_machine, print_table, spread, verdict
 from bot.money.preflight import Preflight
 from tests.fakes.media_server import Item, MediaServer
+from tests.harness import REPO
 from tests.media_samples import mp3, mp4, opus, wav
 
 HEAD_BYTES = 256 * 1024
@@ -65,6 +76,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", default="", help="compare CPU per job with this commit")
+    parser.add_argument("--runs", type=int, default=5, help="with --baseline: runs of each tree, alternating")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -72,6 +85,9 @@ def main() -> None:
         return
     if args.quick:
         args.jobs, args.repeat = 10, 2
+    if args.baseline:
+        compare(args.baseline, args.runs, ["--jobs", str(args.jobs), "--repeat", str(args.repeat)])
+        return
 
     print_machine()
     with media_server() as base_url:
@@ -163,6 +179,50 @@ async def bare_job(session: aiohttp.ClientSession, pair: tuple[str, str]) -> Non
             await response.read()
 
     await asyncio.gather(*(get(url) for url in pair))
+
+
+# -- against another commit -------------------------------------------------------------------------
+
+_CPU_LINE = re.compile(r"CPU per checked job[^:]*: ([0-9.]+) ms")
+_PARSES_LINE = re.compile(r"container parses per checked job[^:]*: ([0-9.]+)")
+_COLD_LINE = re.compile(r"first job on a fresh Preflight[^:]*: ([0-9.]+) ms")
+_MEDIAN_LINE = re.compile(r"^(.+): preflight +\d+ +\d+ +[0-9.]+ / ([0-9.]+) / ", re.MULTILINE)
+
+
+def compare(rev: str, runs: int, bench_args: list[str]) -> None:
+    """This tree's bench and REV's, each in a child process, alternating `runs` times."""
+    print_machine()
+    figures: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-preflight-baseline-") as exported:
+        trees = {f"baseline {rev}": export_tree(rev, Path(exported)), "this tree": REPO}
+        for run in range(runs):
+            for label, tree in trees.items():
+                found = read_figures(run_in(tree, "bench.preflight", bench_args), label)
+                for name, value in found.items():
+                    figures.setdefault(label, {}).setdefault(name, []).append(value)
+                print(f"run {run + 1}, {label}: CPU per job {found['cpu']:.1f} ms", flush=True)
+    names = {"cpu": "CPU per job ms", "parses": "parses per job", "cold": "first job ms"}
+    names |= {kind: f"{kind}: job median ms" for kind in JOBS}
+    rows = [[label, *(spread(figures[label][name]) for name in names)] for label in trees]
+    print_table(["tree (min/med/max of the runs)", *names.values()], rows)
+    cpu = {label: statistics.median(figures[label]["cpu"]) for label in trees}
+    print(f"CPU per job, this tree / baseline (medians): {cpu['this tree'] / cpu[f'baseline {rev}']:.2f}x")
+
+
+def read_figures(output: str, label: str) -> dict[str, float]:
+    """The figures a run of the bench printed (parses: NaN from a bench that did not count them)."""
+    found = {"cpu": float(_found(_CPU_LINE, output, label)), "cold": float(_found(_COLD_LINE, output, label))}
+    parses = _PARSES_LINE.search(output)
+    found["parses"] = float(parses.group(1)) if parses else math.nan
+    medians = {kind.strip(): float(median) for kind, median in _MEDIAN_LINE.findall(output)}
+    return found | {kind: medians.get(kind, math.nan) for kind in JOBS}
+
+
+def _found(pattern: re.Pattern[str], output: str, label: str) -> str:
+    match = pattern.search(output)
+    if match is None:
+        raise SystemExit(f"no figure in the output of {label}:\n{output}")
+    return match.group(1)
 
 
 # -- the media server, in its own process ---------------------------------------------------------

@@ -126,74 +126,89 @@ def mib(kb: int | float) -> str:
     return f"{kb / 1024:.1f} MiB"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_MIB} MiB instead of {SIZE_MIB}")
-    parser.add_argument("--size-mib", type=int, help=f"video size in MiB (default {SIZE_MIB})")
-    args = parser.parse_args()
-    size_mib = args.size_mib or (QUICK_SIZE_MIB if args.quick else SIZE_MIB)
-    size = size_mib * MIB
-    if not os.path.exists("/proc/self/status"):
-        sys.exit("needs Linux /proc (VmRSS, VmHWM)")
+@dataclass
+class Transfer:
+    """What was seen of the bot while it streamed the big share to JoggAI."""
 
-    with stack("stream") as stack_:
-        print_machine(stack_.redis_url)
-        started = time.perf_counter()
-        expected = sha256_of(size_mib)
-        print(f"SHA-256 of the {size_mib} MiB video computed in {time.perf_counter() - started:.1f} s")
-        stack_.jogg.require_content_length = True  # as S3-style signed URLs do
-        env = stack_.bot_env(MAX_FILE_MB="2000")
-        bot = BotProcess(env, stack_.workdir).start()
+    sampler: Sampler
+    rss_before: int  # kB
+    hwm_before: int
+    rss_after: int
+    hwm_after: int
+    sent: float  # perf_counter() when the event was sent
+    done: float  # ... when the big upload was stored
+    upload: Upload
+    audio: Upload
+    log_tail: list[str]
+
+
+def transfer(stack_: Stack, size_mib: int) -> Transfer:
+    """A warm-up share, then the big one, through a real bot; the bot's memory sampled meanwhile."""
+    stack_.jogg.require_content_length = True  # as S3-style signed URLs do
+    env = stack_.bot_env(MAX_FILE_MB="2000")
+    bot = BotProcess(env, stack_.workdir).start()
+    try:
+        # Warm-up: a small share runs every code path of a transfer once, so the baseline has them.
+        warm = share(stack_, "WARM", 4, 50_000)
+        assert send_event(bot.url, event_callback(warm)).status_code == 200
+        wait_until(lambda: len(stack_.jogg.uploads) >= 2, timeout=60, message="warm-up uploads")
+        time.sleep(1.0)
+
+        event = share(stack_, "BIG", size_mib, 200_000)
+        video_name = "talk-BIG.mp4"
+        download_path = f"/files-pri/{stack_.slack.team_id}-FVIDBIG/"
+
+        def download_begun() -> bool:
+            with stack_.slack.lock:
+                return any(d.path.startswith(download_path) for d in stack_.slack.downloads)
+
+        rss_before = status_kb(bot.pid, "VmRSS")
+        hwm_before = status_kb(bot.pid, "VmHWM")
+        sampler = Sampler(bot.pid, download_begun).start()
+        sent = time.perf_counter()
         try:
-            # Warm-up: a small share runs every code path of a transfer once, so the baseline has them.
-            warm = share(stack_, "WARM", 4, 50_000)
-            assert send_event(bot.url, event_callback(warm)).status_code == 200
-            wait_until(lambda: len(stack_.jogg.uploads) >= 2, timeout=60, message="warm-up uploads")
-            time.sleep(1.0)
-
-            event = share(stack_, "BIG", size_mib, 200_000)
-            video_name = "talk-BIG.mp4"
-            download_path = f"/files-pri/{stack_.slack.team_id}-FVIDBIG/"
-
-            def download_begun() -> bool:
-                with stack_.slack.lock:
-                    return any(d.path.startswith(download_path) for d in stack_.slack.downloads)
-
-            rss_before = status_kb(bot.pid, "VmRSS")
-            hwm_before = status_kb(bot.pid, "VmHWM")
-            sampler = Sampler(bot.pid, download_begun).start()
-            sent = time.perf_counter()
-            try:
-                assert send_event(bot.url, event_callback(event)).status_code == 200
-                upload = wait_until(
-                    lambda: upload_named(stack_, video_name), timeout=600, message="the big upload"
-                )
-                done = time.perf_counter()
-                hwm_after = status_kb(bot.pid, "VmHWM")
-                rss_after = status_kb(bot.pid, "VmRSS")
-            finally:
-                sampler.stop()
-            audio = wait_until(lambda: upload_named(stack_, "voice-BIG.mp3"), timeout=60, message="audio")
+            assert send_event(bot.url, event_callback(event)).status_code == 200
+            upload = wait_until(
+                lambda: upload_named(stack_, video_name), timeout=600, message="the big upload"
+            )
+            done = time.perf_counter()
+            hwm_after = status_kb(bot.pid, "VmHWM")
+            rss_after = status_kb(bot.pid, "VmRSS")
         finally:
-            bot.stop()
-        log_tail = bot.log.read_text().splitlines()[-5:]
+            sampler.stop()
+        audio = wait_until(lambda: upload_named(stack_, "voice-BIG.mp3"), timeout=60, message="audio")
+    finally:
+        bot.stop()
+    log_tail = bot.log.read_text().splitlines()[-5:]
+    return Transfer(
+        sampler, rss_before, hwm_before, rss_after, hwm_after, sent, done, upload, audio, log_tail
+    )
 
+
+def report(seen: Transfer, size_mib: int, expected: str) -> bool:
+    """Print the figures; True when both uploads arrived intact."""
+    size = size_mib * MIB
+    sampler, upload, audio = seen.sampler, seen.upload, seen.audio
     sampled_peak = max(kb for _, kb in sampler.samples)
     # VmHWM only rises during the transfer if the transfer set a new peak; the kernel updates it lazily, so
     # a sample can exceed it.
-    peak = max(sampled_peak, hwm_after if hwm_after > hwm_before else 0)
-    growth = (peak - rss_before) / 1024
-    begun = sampler.download_started or sent
-    seconds = done - begun
+    peak = max(sampled_peak, seen.hwm_after if seen.hwm_after > seen.hwm_before else 0)
+    growth = (peak - seen.rss_before) / 1024
+    begun = sampler.download_started or seen.sent
+    seconds = seen.done - begun
     intact = upload.size == size and upload.declared_size == size and upload.sha256 == expected
     audio_ok = audio.size == 200_000
 
     print(f"\nstreaming a {size_mib} MiB ({size:,} bytes) shared Slack file to JoggAI through the bot")
     rows = [
-        ["baseline RSS (VmRSS before the event)", mib(rss_before), ""],
+        ["baseline RSS (VmRSS before the event)", mib(seen.rss_before), ""],
         ["peak RSS sampled during the transfer", mib(sampled_peak), f"{len(sampler.samples)} samples"],
-        ["VmHWM before -> after", f"{mib(hwm_before)} -> {mib(hwm_after)}", "the kernel's high-water mark"],
-        ["RSS after the upload", mib(rss_after), ""],
+        [
+            "VmHWM before -> after",
+            f"{mib(seen.hwm_before)} -> {mib(seen.hwm_after)}",
+            "the kernel's high-water mark",
+        ],
+        ["RSS after the upload", mib(seen.rss_after), ""],
         [
             "growth (peak - baseline)",
             f"{growth:.1f} MiB",
@@ -201,7 +216,7 @@ def main() -> None:
         ],
         ["transfer time", f"{seconds:.2f} s", "first download request -> upload stored"],
         ["throughput", f"{size / seconds / 1e6:.0f} MB/s", f"{size / seconds / MIB:.0f} MiB/s"],
-        ["event sent -> upload stored", f"{done - sent:.2f} s", ""],
+        ["event sent -> upload stored", f"{seen.done - seen.sent:.2f} s", ""],
         [
             "upload at JoggAI",
             "intact" if intact else "WRONG",
@@ -215,8 +230,26 @@ def main() -> None:
         f"longest gap between samples {sampler.max_gap * 1000:.0f} ms)"
     )
     if not intact:
-        print("bot log tail:\n  " + "\n  ".join(log_tail))
-    sys.exit(0 if intact and audio_ok else 1)
+        print("bot log tail:\n  " + "\n  ".join(seen.log_tail))
+    return intact and audio_ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_MIB} MiB instead of {SIZE_MIB}")
+    parser.add_argument("--size-mib", type=int, help=f"video size in MiB (default {SIZE_MIB})")
+    args = parser.parse_args()
+    size_mib = args.size_mib or (QUICK_SIZE_MIB if args.quick else SIZE_MIB)
+    if not os.path.exists("/proc/self/status"):
+        sys.exit("needs Linux /proc (VmRSS, VmHWM)")
+
+    with stack("stream") as stack_:
+        print_machine(stack_.redis_url)
+        started = time.perf_counter()
+        expected = sha256_of(size_mib)
+        print(f"SHA-256 of the {size_mib} MiB video computed in {time.perf_counter() - started:.1f} s")
+        seen = transfer(stack_, size_mib)
+    sys.exit(0 if report(seen, size_mib, expected) else 1)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The lip-sync bot: packages by role, imports running one way, lowest first.
 
   bot.settings, bot.redis_client  the one settings object and the Redis URL forms it checks (base)
+  bot.retry      the one backoff formula, and who retries what (base)
   bot.jobs       the job model, its Redis keys, its store and the step decisions
   bot.observe    logs and metrics
   bot.providers  the lip-sync providers' clients and their webhooks

@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from bot.programs import doctor
-from bot.programs.doctor import Check, Status
+from bot.programs.doctor import slack_checks
+from bot.programs.doctor.checklist import Check, Status
 from bot.programs.embedded_redis import EmbeddedRedis
 from bot.settings import Settings
 from tests.fakes.jogg_api import FakeJogg
@@ -33,7 +34,7 @@ WRONG_JOGG_KEY = "jogg-wrong-key-5f2a"
 @pytest.fixture(autouse=True)
 def installed_from_manifest(slack: FakeSlack) -> FakeSlack:
     """Slack as after installing manifest.yml: auth.test reports every scope it asks for."""
-    slack.granted_scopes = doctor.manifest_scopes()
+    slack.granted_scopes = slack_checks.manifest_scopes()
     return slack
 
 
@@ -68,7 +69,7 @@ def statuses(output: str) -> dict[str, str]:
 
 
 def test_the_scopes_are_read_from_manifest_yml_and_odd_shapes_are_refused() -> None:
-    scopes = doctor.manifest_scopes()
+    scopes = slack_checks.manifest_scopes()
     manifest = (REPO / "manifest.yml").read_text()
     # Every scope line of the manifest's bot list, comments and all, and nothing else (not user scopes,
     # not the bot events that follow).
@@ -92,9 +93,11 @@ settings:
   bot:
     - not-this
 """
-    assert doctor.yaml_block_list(sample, doctor.SCOPES_PATH) == ["commands", "chat:write"]
+    assert slack_checks.yaml_block_list(sample, slack_checks.SCOPES_PATH) == ["commands", "chat:write"]
     with pytest.raises(ValueError):
-        doctor.yaml_block_list("oauth_config:\n  scopes:\n    bot: [commands]\n", doctor.SCOPES_PATH)
+        slack_checks.yaml_block_list(
+            "oauth_config:\n  scopes:\n    bot: [commands]\n", slack_checks.SCOPES_PATH
+        )
 
 
 # -- all green ------------------------------------------------------------------------------------

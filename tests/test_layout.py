@@ -1,5 +1,6 @@
 """The layout holds: every module of `bot/` sits in a package of the map (bot/__init__.py), imports run one
-way between the packages, only the programs import `handlers`, and Redis keys are named in one module.
+way between the packages, only the programs import `handlers`, Redis keys are named in one module, and no
+module of bot/, handlers/ or bench/ is over MAX_MODULE_LINES lines nor any function over MAX_FUNCTION_LINES.
 
 Imports are read from the source (every `import`, also inside functions and `if TYPE_CHECKING:`), so a
 lazy import cannot slip a dependency past the check.
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first: a module may import from its own layer and the layers before it, never from a later one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bot.settings", "bot.redis_client"),
+    ("bot.settings", "bot.redis_client", "bot.retry"),
     ("bot.jobs",),
     ("bot.observe",),
     ("bot.providers",),
@@ -30,6 +31,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 COMPOSITION_ROOT = ("bot.programs", "bot.__main__")
 KEYS_MODULE = ROOT / "bot" / "jobs" / "keys.py"
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60  # from its `def` line to its last line, nested functions and methods included
 
 
 def _within(name: str, package: str) -> bool:
@@ -129,3 +132,31 @@ def test_the_map_names_every_package() -> None:
     assert [package for package in packages if package not in documented] == []
     # In the map's order, too.
     assert sorted(packages, key=documented.index) == packages
+
+
+def _sized_files() -> Iterator[tuple[str, str]]:
+    """(path from the repository root, source) of every module whose size is held."""
+    for top in ("bot", "handlers", "bench"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), path.read_text()
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = [
+        f"{name}: {len(source.splitlines())} lines"
+        for name, source in _sized_files()
+        if len(source.splitlines()) > MAX_MODULE_LINES
+    ]
+    assert long == [], f"split these by their jobs (at most {MAX_MODULE_LINES} lines a module)"
+
+
+def test_no_function_is_over_60_lines() -> None:
+    long = [
+        f"{name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, source in _sized_files()
+        for node in ast.walk(ast.parse(source, name))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == [], f"split these into steps (at most {MAX_FUNCTION_LINES} lines a function)"

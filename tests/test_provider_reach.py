@@ -22,6 +22,7 @@ from bot.programs.terminal_dub import UNUSED_SETTINGS, Console, DubRequest, dub_
 from bot.providers.base import ErrorKind, KeyState, ProviderError, ProviderUnreachable
 from bot.providers.registry import REGISTRY
 from bot.providers.sync import SyncProvider
+from bot.retry import Backoff
 from tests.fakes.jogg_api import FakeJogg
 from tests.fakes.sync_api import FakeSync
 from tests.harness import BotThread, free_port
@@ -84,7 +85,7 @@ def test_a_provider_unreachable_at_start_is_asked_again_until_it_answers(
 
     async def start_then_come_up() -> None:
         provider = SyncProvider(SecretStr(later.api_key), base_url=f"http://127.0.0.1:{port}")
-        recheck = asyncio.create_task(providers.recheck_keys([provider], first_s=0.05, cap_s=0.2))
+        recheck = asyncio.create_task(providers.recheck_keys([provider], Backoff(base_s=0.05, cap_s=0.2)))
         try:
             deadline = time.monotonic() + 10
             while not said("sync.so still cannot be checked") and time.monotonic() < deadline:

@@ -425,6 +425,20 @@ def test_a_link_to_a_web_page_is_refused_before_the_create(jogg: FakeJogg) -> No
     assert not jogg.creates
 
 
+def test_a_dub_the_providers_balance_cannot_cover_is_refused_before_the_create(jogg: FakeJogg) -> None:
+    """The bot's gate runs for the terminal too: a quote above what the account has left sends nothing."""
+    jogg.remaining_quota = 0.05
+    with MediaServer() as media:
+        media.add("/talk.mp4", Item(samples.mp4(7.2), "video/mp4"))
+        media.add("/voice.wav", Item(samples.wav(10.0), "audio/wav"))
+
+        status, err = checked_dub(jogg, media, "/talk.mp4", "/voice.wav")
+
+    assert status == 2, err
+    assert "JoggAI has 0.05 credits left, and this dub needs about 0.08 credits" in err
+    assert not jogg.creates and create_posts(jogg) == 0
+
+
 def test_the_bot_command_hands_dub_to_the_terminal_dub(jogg: FakeJogg, tmp_path: Path) -> None:
     """`lipsync-bot dub …` / `python -m bot dub …`: the same command through the bot's entry point."""
     jogg.default_outcome = Outcome("success", polls=1, duration_seconds=12.5)

@@ -44,6 +44,8 @@ CREATED_MS = "created_ms"
 UPDATED_MS = "updated_ms"
 ERRORS = "errors"
 POST_SLOT_MS = "post_slot_ms"
+DELIVERED = "delivered"
+TASK_ID = "task_id"
 ID = "id"
 
 
@@ -132,7 +134,7 @@ FIELDS: tuple[Spec, ...] = (
     *_specs(TEXT, ("parent_ts", "posts.parent.ts")),
     Spec("parent_state", "posts.parent.state", _enum(PostState)),
     *_specs(INT, ("parent_attempt_ms", "posts.parent.attempt_ms")),
-    *_specs(TEXT, ("task_id", "progress.task_id")),
+    *_specs(TEXT, (TASK_ID, "progress.task_id"), (DELIVERED, "progress.delivered")),
     Spec(CREATE_STATE, "progress.create", _enum(CreateState)),
     *_specs(
         INT,
@@ -206,10 +208,10 @@ _INPUT_NAMES = frozenset({INPUT_KIND, *(s.name for e in INPUT_KINDS.values() for
 
 # Dropped when a job ends (its reply sent, or skipped): the private reply URL (dead after 30 minutes), the
 # result and cover links (in the reply, and the video itself in the thread; providers' signed links
-# expire), the result cache's key (the cache holds the result by then). The shared files' descriptions
-# stay: Retry and Dub again of a shared-files job start from them (bench/memory_jobs.py measures what a
-# job keeps).
-FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key")
+# expire), the result cache's key (the cache holds the result by then), a webhook's delivered result (the
+# job's own fields hold it). The shared files' descriptions stay: Retry and Dub again of a shared-files job
+# start from them (bench/memory_jobs.py measures what a job keeps).
+FINISHED_DROPS = ("response_url", "result_url", "cover_url", "cache_key", DELIVERED)
 # Also dropped then: the steps' own bookkeeping, which only served the post-once protocol, rate turns, the
 # gate and backoff while the job moved (nothing reads it once the job has ended), and its id (the key holds
 # it: bot.jobs.records reads it from there).
@@ -233,7 +235,7 @@ ZERO_DEFAULTS = tuple(s.name for s in FIELDS if s.kind in (INT, FLAG))
 # What the poll step (and the worker after a bug in it) reads of a job: the poll lane is claimed with only
 # these, since reading and parsing whole hashes was a tenth of a poll's CPU. Add a field here before
 # reading it in bot/lanes/poll.py.
-POLL_FIELDS = (CREATED_MS, "task_id", "polls", "errors", "provider", "model", CANCEL_BY)
+POLL_FIELDS = (CREATED_MS, TASK_ID, "polls", "errors", "provider", "model", CANCEL_BY, DELIVERED)
 
 
 Entries = tuple[tuple[str, str, Callable[[Any], str]], ...]  # field name, attribute, encode

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -33,6 +33,9 @@ from bot.jobs.codec import FINISHED_BOOKKEEPING, FINISHED_DROPS, ZERO_DEFAULTS, 
 from bot.jobs.keys import JOB, job_key, lease_key, lock_key, queue_key
 from bot.jobs.model import Job
 from bot.jobs.scripts import NOW_MS, Batched, flatten, text
+
+if TYPE_CHECKING:  # bot.jobs.decisions imports Lane from here
+    from bot.jobs.decisions import Decision
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +73,18 @@ class QueueWatch:
       cancel, a confirm, a webhook's nudge, a rate turn passed on), with the delay in ms. The worker
       listens, so it knows when a lane is next due without asking Redis (bot/lanes/worker.py);
     - `new_job`: the intake stored a new job: the worker claims the submit lane at once;
-    - `ended`: a job's end was applied and its reply sent: App Home refreshes its requester's tab.
+    - `woken`: a webhook made a job due now in a lane (its task has ended): the worker claims that lane at
+      once, without the spacing that batches claims, and then the job's next lane too;
+    - `ended`: a job's end was applied and its reply sent: App Home refreshes its requester's tab;
+    - `stepped`: a step's decision on a job was applied (the terminal dub's display follows its job so).
     A program without a worker (or without a Home) has no listener for those."""
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[Lane, int], None]] = []
         self._new_job: list[Callable[[], None]] = []
+        self._woken: list[Callable[[Lane, str], None]] = []
         self._ended: list[Callable[[Job], None]] = []
+        self._stepped: list[Callable[[Lane, Job, Decision], None]] = []
 
     def listen(self, listener: Callable[[Lane, int], None]) -> None:
         self._listeners.append(listener)
@@ -84,8 +92,14 @@ class QueueWatch:
     def listen_new_job(self, listener: Callable[[], None]) -> None:
         self._new_job.append(listener)
 
+    def listen_woken(self, listener: Callable[[Lane, str], None]) -> None:
+        self._woken.append(listener)
+
     def listen_ended(self, listener: Callable[[Job], None]) -> None:
         self._ended.append(listener)
+
+    def listen_stepped(self, listener: Callable[[Lane, Job, Decision], None]) -> None:
+        self._stepped.append(listener)
 
     def queued(self, lane: Lane, delay_ms: int) -> None:
         for listener in self._listeners:
@@ -95,9 +109,17 @@ class QueueWatch:
         for listener in self._new_job:
             listener()
 
+    def woken(self, lane: Lane, job_id: str) -> None:
+        for listener in self._woken:
+            listener(lane, job_id)
+
     def ended(self, job: Job) -> None:
         for listener in self._ended:
             listener(job)
+
+    def stepped(self, lane: Lane, job: Job, decision: Decision) -> None:
+        for listener in self._stepped:
+            listener(lane, job, decision)
 
 
 # KEYS: queue and lease of each lane, in pairs. ARGV: lease_ms, token, job key prefix, then per lane: limit,

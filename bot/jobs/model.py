@@ -90,6 +90,7 @@ class Source(StrEnum):
     COMMAND = "command"  # /lipsync with two links; the bot posts the job's own message in the channel
     FILES = "files"  # files shared in Slack; the thread of the sharing message holds the reply
     COMPARE = "compare"  # one of the jobs of `/lipsync compare`: they share one message (the group's lead's)
+    TERMINAL = "terminal"  # `lipsync-bot dub`: nothing goes to Slack; the terminal shows progress and result
 
 
 def new_job_id() -> str:
@@ -170,6 +171,7 @@ class Progress:
     create: CreateState = CreateState.NONE
     create_attempt_ms: int = 0  # Redis time of the last create call; no new create until it has settled
     create_lookups: int = 0  # lookups that found nothing since that create, for their backoff
+    delivered: str = ""  # the task's end as a signed webhook stated it (providers.base.task_to_text)
     post_slot_ms: int = 0  # Redis time of a provider POST slot reserved for this job (bot/lanes/ratelimit.py)
     queue_note: str = ""  # while it waits its turn at the provider: "3rd in line, about 40 s"
     queue_note_ms: int = 0  # when the job's message last showed it (updates are coalesced)

@@ -1,5 +1,5 @@
 """Job records: a new job written whole and queued, a job read, and the changes made to a job from outside
-a claim (a person's cancel or confirm, a webhook's nudge).
+a claim (a person's cancel or confirm, a webhook's nudge or delivered result).
 
 A new job is written in one script with everything that finds it later: its lane, its dedupe marker (a
 Slack request delivered twice makes one job), its requester's index and its short id (bot.jobs.indexes
@@ -103,6 +103,32 @@ return 1
 """
 )
 
+# KEYS: job, poll queue, poll lease. ARGV: job id, task id, the task's end (text). A signed webhook stated
+# how the job's task ended: keep it with the job, once, for the poll step to take instead of a GET, and make
+# the job due now unless it is being polled right now (that poll's decision stands; if it stays, the next
+# poll takes the delivery). Nothing changes for a job that is not waiting in the poll lane on this very
+# task (ended, cancelled, handed to send) or that has a delivery already (a repeated webhook).
+_DELIVER = (
+    NOW_MS
+    + """
+if redis.call('HGET', KEYS[1], 'TASK_ID') ~= ARGV[2] then return 'other' end
+local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not due or redis.call('HEXISTS', KEYS[1], 'CANCEL_BY') == 1 then return 'over' end
+if redis.call('HSETNX', KEYS[1], 'DELIVERED', ARGV[3]) == 0 then return 'already' end
+redis.call('HSET', KEYS[1], 'UPDATED_MS', now)
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'held' end
+if tonumber(due) > now then redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1]) end
+return 'now'
+"""
+)
+for _name, _value in {
+    "TASK_ID": codec.TASK_ID,
+    "CANCEL_BY": codec.CANCEL_BY,
+    "DELIVERED": codec.DELIVERED,
+    "UPDATED_MS": codec.UPDATED_MS,
+}.items():
+    _DELIVER = _DELIVER.replace(_name, _value)
+
 # KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
 # make the job due now unless a step holds it (that step looks again within seconds, bot/lanes/gate.py).
 _CONFIRM = (
@@ -149,6 +175,7 @@ class JobRecords:
         self._cancel = redis.register_script(_CANCEL)
         self._confirm = redis.register_script(_CONFIRM)
         self._nudge = redis.register_script(_NUDGE)
+        self._deliver = redis.register_script(_DELIVER)
 
     async def create(
         self,
@@ -230,8 +257,20 @@ class JobRecords:
         return outcome
 
     async def nudge_poll(self, job_id: str) -> bool:
-        """Make a polled job's next poll due now; False when it is not waiting in the poll lane."""
+        """Make a polled job's next poll due now, and this process's worker poll it at once; False when it
+        is not waiting in the poll lane."""
         nudged = bool(await self._nudge(keys=[queue_key(Lane.POLL), lease_key(Lane.POLL)], args=[job_id]))
         if nudged:
-            self.watch.queued(Lane.POLL, 0)
+            self.watch.woken(Lane.POLL, job_id)
         return nudged
+
+    async def deliver(self, job_id: str, task_id: str, ended: str) -> str:
+        """Keep how the job's task ended (`ended`, a signed webhook's result) with the job, for its poll
+        step, and have this process's worker take it at once. Returns `now` (kept, due now), `held` (kept;
+        a poll is under way), `already` (a delivery was kept before: nothing changes), `over` (the job is
+        not waiting for this task: ended, cancelled or handed on) or `other` (no such job or task)."""
+        keys = [job_key(job_id), queue_key(Lane.POLL), lease_key(Lane.POLL)]
+        outcome = text(await self._deliver(keys=keys, args=[job_id, task_id, ended]))
+        if outcome == "now":
+            self.watch.woken(Lane.POLL, job_id)
+        return outcome

@@ -6,7 +6,8 @@ In order, at the start of the submit step and until it lets the job through (`ch
      gives none
   2. the result cache: the same inputs on the same provider with the same options were dubbed within
      CACHE_DAYS → answered from that result at no cost (`Cached`); shared files are known by their bytes,
-     hashed while they are hosted, so for them the pipeline asks `cached` after hosting
+     hashed while they are hosted, so for them the pipeline asks `cached` after hosting (the entries:
+     bot/lanes/cached_results.py)
   3. a quote from the lengths, by the provider's rule, and by the unknown-cost rule (`quote_for`) when a
      length could not be learnt: an upper estimate
   4. the provider's balance, where it reports one: a quote it cannot cover is refused (and admins are told
@@ -21,8 +22,6 @@ what a job reserved, or keeps what it really cost, when the job ends; `remember`
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, Lanes
 from bot.jobs.marks import Marks
 from bot.jobs.model import Confirmation, CreateState, Job, Source, Status
+from bot.lanes.cached_results import Cached, answer_from, cache_key, read_entry, result_entry
 from bot.money.budgets import Admission, Ledger
 from bot.money.preflight import LinkRefused, MediaFacts, Preflight
 from bot.providers.base import Cost, Provider
@@ -109,24 +109,6 @@ def quote_for(
                 what = "the lengths of the video and the audio"
             return Quote(amount=ceiling.amount, unit=ceiling.unit, unknown=what)
     return Quote(amount=None, unit=provider.unit, unknown=f"{provider.label}'s price")
-
-
-@dataclass(frozen=True)
-class Cached:
-    """An earlier result answers this job, at no cost."""
-
-    earlier: Mapping[str, str]  # the result-cache entry, by name (`_read_cached`)
-
-    def decision(self, job: Job) -> Decision:
-        """End the job with the earlier result."""
-        earlier, result = self.earlier, job.result
-        result.url, result.cover_url = earlier["result_url"], earlier["cover_url"]
-        result.duration_s = earlier["duration_s"] or None
-        result.cost, result.cost_unit = "0", job.money.quote_unit or earlier["cost_unit"]
-        job.money.cached_from = earlier["job"]
-        job.money.cached_ms = int(earlier["made_ms"]) if earlier["made_ms"].isdigit() else 0
-        job.progress.task_id = earlier["task_id"]
-        return finish(job, Status.SUCCEEDED)
 
 
 class Gate:
@@ -290,8 +272,7 @@ class Gate:
     def _cache_key(self, job: Job, video: str, audio: str) -> str:
         if not self.rules.cache_ttl_s or job.money.no_cache:
             return ""
-        identity = "\n".join((job.order.provider, job.order.model, job.inputs.playback, video, audio))
-        return hashlib.sha256(identity.encode()).hexdigest()
+        return cache_key(job, video, audio)
 
     def files_cache_key(self, job: Job, video_sha256: str, audio_sha256: str) -> str:
         """The cache identity of a job from shared files: their bytes, not their Slack ids."""
@@ -305,7 +286,7 @@ class Gate:
         raw = await self.results.cached_result(key)
         if raw is None:
             return None
-        earlier = _read_cached(raw)
+        earlier = read_entry(raw)
         if earlier is None:
             return None
         result_url = earlier["result_url"]
@@ -316,21 +297,15 @@ class Gate:
                 log.info("job %s: the cached result is gone (%s); dubbing afresh", job.id, exc.code)
                 return None
         log.info("job %s: answered from the result of job %s", job.id, earlier["job"])
-        return Cached(earlier)
+        return answer_from(earlier)
 
     async def remember(self, job: Job, now_ms: int) -> None:
         """File a new result under its inputs' identity (idempotent: a retried send files the same)."""
         key = job.money.lookup_key
         if job.status is not Status.SUCCEEDED or job.money.cached_from or key is None or not job.result.url:
             return
-        result = job.result
-        shared = _shared_length(result.url, result.cover_url)
-        cover = [shared, result.cover_url[shared:]]  # providers' cover links mostly repeat the result's path
-        task_id = job.progress.task_id
-        payload = [job.id, result.url, *cover, result.duration_s or "", result.cost_unit, task_id, now_ms]
-        await self.results.save_result(
-            key, json.dumps(payload, separators=(",", ":")), self.rules.cache_ttl_s
-        )
+        entry = result_entry(job, now_ms)
+        await self.results.save_result(key, entry, self.rules.cache_ttl_s)
 
     # -- 4. the provider's balance
 
@@ -419,38 +394,6 @@ class Gate:
     async def settle(self, job: Job) -> None:
         """The job has ended: keep what it cost (or may have cost) against the budgets, give back the rest."""
         await self.ledger.settle(job.id, spent(job))
-
-
-# A cached result as stored (compact: it is kept CACHE_DAYS): a JSON list of these, in this order, where the
-# cover link is the length it shares with the result link, then the rest of it. Entries written before were
-# JSON objects with the names (and the whole cover link); both are read.
-_CACHED_FIELDS = ("job", "result_url", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
-_STORED_FIELDS = ("job", "result_url", "shared", "cover_url", "duration_s", "cost_unit", "task_id", "made_ms")
-
-
-def _shared_length(first: str, second: str) -> int:
-    """How many characters the two strings share at their start."""
-    return next(
-        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
-        min(len(first), len(second)),
-    )
-
-
-def _read_cached(raw: str) -> dict[str, str] | None:
-    """A result-cache entry by name; None when it is unreadable or has no result link."""
-    try:
-        stored = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(stored, list):
-        stored = dict(zip(_STORED_FIELDS, stored))  # noqa: B905 (an entry may be shorter)
-    if not isinstance(stored, dict) or not stored.get("result_url"):
-        return None
-    read = {name: str(stored.get(name) or "") for name in _CACHED_FIELDS}
-    shared = stored.get("shared")
-    if isinstance(shared, int) and read["cover_url"]:
-        read["cover_url"] = read["result_url"][:shared] + read["cover_url"]
-    return read
 
 
 def _budget_refusal(job: Job, admission: Admission, quoted: Quote) -> Decision:

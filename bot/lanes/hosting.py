@@ -13,14 +13,15 @@ from __future__ import annotations
 import logging
 
 from bot.jobs.caches import AssetCache, SharedValues
-from bot.jobs.decisions import Decision, Stay, backoff_ms, finish
+from bot.jobs.decisions import Decision, Stay, backoff_ms, finish, not_now_ms
 from bot.jobs.files import SlackFile
 from bot.jobs.lanes import Lane, Lanes
 from bot.jobs.model import Job, NoCacheKey, Status
-from bot.lanes.gate import Cached, Gate
+from bot.lanes.cached_results import Cached
+from bot.lanes.gate import Gate
 from bot.lanes.provisions import Provisions
 from bot.lanes.timing import MAX_SUBMIT_ERRORS, Timing
-from bot.lanes.turns import Turns, not_now_ms
+from bot.lanes.turns import Turns
 from bot.providers.base import ErrorKind, ProviderError
 from bot.slack.media_links import MediaLinks
 from bot.slack.transfer import Transfer, TransferError

@@ -121,6 +121,7 @@ class Pipeline:
     async def run(self, lane: Lane, job: Job, token: str, now_ms: int) -> None:
         decision = await self._steps[lane](job, token, now_ms)
         await self.apply(lane, job, token, decision)
+        self.watch.stepped(lane, job, decision)
         if lane is Lane.SEND and isinstance(decision, Done):
             metrics.job_ended(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT):

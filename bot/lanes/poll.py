@@ -1,5 +1,6 @@
 """The poll step: ask the provider how the task is doing → stay (on the poll schedule, bot/lanes/timing.py),
-or finish as succeeded, failed or timed out. It writes nothing itself: all it decides is applied by
+or finish as succeeded, failed or timed out. A task whose end a signed webhook stated (kept with the job)
+is not asked about again: the delivery is its answer. It writes nothing itself: all it decides is applied by
 bot/lanes/pipeline.py."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from bot.jobs.model import Job, Status
 from bot.lanes.provisions import PROVIDER_OFF, Provisions
 from bot.lanes.timing import Timing
 from bot.observe import metrics
-from bot.providers.base import ErrorKind, ProviderError, TaskState
+from bot.providers.base import ErrorKind, ProviderError, Task, TaskState, task_from_text
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,14 @@ class PollStep:
             return finish(job, Status.TIMED_OUT, error_code="timeout")
         provider = provisions.provider
         progress = job.progress
-        try:
-            task = await provider.get(progress.task_id)
-        except ProviderError as exc:
-            metrics.PROVIDER_ERRORS.labels(job.order.provider, exc.kind.value).inc()
-            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
-                return finish(job, Status.FAILED, error_code=exc.code, error=exc.message)
-            errors = progress.errors + 1  # keep trying until the job's timeout: the task may still finish
-            log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
-            delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
-            progress.errors, progress.last_error = errors, str(exc)
-            return Stay(delay)
-        polls = progress.polls + 1
+        task = _delivered(job)
+        polls = progress.polls  # counts the GETs: a delivered result needs none
+        if task is None:
+            try:
+                task = await provider.get(progress.task_id)
+            except ProviderError as exc:
+                return self._not_answered(job, exc, now_ms)
+            polls += 1
         if task.state is TaskState.SUCCEEDED:
             cost = provider.cost(task, job.order.model)
             result = job.result
@@ -61,3 +58,21 @@ class PollStep:
         delay = self.timing.poll_delay_ms(job, now_ms)
         progress.polls, progress.errors = polls, 0
         return Stay(delay)
+
+    def _not_answered(self, job: Job, exc: ProviderError, now_ms: int) -> Decision:
+        metrics.PROVIDER_ERRORS.labels(job.order.provider, exc.kind.value).inc()
+        if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.PERMANENT, ErrorKind.ADMIN):
+            return finish(job, Status.FAILED, error_code=exc.code, error=exc.message)
+        errors = job.progress.errors + 1  # keep trying until the job's timeout: the task may still finish
+        log.warning("job %s: poll failed (%s), retry %d", job.id, exc, errors)
+        delay = max(self.timing.poll_delay_ms(job, now_ms), backoff_ms(errors))
+        job.progress.errors, job.progress.last_error = errors, str(exc)
+        return Stay(delay)
+
+
+def _delivered(job: Job) -> Task | None:
+    """How the job's task ended, as a signed webhook stated it (bot/providers/webhooks.py kept it with the
+    job, verified); None when none came, or it is about another task."""
+    progress = job.progress
+    task = task_from_text(progress.delivered) if progress.delivered else None
+    return task if task is not None and task.id == progress.task_id else None

@@ -1,6 +1,7 @@
 """The send step: post the one result reply in the thread (bot/lanes/posting.py) and the result video
 itself (bot/lanes/upload.py) → update the job's message, the reactions on the message that shared the
-files, or a compare's summary (bot/lanes/summary.py) → done.
+files, or a compare's summary (bot/lanes/summary.py) → done. A job from the terminal `dub` posts nothing:
+the terminal hears its end (QueueWatch) and prints it.
 
 Before that it lets go of what the job held: the gate remembers its result (bot/lanes/gate.py), its seat
 at the provider is freed, and a POST slot it had reserved but never used is given back to those waiting.
@@ -53,6 +54,9 @@ class SendStep:
 
     async def __call__(self, job: Job, token: str, now_ms: int) -> Decision:
         await self._let_go(job, now_ms)
+        if job.identity.source is Source.TERMINAL:
+            job.posts.reply.state = PostState.SKIPPED
+            return Done()  # the terminal prints the outcome itself
         provisions = self.providers.get(job.order.provider)
         provider = provisions.provider if provisions else None
         if job.posts.parent.state is not PostState.POSTED:

@@ -1,7 +1,7 @@
 """The submit step: pass the money gate (bot/lanes/gate.py) → post the job's message once
 (bot/lanes/posting.py), wait for a compare's lead to post it, or host shared files for the provider
-(bot/lanes/hosting.py) → recover an ambiguous create the provider's way → rate limit and seats
-(bot/lanes/turns.py) → create the task → move to the poll lane.
+(bot/lanes/hosting.py); a job from the terminal `dub` has no message → recover an ambiguous create the
+provider's way → rate limit and seats (bot/lanes/turns.py) → create the task → move to the poll lane.
 
 Writes of job state outside the applied decision (bot/lanes/pipeline.py), besides those of the protocols
 it uses (their docstrings name them):
@@ -18,12 +18,13 @@ import logging
 from collections.abc import Callable, Mapping
 
 from bot.jobs.codec import Moment
-from bot.jobs.decisions import Decision, Done, Move, Stay, backoff_ms, finish
+from bot.jobs.decisions import Decision, Done, Move, Stay, backoff_ms, finish, not_now_ms
 from bot.jobs.indexes import Indexes
 from bot.jobs.lanes import Cancelled, Lane, Lanes
 from bot.jobs.model import CreateState, Job, PostKind, PostState, Source, Status
 from bot.jobs.records import JobRecords
-from bot.lanes.gate import REFUSALS, Cached, Gate
+from bot.lanes.cached_results import Cached
+from bot.lanes.gate import REFUSALS, Gate
 from bot.lanes.hosting import Hosting
 from bot.lanes.posting import Posting, slack_setback
 from bot.lanes.provisions import PROVIDER_OFF, Provisions, provider_label
@@ -34,7 +35,7 @@ from bot.lanes.timing import (
     SETTLE_LOOKUP_CAP_MS,
     Timing,
 )
-from bot.lanes.turns import COSMETIC_SHARE, Turns, not_now_ms, ordinal, seat_wait_ms
+from bot.lanes.turns import COSMETIC_SHARE, Turns, ordinal, seat_wait_ms
 from bot.observe import metrics
 from bot.providers.base import ErrorKind, Order, Provider, ProviderError, Recovery, Task, TaskState
 from bot.slack.out import SlackAmbiguous, SlackFailed, SlackOut, SlackRetryLater, SlackUnreachable
@@ -118,6 +119,8 @@ class SubmitStep:
                 return verdict.decision(job)
         elif job.identity.source is Source.COMPARE and job.identity.group != job.id:
             setback = await self._follow_lead(job, token)
+        elif job.identity.source is Source.TERMINAL:
+            setback = None  # no message in Slack: the terminal shows the job itself
         else:
             setback = await self._ensure_parent(job, token)
         if setback is not None:
@@ -281,7 +284,7 @@ class SubmitStep:
         job.progress.create = CreateState.ATTEMPTED if create_in_doubt else CreateState.NONE
         if exc.kind in (ErrorKind.RATE_LIMITED, ErrorKind.BUSY):
             log.info("job %s: provider says not now (%s); waiting", job.id, exc.kind)
-            return Stay(not_now_ms())
+            return Stay(not_now_ms(), why=str(exc))
         if exc.kind is ErrorKind.TRANSIENT and job.progress.errors + 1 < MAX_SUBMIT_ERRORS:
             errors = job.progress.errors + 1
             log.warning("job %s: submit failed (%s), retry %d", job.id, exc, errors)

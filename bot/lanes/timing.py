@@ -1,7 +1,6 @@
 """When the lanes' steps come back: the poll schedule, the job timeout, the claim lease, and the waits and
-retry budgets of a create (its recovery after a lost answer included).
-
-The terminal `dub` (bot/programs/terminal_dub.py) keeps the same schedule, so it imports these too.
+retry budgets of a create (its recovery after a lost answer included). The bot and the terminal `dub`
+both read them from the settings through `timing_from` (bot/programs/wiring.py).
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ CLOCK_SKEW_S = 120
 # The create-recovery rule for lookup providers (RELIABILITY.md, guarantee 2). After a create whose
 # answer was lost, JoggAI may still be making the task, and its lookup cannot tell "never made" from "not
 # made yet". So no new create until this long after the attempt; until then the lookup is repeated and a
-# task adopted as soon as it appears. bot/programs/main.py keeps it at least 4 times HTTP_TIMEOUT_SECONDS,
-# longer than our own client can hold a create open (pool wait and connect, then each read).
+# task adopted as soon as it appears. bot/programs/wiring.py keeps it at least 4 times
+# HTTP_TIMEOUT_SECONDS, longer than our own client can hold a create open (pool wait and connect, then each
+# read).
 CREATE_SETTLE_SECONDS = 120
 # Lookups are GETs, which JoggAI does not meter: look again soon, then every 15 s at most.
 SETTLE_LOOKUP_BASE_MS = 2000
@@ -49,6 +49,11 @@ class Timing:
     lease_ms: int = 60_000
     poll_max_interval_ms: int = 30_000
     create_settle_ms: int = CREATE_SETTLE_SECONDS * 1000
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often the worker claims every lane: half the poll interval, within 0.05 s and 1 s."""
+        return max(0.05, min(1.0, self.poll_interval_ms / 2000))
 
     @property
     def poll_early_ms(self) -> int:

@@ -10,7 +10,6 @@ after that call (a crash, a setback) asks for a new turn instead of using the sa
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -22,6 +21,7 @@ from bot.jobs.lanes import Lane, Lanes, QueueWatch
 from bot.jobs.model import Job, PostState, Source
 from bot.lanes.provisions import Provisions, provider_label
 from bot.lanes.ratelimit import RateLimiter
+from bot.retry import Backoff
 from bot.slack.out import SlackOut
 from bot.views.jobs import parent
 
@@ -29,11 +29,9 @@ log = logging.getLogger(__name__)
 
 # A reserved POST slot is used if the job comes back for it within this long; later, it takes a new one.
 SLOT_STALE_MS = 5_000
-# "Not now" from a provider (rate limit, or its concurrency cap): nothing happened; come back in 5 to 15 s.
-NOT_NOW_MS = 5000
 # A job waiting for a seat (the provider's cap on running tasks) looks again this soon: taking a seat is one
 # Redis script and no provider call, so a freed seat is taken within a second or two.
-SEAT_WAIT_MS = 1000
+SEAT_WAIT = Backoff(base_s=2.0, cap_s=2.0)
 # A job's place in line is shown on its message at most this often; and all such updates of a workspace
 # share a budget below Slack's Tier 3 for chat.update (50+ a minute), keeping room for the updates that
 # must happen (a job's start and end).
@@ -49,12 +47,8 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def not_now_ms() -> int:
-    return NOT_NOW_MS + random.randint(0, 2 * NOT_NOW_MS)
-
-
 def seat_wait_ms() -> int:
-    return SEAT_WAIT_MS + random.randint(0, SEAT_WAIT_MS)
+    return SEAT_WAIT.delay_ms(1)
 
 
 class Slot(Enum):

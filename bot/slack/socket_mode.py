@@ -30,6 +30,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.retry import Backoff
 from bot.settings import StartupError
 from bot.slack.inbound import payload_problem
 from bot.slack.out import REFUSED_TOKEN_ERRORS
@@ -40,8 +41,7 @@ log = logging.getLogger(__name__)
 # (aiohttp's own default is 5 minutes), and how long a socket that was connected may be down (a refresh, a
 # network blip) before /healthz says 503. Before the first connection /healthz says 503 at once.
 PING_SECONDS = 10.0
-RETRY_FIRST_SECONDS = 1.0
-RETRY_MAX_SECONDS = 60.0
+RECONNECT = Backoff(base_s=1.0, cap_s=60.0)
 ATTEMPT_TIMEOUT_SECONDS = 30.0
 DOWN_UNHEALTHY_SECONDS = 120.0
 
@@ -115,9 +115,10 @@ class SocketModeConnection:
         """Connect once now, then keep connected in the background. Raises StartupError if Slack
         refuses the app token; if Slack is unreachable, the background retries begin at once."""
         failure = await self._attempt()
+        delay = RECONNECT.delay_s(1)
         if failure:
-            self._log_retry(failure, RETRY_FIRST_SECONDS)
-        self._keeper = asyncio.create_task(self._stay_connected(first_delay=RETRY_FIRST_SECONDS))
+            self._log_retry(failure, delay)
+        self._keeper = asyncio.create_task(self._stay_connected(failures=1 if failure else 0, delay=delay))
 
     def down_seconds(self) -> float | None:
         return None if self.down_since is None else time.monotonic() - self.down_since
@@ -143,8 +144,8 @@ class SocketModeConnection:
                 await self._keeper
         await self.client.close()  # type: ignore[no-untyped-call]
 
-    async def _stay_connected(self, first_delay: float) -> None:
-        delay = first_delay
+    async def _stay_connected(self, failures: int, delay: float) -> None:
+        """`failures`: attempts failed in a row so far; `delay`: the wait before the next attempt."""
         while True:
             if self.down_since is None:  # connected: look again in a second, or when Slack asks
                 with contextlib.suppress(TimeoutError):
@@ -153,7 +154,7 @@ class SocketModeConnection:
                     self.client.reconnect_requested.clear()
                     self.down_since = time.monotonic()
                     log.info("Socket Mode connection lost; reconnecting")
-                    delay = 0.0
+                    failures, delay = 0, 0.0
             else:
                 await asyncio.sleep(delay)
                 try:
@@ -161,11 +162,12 @@ class SocketModeConnection:
                 except StartupError as exc:
                     self.on_fatal(str(exc))
                     return
-                delay = min(max(delay * 2, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
                 if failure:
+                    failures += 1
+                    delay = RECONNECT.delay_s(failures)
                     self._log_retry(failure, delay)
                 else:
-                    delay = RETRY_FIRST_SECONDS
+                    failures = 0
 
     async def _attempt(self) -> str:
         """One connection attempt: "" when connected, else why not. Raises StartupError on a refused token."""

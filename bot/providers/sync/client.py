@@ -26,7 +26,8 @@ What it knows:
   (`whsec_…`, used as is). Accepted: the raw body as received, and the docs' samples' compact
   re-serialization of the payload, both as JSON.stringify writes it (non-ASCII as is) and as Python's
   json.dumps does (non-ASCII escaped as \\uXXXX). An unsigned or badly signed delivery is refused when a
-  secret is set. A delivery is only a hint: the pipeline re-fetches the generation.
+  secret is set. A signed delivery's Generation, read as a GET's answer is, is the result (the poll step
+  does not fetch it again); without a secret a delivery is only a hint to poll now.
 - Key check: `GET /v2/generations?status=PROCESSING` (a documented filter only; the list is short).
 - Cost: billed per output frame; per-second prices at 25 fps (the upper end of each plan range, §2.6),
   overridable (SYNC_PRICES). No documented price for `lipsync-1.9.0-beta` or `react-1`: no cost for them.
@@ -40,14 +41,11 @@ saying MISMATCH / CONFLICT / REUSE / PAYLOAD is "another body").
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import math
 import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
@@ -69,6 +67,9 @@ from bot.providers.base import (
     unchecked,
 )
 from bot.providers.http import Answer, ApiSession, StorageUploader, is_http_url
+from bot.providers.sync.errors import MAX_MESSAGE, advice_for, classify, read_error
+from bot.providers.sync.hold import CreateHold
+from bot.providers.sync.webhook import delivered_generation, delivery_id, signed
 
 DEFAULT_BASE_URL = "https://api.sync.so"
 GENERATE_PATH = "/v2/generate"
@@ -84,59 +85,13 @@ DEFAULT_PRICES: Mapping[str, Decimal] = MappingProxyType(
 
 ASSET_PREFIX = "asset:"
 IDEMPOTENCY_PREFIX = "lipsync-bot-"
-MAX_MESSAGE = 300
-SIGNATURE_TOLERANCE_S = 300
-# After a 429 to a create: no create for HOLD_BASE_S, doubling with each 429 in a row, up to HOLD_CAP_S
-# (or what Retry-After asks, up to RETRY_AFTER_CAP_S).
-HOLD_BASE_S = 5.0
-HOLD_CAP_S = 120.0
-RETRY_AFTER_CAP_S = 600.0
 
 RUNNING = frozenset({"PENDING", "PROCESSING"})
 FAILED = frozenset({"FAILED", "REJECTED", "CANCELED", "TIMED_OUT"})
 ASSET_TYPES = {"video": "VIDEO", "audio": "AUDIO"}
 
-_KEY_ADVICE = "sync.so refused the bot's API key. An admin needs to check `SYNC_API_KEY`."
-_BILLING_ADVICE = (
-    "The sync.so account cannot start another generation (billing or plan: no credit or free generations "
-    "left, an unpaid invoice, or a plan limit). An admin needs to top it up or change the plan on sync.so's "
-    "Billing page."
-)
-_FORBIDDEN_ADVICE = "sync.so refused this for the account. An admin needs to check the sync.so plan and key."
-_CONFLICT_ADVICE = (
-    "sync.so refused a retry of this job because the request changed between attempts. Start it again "
-    "with a new `/lipsync`."
-)
-ADVICE: Mapping[str, str] = MappingProxyType(
-    {
-        "http_401": _KEY_ADVICE,
-        "unauthorized": _KEY_ADVICE,
-        "invalid_api_key": _KEY_ADVICE,
-        "http_402": _BILLING_ADVICE,
-        "payment_required": _BILLING_ADVICE,
-        "insufficient_credits": _BILLING_ADVICE,
-        "http_403": _FORBIDDEN_ADVICE,
-        "rate_limit_exceeded": "sync.so is rate limiting this account; the bot tries again in a moment.",
-        "generation_unsupported_model": "sync.so does not support this model here. Try another `model=`.",
-        "generation_media_metadata_missing": (
-            "sync.so could not read the media's duration or frame rate. Re-export the files (e.g. MP4 + "
-            "WAV/MP3) and try again."
-        ),
-        "generation_audio_length_exceeded": "The audio is too long for sync.so (at most 5 minutes).",
-        "generation_audio_missing": "sync.so found no usable audio in the request.",
-        "generation_video_missing": "sync.so found no usable video in the request.",
-        "generation_input_video_inaccessible": (
-            "sync.so could not download the video. Check that the link is public and points at the file."
-        ),
-        "generation_timeout": "sync.so ran out of time under high load. Try again in a while.",
-        "generation_pipeline_failed": "sync.so's processing failed. Check the inputs, then try again.",
-        "generation_unhandled_error": "sync.so failed unexpectedly. Try again; if it recurs, tell an admin.",
-    }
-)
 
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9._~-]")
-_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_TRY_AGAIN = ("try again", "retry", "later")
 
 
 class SyncProvider(Provider):
@@ -196,11 +151,11 @@ class SyncProvider(Provider):
         headers = {"Idempotency-Key": idempotency_key(order.key)}
         answer = await self._api.request("POST", GENERATE_PATH, headers=headers, json=body)
         if not 200 <= answer.status < 300:
-            error = _read_error(answer)
+            error = read_error(answer)
             if error.generation_id and error.names_ours:
                 # "In progress" or "outcome unknown" naming the generation made under this key: it is ours.
                 return Task(id=error.generation_id, state=TaskState.RUNNING)
-            refusal = _classify(answer.status, error, is_post=True)
+            refusal = classify(answer.status, error, is_post=True)
             if answer.status == 429:
                 self._hold.start(refusal, _header(answer.headers, "retry-after"))
             raise refusal
@@ -288,15 +243,7 @@ class SyncProvider(Provider):
         return f"sync.so {chosen} at ${price} per second of output (SYNC_PRICES)"
 
     def explain(self, code: str) -> str | None:
-        advice = ADVICE.get(code)
-        if advice is not None:
-            return advice
-        upper = code.upper()
-        if "CONCURREN" in upper:
-            return "The sync.so plan's concurrency limit is reached; the job waits for a running generation."
-        if "IDEMPOTENCY" in upper and _is_conflict(upper):
-            return _CONFLICT_ADVICE
-        return None
+        return advice_for(code)
 
     async def key_check(self) -> KeyCheck:
         """Lists the generations running now: an authenticated read with only a documented query parameter
@@ -312,20 +259,32 @@ class SyncProvider(Provider):
             )
         if 200 <= answer.status < 300:
             return KeyCheck(KeyState.ACCEPTED)
-        said = _read_error(answer).message
+        said = read_error(answer).message
         return KeyCheck(KeyState.UNCLEAR, f"sync.so answered HTTP {answer.status} to the key check: {said}")
 
     # -- webhooks ----------------------------------------------------------------------------------
 
     def webhook_task_id(self, headers: Mapping[str, str], body: bytes, now_s: float) -> str | None:
         try:
-            if self._webhook_key is not None and not _signed(
+            if self._webhook_key is not None and not signed(
                 self._webhook_key, headers.get("sync-signature", ""), body, now_s
             ):
                 return None
-            return _delivery_id(json.loads(body))
+            return delivery_id(json.loads(body))
         except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
+
+    def webhook_result(self, headers: Mapping[str, str], body: bytes, now_s: float) -> Task | None:
+        """The Generation a signed delivery carries, read as a GET's answer is; None without a secret."""
+        if self._webhook_key is None:
+            return None  # unsigned: anyone could have sent it, so it is only a hint
+        try:
+            if not signed(self._webhook_key, headers.get("sync-signature", ""), body, now_s):
+                return None
+            task = _task(delivered_generation(json.loads(body, parse_float=Decimal)))
+        except (ValueError, TypeError, RecursionError, ProviderError):
+            return None
+        return None if task.state is TaskState.RUNNING else task
 
     # -- HTTP --------------------------------------------------------------------------------------
 
@@ -334,54 +293,12 @@ class SyncProvider(Provider):
         is_post = method == "POST"
         answer = await self._api.request(method, path, **kwargs)
         if not 200 <= answer.status < 300:
-            raise _classify(answer.status, _read_error(answer), is_post)
+            raise classify(answer.status, read_error(answer), is_post)
         return _json(answer, is_post)
-
-
-class CreateHold:
-    """Creates held back after sync.so answered one with 429, for this process: HOLD_BASE_S, doubling with
-    each 429 in a row up to HOLD_CAP_S (longer when Retry-After asks, up to RETRY_AFTER_CAP_S); a create
-    that gets through ends it. While held, a create is refused here with the 429's own kind and words."""
-
-    def __init__(self, *, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._until = 0.0
-        self._in_a_row = 0
-        self._last: ProviderError | None = None
-
-    def refusal(self) -> ProviderError | None:
-        left = self._until - self._clock()
-        if self._last is None or left <= 0:
-            return None
-        last = self._last
-        message = f"{last.message} (sync.so is asked again in {math.ceil(left)} s)"
-        return ProviderError(last.kind, message, code=last.code, retry_after_s=left)
-
-    def start(self, refusal: ProviderError, retry_after: str | None) -> None:
-        self._in_a_row += 1
-        hold = min(HOLD_CAP_S, HOLD_BASE_S * 2 ** (self._in_a_row - 1))
-        asked = _seconds(retry_after)
-        if asked is not None:
-            hold = max(hold, min(asked, RETRY_AFTER_CAP_S))
-        self._until = self._clock() + hold
-        self._last = refusal
-        refusal.retry_after_s = hold
-
-    def clear(self) -> None:
-        self._in_a_row, self._until, self._last = 0, 0.0, None
 
 
 def _header(headers: Mapping[str, str], wanted: str) -> str | None:
     return next((value for name, value in headers.items() if name.lower() == wanted), None)
-
-
-def _seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (the delta form; an HTTP date is not worth the trouble here)."""
-    digits = (value or "").strip()
-    # ASCII digits only: float() takes other scripts' digits and refuses "²", which isdigit() lets by.
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return float(digits)
 
 
 def idempotency_key(order_key: str) -> str:
@@ -466,139 +383,3 @@ def _unix(value: object) -> float | None:
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-# -- errors ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Error:
-    code: str  # sync.so's error code, "" when the body has none
-    message: str
-    generation_id: str  # an idempotency answer may name the generation made under the key
-
-    @property
-    def is_idempotency(self) -> bool:
-        return "IDEMPOTENCY" in self.code.upper()
-
-    @property
-    def names_ours(self) -> bool:
-        """An idempotency answer about this very request (not a refusal of another body or a bad key)."""
-        upper = self.code.upper()
-        return self.is_idempotency and "INVALID" not in upper and not _is_conflict(upper)
-
-
-def _read_error(answer: Answer) -> _Error:
-    try:
-        data = json.loads(answer.body)
-    except (ValueError, RecursionError):
-        data = None
-    fields = data if isinstance(data, dict) else {}
-    inner = fields.get("error")
-    nested: dict[str, Any] = inner if isinstance(inner, dict) else {}
-    code = next(
-        (v for v in _values(fields, nested, "errorCode", "code", "error_code") if isinstance(v, str)), ""
-    )
-    message = next((_text(v) for v in _values(fields, nested, "message") if _text(v)), "")
-    if not message and isinstance(fields.get("error"), str):
-        message = fields["error"]  # NestJS's reason phrase ("Too Many Requests"), better than nothing
-    generation_id = next(
-        (v for v in _values(fields, nested, "generationId", "generation_id") if isinstance(v, str)), ""
-    )
-    return _Error(
-        code=code.strip()[:100],
-        message=message.strip()[:MAX_MESSAGE] or f"sync.so answered HTTP {answer.status}",
-        generation_id=generation_id if _TASK_ID.fullmatch(generation_id) else "",
-    )
-
-
-def _values(fields: dict[str, Any], nested: dict[str, Any], *names: str) -> list[Any]:
-    return [source.get(name) for name in names for source in (fields, nested) if source.get(name) is not None]
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # class-validator answers list every problem
-        return "; ".join(str(item) for item in value if isinstance(item, str))
-    return ""
-
-
-def _classify(status: int, error: _Error, is_post: bool) -> ProviderError:
-    code = error.code or f"http_{status}"
-    upper = error.code.upper()
-    says_retry = any(word in error.message.lower() for word in _TRY_AGAIN)
-
-    def fail(kind: ErrorKind, ambiguous: bool = False) -> ProviderError:
-        return ProviderError(kind, error.message, code=code, ambiguous=ambiguous)
-
-    if error.is_idempotency:
-        if "INVALID" in upper:
-            return fail(ErrorKind.PERMANENT)  # a malformed key: our bug, repeating cannot help
-        if "OUTCOME_UNKNOWN" in upper:
-            return fail(ErrorKind.TRANSIENT, ambiguous=True)  # maybe created: repeat only with the same key
-        if any(word in upper for word in ("IN_PROGRESS", "IN_USE", "IN_FLIGHT", "PROCESSING", "LOCKED")):
-            return fail(ErrorKind.RATE_LIMITED, ambiguous=True)  # the first request may still create it
-        if _is_conflict(upper):
-            return fail(ErrorKind.PERMANENT)  # the same key with another body: never a second generation
-        if says_retry:
-            return fail(ErrorKind.RATE_LIMITED, ambiguous=True)
-    if status in (401, 402, 403):
-        return fail(ErrorKind.ADMIN)  # refused key; billing or plan state; a key or plan without the right
-    if status == 404:
-        return fail(ErrorKind.NOT_FOUND)
-    if status == 429:
-        busy = "CONCURREN" in upper or "concurren" in error.message.lower()
-        return fail(ErrorKind.BUSY if busy else ErrorKind.RATE_LIMITED)
-    if status in (409, 423, 425) and says_retry:
-        return fail(ErrorKind.RATE_LIMITED)
-    if status == 408 or status >= 500 or status < 400:
-        # 5xx, a redirect that was not followed, a timeout answer: a POST may have been carried out.
-        return fail(ErrorKind.TRANSIENT, ambiguous=is_post)
-    return fail(ErrorKind.PERMANENT)  # 400, 413, 422 and the rest: this request cannot succeed as sent
-
-
-def _is_conflict(upper_code: str) -> bool:
-    return any(word in upper_code for word in ("MISMATCH", "CONFLICT", "REUSE", "PAYLOAD", "DIFFERENT"))
-
-
-# -- webhooks ----------------------------------------------------------------------------------------
-
-
-def _signed(key: bytes, header: str, body: bytes, now_s: float) -> bool:
-    """`Sync-Signature: t=<unix>,v1=<hex>` over "<t>.<payload>", within SIGNATURE_TOLERANCE_S of now."""
-    parts = [item.strip().partition("=") for item in header.split(",")]
-    stamps = [value for name, _, value in parts if name == "t"]
-    signatures = [value.lower() for name, _, value in parts if name == "v1" and value]
-    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12 or not signatures:
-        return False
-    if abs(now_s - int(stamps[0])) > SIGNATURE_TOLERANCE_S:
-        return False
-    prefix = stamps[0].encode() + b"."
-    forms = _signed_forms(body)
-    expected = [hmac.new(key, prefix + form, hashlib.sha256).hexdigest() for form in forms]
-    return any(hmac.compare_digest(want, got) for want in expected for got in signatures)
-
-
-def _signed_forms(body: bytes) -> list[bytes]:
-    """What a signature may be over: the raw body as received, and the payload re-serialized compactly as
-    the docs' samples do it, by JSON.stringify (non-ASCII as is) and by Python's json.dumps (non-ASCII
-    escaped as \\uXXXX). ValueError for a body that is not JSON."""
-    payload = json.loads(body)
-    forms = [body]
-    for ascii_only in (False, True):
-        form = json.dumps(payload, separators=(",", ":"), ensure_ascii=ascii_only).encode()
-        if form not in forms:
-            forms.append(form)
-    return forms
-
-
-def _delivery_id(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    for source in (data, data.get("result"), data.get("data")):
-        if isinstance(source, dict):
-            value = source.get("id")
-            if isinstance(value, str) and _TASK_ID.fullmatch(value):
-                return value
-    return None

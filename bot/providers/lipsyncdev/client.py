@@ -41,14 +41,11 @@ other than `queued`/`completed`, its webhook body and any `maxDuration` default 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import urllib.parse
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -63,26 +60,15 @@ from bot.providers.base import (
     ProviderUnreachable,
     Recovery,
     Task,
-    TaskState,
     unchecked,
 )
 from bot.providers.http import Answer, ApiSession
+from bot.providers.lipsyncdev.answers import JOB_ID, body_code, body_text, http_error, parse, read_task
+from bot.providers.lipsyncdev.wires import STATUS_PATH, USAGE_PATH, Probe, Version, Wire, WireA, WireB
 
 DEFAULT_BASE_URL = "https://www.lipsync.dev/api"
-SUBMIT_PATH = "/v1/lipsync/submit"  # version A
-GENERATE_PATH = "/v1/lipsync/generate"  # version B
-STATUS_PATH = "/v1/lipsync/status"  # both
-USAGE_PATH = "/v1/usage"  # version A
-PROBE_JOB_ID = "lipsync-bot-version-probe"  # no such job: reading its status changes nothing
-
-Version = Literal["a", "b"]
 VERSION_CHOICES = ("auto", "a", "b")
 FPS_CHOICES = ("25", "original")
-RUNNING = frozenset({"pending", "processing", "queued"})  # "queued": version B's word
-DURATION_FIELDS = ("duration", "outputDuration", "durationSeconds")
-MAX_MESSAGE = 300
-_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
 _KEY_ADVICE = "LipSync.dev refused the API key. An admin needs to check `LIPSYNCDEV_API_KEY`."
 _CREDITS_ADVICE = (
     "The LipSync.dev account is out of credits (or its plan does not allow this). "
@@ -98,79 +84,6 @@ _INPUT_ADVICE = (
 _KEY_WORDS = ("api_key", "apikey", "invalid_key", "unauthorized", "unauthenticated", "forbidden")
 _CREDIT_WORDS = ("credit", "balance", "payment", "billing", "quota")
 _RATE_WORDS = ("rate_limit", "ratelimit", "too_many")
-
-
-# -- the two wires ---------------------------------------------------------------------------------
-
-
-class WireA:
-    """Version A, the "Bearer" docs."""
-
-    version: Version = "a"
-    name = "API version A"
-    title = f"{name} (Bearer, /v1/lipsync/submit)"
-    submit_path = SUBMIT_PATH
-    probe_path = USAGE_PATH
-    accepts_webhook = False  # its submit documents no webhookUrl
-
-    def __init__(self, *, video_enhance: int, fps: str) -> None:
-        self._video_params: dict[str, int | str] = {
-            "video_width": 0,
-            "video_height": 0,
-            "video_enhance": video_enhance,
-            "fps": fps,
-        }
-
-    def auth(self, secret: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {secret}"}
-
-    def submit_body(self, order: Order) -> dict[str, Any]:
-        return {"srcVideoUrl": order.video, "audioUrl": order.audio, "videoParams": dict(self._video_params)}
-
-    @staticmethod
-    def speaks(answer: Answer) -> bool:
-        """The usage answer (or a refusal of the key): a JSON object, not version B's envelope."""
-        body = _parse(answer.body)
-        if not isinstance(body, dict) or "success" in body:
-            return False
-        return 200 <= answer.status < 300 or answer.status in (401, 403)
-
-
-class WireB:
-    """Version B, the "X-API-Key" docs."""
-
-    version: Version = "b"
-    name = "API version B"
-    title = f"{name} (X-API-Key, /v1/lipsync/generate)"
-    submit_path = GENERATE_PATH
-    probe_path = f"{STATUS_PATH}/{PROBE_JOB_ID}"
-    accepts_webhook = True
-
-    def __init__(self, *, fps: str) -> None:
-        # Its `fps` is a number (24-60); "original" has no equivalent, so the service's default is kept.
-        # `resolution` and `maxDuration` are left to the service too (no setting asks for them).
-        self._settings: dict[str, int] = {"fps": int(fps)} if fps.isdigit() else {}
-
-    def auth(self, secret: str) -> dict[str, str]:
-        return {"X-API-Key": secret}
-
-    def submit_body(self, order: Order) -> dict[str, Any]:
-        body: dict[str, Any] = {"videoUrl": order.video, "audioUrl": order.audio}
-        if self._settings:
-            body["settings"] = dict(self._settings)
-        if order.webhook_url:
-            body["webhookUrl"] = order.webhook_url
-        return body
-
-    @staticmethod
-    def speaks(answer: Answer) -> bool:
-        """Version B's `{"success": …}` envelope, whatever the status (a 404 for the probe's unknown job)."""
-        body = _parse(answer.body)
-        return isinstance(body, dict) and isinstance(body.get("success"), bool)
-
-
-Wire = WireA | WireB
-Probe = Answer | ProviderError
 
 
 class LipSyncDevProvider(Provider):
@@ -224,12 +137,12 @@ class LipSyncDevProvider(Provider):
     async def create(self, order: Order) -> Task:
         wire = await self._current_wire()
         data = await self._call(wire, "POST", wire.submit_path, json=wire.submit_body(order))
-        return _task(data, submitted=True)
+        return read_task(data, submitted=True)
 
     async def get(self, task_id: str) -> Task:
         wire = await self._current_wire()
         path = f"{STATUS_PATH}/{urllib.parse.quote(task_id, safe='')}"
-        return _task(await self._call(wire, "GET", path), submitted=False)
+        return read_task(await self._call(wire, "GET", path), submitted=False)
 
     def cost(self, task: Task, model: str) -> Cost | None:
         if not task.cost:
@@ -287,7 +200,7 @@ class LipSyncDevProvider(Provider):
             self._use(wire)  # a clear answer: remembered (for `auto`)
         if probe.status in (401, 403):
             which = "" if chosen == "a" else f" ({wire.name})"
-            reason = _body_text(_parse(probe.body))
+            reason = body_text(parse(probe.body))
             return KeyCheck(
                 KeyState.REFUSED,
                 f"LipSync.dev{which} refused `LIPSYNCDEV_API_KEY` (HTTP {probe.status}"
@@ -319,12 +232,12 @@ class LipSyncDevProvider(Provider):
         documented, so it is taken as the hint it is: the job is polled now, and the poll decides."""
         if not self.accepts_webhook:
             return None
-        data = _parse(body)
+        data = parse(body)
         for source in (data, data.get("data") if isinstance(data, dict) else None):
             if isinstance(source, dict):
                 job_id = source.get("jobId")
                 usable = isinstance(job_id, str | int) and not isinstance(job_id, bool)
-                if usable and _JOB_ID.fullmatch(str(job_id)):
+                if usable and JOB_ID.fullmatch(str(job_id)):
                     return str(job_id)
         return None
 
@@ -362,8 +275,8 @@ class LipSyncDevProvider(Provider):
         answer = await self._api.request(method, path, headers=self._auth(wire), **kwargs)
         is_post = method == "POST"
         if answer.status >= 300:
-            raise _http_error(answer, is_post, job_path=path.startswith(STATUS_PATH))
-        body = _parse(answer.body)
+            raise http_error(answer, is_post, job_path=path.startswith(STATUS_PATH))
+        body = parse(answer.body)
         if not isinstance(body, dict):
             raise ProviderError(
                 ErrorKind.TRANSIENT, f"{self.label} sent a malformed answer", ambiguous=is_post
@@ -372,8 +285,8 @@ class LipSyncDevProvider(Provider):
             # A refusal inside a 200: the request was read and turned down.
             raise ProviderError(
                 ErrorKind.PERMANENT,
-                _body_text(body) or f"{self.label} refused the request",
-                code=_body_code(body) or f"http_{answer.status}",
+                body_text(body) or f"{self.label} refused the request",
+                code=body_code(body) or f"http_{answer.status}",
             )
         data = body.get("data")
         if "jobId" not in body and isinstance(data, dict):
@@ -395,140 +308,3 @@ def _no_version(host: str, a_probe: Probe, b_probe: Probe | None) -> KeyCheck:
         KeyState.UNCLEAR,
         f"neither LipSync.dev API version answered clearly at {host} ({'; '.join(said)})",
     )
-
-
-def _task(data: dict[str, Any], submitted: bool) -> Task:
-    """A job answer as a Task. `submitted`: the answer to a submit, which made the job whatever it says."""
-    job_id = data.get("jobId")
-    if isinstance(job_id, bool) or not isinstance(job_id, str | int) or str(job_id) == "":
-        # Without a jobId a submit's fate is unknown: it may have made a job nobody can name.
-        raise ProviderError(
-            ErrorKind.TRANSIENT,
-            f"LipSync.dev sent no usable jobId (keys: {', '.join(sorted(map(str, data)))[:200] or 'none'})",
-            ambiguous=submitted,
-        )
-    status = str(data.get("status") or "").lower()
-    output_url = data.get("outputUrl")
-    task_id = str(job_id)
-    created_at = _unix_seconds(data.get("createdAt"))
-    cost = _decimal_text(data.get("creditsUsed"))
-    estimate = _decimal_text(data.get("estimatedCredits"))
-    if status == "completed" and isinstance(output_url, str) and output_url:
-        duration = next((_decimal_text(data[f]) for f in DURATION_FIELDS if f in data), "")
-        return Task(
-            task_id,
-            TaskState.SUCCEEDED,
-            created_at,
-            result_url=output_url,
-            duration_s=duration,
-            cost=cost,
-            estimated_cost=estimate,
-        )
-    if status == "failed":
-        error = (
-            _text(data.get("errorMessage"))
-            or _body_text({"error": data.get("error")})
-            or "LipSync.dev reported the job as failed"
-        )
-        return Task(task_id, TaskState.FAILED, created_at, cost=cost, error=error[:MAX_MESSAGE])
-    if submitted or status in RUNNING:
-        # The status endpoint will tell more; a submit's answer made the job whatever its status says.
-        return Task(task_id, TaskState.RUNNING, created_at, cost=cost, estimated_cost=estimate)
-    if status == "completed":
-        raise ProviderError(
-            ErrorKind.TRANSIENT, "LipSync.dev reported the job completed without an outputUrl"
-        )
-    raise ProviderError(ErrorKind.TRANSIENT, f"LipSync.dev sent an unknown job status: {status[:50]!r}")
-
-
-def _http_error(answer: Answer, is_post: bool, job_path: bool) -> ProviderError:
-    status = answer.status
-    body = _parse(answer.body)
-    code = _body_code(body)
-    if not code or code == str(status):  # {"code": 401, ...} says no more than the status
-        code = f"http_{status}"
-    text = _body_text(body)
-    message = text or f"LipSync.dev answered HTTP {status}"
-    if status in (401, 403, 402):
-        return ProviderError(ErrorKind.ADMIN, message, code)
-    if status == 429:
-        return ProviderError(ErrorKind.RATE_LIMITED, message, code)
-    if status == 404:
-        # No such job; or, for the submit/usage endpoints, no such endpoint: the API URL is wrong.
-        return ProviderError(ErrorKind.NOT_FOUND if job_path else ErrorKind.ADMIN, message, code)
-    if status >= 500 or status in (408, 425):
-        return ProviderError(ErrorKind.TRANSIENT, message, code, ambiguous=is_post)
-    if status >= 400:
-        return ProviderError(ErrorKind.PERMANENT, message, code)
-    # A 3xx: not followed (the key would travel to wherever it points), so nothing was done here. A
-    # moved API is a configuration matter: LIPSYNCDEV_API_URL.
-    return ProviderError(ErrorKind.ADMIN, f"LipSync.dev answered HTTP {status} (a redirect)", code)
-
-
-def _parse(content: bytes) -> Any:
-    """The JSON body, numbers with a fraction as Decimal (exact); None when it is not JSON."""
-    try:
-        return json.loads(content, parse_float=Decimal)
-    except ValueError:  # includes UnicodeDecodeError
-        return None
-
-
-def _body_text(body: Any) -> str:
-    """The error text of an answer body ({"error": "..."}, {"error": {"message"}}, {"message"}), or ""."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict):
-        error = error.get("message") or error.get("error")
-    for value in (error, body.get("message"), body.get("errorMessage")):
-        text = _text(value)
-        if text:
-            return text[:MAX_MESSAGE]
-    return ""
-
-
-def _body_code(body: Any) -> str:
-    """An error code the body carries ({"code"}, {"errorCode"}, {"error": {"code"}}), or ""."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    nested = error.get("code") if isinstance(error, dict) else None
-    for value in (nested, body.get("code"), body.get("errorCode"), body.get("error_code")):
-        if isinstance(value, bool) or value is None or value in ("", 0):
-            continue
-        if isinstance(value, str | int):
-            return str(value)[:100]
-    return ""
-
-
-def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _decimal_text(value: object) -> str:
-    """Exact decimal text of a non-negative number (int, Decimal or numeric string), else ""."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        return ""
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, ValueError):
-        return ""
-    return str(number) if number.is_finite() and number >= 0 else ""
-
-
-def _unix_seconds(value: object) -> float | None:
-    """createdAt as unix seconds: ISO 8601 (naive = UTC), or a number (seconds, or milliseconds)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | Decimal):
-        seconds = float(value)
-        return seconds / 1000 if seconds > 1e11 else seconds
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
