@@ -238,71 +238,54 @@ ZERO_DEFAULTS = tuple(s.name for s in FIELDS if s.kind in (INT, FLAG))
 POLL_FIELDS = (CREATED_MS, TASK_ID, "polls", "errors", "provider", "model", CANCEL_BY, DELIVERED)
 
 
-Entries = tuple[tuple[str, str, Callable[[Any], str]], ...]  # field name, attribute, encode
-
-
 @dataclass(frozen=True)
-class Part:
-    """The fields one part of the job holds (the job itself, `progress`, `posts.parent`, the inputs'
-    `video`...), grouped so that a write encodes only the parts a step changed."""
+class Layout:
+    """Every field of a job with one kind of inputs, and one getter that reads all their values at once
+    (every claimed job is read and written: a walk of the paths one by one cost several times more)."""
 
-    of: Callable[[Job], Any] | None  # the part, from the job; None: the job itself
-    entries: Entries
-    values: Callable[[Job], object] | None = None  # for the job itself: its fields' values
-
-
-def _parts(specs: tuple[Spec, ...], prefix: str = "") -> tuple[Part, ...]:
-    grouped: dict[str, list[Spec]] = {}
-    for spec in specs:
-        grouped.setdefault(spec.owner, []).append(spec)
-    parts = []
-    for owner, group in grouped.items():
-        entries = tuple((s.name, s.attr, s.kind.encode) for s in group)
-        path = ".".join(p for p in (prefix, owner) if p)
-        values = None if path else attrgetter(*(s.attr for s in group))
-        parts.append(Part(of=attrgetter(path) if path else None, entries=entries, values=values))
-    return tuple(parts)
+    kind: str  # the value of its `input_kind` field ("" for the audio track)
+    fields: tuple[tuple[str, Callable[[Any], str]], ...]  # name, encode; in the getter's order
+    values: Callable[[Job], tuple[Any, ...]]
+    parts: tuple[tuple[int, int], ...]  # the getter's values of each part: a write compares part by part
 
 
-# The parts of a job with each kind of inputs, and the value of its `input_kind` field.
-_LAYOUTS: Mapping[type[Inputs], tuple[str, tuple[Part, ...]]] = {
-    entry.cls: (name, (*_parts(FIELDS), *_parts(entry.fields, "inputs")))
-    for name, entry in INPUT_KINDS.items()
-}
+def _layout(kind: str, entry: InputKind) -> Layout:
+    specs = sorted(
+        (*FIELDS, *(Spec(s.name, f"inputs.{s.path}", s.kind) for s in entry.fields)),
+        key=lambda s: s.path.rpartition(".")[0],
+    )
+    owners = [s.path.rpartition(".")[0] for s in specs]
+    starts = [i for i, owner in enumerate(owners) if i == 0 or owner != owners[i - 1]]
+    return Layout(
+        kind=kind,
+        fields=tuple((s.name, s.kind.encode) for s in specs),
+        values=attrgetter(*(s.path for s in specs)),
+        parts=tuple(zip(starts, [*starts[1:], len(specs)], strict=True)),
+    )
+
+
+_LAYOUTS: Mapping[type[Inputs], Layout] = {entry.cls: _layout(n, entry) for n, entry in INPUT_KINDS.items()}
 _INPUTS_BY_NAME = {entry.cls: {spec.name: spec for spec in entry.fields} for entry in INPUT_KINDS.values()}
 
 
 @dataclass
 class Stored:
-    """What the codec remembers of a job as Redis holds it: the fields read or written, and each part's
-    attributes as read (compared in one step per part, so that a write encodes only the parts a step
-    changed: every claimed job is written). No `seen` after a write: the next one encodes every part."""
+    """What the codec remembers of a job as Redis holds it: the fields read or written, and the job's
+    values as read (compared at a write, so that only what a step changed is encoded). No `seen` after a
+    write: the next one encodes every field."""
 
     raw: dict[str, str]
-    seen: tuple[object, ...] = ()
-
-
-def _seen(job: Job) -> tuple[object, ...]:
-    seen: list[object] = []
-    for part in _LAYOUTS[type(job.inputs)][1]:
-        if part.of is None:
-            assert part.values is not None
-            seen.append(part.values(job))
-        else:
-            seen.append({**vars(part.of(job))})
-    return tuple(seen)
+    seen: tuple[Any, ...] = ()
 
 
 def to_fields(job: Job) -> dict[str, str]:
     """The job's whole hash (unknown fields included)."""
     out = dict(job.extra)
-    kind, parts = _LAYOUTS[type(job.inputs)]
-    if kind:
-        out[INPUT_KIND] = kind
-    for part in parts:
-        value = job if part.of is None else part.of(job)
-        for name, attr, encode in part.entries:
-            out[name] = encode(getattr(value, attr))
+    layout = _LAYOUTS[type(job.inputs)]
+    if layout.kind:
+        out[INPUT_KIND] = layout.kind
+    for (name, encode), value in zip(layout.fields, layout.values(job), strict=True):
+        out[name] = encode(value)
     return out
 
 
@@ -323,30 +306,29 @@ def from_fields(raw: Mapping[str, str]) -> Job:
             input_spec.set(job.inputs, input_spec.kind.decode(value))
         elif name not in _INPUT_NAMES:
             job.extra[name] = value
-    job.stored = Stored(raw=dict(raw), seen=_seen(job))
+    job.stored = Stored(raw=dict(raw), seen=_LAYOUTS[entry.cls].values(job))
     return job
 
 
 def changes(job: Job) -> dict[str, str]:
     """The fields whose encoding changed since the job was read or last written (a field Redis does not
-    hold, or that was not read, counts as at its default). Only the parts that changed are encoded."""
+    hold, or that was not read, counts as at its default). Only the values a step changed are encoded."""
     stored = job.stored if isinstance(job.stored, Stored) else Stored(raw={})
-    kind, parts = _LAYOUTS[type(job.inputs)]
-    seen = stored.seen if len(stored.seen) == len(parts) else (None,) * len(parts)
+    layout = _LAYOUTS[type(job.inputs)]
+    values = layout.values(job)
+    seen = stored.seen if len(stored.seen) == len(values) else (_UNSEEN,) * len(values)
     raw, defaults, out = stored.raw, _DEFAULTS, {}
-    if kind and raw.get(INPUT_KIND) != kind:
-        out[INPUT_KIND] = kind
-    for part, before in zip(parts, seen, strict=True):
-        if part.of is None:
-            value: Any = job
-            unchanged = part.values is not None and part.values(job) == before
-        else:
-            value = part.of(job)
-            unchanged = vars(value) == before
-        if unchanged:
+    if layout.kind and raw.get(INPUT_KIND) != layout.kind:
+        out[INPUT_KIND] = layout.kind
+    fields = layout.fields
+    for start, end in layout.parts:
+        if values[start:end] == seen[start:end]:
             continue
-        for name, attr, encode in part.entries:
-            text = encode(getattr(value, attr))
+        for i in range(start, end):
+            if values[i] is seen[i] or values[i] == seen[i]:
+                continue
+            name, encode = fields[i]
+            text = encode(values[i])
             if raw.get(name, defaults.get(name)) != text:
                 out[name] = text
     return out
@@ -370,3 +352,4 @@ def restore(job: Job) -> None:
 
 
 _DEFAULTS = to_fields(Job(id=""))  # what an absent field reads as
+_UNSEEN = object()  # no value seen: compare the encoding

@@ -107,7 +107,7 @@ def short_id(job_id: str) -> str:
     return job_id[-SHORT_ID_LENGTH:]
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Identity:
     """Who asked, and where to answer."""
 
@@ -124,7 +124,7 @@ class Identity:
     retry_of: str = ""  # the job this one retries or dubs again
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Media:
     """One input: the link the provider reads, and the Slack file it came from (shared files). A shared
     file's link is what the provider's upload returned, or the bot's own signed media link, once hosted."""
@@ -133,7 +133,7 @@ class Media:
     file: SlackFile | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class AudioTrack:
     """A video dubbed with an audio track."""
 
@@ -150,7 +150,7 @@ class AudioTrack:
 Inputs = AudioTrack
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ProviderOrder:
     provider: str = "jogg"
     compare_group: tuple[str, ...] = ()  # a compare's lead: the providers of its group, in order
@@ -162,7 +162,7 @@ class ProviderOrder:
         return self.compare_group or (self.provider,)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Progress:
     created_ms: int = 0
     timeout_s: int = 0  # JOB_TIMEOUT_SECONDS when the job was accepted
@@ -182,7 +182,7 @@ class Progress:
     cancel_by: str = ""  # who asked to cancel (set while a step may still be running; the step ends it)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Money:
     """What the gate (bot/lanes/gate.py) learnt before anything is paid: what the inputs are, what the dub
     should cost, whether its requester agreed, and whether an earlier result answers it."""
@@ -205,14 +205,14 @@ class Money:
         return self.cache_key if isinstance(self.cache_key, str) and self.cache_key else None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Post:
     state: PostState = PostState.NONE
     ts: str = ""
     attempt_ms: int = 0  # Redis time of the last attempt, to look for a post that may have gone out
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Posts:
     parent: Post = field(default_factory=Post)  # the bot's message in the channel
     reply: Post = field(default_factory=Post)
@@ -224,14 +224,14 @@ class Posts:
         ]
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Upload:
     state: UploadState = UploadState.NOT_STARTED
     file_id: str = ""
     note: str = ""  # why the link must do (skipped)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Result:
     url: str = ""
     cover_url: str = ""
