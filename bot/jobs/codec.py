@@ -5,7 +5,7 @@ reads back and finishes), so they stay flat and short: enums as their values, fl
 decimal, a shared file as its JSON, a compare's providers comma-separated, an unknowable cache key as "-".
 Unknown fields are kept in `Job.extra` and written back untouched.
 
-A job read from Redis remembers its encoding (`Job.stored`); a write sends only the fields whose encoding
+A job read from Redis remembers what it read (`Job.stored`); a write sends only the fields whose encoding
 changed since (`changes`), so what other actors wrote meanwhile (a cancel's `cancel_by`, a click's
 confirmation) is never overwritten by a step that did not change it. Lua scripts and store methods that
 read a field by name take the name from here (the constants below).
