@@ -114,7 +114,7 @@ def test_a_slot_given_back_moves_the_line_up_by_one_passing_over_a_held_job(redi
     async def body() -> None:
         client = Redis.from_url(redis_url, decode_responses=True)
         store = Store.on(client)
-        limiter = RateLimiter(client, "jogg:key", limit=1, window_ms=WINDOW_MS)
+        limiter = RateLimiter(redis=client, name="jogg:key", limit=1, window_ms=WINDOW_MS)
         line = ["a0", "b0", "c0", "d0"]
         for job_id in line:
             await store.records.create(

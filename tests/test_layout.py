@@ -160,3 +160,22 @@ def test_no_function_is_over_60_lines() -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == [], f"split these into steps (at most {MAX_FUNCTION_LINES} lines a function)"
+
+
+def test_constructors_take_their_collaborators_by_keyword() -> None:
+    """A service's constructor names what it is given (`Transfer(slack_token=…, max_bytes=…)`), so a call
+    reads as its wiring and two arguments of one type cannot be swapped; exceptions keep Python's way."""
+    positional = []
+    for top in ("bot", "handlers"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ClassDef) or "Exception" in map(ast.unparse, node.bases):
+                    continue
+                for init in node.body:
+                    if (
+                        isinstance(init, ast.FunctionDef)
+                        and init.name == "__init__"
+                        and len(init.args.args) > 2
+                    ):
+                        positional.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert positional == [], "put `*` after self (or after the one thing the class is about)"

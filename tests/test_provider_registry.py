@@ -121,7 +121,7 @@ class FourthProvider(Provider):
     def __init__(self, api_key: SecretStr, *, base_url: str, timeout_s: float = 10.0) -> None:
         super().__init__(api_key)
         headers = {"authorization": f"Key {api_key.get_secret_value()}"}
-        self._api = ApiSession(self.label, base_url, headers, timeout_s)
+        self._api = ApiSession(label=self.label, base_url=base_url, headers=headers, timeout_s=timeout_s)
 
     async def create(self, order: Order) -> Task:
         return _task(await self._call("POST", "/v1/dubs", json={"video": order.video, "audio": order.audio}))

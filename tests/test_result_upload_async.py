@@ -73,7 +73,9 @@ def with_uploader(
 
     async def run() -> T:
         client = make_client(slack.bot_token, slack.api_url, timeout_s=5)
-        uploader = ResultUploader(client, max_bytes, 5.0, spool_dir=spool_dir, **options)
+        uploader = ResultUploader(
+            client=client, max_bytes=max_bytes, timeout_s=5.0, spool_dir=spool_dir, **options
+        )
         try:
             return await use(uploader)
         finally:
@@ -151,7 +153,9 @@ def hwm_kb():
 
 async def main(cfg):
     client = make_client(cfg["token"], cfg["api_url"], timeout_s=10)
-    uploader = ResultUploader(client, cfg["max_bytes"], 10.0, spool_dir=Path(cfg["spool_dir"]))
+    uploader = ResultUploader(
+        client=client, max_bytes=cfg["max_bytes"], timeout_s=10.0, spool_dir=Path(cfg["spool_dir"])
+    )
     try:
         return await uploader.upload(cfg["url"], "lipsync-big.mp4")
     finally:

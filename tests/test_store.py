@@ -120,8 +120,8 @@ def test_rate_limiter_allows_the_limit_per_window_across_processes(redis_url: st
     async def body(_: Store) -> None:
         a, b = Redis.from_url(redis_url), Redis.from_url(redis_url)
         limiters = [
-            RateLimiter(a, "key", limit=3, window_ms=500),
-            RateLimiter(b, "key", limit=3, window_ms=500),
+            RateLimiter(redis=a, name="key", limit=3, window_ms=500),
+            RateLimiter(redis=b, name="key", limit=3, window_ms=500),
         ]
         waits = [await limiters[n % 2].acquire() for n in range(5)]
         assert waits[:3] == [0, 0, 0] and all(0 < w <= 500 for w in waits[3:])
@@ -137,7 +137,7 @@ def test_callers_that_must_wait_for_the_rate_limit_queue_up_in_order(redis_url: 
     # Two POSTs per second: six callers at once get now, now, then slots a second apart, each its own,
     # so a waiting job comes back once for its slot instead of racing the others for every freed one.
     async def body(store: Store) -> None:
-        limiter = RateLimiter(store.redis, "key", limit=2, window_ms=1000)
+        limiter = RateLimiter(redis=store.redis, name="key", limit=2, window_ms=1000)
         waits = [await limiter.acquire() for _ in range(6)]
         assert waits[:2] == [0, 0]
         for n in (2, 3):

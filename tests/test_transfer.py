@@ -39,8 +39,8 @@ def rehost(
     async def go() -> str:
         client = JoggProvider(SecretStr(jogg.api_key), base_url=jogg.base_url)
         transfer = Transfer(
-            SecretStr(token or slack.bot_token),
-            slack_api_url or slack.api_url,
+            slack_token=SecretStr(token or slack.bot_token),
+            slack_api_url=slack_api_url or slack.api_url,
             max_bytes=max_bytes,
             timeout_s=timeout_s,
         )

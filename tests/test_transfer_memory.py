@@ -39,7 +39,7 @@ def hwm_kb():
 async def main(cfg):
     jogg = JoggProvider(SecretStr(cfg["jogg_key"]), base_url=cfg["jogg_url"])
     token = SecretStr(os.environ["TEST_SLACK_TOKEN"])
-    transfer = Transfer(token, cfg["slack_api_url"], cfg["max_bytes"])
+    transfer = Transfer(slack_token=token, slack_api_url=cfg["slack_api_url"], max_bytes=cfg["max_bytes"])
     try:
         reference, _ = await transfer.rehost(SlackFile(**cfg["file"]), jogg)
         return reference

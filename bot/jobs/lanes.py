@@ -264,7 +264,7 @@ class Lanes:
         self._counter = itertools.count(1)
         self._claim_jobs = redis.register_script(_CLAIM_JOBS)
         # A poll's transition is most of its Redis cost: those of one event-loop turn share a round trip.
-        self._transition = Batched(redis, redis.register_script(_TRANSITION))
+        self._transition = Batched(redis=redis, script=redis.register_script(_TRANSITION))
         self._update = redis.register_script(_UPDATE)
         self._extend = redis.register_script(_EXTEND)
         self._release = redis.register_script(_RELEASE)

@@ -171,7 +171,7 @@ class JobRecords:
         self.redis = redis
         self.watch = watch
         # The ack path: a burst of commands stores its jobs in one round trip.
-        self._create = Batched(redis, redis.register_script(_CREATE))
+        self._create = Batched(redis=redis, script=redis.register_script(_CREATE))
         self._cancel = redis.register_script(_CANCEL)
         self._confirm = redis.register_script(_CONFIRM)
         self._nudge = redis.register_script(_NUDGE)

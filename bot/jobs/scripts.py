@@ -27,7 +27,7 @@ class Batched:
     call goes as is). Each caller still gets its own result or error. Pipelined, a call costs the bot
     about a third of the CPU of a call of its own (bench/poll_sweep.py)."""
 
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
+    def __init__(self, *, redis: Redis, script: AsyncScript) -> None:
         self._redis, self._script = redis, script
         self._calls: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()

@@ -33,10 +33,10 @@ def provider_label(providers: Mapping[str, Provisions], name: str) -> str:
 def provisions_for(redis: Redis, provider: Provider, timing: Timing) -> Provisions:
     """A provider with its limits, shared by every process using the same key."""
     account = f"{provider.name}:{provider.key_id}"
-    limiter = RateLimiter(redis, account, provider.creates_per_minute)
+    limiter = RateLimiter(redis=redis, name=account, limit=provider.creates_per_minute)
     seats = None
     if provider.max_concurrent:
         # A seat a vanished job never gave back is freed once no job could still be running on it.
         stale_ms = timing.job_timeout_ms + 2 * timing.lease_ms
-        seats = Seats(redis, account, provider.max_concurrent, stale_ms)
+        seats = Seats(redis=redis, name=account, cap=provider.max_concurrent, stale_ms=stale_ms)
     return Provisions(provider, limiter, seats)

@@ -81,7 +81,7 @@ return moved
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, name: str, limit: int, window_ms: int = 60_000) -> None:
+    def __init__(self, *, redis: Redis, name: str, limit: int, window_ms: int = 60_000) -> None:
         # Keyed by a digest of the name (an API key), never the secret itself.
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.key = ratelimit_key(digest)
@@ -148,7 +148,7 @@ class Seats:
     every bot process. A job takes a seat before its create and gives it back when it ends; a job that
     finds no seat waits in its queue instead of failing."""
 
-    def __init__(self, redis: Redis, name: str, cap: int, stale_ms: int) -> None:
+    def __init__(self, *, redis: Redis, name: str, cap: int, stale_ms: int) -> None:
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.key = seats_key(digest)
         self.waiting_key = f"{self.key}:waiting"

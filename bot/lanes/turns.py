@@ -137,7 +137,9 @@ class Turns:
         """The workspace's chat.update budget, shared by every process (see QUEUE_NOTE_SPACING_MS)."""
         budget = self._update_budgets.get(team_id)
         if budget is None:
-            budget = RateLimiter(self.redis, f"slack:chat.update:{team_id}", self.updates_per_minute)
+            budget = RateLimiter(
+                redis=self.redis, name=f"slack:chat.update:{team_id}", limit=self.updates_per_minute
+            )
             self._update_budgets[team_id] = budget
         return budget
 

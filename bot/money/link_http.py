@@ -82,7 +82,7 @@ class GuardedResolver(AbstractResolver):
     """Resolves with `inner`, then drops the addresses `permits` refuses. aiohttp connects only to what
     this returns, so no second lookup can swap in another address."""
 
-    def __init__(self, inner: AbstractResolver, permits: Callable[[IpAddress], bool]) -> None:
+    def __init__(self, *, inner: AbstractResolver, permits: Callable[[IpAddress], bool]) -> None:
         self._inner = inner
         self._permits = permits
 

@@ -96,7 +96,7 @@ PARSE_STEP = 16 * 1024
 
 def probe(size: int, pieces: Sequence[Piece]) -> Probe:
     """Run libmediainfo over a file of `size` bytes of which we have `pieces` (offset, bytes). Blocking."""
-    sparse = SparseFile(size, pieces)
+    sparse = SparseFile(size=size, pieces=pieces)
     try:
         report = _library().report(sparse, size)
     except (OSError, AttributeError) as exc:  # the library would not load, or lacks a function
@@ -198,7 +198,7 @@ class SparseFile(io.RawIOBase):
     _GAP_BUDGET bytes of zeros the file reads as ended.
     """
 
-    def __init__(self, size: int, pieces: Sequence[Piece]) -> None:
+    def __init__(self, *, size: int, pieces: Sequence[Piece]) -> None:
         super().__init__()
         self._size = size
         self._pieces = pieces

@@ -129,7 +129,7 @@ class Preflight:
         if self._http is None or self._http.closed:
             inner = self._inner_resolver or aiohttp.DefaultResolver()
             # A token's hosts are the bot's own configuration: only users' links get the address check.
-            self._resolver = inner if self._host_token else GuardedResolver(inner, self.permits)
+            self._resolver = inner if self._host_token else GuardedResolver(inner=inner, permits=self.permits)
             connector = aiohttp.TCPConnector(resolver=self._resolver, ssl=httpx.create_ssl_context())
             self._http = aiohttp.ClientSession(
                 connector=connector,

@@ -36,7 +36,7 @@ class StatusLine:
     `note` writes a line that stays (the quote, the task id)."""
 
     def __init__(
-        self, stream: TextIO, clock: Callable[[], float] = time.monotonic, tty: bool | None = None
+        self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic, tty: bool | None = None
     ) -> None:
         self.stream = stream
         self.clock = clock

@@ -76,7 +76,12 @@ class DubLanes:
         timing = timing_from(s)
         max_bytes = int(s.max_file_mb * 1_000_000)
         slack_client = make_client(s.slack_bot_token.get_secret_value(), NOWHERE, s.http_timeout_seconds)
-        transfer = Transfer(s.slack_bot_token, NOWHERE, max_bytes, s.http_timeout_seconds)
+        transfer = Transfer(
+            slack_token=s.slack_bot_token,
+            slack_api_url=NOWHERE,
+            max_bytes=max_bytes,
+            timeout_s=s.http_timeout_seconds,
+        )
         slack_files = Preflight(timeout_s=min(10.0, s.http_timeout_seconds))  # measures shared files: none
         self._closing = [
             ("the file transfer client", transfer.aclose),

@@ -56,7 +56,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 class EmbeddedRedis:
     """Start with `start()`; `url` is what redis clients connect to."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port  # None: unix socket only
         self.socket = self.data_dir / "redis.sock"

@@ -131,7 +131,12 @@ class Bot:
             self.key_recheck = asyncio.create_task(providers.recheck_keys(waiting))
         timing = timing_from(s)
         max_file_bytes = int(s.max_file_mb * 1_000_000)
-        self.transfer = Transfer(s.slack_bot_token, s.slack_api_url, max_file_bytes, s.http_timeout_seconds)
+        self.transfer = Transfer(
+            slack_token=s.slack_bot_token,
+            slack_api_url=s.slack_api_url,
+            max_bytes=max_file_bytes,
+            timeout_s=s.http_timeout_seconds,
+        )
         media = self._media_links(self.transfer)
         slack_out = SlackOut(slack_client)
         ledger = Ledger(self.redis)
@@ -173,7 +178,7 @@ class Bot:
         # Derived from the bot token, so every replica signs alike with nothing more to configure; the
         # token itself never leaves for anywhere but Slack.
         secret = hmac.new(s.slack_bot_token.get_secret_value().encode(), b"media links", "sha256").digest()
-        return MediaLinks(self._redis(), transfer, s.public_url, secret)
+        return MediaLinks(redis=self._redis(), transfer=transfer, public_url=s.public_url, secret=secret)
 
     def _wire_lanes(
         self,
@@ -189,7 +194,9 @@ class Bot:
         assert self.transfer is not None  # built first: the media links use it too
         if s.max_result_upload_mb > 0:
             upload_bytes = int(s.max_result_upload_mb * 1_000_000)
-            self.uploader = ResultUploader(self._slack_client(), upload_bytes, s.http_timeout_seconds)
+            self.uploader = ResultUploader(
+                client=self._slack_client(), max_bytes=upload_bytes, timeout_s=s.http_timeout_seconds
+            )
         return Pipeline(
             store=store,
             providers={name: provisions_for(self._redis(), p, timing) for name, p in self.providers.items()},
@@ -330,9 +337,9 @@ class Bot:
             dispatch_to_bolt,
         )
 
-        client = SingleAttemptSocketModeClient(app_token, web_client)
+        client = SingleAttemptSocketModeClient(app_token=app_token, web_client=web_client)
         client.socket_mode_request_listeners.append(dispatch_to_bolt(bolt))
-        self.socket = SocketModeConnection(client, self._fail)
+        self.socket = SocketModeConnection(client=client, on_fatal=self._fail)
         await self.socket.open()
 
     async def _keep_embedded_redis(self, embedded: EmbeddedRedis) -> None:

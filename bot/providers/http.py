@@ -40,6 +40,7 @@ class ApiSession:
 
     def __init__(
         self,
+        *,
         label: str,
         base_url: str,
         headers: Mapping[str, str],
@@ -120,7 +121,7 @@ class StorageUploader:
     """PUTs to presigned storage URLs. A separate client with no default headers: the storage host must
     never see an API key. httpx timeouts apply per read/write, not to the whole transfer."""
 
-    def __init__(self, label: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, *, label: str, timeout_s: float = 10.0) -> None:
         self.label = label
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)), follow_redirects=False

@@ -89,8 +89,13 @@ class JoggProvider(Provider):
     ) -> None:
         super().__init__(api_key)
         self.creates_per_minute = posts_per_minute
-        self._api = ApiSession(self.label, base_url, {"x-api-key": api_key.get_secret_value()}, timeout_s)
-        self._storage = StorageUploader(self.label, timeout_s)
+        self._api = ApiSession(
+            label=self.label,
+            base_url=base_url,
+            headers={"x-api-key": api_key.get_secret_value()},
+            timeout_s=timeout_s,
+        )
+        self._storage = StorageUploader(label=self.label, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         try:

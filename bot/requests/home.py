@@ -116,7 +116,7 @@ class Home:
         team_id, user = person.team, person.user
         self._last[(team_id, user)] = time.monotonic()
         wait_ms = await RateLimiter(
-            self._redis, f"slack:views.publish:{team_id}", PUBLISHES_PER_MINUTE
+            redis=self._redis, name=f"slack:views.publish:{team_id}", limit=PUBLISHES_PER_MINUTE
         ).acquire()
         if wait_ms:
             await asyncio.sleep(wait_ms / 1000)

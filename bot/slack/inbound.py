@@ -70,7 +70,7 @@ class Refusal(Exception):
 
 
 class SlackRequestGuard:
-    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, signing_secret: str, *, clock: Callable[[], float] = time.time) -> None:
         if not signing_secret:
             raise ValueError("HTTP mode needs the app's signing secret")
         self._secret = signing_secret.encode()

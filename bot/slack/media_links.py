@@ -34,6 +34,7 @@ LINK_MARGIN_S = 3600
 class MediaLinks:
     def __init__(
         self,
+        *,
         redis: Redis,
         transfer: Transfer,
         public_url: str,

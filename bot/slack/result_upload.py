@@ -83,10 +83,10 @@ def file_name(job_id: str, result_url: str) -> str:
 class ResultUploader:
     def __init__(
         self,
+        *,
         client: AsyncWebClient,
         max_bytes: int,
         timeout_s: float = 10.0,
-        *,
         spool_dir: Path | None = None,
         share_settle_s: float = SHARE_SETTLE_S,
         clock: Callable[[], float] = time.monotonic,

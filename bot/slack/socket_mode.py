@@ -50,7 +50,7 @@ class SingleAttemptSocketModeClient(SocketModeClient):
     """slack_sdk's aiohttp Socket Mode client without its reconnect loop: `connect()` makes one
     attempt and raises; `SocketModeConnection` decides when to try again."""
 
-    def __init__(self, app_token: str, web_client: AsyncWebClient) -> None:
+    def __init__(self, *, app_token: str, web_client: AsyncWebClient) -> None:
         super().__init__(
             app_token,
             logger=log,
@@ -104,7 +104,7 @@ class SocketModeConnection:
     """Keeps the Socket Mode connection open: reconnects with capped exponential backoff and one log
     line per failed attempt, and knows how long it has been down (for /healthz)."""
 
-    def __init__(self, client: SingleAttemptSocketModeClient, on_fatal: Callable[[str], None]) -> None:
+    def __init__(self, *, client: SingleAttemptSocketModeClient, on_fatal: Callable[[str], None]) -> None:
         self.client = client
         self.on_fatal = on_fatal
         self.down_since: float | None = time.monotonic()

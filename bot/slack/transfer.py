@@ -92,7 +92,7 @@ class Download:
 
 class Transfer:
     def __init__(
-        self, slack_token: SecretStr, slack_api_url: str, max_bytes: int, timeout_s: float = 10.0
+        self, *, slack_token: SecretStr, slack_api_url: str, max_bytes: int, timeout_s: float = 10.0
     ) -> None:
         self._token = slack_token
         self._slack_api_url = slack_api_url

@@ -127,7 +127,7 @@ class LipSyncDevProvider(Provider):
             if wire.version == version:
                 self._use(wire)
         self._detecting = asyncio.Lock()
-        self._api = ApiSession(self.label, base_url, {}, timeout_s)
+        self._api = ApiSession(label=self.label, base_url=base_url, headers={}, timeout_s=timeout_s)
 
     @property
     def version(self) -> Version | None:

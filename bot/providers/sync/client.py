@@ -131,8 +131,10 @@ class SyncProvider(Provider):
             dict(DEFAULT_PRICES if prices is None else prices)
         )
         self._webhook_key = webhook_secret.get_secret_value().encode() if webhook_secret is not None else None
-        self._api = ApiSession(self.label, base_url, {"x-api-key": secret}, timeout_s)
-        self._storage = StorageUploader(self.label, timeout_s)
+        self._api = ApiSession(
+            label=self.label, base_url=base_url, headers={"x-api-key": secret}, timeout_s=timeout_s
+        )
+        self._storage = StorageUploader(label=self.label, timeout_s=timeout_s)
         self._hold = CreateHold(clock=clock)
 
     async def aclose(self) -> None:
