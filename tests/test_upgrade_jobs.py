@@ -45,7 +45,7 @@ def complete_an_upload(slack: FakeSlack, result_url: str, channel: str, thread_t
 
     async def run() -> str:
         client = make_client(slack.bot_token, slack.api_url, timeout_s=5)
-        uploader = ResultUploader(client, 100 * 2**20, 5.0, spool_dir=tmp)
+        uploader = ResultUploader(client=client, max_bytes=100 * 2**20, timeout_s=5.0, spool_dir=tmp)
         try:
             file_id = await uploader.upload(result_url, "dub.mp4")
             await uploader.complete(file_id, channel, thread_ts, "Dubbed video")

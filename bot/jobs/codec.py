@@ -100,7 +100,7 @@ class Spec:
     """One hash field: its name, where its value lives ("identity.team", from the job or its inputs), and
     its kind. The path is resolved once: every claimed job is read and written through these."""
 
-    def __init__(self, name: str, path: str, kind: Kind) -> None:
+    def __init__(self, name: str, *, path: str, kind: Kind) -> None:
         self.name, self.path, self.kind = name, path, kind
         self.owner, _, self.attr = path.rpartition(".")
         self.part: Callable[[Any], Any] = attrgetter(self.owner) if self.owner else _itself
@@ -114,7 +114,7 @@ def _itself(root: object) -> object:
 
 
 def _specs(kind: Kind, *pairs: tuple[str, str]) -> list[Spec]:
-    return [Spec(name, path, kind) for name, path in pairs]
+    return [Spec(name, path=path, kind=kind) for name, path in pairs]
 
 
 # Every field but the inputs, in the order older versions wrote them.
@@ -122,20 +122,20 @@ FIELDS: tuple[Spec, ...] = (
     *_specs(TEXT, (ID, "id")),
     *_specs(TEXT, ("team_id", "identity.team"), ("channel", "identity.channel"), ("user", "identity.person")),
     *_specs(TEXT, ("response_url", "identity.response_url")),
-    Spec("source", "identity.source", _enum(Source)),
+    Spec("source", path="identity.source", kind=_enum(Source)),
     *_specs(TEXT, ("source_ts", "identity.source_ts"), ("group", "identity.group")),
     *_specs(INT, ("group_size", "identity.group_size")),
     *_specs(TEXT, ("provider", "order.provider")),
-    Spec("compare_with", "order.compare_group", NAMES),
+    Spec("compare_with", path="order.compare_group", kind=NAMES),
     *_specs(TEXT, ("model", "order.model")),
-    Spec(STATUS, "status", _enum(Status)),
+    Spec(STATUS, path="status", kind=_enum(Status)),
     *_specs(INT, (CREATED_MS, "progress.created_ms"), ("timeout_s", "progress.timeout_s")),
     *_specs(INT, (UPDATED_MS, "progress.updated_ms")),
     *_specs(TEXT, ("parent_ts", "posts.parent.ts")),
-    Spec("parent_state", "posts.parent.state", _enum(PostState)),
+    Spec("parent_state", path="posts.parent.state", kind=_enum(PostState)),
     *_specs(INT, ("parent_attempt_ms", "posts.parent.attempt_ms")),
     *_specs(TEXT, (TASK_ID, "progress.task_id"), (DELIVERED, "progress.delivered")),
-    Spec(CREATE_STATE, "progress.create", _enum(CreateState)),
+    Spec(CREATE_STATE, path="progress.create", kind=_enum(CreateState)),
     *_specs(
         INT,
         ("submit_attempt_ms", "progress.create_attempt_ms"),
@@ -153,13 +153,13 @@ FIELDS: tuple[Spec, ...] = (
     *_specs(TEXT, ("error_code", "result.error_code"), ("error", "result.error")),
     *_specs(TEXT, ("error_file", "result.error_file")),
     *_specs(TEXT, (CANCEL_BY, "progress.cancel_by"), ("retry_of", "identity.retry_of")),
-    Spec("checked", "money.checked", FLAG),
+    Spec("checked", path="money.checked", kind=FLAG),
     *_specs(DECIMAL, ("video_s", "money.video_s"), ("audio_s", "money.audio_s"), ("quote", "money.quote")),
     *_specs(TEXT, ("quote_unit", "money.quote_unit")),
-    Spec(CONFIRMATION, "money.confirmation", _enum(Confirmation)),
+    Spec(CONFIRMATION, path="money.confirmation", kind=_enum(Confirmation)),
     *_specs(INT, ("confirm_ms", "money.confirm_ms")),
-    Spec("cache_key", "money.cache_key", CACHE_KEY),
-    Spec("no_cache", "money.no_cache", FLAG),
+    Spec("cache_key", path="money.cache_key", kind=CACHE_KEY),
+    Spec("no_cache", path="money.no_cache", kind=FLAG),
     *_specs(TEXT, ("cached_from", "money.cached_from")),
     *_specs(INT, ("cached_ms", "money.cached_ms")),
     *(
@@ -167,12 +167,12 @@ FIELDS: tuple[Spec, ...] = (
         for kind in PostKind
         if kind is not PostKind.PARENT
         for spec in (
-            Spec(f"{kind.value}_state", f"posts.{kind.value}.state", _enum(PostState)),
-            Spec(f"{kind.value}_ts", f"posts.{kind.value}.ts", TEXT),
-            Spec(f"{kind.value}_attempt_ms", f"posts.{kind.value}.attempt_ms", INT),
+            Spec(f"{kind.value}_state", path=f"posts.{kind.value}.state", kind=_enum(PostState)),
+            Spec(f"{kind.value}_ts", path=f"posts.{kind.value}.ts", kind=TEXT),
+            Spec(f"{kind.value}_attempt_ms", path=f"posts.{kind.value}.attempt_ms", kind=INT),
         )
     ),
-    Spec("upload_state", "upload.state", _enum(UploadState)),
+    Spec("upload_state", path="upload.state", kind=_enum(UploadState)),
     *_specs(TEXT, ("upload_file_id", "upload.file_id"), ("upload_note", "upload.note")),
 )
 
@@ -193,11 +193,11 @@ INPUT_KINDS: Mapping[str, InputKind] = {
     "": InputKind(
         cls=AudioTrack,
         fields=(
-            Spec("video_url", "video.link", TEXT),
-            Spec("audio_url", "audio.link", TEXT),
-            Spec("playback_type", "playback", TEXT),
-            Spec("video_file", "video.file", FILE),
-            Spec("audio_file", "audio.file", FILE),
+            Spec("video_url", path="video.link", kind=TEXT),
+            Spec("audio_url", path="audio.link", kind=TEXT),
+            Spec("playback_type", path="playback", kind=TEXT),
+            Spec("video_file", path="video.file", kind=FILE),
+            Spec("audio_file", path="audio.file", kind=FILE),
         ),
     ),
 }
@@ -251,7 +251,7 @@ class Layout:
 
 def _layout(kind: str, entry: InputKind) -> Layout:
     specs = sorted(
-        (*FIELDS, *(Spec(s.name, f"inputs.{s.path}", s.kind) for s in entry.fields)),
+        (*FIELDS, *(Spec(s.name, path=f"inputs.{s.path}", kind=s.kind) for s in entry.fields)),
         key=lambda s: s.path.rpartition(".")[0],
     )
     owners = [s.path.rpartition(".")[0] for s in specs]
