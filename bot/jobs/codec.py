@@ -271,8 +271,7 @@ _INPUTS_BY_NAME = {entry.cls: {spec.name: spec for spec in entry.fields} for ent
 @dataclass
 class Stored:
     """What the codec remembers of a job as Redis holds it: the fields read or written, and the job's
-    values as read (compared at a write, so that only what a step changed is encoded). No `seen` after a
-    write: the next one encodes every field."""
+    values as read or last written (compared at a write, so that only what a step changed is encoded)."""
 
     raw: dict[str, str]
     seen: tuple[Any, ...] = ()
@@ -340,7 +339,9 @@ def saved(job: Job, written: Mapping[str, str], now_ms: int = 0, stamp: Moment |
     if stamp is not None:
         _BY_NAME[stamp.value].set(job, now_ms)
         raw[stamp.value] = str(now_ms)
-    job.stored = Stored(raw=raw)
+    # Every value now encodes as Redis holds it (what changed was written), so the job's values are what
+    # the next write compares with: a step that marks several times encodes only what each mark changed.
+    job.stored = Stored(raw=raw, seen=_LAYOUTS[type(job.inputs)].values(job))
 
 
 def restore(job: Job) -> None:
