@@ -247,6 +247,7 @@ class Layout:
     fields: tuple[tuple[str, Callable[[Any], str]], ...]  # name, encode; in the getter's order
     values: Callable[[Job], tuple[Any, ...]]
     parts: tuple[tuple[int, int], ...]  # the getter's values of each part: a write compares part by part
+    index: Mapping[str, int]  # each field's place in the getter's values
 
 
 def _layout(kind: str, entry: InputKind) -> Layout:
@@ -261,6 +262,7 @@ def _layout(kind: str, entry: InputKind) -> Layout:
         fields=tuple((s.name, s.kind.encode) for s in specs),
         values=attrgetter(*(s.path for s in specs)),
         parts=tuple(zip(starts, [*starts[1:], len(specs)], strict=True)),
+        index={s.name: i for i, s in enumerate(specs)},
     )
 
 
@@ -275,6 +277,7 @@ class Stored:
 
     raw: dict[str, str]
     seen: tuple[Any, ...] = ()
+    compared: tuple[Any, ...] = ()  # the values `changes` last encoded from: what `saved` then has written
 
 
 def to_fields(job: Job) -> dict[str, str]:
@@ -314,7 +317,7 @@ def changes(job: Job) -> dict[str, str]:
     hold, or that was not read, counts as at its default). Only the values a step changed are encoded."""
     stored = job.stored if isinstance(job.stored, Stored) else Stored(raw={})
     layout = _LAYOUTS[type(job.inputs)]
-    values = layout.values(job)
+    values = stored.compared = layout.values(job)
     seen = stored.seen if len(stored.seen) == len(values) else (_UNSEEN,) * len(values)
     raw, defaults, out = stored.raw, _DEFAULTS, {}
     if layout.kind and raw.get(INPUT_KIND) != layout.kind:
@@ -335,13 +338,18 @@ def changes(job: Job) -> dict[str, str]:
 
 def saved(job: Job, written: Mapping[str, str], now_ms: int = 0, stamp: Moment | None = None) -> None:
     """The `written` fields (and the time `stamp` names, Redis's `now_ms`) are in Redis now."""
-    raw = {**job.stored.raw, **written} if isinstance(job.stored, Stored) else dict(written)
+    stored = job.stored if isinstance(job.stored, Stored) else Stored(raw={})
+    raw = {**stored.raw, **written}
+    layout = _LAYOUTS[type(job.inputs)]
+    # The values `changes` encoded `written` from are what Redis holds now: the next write compares with
+    # them, so a step that marks several times encodes only what each mark changed.
+    seen = stored.compared if len(stored.compared) == len(layout.fields) else layout.values(job)
     if stamp is not None:
         _BY_NAME[stamp.value].set(job, now_ms)
         raw[stamp.value] = str(now_ms)
-    # Every value now encodes as Redis holds it (what changed was written), so the job's values are what
-    # the next write compares with: a step that marks several times encodes only what each mark changed.
-    job.stored = Stored(raw=raw, seen=_LAYOUTS[type(job.inputs)].values(job))
+        at = layout.index[stamp.value]
+        seen = (*seen[:at], now_ms, *seen[at + 1 :])
+    job.stored = Stored(raw=raw, seen=seen)
 
 
 def restore(job: Job) -> None:
