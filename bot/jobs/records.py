@@ -21,7 +21,7 @@ from bot.jobs.keys import job_key, lease_key, queue_key, seen_key, short_ids_key
 from bot.jobs.lanes import FINISHED_JOB_TTL_SECONDS, Lane, QueueWatch
 from bot.jobs.marks import DEDUPE_TTL_SECONDS
 from bot.jobs.model import SHORT_ID_LENGTH, Confirmation, CreateState, Job, Status, short_id
-from bot.jobs.scripts import NOW_MS, Batched, decode, flatten, text
+from bot.jobs.scripts import NOW_MS, Batched, decode, flatten, named, text
 
 # KEYS: job, submit queue, dedupe marker, the requester's job index, the day's short ids. ARGV: id, dedupe
 # ttl, index ttl, jobs kept per index, then field/value pairs. The marker makes a second delivery of the
@@ -77,18 +77,20 @@ end
 return 'pending'
 """
 )
-for _name, _value in {
-    "CANCEL_BY": codec.CANCEL_BY,
-    "CREATE_STATE": codec.CREATE_STATE,
-    "ATTEMPTED": CreateState.ATTEMPTED,
-    "STATUS": codec.STATUS,
-    "QUEUED": Status.QUEUED,
-    "PROCESSING": Status.PROCESSING,
-    "CANCELLED": Status.CANCELLED,
-    "ERRORS": codec.ERRORS,
-    "UPDATED_MS": codec.UPDATED_MS,
-}.items():
-    _CANCEL = _CANCEL.replace(_name, _value)
+_CANCEL = named(
+    _CANCEL,
+    {
+        "CANCEL_BY": codec.CANCEL_BY,
+        "CREATE_STATE": codec.CREATE_STATE,
+        "ATTEMPTED": CreateState.ATTEMPTED,
+        "STATUS": codec.STATUS,
+        "QUEUED": Status.QUEUED,
+        "PROCESSING": Status.PROCESSING,
+        "CANCELLED": Status.CANCELLED,
+        "ERRORS": codec.ERRORS,
+        "UPDATED_MS": codec.UPDATED_MS,
+    },
+)
 
 # KEYS: poll queue, poll lease. ARGV: job id. A webhook said the job's task is done: make its next poll
 # due now, unless it is being polled right now (leased) or is not waiting in the poll lane at all.
@@ -121,13 +123,15 @@ if tonumber(due) > now then redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1]) end
 return 'now'
 """
 )
-for _name, _value in {
-    "TASK_ID": codec.TASK_ID,
-    "CANCEL_BY": codec.CANCEL_BY,
-    "DELIVERED": codec.DELIVERED,
-    "UPDATED_MS": codec.UPDATED_MS,
-}.items():
-    _DELIVER = _DELIVER.replace(_name, _value)
+_DELIVER = named(
+    _DELIVER,
+    {
+        "TASK_ID": codec.TASK_ID,
+        "CANCEL_BY": codec.CANCEL_BY,
+        "DELIVERED": codec.DELIVERED,
+        "UPDATED_MS": codec.UPDATED_MS,
+    },
+)
 
 # KEYS: job, submit queue, submit lease. ARGV: id, who. The requester agreed to a quote: note it, and
 # make the job due now unless a step holds it (that step looks again within seconds, bot/lanes/gate.py).
@@ -149,16 +153,18 @@ end
 return 'confirmed'
 """
 )
-for _name, _value in {
-    "CONFIRMATION": codec.CONFIRMATION,
-    "CONFIRMED": Confirmation.CONFIRMED,
-    "ASKED": Confirmation.ASKED,
-    "CANCEL_BY": codec.CANCEL_BY,
-    "STATUS": codec.STATUS,
-    "QUEUED": Status.QUEUED,
-    "UPDATED_MS": codec.UPDATED_MS,
-}.items():
-    _CONFIRM = _CONFIRM.replace(_name, _value)
+_CONFIRM = named(
+    _CONFIRM,
+    {
+        "CONFIRMATION": codec.CONFIRMATION,
+        "CONFIRMED": Confirmation.CONFIRMED,
+        "ASKED": Confirmation.ASKED,
+        "CANCEL_BY": codec.CANCEL_BY,
+        "STATUS": codec.STATUS,
+        "QUEUED": Status.QUEUED,
+        "UPDATED_MS": codec.UPDATED_MS,
+    },
+)
 
 
 _CREATE_DEFAULTS = codec.to_fields(Job(id=""))  # what a new job need not write (Redis sets its two times)

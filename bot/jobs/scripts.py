@@ -78,6 +78,15 @@ def flatten(fields: Mapping[str, object]) -> list[str]:
     return [str(x) for pair in fields.items() for x in pair]
 
 
+def named(script: str, names: Mapping[str, str]) -> str:
+    """A Lua script with each placeholder (an upper-case word, in the order given) replaced by its value:
+    the hash's field names and the states' values come from bot.jobs.codec and bot.jobs.model, never
+    spelled twice."""
+    for placeholder, value in names.items():
+        script = script.replace(placeholder, value)
+    return script
+
+
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
