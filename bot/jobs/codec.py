@@ -294,18 +294,17 @@ def to_fields(job: Job) -> dict[str, str]:
 def from_fields(raw: Mapping[str, str]) -> Job:
     """A job from its hash (or the part of it that was read: the rest keeps its defaults). It remembers
     what it read, for `changes`."""
-    job = Job(id="")
     entry = INPUT_KINDS.get(raw.get(INPUT_KIND, ""))
     if entry is None:
         raise ValueError(f"unknown input kind {raw.get(INPUT_KIND)!r}")
-    job.inputs = entry.cls()
+    job = Job(id="", inputs=entry.cls())
     inputs_by_name = _INPUTS_BY_NAME[entry.cls]
     for name, value in raw.items():
         spec = _BY_NAME.get(name)
-        if spec is not None:
-            spec.set(job, spec.kind.decode(value))
+        if spec is not None:  # Spec.set, inlined: every field of every claimed job passes here
+            setattr(spec.part(job), spec.attr, spec.kind.decode(value))
         elif (input_spec := inputs_by_name.get(name)) is not None:
-            input_spec.set(job.inputs, input_spec.kind.decode(value))
+            setattr(input_spec.part(job.inputs), input_spec.attr, input_spec.kind.decode(value))
         elif name not in _INPUT_NAMES:
             job.extra[name] = value
     job.stored = Stored(raw=dict(raw), seen=_LAYOUTS[entry.cls].values(job))
