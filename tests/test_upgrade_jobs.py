@@ -146,7 +146,8 @@ class PreviousVersion:
             "quote_unit": "credits",
             "cache_key": "",
         }
-        asking = {"errors": "0", "confirm_state": "asked", "confirm_ms": str(self.now)}
+        # `cancel_by` present but empty, as a version that wrote whole hashes left it: not a cancel.
+        asking = {"errors": "0", "confirm_state": "asked", "confirm_ms": str(self.now), "cancel_by": ""}
         times = {"created_ms": str(self.now), "updated_ms": str(self.now)}
         fields = {**self.person(3, "C0ASKED"), **times, **quote, **asking}
         return self.store(Lane.SUBMIT, fields, due_ms=self.now + 15_000)

@@ -115,7 +115,7 @@ _DELIVER = (
     + """
 if redis.call('HGET', KEYS[1], 'TASK_ID') ~= ARGV[2] then return 'other' end
 local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not due or redis.call('HEXISTS', KEYS[1], 'CANCEL_BY') == 1 then return 'over' end
+if not due or (redis.call('HGET', KEYS[1], 'CANCEL_BY') or '') ~= '' then return 'over' end
 if redis.call('HSETNX', KEYS[1], 'DELIVERED', ARGV[3]) == 0 then return 'already' end
 redis.call('HSET', KEYS[1], 'UPDATED_MS', now)
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'held' end
@@ -142,7 +142,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 local state = redis.call('HGET', KEYS[1], 'CONFIRMATION') or ''
 if state == 'CONFIRMED' then return 'already' end
 local status = redis.call('HGET', KEYS[1], 'STATUS') or 'QUEUED'
-if state ~= 'ASKED' or status ~= 'QUEUED' or redis.call('HEXISTS', KEYS[1], 'CANCEL_BY') == 1 then
+if state ~= 'ASKED' or status ~= 'QUEUED' or (redis.call('HGET', KEYS[1], 'CANCEL_BY') or '') ~= '' then
   return 'over'
 end
 redis.call('HSET', KEYS[1], 'CONFIRMATION', 'CONFIRMED', 'UPDATED_MS', now)
