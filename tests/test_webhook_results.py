@@ -85,7 +85,9 @@ def test_a_signed_webhook_brings_the_reply_with_its_own_result_and_no_fetch(
     assert post(bot, ended_body(generation.id), str(sync_api.webhook_secret)).status_code == 200
     late = ended_body(generation.id, status="FAILED", error="late", outputUrl=None)
     assert post(bot, late, str(sync_api.webhook_secret)).status_code == 200
-    time.sleep(0.5)  # nothing to wait for: give a wrong reply the chance to appear
+    # Each answer above came after the store had decided (durable before acknowledged); a reply could only
+    # follow through the send lane, so an empty send lane now means none is coming.
+    assert redis_client.zcard("{lip}:send") == 0
     assert len(thread(slack)) == 1 and redis_client.hget(key, "status") == "succeeded"
     assert redis_client.hget(key, "delivered") is None and gets(sync_api, generation) == []
 
@@ -120,7 +122,9 @@ def test_unsigned_and_forged_results_are_only_hints(
     assert post(bot, ended_body(generation.id), None).status_code == 200
     wait_until(lambda: gets(sync_api, generation))  # the hint: polled at once, still PROCESSING
     wait_until(lambda: redis_client.zscore("{lip}:poll", key.rsplit(":", 1)[1]) is not None)
-    time.sleep(0.5)  # nothing to wait for: give a wrong reply the chance to appear
+    # Each answer above came after the store had decided (durable before acknowledged); a reply could only
+    # follow through the send lane, so an empty send lane now means none is coming.
+    assert redis_client.zcard("{lip}:send") == 0
     assert thread(slack) == []
     assert redis_client.hget(key, "delivered") is None
     assert redis_client.hget(key, "status") == "processing"
@@ -133,7 +137,9 @@ def test_a_forged_result_is_refused_when_a_secret_is_set(
     key = job_key(redis_client)
     for secret in (None, "whsec_forged"):
         assert post(bot, ended_body(generation.id), secret).status_code == 401
-    time.sleep(0.5)  # nothing to wait for: give a wrong reply the chance to appear
+    # Each answer above came after the store had decided (durable before acknowledged); a reply could only
+    # follow through the send lane, so an empty send lane now means none is coming.
+    assert redis_client.zcard("{lip}:send") == 0
     assert thread(slack) == [] and gets(sync_api, generation) == []
     assert redis_client.hmget(key, ["delivered", "status"]) == [None, "processing"]
 
@@ -151,7 +157,9 @@ def test_a_result_for_a_cancelled_job_changes_nothing(
     before = len(thread(slack))
 
     assert post(bot, ended_body(generation.id), str(sync_api.webhook_secret)).status_code == 200
-    time.sleep(0.5)  # nothing to wait for: give a wrong reply the chance to appear
+    # Each answer above came after the store had decided (durable before acknowledged); a reply could only
+    # follow through the send lane, so an empty send lane now means none is coming.
+    assert redis_client.zcard("{lip}:send") == 0
     assert redis_client.hget(key, "status") == "cancelled"
     assert redis_client.hget(key, "delivered") is None
     assert len(thread(slack)) == before and OUTPUT not in json.dumps(thread(slack))
