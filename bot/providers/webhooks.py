@@ -93,13 +93,14 @@ class WebhookReceiver:
             return web.Response(status=400)
         headers = {name.lower(): value for name, value in request.headers.items()}
         now_s = time.time()
-        task_id = provider.webhook_task_id(headers, body, now_s)
+        # A signed result is checked and read once; anything else is read for the task it names (a hint).
+        ended = provider.webhook_result(headers, body, now_s)
+        task_id = ended.id if ended is not None else provider.webhook_task_id(headers, body, now_s)
         if task_id is None:
             log.warning("%s webhook ignored: bad signature or unreadable body", provider.label)
             return web.Response(status=401)
         try:
-            ended = provider.webhook_result(headers, body, now_s)
-            if ended is not None and ended.id == task_id:
+            if ended is not None:
                 return await self.keep(provider, ended)
             return await self.nudge(provider, task_id, body)
         except RedisError as exc:  # the provider retries a 5xx; polling covers it anyway
