@@ -99,8 +99,13 @@ def test_three_processes_share_the_polling_and_answer_each_job_once(
         send_commands(bots[:1], jobs, slack)  # all arrive at one process; the work still spreads
         wait_until(lambda: all_answered(slack, jobs), timeout=60)
         assert_exactly_once(slack, jogg, redis_client, jobs)
-        polls = [bot.health()["steps_done_here"].get("poll", 0) for bot in bots]
-        assert all(n > 0 for n in polls), f"polls per process: {polls}"
+        # Every process takes part, and the polls spread beyond one process. Which process polls how much
+        # is the claims' race: the one that took every command is busy submitting them, and on a slow
+        # machine it may poll none (CI once saw polls per process [0, 455, 265]).
+        steps = [bot.health()["steps_done_here"] for bot in bots]
+        assert all(sum(done.values()) > 0 for done in steps), f"steps per process: {steps}"
+        polls = [done.get("poll", 0) for done in steps]
+        assert sum(n > 0 for n in polls) >= 2, f"polls per process: {polls}"
     finally:
         for bot in bots:
             bot.stop()
